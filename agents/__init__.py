@@ -1,0 +1,1 @@
+"""Governors (heuristic and learned) and how they are judged."""

@@ -1,0 +1,1 @@
+"""Shipped YAML presets; read them with ``importlib.resources.files("govgym.configs")``."""

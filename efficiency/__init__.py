@@ -1,0 +1,1 @@
+"""The real fine-tuning run and the levers a governor pulls. Knows nothing of RL."""

@@ -1,0 +1,1 @@
+"""Gymnasium environments over a real fine-tuning run."""
