@@ -1,0 +1,184 @@
+"""Typed, validated configuration: YAML/dicts -> dataclasses, with errors that name the field.
+
+Every config concern is one dataclass (PEFT style) validated in ``__post_init__``. This module turns
+nested dicts into those dataclasses, rejects unknown keys with the closest match, and applies
+``key.sub=value`` command-line overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong. The message names the field, the value and the fix."""
+
+
+def _closest(name: str, options: list[str]) -> str:
+    match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    return f" Did you mean '{match[0]}'?" if match else ""
+
+
+def check_choice(field: str, value: Any, allowed: typing.Iterable[Any]) -> None:
+    """Raise ConfigError unless ``value`` is one of ``allowed`` (suggests the closest name)."""
+    allowed = list(allowed)
+    if value not in allowed:
+        hint = _closest(str(value), [str(a) for a in allowed])
+        raise ConfigError(f"{field}: got {value!r}; allowed: {', '.join(map(str, allowed))}.{hint}")
+
+
+def check_range(field: str, value: float, lo: float | None = None, hi: float | None = None) -> None:
+    """Raise ConfigError unless lo <= value <= hi."""
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        span = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+        raise ConfigError(f"{field}: got {value!r}; must lie in {span}.")
+
+
+def _coerce(field: str, tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(field, arg, value)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{field}: got {value!r}, which is not allowed.")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{field}: expected a mapping of {tp.__name__} fields, got {value!r}.")
+        return from_dict(tp, value, prefix=f"{field}.")
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{field}: expected a list, got {value!r}.")
+        inner = args[0] if args else Any
+        items = [_coerce(f"{field}[{i}]", inner, v) for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{field}: expected a mapping, got {value!r}.")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{field}: expected true/false, got {value!r}.")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{field}: expected an integer, got {value!r}.")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(float(value)) if float(value).is_integer() else int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{field}: expected an integer, got {value!r}.")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{field}: expected a number, got {value!r}.")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{field}: expected a string, got {value!r}.")
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys and bad values raise ConfigError."""
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    for key in data:
+        if key not in names:
+            raise ConfigError(
+                f"{prefix}{key}: unknown config key for {cls.__name__}.{_closest(key, names)} "
+                f"Known keys: {', '.join(names)}."
+            )
+    kwargs = {k: _coerce(f"{prefix}{k}", hints[k], v) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        msg = str(err)
+        if prefix and not msg.startswith(prefix):
+            msg = prefix + msg
+        raise ConfigError(msg) from None
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Dataclass -> plain dict (YAML/JSON-safe)."""
+    return dataclasses.asdict(obj)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Turn ``["optim.lr=1e-3", "seed=2"]`` into a nested dict; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"override {pair!r}: expected key=value, e.g. optim.lr=1e-3.")
+        key, raw = pair.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else ""
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {pair!r}: {part} is not a section.")
+        node[parts[-1]] = value
+    return out
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``extra`` into a copy of ``base``."""
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with a clear error for a missing file or bad syntax."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist. Pass an existing YAML file, e.g. configs/default.yaml.")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping at the top level, got {type(data).__name__}.")
+    return data
