@@ -1,0 +1,41 @@
+# govgym: the two front-door commands. Each creates or updates ./.venv by itself.
+#   make demo   run the main job on the embedded default
+#   make test   the fast CPU test suite (slow/gpu tiers: make test-slow, make test-gpu)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.govgym-installed
+# CPU torch is installed explicitly first where there is no GPU: an unpinned torch pulls a multi-GB
+# CUDA build. 2.13.0 is the CPU wheel this project is tested with.
+TORCH_CPU ?= torch==2.13.0
+
+.PHONY: demo test test-slow test-gpu bench lint clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@if $(PY) -c "import torch" 2>/dev/null; then echo "torch already installed"; \
+	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then $(PY) -m pip install -q torch; \
+	else $(PY) -m pip install -q "$(TORCH_CPU)" || $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu; fi
+	$(PY) -m pip install -q -e ".[rl,dev]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/govgym demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+test-gpu: $(STAMP)
+	$(PY) -m pytest -q -m gpu
+
+bench: $(STAMP)
+	$(PY) benchmarks/step_loop.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean-venv:
+	rm -rf $(VENV)

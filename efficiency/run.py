@@ -1,0 +1,390 @@
+"""FineTuneRun: one real fine-tuning run that can be advanced, observed, measured and steered.
+
+    run = FineTuneRun(RunConfig())          # embedded default: pretrained tiny Llama, doc->code task
+    stats = run.advance(20)                 # 20 real AdamW steps (clip, warmup + cosine schedule)
+    loss = run.evaluate()                   # held-out eval loss (its FLOPs are counted)
+    run.switch_strategy("lora+gc")          # in place, mid-run
+    run.reprune("el2n", 0.2, "hardest")     # drop the 20% hardest kept examples
+    snap = run.snapshot(); ...; run.restore(snap)
+
+The step loop is the plain PyTorch loop (forward, backward, clip, step, schedule, zero_grad) plus
+two cheap things per step that add no device sync: the pre-clip grad norm (already computed by
+clip_grad_norm_) is kept as a tensor, and the gradient is added into an interval sum (one fused
+``_foreach_add_``) for the gradient-noise-scale estimate. Host reads happen once per interval.
+FLOPs (torch.utils.flop_counter) and memory (memstats) are measured on the first real step of each
+(strategy, batch shape) and cached.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from govgym.efficiency import memstats
+from govgym.efficiency.compute import FlopCache, count_flops, param_counts
+from govgym.efficiency.config import RunConfig
+from govgym.efficiency.memory import Strategy, apply_strategy, make_optimizer, trainable_parameters
+from govgym.efficiency.sampler import EpochSampler
+
+SNAPSHOT_VERSION = 1
+
+
+class RunError(RuntimeError):
+    """The run cannot go on (diverged, out of memory, bad switch); the message says why."""
+
+
+class RunOOM(RunError):
+    """A real allocator cap (CUDA) was hit during a step."""
+
+
+@dataclass
+class IntervalStats:
+    """What one ``advance(n)`` did. Floats are host values read once at the end of the interval."""
+
+    step: int
+    """Optimizer steps done in the run after this interval."""
+    steps: int
+    train_loss: float
+    losses: list[float]
+    grad_norm: float
+    """Mean pre-clip gradient norm over the interval."""
+    grad_norm_std: float
+    grad_noise_scale: float
+    """B_simple = tr(Σ)/|G|² from per-step vs interval-mean gradients (nan when steps < 2)."""
+    lr: float
+    flops: int
+    seconds: float
+    strategy: str
+    memory_mb: dict[str, float] = field(default_factory=dict)
+    finite: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class FineTuneRun:
+    """A real fine-tuning run advanced a few optimizer steps at a time.
+
+    Args:
+        cfg: the validated run config.
+        workload: an already loaded workload (model, tokenizer, datasets); loaded from ``cfg`` if None.
+        progress: show progress bars while building the embedded default.
+    """
+
+    def __init__(self, cfg: RunConfig, workload: Any = None, progress: bool = True):
+        if workload is None:
+            from govgym.efficiency.workload import load_workload
+
+            workload = load_workload(cfg, progress=progress)
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.info = dict(getattr(workload, "info", {}) or {})
+        torch.manual_seed(cfg.seed)
+        # Whole splits live as [N, T] tensors: a batch is one index_select, as in a hand-written loop.
+        self.train_ids = torch.tensor(workload.train["input_ids"], dtype=torch.long, device=self.device)
+        self.train_labels = torch.tensor(workload.train["labels"], dtype=torch.long, device=self.device)
+        cols = workload.train.column_names
+        self.noise = np.asarray(workload.train["noise"]) if "noise" in cols else np.zeros(len(self.train_ids), int)
+        self.eval_ids = torch.tensor(workload.eval["input_ids"], dtype=torch.long, device=self.device)
+        self.eval_labels = torch.tensor(workload.eval["labels"], dtype=torch.long, device=self.device)
+        self.sampler = EpochSampler(len(self.train_ids), cfg.seed)
+        if len(self.train_ids) < cfg.optim.batch_size:
+            raise RunError(
+                f"optim.batch_size={cfg.optim.batch_size} is larger than the {len(self.train_ids)} training "
+                "examples; lower optim.batch_size or raise data.max_examples."
+            )
+        self.step = 0
+        self.flops = {"train": 0, "eval": 0, "score": 0, "measure": 0}
+        self.flop_cache = FlopCache()
+        self.memory: dict[str, memstats.MemoryStats] = {}
+        self.last_memory = memstats.MemoryStats()
+        self.cap_mb = cfg.memory.cap_mb
+        self.strategy = Strategy.parse(cfg.memory.strategy)
+        self.model = apply_strategy(workload.model.to(self.device), None, self.strategy, cfg.memory, cfg.seed)
+        self.tokenizer = workload.tokenizer
+        self.n_params = param_counts(self.model)
+        self._build_optimizer(None)
+        self.set_cap(self.cap_mb)
+
+    # ------------------------------------------------------------------ optimizer and schedule
+    @property
+    def lr(self) -> float:
+        return self.cfg.optim.lora_lr if self.strategy.adapters else self.cfg.optim.lr
+
+    def _build_optimizer(self, old: torch.optim.Optimizer | None) -> None:
+        from transformers import get_scheduler
+
+        o = self.cfg.optim
+        self.trainable = trainable_parameters(self.model)
+        self.optimizer = make_optimizer(self.trainable, self.strategy, self.lr, o, old)
+        name = "constant_with_warmup" if o.schedule == "constant" else o.schedule
+        self.scheduler = get_scheduler(name, self.optimizer, o.warmup_steps, o.total_steps)
+        # Continue the schedule where the run is, at the new strategy's peak LR.
+        self.scheduler.last_epoch = self.step
+        self.scheduler.base_lrs = [self.lr for _ in self.optimizer.param_groups]
+        for g, lam in zip(self.optimizer.param_groups, self.scheduler.lr_lambdas):
+            g["lr"] = self.lr * lam(self.step)
+        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
+    # ------------------------------------------------------------------ the step loop
+    def _loss(self, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=ids, labels=labels).loss
+
+    def _update(self) -> torch.Tensor:
+        max_norm = self.cfg.optim.max_grad_norm or float("inf")
+        gn = torch.nn.utils.clip_grad_norm_(self.trainable, max_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return gn
+
+    def _step(self, ids: torch.Tensor, labels: torch.Tensor, gsum: list[torch.Tensor] | None):
+        loss = self._loss(ids, labels)
+        loss.backward()
+        if gsum is not None:
+            grads = [p.grad for p in self.trainable]
+            if all(g is not None for g in grads):
+                torch._foreach_add_(gsum, grads)
+        return loss.detach(), self._update()
+
+    def _measured_step(self, ids: torch.Tensor, labels: torch.Tensor, gsum: list[torch.Tensor] | None):
+        """One real step with memory measured by category (and the profiler/allocator peak as a check)."""
+        meter = memstats.ActivationMeter(self.model)
+        layers = memstats.decoder_layers(self.model) if self.strategy.gc else []
+        params_b = memstats.param_bytes(self.model)
+        opt_before = memstats.optimizer_bytes(self.optimizer)
+        with memstats.profile_peak(self.device) as pk:
+            with meter.watch(layers):
+                loss = self._loss(ids, labels)
+            loss.backward()
+            grads_b = memstats.grad_bytes(self.trainable)
+            if gsum is not None:
+                torch._foreach_add_(gsum, [p.grad for p in self.trainable])
+            gn = self._update()
+        act = meter.bytes
+        if self.strategy.gc:
+            recompute, fl = count_flops(lambda: memstats.max_layer_saved_bytes(self.model, lambda: self._loss(ids, labels)))
+            self.flops["measure"] += fl
+            act += recompute
+        peak = pk.get("peak") or (params_b + opt_before + pk.get("peak_delta", 0))
+        stats = memstats.MemoryStats(params_b, grads_b, memstats.optimizer_bytes(self.optimizer), act, peak)
+        self.memory[self._mem_key(ids)] = stats
+        return loss.detach(), gn
+
+    def _mem_key(self, ids: torch.Tensor) -> str:
+        return f"{self.strategy.name}|{tuple(ids.shape)}"
+
+    def advance(self, n: int) -> IntervalStats:
+        """Run ``n`` real optimizer steps; return the interval's statistics (one host sync at the end)."""
+        if n < 1:
+            raise ValueError(f"advance(n): n must be >= 1, got {n}.")
+        t0 = time.perf_counter()
+        flops0 = self.flops["train"] + self.flops["measure"]
+        bs = self.cfg.optim.batch_size
+        gsum = [torch.zeros_like(p) for p in self.trainable] if n >= 2 else None
+        losses, norms = [], []
+        every = self.cfg.memory.measure_every
+        try:
+            for _ in range(n):
+                idx = self.sampler.next_batch(bs)
+                ids, labels = self.train_ids[idx], self.train_labels[idx]
+                key = self._mem_key(ids)
+                measure = key not in self.memory or (every and self.step % every == 0)
+                fn = self._measured_step if measure else self._step
+                (loss, gn), fl = self.flop_cache.measure(("train", key), lambda: fn(ids, labels, gsum))
+                self.flops["train"] += fl
+                self.step += 1
+                losses.append(loss)
+                norms.append(gn)
+        except torch.OutOfMemoryError as err:
+            self.optimizer.zero_grad(set_to_none=True)
+            raise RunOOM(f"out of memory under the {self.cap_mb:.0f} MiB cap with strategy {self.strategy}: {err}") from None
+        ls = torch.stack(losses).float().cpu().numpy()
+        gn = torch.stack([g.float() for g in norms]).cpu().numpy()
+        noise_scale = float("nan")
+        if gsum is not None:
+            big = float(torch.stack(torch._foreach_norm(gsum)).pow(2).sum()) / n**2
+            noise_scale = gradient_noise_scale(float(np.mean(gn**2)), big, bs, n * bs)
+        self.last_memory = self.memory.get(key, self.last_memory)
+        return IntervalStats(
+            step=self.step, steps=n, train_loss=float(ls.mean()), losses=ls.tolist(),
+            grad_norm=float(gn.mean()), grad_norm_std=float(gn.std()), grad_noise_scale=noise_scale,
+            lr=float(self.optimizer.param_groups[0]["lr"]), flops=self.flops["train"] + self.flops["measure"] - flops0,
+            seconds=time.perf_counter() - t0, strategy=self.strategy.name, memory_mb=self.last_memory.as_mb(),
+            finite=bool(np.isfinite(ls).all() and np.isfinite(gn).all()),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, batch_size: int = 32) -> float:
+        """Token-mean cross-entropy on the held-out split; its FLOPs go to ``flops['eval']``."""
+        was = self.model.training
+        self.model.eval()
+        total, count = 0.0, 0
+        try:
+            for s in range(0, len(self.eval_ids), batch_size):
+                ids, labels = self.eval_ids[s : s + batch_size], self.eval_labels[s : s + batch_size]
+                logits, fl = self.flop_cache.measure(
+                    ("eval", self.strategy.name, tuple(ids.shape)), lambda: self.model(input_ids=ids).logits
+                )
+                self.flops["eval"] += fl
+                tgt = labels[:, 1:]
+                loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tgt.flatten(), ignore_index=-100, reduction="sum")
+                total += float(loss)
+                count += int((tgt != -100).sum())
+        finally:
+            self.model.train(was)
+        return total / max(count, 1)
+
+    # ------------------------------------------------------------------ levers
+    def switch_strategy(self, name: str | Strategy) -> dict[str, Any]:
+        """Switch the memory strategy in place, mid-run; optimizer state carried where it applies."""
+        new = Strategy.parse(name)
+        if new == self.strategy:
+            return {"from": new.name, "to": new.name, "seconds": 0.0}
+        t0 = time.perf_counter()
+        old, old_opt = self.strategy, self.optimizer
+        self.model = apply_strategy(self.model, old, new, self.cfg.memory, seed=self.cfg.seed * 100_003 + self.step)
+        self.strategy = new
+        self._build_optimizer(old_opt)
+        self.n_params = param_counts(self.model)
+        return {"from": old.name, "to": new.name, "seconds": time.perf_counter() - t0}
+
+    def reprune(self, scorer: str, fraction: float, mode: str = "hardest") -> dict[str, Any]:
+        """Score the kept examples and drop ``fraction`` of them, hardest or easiest (or random) first."""
+        from govgym.efficiency.pruning import score_examples, select
+
+        kept = self.sampler.kept
+        n_drop = int(round(fraction * len(kept)))
+        if len(kept) - n_drop < self.cfg.optim.batch_size:
+            raise RunError(
+                f"reprune would keep {len(kept) - n_drop} examples, fewer than one batch "
+                f"({self.cfg.optim.batch_size}); use a smaller fraction."
+            )
+        t0 = time.perf_counter()
+        flops = 0
+        if mode == "random":
+            values = np.zeros(len(kept))
+        else:
+            sc = score_examples(
+                self.model, self.train_ids[kept], self.train_labels[kept], scorer, flop_cache=self.flop_cache
+            )
+            values, flops = sc.values, sc.flops
+        self.flops["score"] += flops
+        rng = np.random.default_rng([self.cfg.seed, self.step])
+        keep_pos = select(values, fraction, mode, rng=rng)
+        dropped = np.setdiff1d(kept, kept[keep_pos])
+        self.sampler.set_kept(kept[keep_pos])
+        noisy = self.noise[dropped] != 0
+        return {
+            "scorer": scorer, "mode": mode, "dropped": int(len(dropped)), "kept": int(len(keep_pos)),
+            "noise_in_dropped": float(noisy.mean()) if len(dropped) else 0.0,
+            "noise_removed": float(noisy.sum() / max((self.noise[kept] != 0).sum(), 1)),
+            "flops": int(flops), "seconds": time.perf_counter() - t0,
+        }  # fmt: skip
+
+    def set_cap(self, cap_mb: float) -> None:
+        """Set the memory cap (MiB, 0 = none): a real allocator limit on CUDA, virtual on CPU."""
+        self.cap_mb = float(cap_mb)
+        if self.device.type == "cuda":
+            total = torch.cuda.get_device_properties(self.device).total_memory
+            frac = 1.0 if cap_mb <= 0 else min(1.0, cap_mb * memstats.MB / total)
+            torch.cuda.set_per_process_memory_fraction(frac, self.device)
+
+    @property
+    def over_cap(self) -> bool:
+        """Measured peak above the cap (the virtual OOM on CPU)."""
+        return self.cap_mb > 0 and self.last_memory.peak / memstats.MB > self.cap_mb
+
+    @property
+    def flops_total(self) -> int:
+        return sum(self.flops.values())
+
+    @property
+    def kept_fraction(self) -> float:
+        return len(self.sampler.kept) / len(self.train_ids)
+
+    def memory_estimate(self) -> memstats.MemoryStats:
+        return memstats.estimate(self.model, self.strategy, self.cfg.optim.batch_size, self.train_ids.shape[1], self.trainable)
+
+    # ------------------------------------------------------------------ snapshot / restore
+    def snapshot(self) -> dict[str, Any]:
+        """Everything needed to resume or branch the run: model, optimizer, schedule, RNG, data order."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "model": copy.deepcopy(self.model),
+            "strategy": self.strategy.name,
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "scheduler": copy.deepcopy(self.scheduler.state_dict()),
+            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "sampler": self.sampler.state_dict(),
+            "step": self.step, "flops": dict(self.flops), "flop_cache": self.flop_cache.state_dict(),
+            "memory": copy.deepcopy(self.memory), "last_memory": copy.deepcopy(self.last_memory), "cap_mb": self.cap_mb,
+        }  # fmt: skip
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Return the run to ``snap`` exactly (continuing gives bit-identical results on CPU)."""
+        if snap.get("version") != SNAPSHOT_VERSION:
+            raise RunError(f"snapshot version {snap.get('version')} is not {SNAPSHOT_VERSION}; it was written by another govgym.")
+        self.model = copy.deepcopy(snap["model"])
+        self.strategy = Strategy.parse(snap["strategy"])
+        self.step = snap["step"]
+        self._build_optimizer(None)
+        self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
+        self.scheduler.load_state_dict(copy.deepcopy(snap["scheduler"]))
+        torch.set_rng_state(snap["rng"]["torch"])
+        if snap["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state_all(snap["rng"]["cuda"])
+        self.sampler.load_state_dict(snap["sampler"])
+        self.flops = dict(snap["flops"])
+        self.flop_cache.load_state_dict(snap["flop_cache"])
+        self.memory = copy.deepcopy(snap["memory"])
+        self.last_memory = copy.deepcopy(snap["last_memory"])
+        self.set_cap(snap["cap_mb"])
+        self.n_params = param_counts(self.model)
+
+    def save(self, path: str | Path) -> Path:
+        """Write a snapshot to disk atomically (a crash mid-write never corrupts an earlier file)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        torch.save(self.snapshot(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load(self, path: str | Path) -> None:
+        """Restore from a file written by ``save`` (a local, trusted file: it holds pickled modules)."""
+        try:
+            snap = torch.load(Path(path), map_location=self.device, weights_only=False)
+        except (OSError, RuntimeError, EOFError) as err:
+            raise RunError(f"cannot read run snapshot {path}: {err}. Point to a file written by FineTuneRun.save().") from None
+        self.restore(snap)
+
+
+def gradient_noise_scale(small_sq: float, big_sq: float, b_small: int, b_big: int) -> float:
+    """B_simple = tr(Σ)/|G|² from gradient norms at two batch sizes (McCandlish et al. 2018, app. A).
+
+    ``small_sq``: mean |g|² of per-step gradients (batch ``b_small``); ``big_sq``: |ḡ|² of their mean
+    (batch ``b_big``). Unbiased estimates: |G|² = (b_big·big − b_small·small)/(b_big − b_small),
+    tr(Σ) = (small − big)/(1/b_small − 1/b_big). Returns nan when |G|² is not positive (too noisy).
+    """
+    g2 = (b_big * big_sq - b_small * small_sq) / (b_big - b_small)
+    trace = (small_sq - big_sq) / (1.0 / b_small - 1.0 / b_big)
+    if not (g2 > 0) or not math.isfinite(trace):
+        return float("nan")
+    return max(trace, 0.0) / g2

@@ -1,0 +1,102 @@
+"""The one command line: ``govgym <subcommand> [--config X.yaml] [key=value ...]``.
+
+Subcommands (``govgym <cmd> --help`` for each):
+  prepare     build (or reuse) the embedded base model and data; print what was built
+  run         one real fine-tuning run under a fixed budget, signals printed interval by interval
+  demo        the main job on the embedded default (today: ``run``; grows with the env and agents)
+  strategies  per memory strategy: ms/step, measured memory by category, analytic estimate, FLOPs vs 6ND
+  prune       fraction of injected noise each scorer's drop-hardest prune removes, vs random
+  switch      runs switched full -> LoRA -> full and full -> QLoRA mid-run; loss curves and plot
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from govgym.typed import ConfigError, parse_overrides
+
+
+def _default_config() -> Path:
+    from importlib.resources import files
+
+    return Path(str(files("govgym.configs") / "default.yaml"))
+
+
+def _load_cfg(args: argparse.Namespace):
+    from govgym.efficiency.config import RunConfig
+
+    path = Path(args.config) if args.config else _default_config()
+    if not path.is_file():
+        raise ConfigError(f"--config: {path} is not a file. Pass a YAML such as configs/default.yaml.")
+    return RunConfig.from_yaml(path, parse_overrides(args.overrides))
+
+
+def _common(p: argparse.ArgumentParser, out: str) -> None:
+    p.add_argument("--config", default="", help="YAML run config (default: the packaged configs/default.yaml)")
+    p.add_argument("--out", default=out, help=f"folder for CSV/JSON/PNG results (default: {out})")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. memory.strategy=lora+gc optim.lr=3e-4")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="govgym", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("prepare", help="build or reuse the embedded base model and data")
+    _common(p, "")
+
+    for name, helptext in (("run", "one real fine-tuning run under a fixed budget"), ("demo", "the main job on the embedded default")):
+        p = sub.add_parser(name, help=helptext)
+        _common(p, f"runs/{name}")
+        p.add_argument("--interval", type=int, default=20, help="optimizer steps per decision interval (K)")
+        p.add_argument("--budget-flops", type=float, default=0.0, help="stop once this many FLOPs are spent (0 = optim.total_steps)")
+
+    p = sub.add_parser("strategies", help="per-strategy ms/step, memory by category, estimate, FLOPs vs 6ND")
+    _common(p, "results/strategies")
+    p.add_argument("--steps", type=int, default=12, help="timed optimizer steps per strategy (after 2 warm-up steps)")
+    p.add_argument("--only", default="", help="comma-separated strategies (default: all bases, +gc, +adam8)")
+
+    p = sub.add_parser("prune", help="noise removed by each scorer's drop-hardest prune vs random")
+    _common(p, "results/prune")
+    p.add_argument("--fraction", type=float, default=0.2, help="fraction of the training set to drop")
+    p.add_argument("--warm-steps", type=int, default=40, help="fine-tuning steps before scoring")
+
+    p = sub.add_parser("switch", help="full->LoRA->full and full->QLoRA mid-run: loss curves and plot")
+    _common(p, "results/switch")
+    p.add_argument("--steps", type=int, default=60, help="optimizer steps per segment")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from govgym import reports
+    from govgym.errors import USER_ERRORS
+
+    try:
+        cfg = _load_cfg(args)
+        if args.cmd == "prepare":
+            reports.prepare(cfg)
+        elif args.cmd in ("run", "demo"):
+            reports.fixed_budget_run(cfg, Path(args.out), args.interval, args.budget_flops)
+        elif args.cmd == "strategies":
+            only = [s for s in args.only.split(",") if s] or None
+            reports.strategy_table(cfg, Path(args.out), args.steps, only)
+        elif args.cmd == "prune":
+            reports.prune_noise(cfg, Path(args.out), args.fraction, args.warm_steps)
+        elif args.cmd == "switch":
+            reports.switch_curves(cfg, Path(args.out), args.steps)
+    except USER_ERRORS as err:
+        print(f"govgym {args.cmd}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"govgym {args.cmd}: interrupted; files already written are complete.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
