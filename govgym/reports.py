@@ -185,8 +185,8 @@ def strategy_table(cfg: RunConfig, out: Path, steps: int, only: Sequence[str] | 
         rows.append({
             "strategy": name, "ms_per_step": 1e3 * stats.seconds / steps,
             "params_mb": mem.params / mb, "grads_mb": mem.grads / mb, "optim_mb": mem.optimizer / mb,
-            "activ_mb": mem.activations / mb, "peak_mb": mem.peak / mb, "profiler_peak_mb": mem.profile_peak / mb,
-            "est_peak_mb": est.peak / mb, "est_over_meas": est.peak / mem.peak,
+            "activ_mb": mem.activations / mb, "total_mb": mem.total / mb, "profiler_peak_mb": mem.profile_peak / mb,
+            "est_total_mb": est.total / mb, "est_over_meas": est.total / mem.total,
             "gflops_step": fl / 1e9, "gflops_6nd": ref / 1e9, "flops_over_6nd": fl / ref,
             "trainable": run.n_params["trainable"],
         })  # fmt: skip
