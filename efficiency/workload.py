@@ -1,0 +1,712 @@
+"""The workload of a run: base model, tokenizer and fine-tuning datasets, fully offline.
+
+Two sources each for model and data, chosen in :class:`~govgym.efficiency.config.RunConfig`:
+
+* ``model.source='default'``: a tiny Llama (~1.1M params by default) that govgym pretrains itself on
+  the pretrain half of the Python standard library (see :mod:`govgym.efficiency.corpus`), with a
+  byte-level BPE trained on the same half. Built once on first use (~2 min on 2 CPU cores for
+  1,200 steps x 8 x 128 tokens), cached under ``default_cache_dir(cfg)/base/<key>`` as a normal
+  Hugging Face model directory. A directory path instead loads that local model.
+* ``data.source='default'``: a doc -> code task from the *other* half of the library, a different
+  distribution from the raw code the base saw. A path instead loads a local dataset (json/jsonl/txt/
+  parquet/arrow/csv files, a folder of them, or a ``save_to_disk`` folder).
+
+Every example is exactly ``data.seq_len`` tokens: ``bos`` + text (+ ``eos`` when it fits), truncated,
+right-padded. ``labels`` equal ``input_ids`` with -100 on padding only: the loss covers the docstring
+as well as the code, so a corrupted or mismatched docstring costs loss and pruning can see it.
+Noise (corrupt / shuffle / duplicate) replaces a ``data.noise_rate`` fraction of the train split; the
+eval split is always clean. Nothing here touches a hub: every load is ``local_files_only``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from govgym import __version__
+from govgym.efficiency import corpus
+from govgym.efficiency.config import NOISE_KINDS, RunConfig, default_cache_dir
+from govgym.typed import ConfigError
+
+if TYPE_CHECKING:
+    import datasets
+    import transformers
+
+logger = logging.getLogger(__name__)
+
+BASE_FORMAT = 1
+"""Bump when the base recipe changes: it is part of every base cache key, so old caches are not reused."""
+DATA_FORMAT = 1
+"""Bump when the default dataset recipe changes (part of the tokenized-data cache key)."""
+PRETRAIN = {
+    "batch": 8,
+    "seq_len": 128,
+    "seed": 0,
+    "warmup_frac": 0.05,
+    "betas": [0.9, 0.95],
+    "weight_decay": 0.1,
+}
+"""Fixed pretraining recipe: 8 x 128 = 1,024 tokens/step; ~88 ms/step for 1.1M params on 2 cores (1,200 steps: 106 s)."""
+PRETRAIN_EVAL_CHUNKS = 32
+"""Held-out pretrain chunks (every 64th) for the base's validation loss: 4 batches, ~0.1 s."""
+SPECIAL_TOKENS = {"pad_token": "<|pad|>", "bos_token": "<|bos|>", "eos_token": "<|eos|>"}
+NOISE_CODES = {"clean": 0, **{kind: i + 1 for i, kind in enumerate(NOISE_KINDS)}}
+"""Value of the ``noise`` column: 0 clean, 1 corrupt, 2 shuffle, 3 duplicate."""
+DATA_EXTENSIONS = {
+    ".json": "json",
+    ".jsonl": "json",
+    ".txt": "text",
+    ".text": "text",
+    ".parquet": "parquet",
+    ".arrow": "arrow",
+    ".csv": "csv",
+}
+
+
+@dataclass
+class Workload:
+    """Everything a fine-tuning run needs; built by :func:`load_workload`."""
+
+    model: transformers.PreTrainedModel
+    """A fresh fp32 model on CPU, ready to fine-tune (the caller moves it to its device)."""
+    tokenizer: transformers.PreTrainedTokenizerBase
+    """The model's tokenizer (pad token always set)."""
+    train: datasets.Dataset
+    """Columns ``input_ids`` (len == seq_len), ``labels`` (-100 = ignore) and ``noise`` (NOISE_CODES)."""
+    eval: datasets.Dataset
+    """Same columns; always clean (noise == 0) and disjoint from train."""
+    info: dict[str, Any]
+    """JSON-able provenance: sources, base dir, sizes, noise counts, manifest hash and mismatch."""
+
+
+# ----------------------------------------------------------------------------- embedded base model
+
+
+def _short_hash(obj: Any, n: int = 10) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:n]
+
+
+def _base_recipe(cfg: RunConfig) -> dict[str, Any]:
+    """Everything that determines the base weights except the corpus (which the manifest hash covers)."""
+    m = cfg.model
+    fields = (
+        "hidden_size",
+        "num_layers",
+        "num_heads",
+        "intermediate_size",
+        "vocab_size",
+        "max_position_embeddings",
+        "pretrain_steps",
+        "pretrain_lr",
+    )
+    return {
+        "format": BASE_FORMAT,
+        "char_cap": corpus.PRETRAIN_CHAR_CAP,
+        **PRETRAIN,
+        **{f: getattr(m, f) for f in fields},
+    }
+
+
+def _is_complete(path: Path) -> bool:
+    return (path / "govgym_base.json").is_file() and (path / "config.json").is_file()
+
+
+def _train_tokenizer(texts: list[str], vocab_size: int, max_len: int) -> transformers.PreTrainedTokenizerFast:
+    """Byte-level BPE on the pretrain texts (~0.5 s for 4 MB); deterministic for a fixed input."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = [SPECIAL_TOKENS["pad_token"], SPECIAL_TOKENS["bos_token"], SPECIAL_TOKENS["eos_token"]]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        min_frequency=2,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    bos = specials[1]
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_len, **SPECIAL_TOKENS)
+
+
+def _pretrain_chunks(texts: list[str], tokenizer: Any, seq_len: int) -> tuple[Any, Any]:
+    """Pack ``bos text eos`` of every file into one stream; cut it into train and held-out chunks."""
+    import torch
+
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    stream: list[int] = []
+    for enc in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False):
+        stream.extend([bos, *enc.ids, eos])
+    n = len(stream) // seq_len
+    chunks = torch.tensor(stream[: n * seq_len], dtype=torch.long).view(n, seq_len)
+    held = torch.zeros(n, dtype=torch.bool)
+    held[::64][:PRETRAIN_EVAL_CHUNKS] = True  # every 64th chunk, spread over the stream
+    return chunks[~held], chunks[held]
+
+
+def _mean_loss(model: Any, chunks: Any, batch: int) -> float:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        losses = [
+            model(input_ids=chunks[i : i + batch], labels=chunks[i : i + batch]).loss.item()
+            for i in range(0, len(chunks), batch)
+        ]
+    model.train()
+    return float(np.mean(losses))
+
+
+def _build_base(cfg: RunConfig, manifest: dict[str, Any], out: Path, progress: bool) -> dict[str, Any]:
+    """Train the tokenizer, pretrain the tiny Llama and save both into ``out``; returns the summary."""
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import LlamaConfig, LlamaForCausalLM, get_cosine_schedule_with_warmup
+
+    m, t0 = cfg.model, time.time()
+    texts = corpus.pretrain_texts(manifest)
+    tokenizer = _train_tokenizer(texts, m.vocab_size, m.max_position_embeddings)
+    seq_len = min(PRETRAIN["seq_len"], m.max_position_embeddings)
+    train_chunks, held_chunks = _pretrain_chunks(texts, tokenizer, seq_len)
+    torch.manual_seed(PRETRAIN["seed"])
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=m.hidden_size,
+        intermediate_size=m.intermediate_size,
+        num_hidden_layers=m.num_layers,
+        num_attention_heads=m.num_heads,
+        num_key_value_heads=m.num_heads,
+        max_position_embeddings=m.max_position_embeddings,
+        tie_word_embeddings=True,  # tied: 2048x128 once
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config).float()
+    init_eval = _mean_loss(model, held_chunks, PRETRAIN["batch"])
+    opt = torch.optim.AdamW(
+        model.parameters(),
+        lr=m.pretrain_lr,
+        betas=tuple(PRETRAIN["betas"]),
+        weight_decay=PRETRAIN["weight_decay"],
+    )
+    sched = get_cosine_schedule_with_warmup(
+        opt, max(1, int(PRETRAIN["warmup_frac"] * m.pretrain_steps)), m.pretrain_steps
+    )
+    gen = torch.Generator().manual_seed(PRETRAIN["seed"])
+    order, pos, losses = torch.randperm(len(train_chunks), generator=gen), 0, []
+    bar = tqdm(range(m.pretrain_steps), desc="govgym: pretraining base model", disable=not progress)
+    for step in bar:
+        if pos + PRETRAIN["batch"] > len(order):  # next epoch: a fresh fixed-seed permutation
+            order, pos = torch.randperm(len(train_chunks), generator=gen), 0
+        batch = train_chunks[order[pos : pos + PRETRAIN["batch"]]]
+        pos += PRETRAIN["batch"]
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    tail = max(1, min(50, len(losses) // 10))  # mean of the last 10% (<= 50) steps: less noisy than one batch
+    summary = {
+        "format": BASE_FORMAT,
+        "govgym_version": __version__,
+        "recipe": _base_recipe(cfg),
+        "manifest_hash": manifest["hash"],
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "pretrain_tokens": len(train_chunks) * seq_len,
+        "tokens_seen": m.pretrain_steps * PRETRAIN["batch"] * seq_len,
+        "first_loss": losses[0],
+        "final_loss": float(np.mean(losses[-tail:])),
+        "init_eval_loss": init_eval,
+        "eval_loss": _mean_loss(model, held_chunks, PRETRAIN["batch"]),
+        "loss_curve": losses[:: max(1, len(losses) // 50)],
+        "seconds": round(time.time() - t0, 1),
+        "versions": {"torch": torch.__version__, "transformers": _version("transformers")},
+    }
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    corpus.save_manifest(manifest, out / "manifest.json")
+    (out / "govgym_base.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    return summary
+
+
+def _version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)
+
+
+def base_manifest_diff(base_dir: Path, current: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Diff between the manifest saved with a base model and this machine's standard library.
+
+    Args:
+        base_dir: A directory built by :func:`build_base_model`.
+        current: This machine's manifest (computed when omitted).
+
+    Returns:
+        :func:`govgym.efficiency.corpus.manifest_diff` output (``missing``/``changed``/``added``/``match``).
+    """
+    saved = corpus.load_manifest(Path(base_dir) / "manifest.json")
+    return corpus.manifest_diff(saved, current or corpus.current_manifest())
+
+
+def _ensure_base(cfg: RunConfig, progress: bool) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """Find or build the base; returns (dir, its saved manifest, diff against this machine)."""
+    from filelock import FileLock
+
+    current = corpus.current_manifest()
+    recipe_key = _short_hash(_base_recipe(cfg))
+    root = default_cache_dir(cfg) / "base"
+    final = root / f"{recipe_key}-{current['hash'][:10]}"
+    if not _is_complete(final):
+        # Same recipe built from a different stdlib (another machine, a Python update): reuse it, since
+        # the cache is what makes results reproducible, and report the difference below.
+        others = sorted(p for p in root.glob(f"{recipe_key}-*") if _is_complete(p)) if root.is_dir() else []
+        final = others[0] if others else final
+    if not _is_complete(final):
+        (root / ".locks").mkdir(parents=True, exist_ok=True)
+        with FileLock(str(root / ".locks" / f"{final.name}.lock")):  # a second process waits, then reuses
+            if not _is_complete(final):
+                logger.info("building the embedded base model in %s (first use; ~2 min on 2 cores)", final)
+                tmp = root / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                tmp.mkdir()
+                try:
+                    _build_base(cfg, current, tmp, progress)
+                    os.rename(tmp, final)  # atomic: readers see no dir or a complete one
+                except OSError:
+                    if not _is_complete(final):
+                        raise
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+    saved = corpus.load_manifest(final / "manifest.json")
+    diff = corpus.manifest_diff(saved, current)
+    if not diff["match"]:
+        logger.warning(
+            "%s. Using the cached base model %s built from the recorded files (delete it to "
+            "rebuild from this machine's library).",
+            corpus.diff_summary(diff),
+            final,
+        )
+    return final, saved, diff
+
+
+def build_base_model(cfg: RunConfig, progress: bool = True) -> Path:
+    """Build (first use) or reuse the cached embedded base model.
+
+    Args:
+        cfg: The run config; ``cfg.model`` sets the architecture and pretraining, ``cfg.cache_dir``
+            the cache. With a local ``model.source`` that directory is returned unchanged.
+        progress: Show a tqdm bar while pretraining.
+
+    Returns:
+        A Hugging Face model directory (weights, tokenizer, ``manifest.json``, ``govgym_base.json``)
+        that ``AutoModelForCausalLM.from_pretrained`` loads. Same config and stdlib -> same weights.
+    """
+    if cfg.model.source != "default":
+        return Path(cfg.model.source).expanduser()
+    with _progress_bars(progress):
+        return _ensure_base(cfg, progress)[0]
+
+
+def _load_model(path: Path) -> tuple[Any, Any]:
+    """A fresh fp32 model and its tokenizer from a local directory; library errors -> ConfigError."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    fix = (
+        "Point model.source at a directory written by model.save_pretrained(dir) and "
+        "tokenizer.save_pretrained(dir), or use 'default'."
+    )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    except Exception as err:  # any library failure is a config problem from the user's point of view
+        raise ConfigError(
+            f"model.source: could not load a causal LM from {str(path)!r} "
+            f"({type(err).__name__}: {err}). {fix}"
+        ) from err
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as err:
+        raise ConfigError(
+            f"model.source: could not load a tokenizer from {str(path)!r} "
+            f"({type(err).__name__}: {err}). {fix}"
+        ) from err
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ConfigError(
+                f"model.source: the tokenizer in {str(path)!r} has neither a pad nor an eos token; "
+                "add one with tokenizer.add_special_tokens({'pad_token': ...}) and save it."
+            )
+        tokenizer.pad_token = tokenizer.eos_token  # padding is masked out of the loss anyway
+    tokenizer.padding_side = "right"
+    return model.to("cpu").train(), tokenizer  # from_pretrained hands back eval mode
+
+
+# ----------------------------------------------------------------------------- fine-tuning data
+
+
+@contextlib.contextmanager
+def _progress_bars(progress: bool) -> Iterator[None]:
+    """Silence datasets' and transformers' own bars (maps, weight loading) when progress=False.
+
+    Both libraries only offer a process-wide switch, so the previous setting is restored on exit.
+    """
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    switches = [
+        (datasets.is_progress_bar_enabled, datasets.disable_progress_bars, datasets.enable_progress_bars),
+        (hf_logging.is_progress_bar_enabled, hf_logging.disable_progress_bar, hf_logging.enable_progress_bar),
+    ]
+    turned_off = []
+    for is_on, off, on in switches:
+        if not progress and is_on():
+            off()
+            turned_off.append(on)
+    try:
+        yield
+    finally:
+        for on in turned_off:
+            on()
+
+
+def _load_local_dataset(cfg: RunConfig) -> datasets.Dataset:
+    """A local dataset reduced to columns ``text`` and ``key`` (row index); errors -> ConfigError."""
+    import datasets
+
+    path, field = Path(cfg.data.source).expanduser(), cfg.data.text_field
+    markers = ("dataset_info.json", "state.json", "dataset_dict.json")  # written by save_to_disk
+    fix = (
+        "Give data.source a json/jsonl/txt/parquet/arrow/csv file, a folder of files of one of these "
+        "types, or a folder written by Dataset.save_to_disk."
+    )
+    try:
+        if path.is_dir() and any((path / m).is_file() for m in markers):
+            ds = datasets.load_from_disk(str(path))
+            if isinstance(ds, datasets.DatasetDict):
+                ds = ds["train"] if "train" in ds else ds[sorted(ds)[0]]
+        else:
+            files = (
+                [path]
+                if path.is_file()
+                else sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DATA_EXTENSIONS)
+            )
+            builders = {DATA_EXTENSIONS.get(p.suffix.lower()) for p in files}
+            if not files or None in builders or len(builders) > 1:
+                raise ConfigError(
+                    f"data.source: {str(path)!r} holds no single supported file type "
+                    f"(found {sorted(p.suffix for p in files) or 'no data files'}). {fix}"
+                )
+            ds = datasets.load_dataset(
+                builders.pop(),
+                data_files=[str(p) for p in files],
+                split="train",
+                cache_dir=str(default_cache_dir(cfg) / "hf_datasets"),
+            )
+    except ConfigError:
+        raise
+    except Exception as err:  # a parse error deep in pyarrow is still a bad data.source
+        raise ConfigError(
+            f"data.source: could not load {str(path)!r} ({type(err).__name__}: {err}). {fix}"
+        ) from err
+    if field not in ds.column_names:
+        close = difflib.get_close_matches(field, ds.column_names, n=1, cutoff=0.5)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(
+            f"data.text_field: {field!r} is not a column of {str(path)!r}; its columns are "
+            f"{', '.join(ds.column_names)}.{hint} Set data.text_field to the text column."
+        )
+    if getattr(ds.features[field], "dtype", None) not in ("string", "large_string"):
+        raise ConfigError(
+            f"data.text_field: column {field!r} of {str(path)!r} holds {ds.features[field]}, "
+            "not strings; name a text column."
+        )
+    ds = ds.select_columns([field])
+    ds = ds.rename_column(field, "text") if field != "text" else ds
+    ds = ds.filter(lambda b: [bool(t and t.strip()) for t in b["text"]], batched=True)
+    return ds.map(lambda b, idx: {"key": [str(i) for i in idx]}, batched=True, with_indices=True)
+
+
+def _split(texts: datasets.Dataset, cfg: RunConfig) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """Order rows by sha256(seed:key): eval = first eval_examples, train = the next max_examples.
+
+    A hash order (not a permutation of positions) keeps every example's side fixed when others come
+    or go, e.g. when some stdlib files differ from the recorded manifest.
+    """
+    seed, n_eval = cfg.data.seed, cfg.data.eval_examples
+    if len(texts) <= n_eval:
+        raise ConfigError(
+            f"data.eval_examples: {n_eval} leaves no training examples; the data has only "
+            f"{len(texts)} non-empty examples. Lower data.eval_examples or add data."
+        )
+    digest = [hashlib.sha256(f"{seed}:{k}".encode()).digest() for k in texts["key"]]
+    order = sorted(range(len(texts)), key=digest.__getitem__)
+    n_train = min(cfg.data.max_examples, len(texts) - n_eval)
+    if n_train < cfg.data.max_examples:
+        logger.warning(
+            "data.max_examples=%d but only %d examples remain after the %d eval examples; training on %d.",
+            cfg.data.max_examples,
+            n_train,
+            n_eval,
+            n_train,
+        )
+    return texts.select(order[n_eval : n_eval + n_train]), texts.select(order[:n_eval])
+
+
+def _noise_plan(n_train: int, cfg: RunConfig) -> dict[int, tuple[str, int]]:
+    """{train row: (kind, seed)} for round(noise_rate * n_train) rows, kinds drawn uniformly."""
+    rng = np.random.default_rng(cfg.data.seed)
+    n_noise = int(round(cfg.data.noise_rate * n_train))
+    if n_noise == 0 or not cfg.data.noise_kinds:
+        return {}
+    rows = rng.choice(n_train, size=n_noise, replace=False)
+    kinds = rng.integers(len(cfg.data.noise_kinds), size=n_noise)
+    seeds = rng.integers(2**63 - 1, size=n_noise)  # one private stream per row: order-independent
+    return {
+        int(r): (cfg.data.noise_kinds[int(k)], int(s)) for r, k, s in zip(rows, kinds, seeds, strict=True)
+    }
+
+
+def _shuffle_noise(train: datasets.Dataset, plan: dict[int, tuple[str, int]]) -> datasets.Dataset:
+    """Doc -> code rows get another row's code; plain-text rows get their words shuffled."""
+    paired = "doc" in train.column_names
+    codes = train["code"] if paired else []
+
+    def fn(batch: dict[str, list], idx: list[int]) -> dict[str, list]:
+        out = []
+        for n, i in enumerate(idx):
+            kind, seed = plan.get(i, ("clean", 0))
+            text = batch["text"][n]
+            if kind == "shuffle":
+                rng = np.random.default_rng(seed)
+                if paired:
+                    j = int(rng.integers(len(codes) - 1))
+                    text = corpus.format_example(batch["doc"][n], codes[j + (j >= i)])  # any row but i
+                else:
+                    words = text.split()
+                    for _ in range(10):  # a 4-word text keeps its order 1 time in 24: redraw
+                        shuffled = " ".join(words[k] for k in rng.permutation(len(words)))
+                        if shuffled != " ".join(words):
+                            break
+                    text = shuffled
+            out.append(text)
+        return {"text": out}
+
+    return train.map(fn, batched=True, with_indices=True)
+
+
+def _tokenize(ds: datasets.Dataset, tokenizer: Any, seq_len: int) -> datasets.Dataset:
+    """Text -> exactly seq_len ids (bos + text + eos-if-it-fits, right-padded); -100 labels on padding."""
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+
+    def fn(batch: dict[str, list]) -> dict[str, list]:
+        enc = tokenizer(batch["text"], truncation=True, max_length=seq_len)["input_ids"]
+        ids_out, labels_out = [], []
+        for ids in enc:
+            if eos is not None and len(ids) < seq_len and (not ids or ids[-1] != eos):
+                ids = [*ids, eos]  # a truncated example gets no eos: it did not end there
+            fill = seq_len - len(ids)
+            ids_out.append(ids + [pad] * fill)
+            labels_out.append(ids + [-100] * fill)  # masked by position, so pad == eos is safe
+        return {"input_ids": ids_out, "labels": labels_out}
+
+    return ds.map(fn, batched=True, remove_columns=ds.column_names)
+
+
+def _token_noise(
+    train: datasets.Dataset, plan: dict[int, tuple[str, int]], vocab_ids: np.ndarray
+) -> datasets.Dataset:
+    """Apply corrupt (50-100% of non-pad tokens -> random non-special ids) and duplicate; add ``noise``."""
+
+    def corrupt(batch: dict[str, list], idx: list[int]) -> dict[str, list]:
+        for n, i in enumerate(idx):
+            kind, seed = plan.get(i, ("clean", 0))
+            if kind != "corrupt":
+                continue
+            rng = np.random.default_rng(seed)
+            ids, labels = list(batch["input_ids"][n]), batch["labels"][n]
+            real = [k for k, lab in enumerate(labels) if lab != -100]
+            pos = rng.choice(real, size=math.ceil(rng.uniform(0.5, 1.0) * len(real)), replace=False)
+            for p, tok in zip(pos.tolist(), rng.choice(vocab_ids, size=len(pos)).tolist(), strict=True):
+                ids[p] = tok
+            batch["input_ids"][n] = ids
+            batch["labels"][n] = [tok if lab != -100 else -100 for tok, lab in zip(ids, labels, strict=True)]
+        return batch
+
+    train = train.map(corrupt, batched=True, with_indices=True)
+    clean = [i for i in range(len(train)) if i not in plan]
+    source = list(range(len(train)))
+    for i, (kind, seed) in plan.items():
+        if kind == "duplicate":  # an exact copy of a clean row, replacing row i
+            pool = clean or [j for j in range(len(train)) if j != i] or [i]
+            source[i] = pool[int(np.random.default_rng(seed).integers(len(pool)))]
+    if source != list(range(len(train))):
+        train = train.select(source).flatten_indices()
+    return train.add_column("noise", [NOISE_CODES[plan[i][0]] if i in plan else 0 for i in range(len(train))])
+
+
+def _prepare(
+    texts: datasets.Dataset, cfg: RunConfig, tokenizer: Any, vocab_ids: np.ndarray
+) -> tuple[Any, Any, dict]:
+    """Split, inject noise into train, tokenize; returns (train, eval, meta)."""
+    train_text, eval_text = _split(texts, cfg)
+    plan = _noise_plan(len(train_text), cfg)
+    train = _token_noise(
+        _tokenize(_shuffle_noise(train_text, plan), tokenizer, cfg.data.seq_len), plan, vocab_ids
+    )
+    eval_ = _tokenize(eval_text, tokenizer, cfg.data.seq_len)
+    eval_ = eval_.add_column("noise", [0] * len(eval_))
+    counts = {kind: sum(1 for k, _ in plan.values() if k == kind) for kind in NOISE_KINDS}
+    return (
+        train,
+        eval_,
+        {"n_available": len(texts), "noise_counts": {"clean": len(train) - len(plan), **counts}},
+    )
+
+
+def _default_data(
+    cfg: RunConfig, tokenizer: Any, manifest: dict[str, Any], base_dir: Path | None, vocab_ids: np.ndarray
+) -> tuple[Any, Any, dict]:
+    """The doc -> code task; cached with save_to_disk when the tokenizer is the embedded base's."""
+    import datasets
+
+    cache = None
+    if base_dir is not None:  # the base dir name pins the tokenizer and the corpus
+        d = cfg.data
+        key = {
+            "format": DATA_FORMAT,
+            "base": base_dir.name,
+            "seq_len": d.seq_len,
+            "max": d.max_examples,
+            "eval": d.eval_examples,
+            "rate": d.noise_rate,
+            "kinds": d.noise_kinds,
+            "seed": d.seed,
+        }
+        cache = default_cache_dir(cfg) / "data" / _short_hash(key, 16)
+        if (cache / "govgym_data.json").is_file():
+            dd = datasets.load_from_disk(str(cache))
+            return (
+                dd["train"],
+                dd["eval"],
+                json.loads((cache / "govgym_data.json").read_text(encoding="utf-8")),
+            )
+    examples = corpus.doc_code_examples(manifest)
+    texts = datasets.Dataset.from_dict({k: [e[k] for e in examples] for k in ("key", "doc", "code", "text")})
+    train, eval_, meta = _prepare(texts, cfg, tokenizer, vocab_ids)
+    if cache is not None:
+        tmp = cache.parent / f".tmp-{cache.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        datasets.DatasetDict({"train": train, "eval": eval_}).save_to_disk(str(tmp))
+        (tmp / "govgym_data.json").write_text(json.dumps(meta) + "\n", encoding="utf-8")
+        try:
+            os.rename(tmp, cache)  # atomic; if another process won the race, its copy is identical
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return train, eval_, meta
+
+
+def _mismatch_info(diff: dict[str, Any] | None) -> dict[str, Any] | None:
+    if diff is None or diff["match"]:
+        return None
+    return {
+        **{k: len(diff[k]) for k in ("missing", "changed", "added")},
+        "python": diff["python"],
+        "examples": {k: diff[k][:5] for k in ("missing", "changed", "added")},
+        "summary": corpus.diff_summary(diff),
+    }
+
+
+def load_workload(cfg: RunConfig, progress: bool = True) -> Workload:
+    """Build the model, tokenizer and datasets of a run, fully offline.
+
+    Args:
+        cfg: The run config (``model``, ``data`` and ``cache_dir`` are used).
+        progress: Show progress bars (base pretraining, dataset maps).
+
+    Returns:
+        A :class:`Workload` with a NEW model instance loaded from disk on every call, so two runs
+        never share weights.
+
+    Raises:
+        ConfigError: A local model or dataset cannot be loaded, the text column is missing, or
+            ``data.seq_len`` exceeds the model's positions.
+    """
+    with _progress_bars(progress):
+        return _load_workload(cfg, progress)
+
+
+def _load_workload(cfg: RunConfig, progress: bool) -> Workload:
+    base_dir, saved, diff = None, None, None
+    if cfg.model.source == "default":
+        if cfg.data.seq_len > cfg.model.max_position_embeddings:  # check before a 2-minute build
+            raise ConfigError(
+                f"data.seq_len: {cfg.data.seq_len} exceeds model.max_position_embeddings="
+                f"{cfg.model.max_position_embeddings}; lower one or raise the other."
+            )
+        base_dir, saved, diff = _ensure_base(cfg, progress)
+    model_dir = base_dir or Path(cfg.model.source).expanduser()
+    model, tokenizer = _load_model(model_dir)
+    max_pos = getattr(model.config, "max_position_embeddings", None)
+    if max_pos and cfg.data.seq_len > max_pos:
+        raise ConfigError(
+            f"data.seq_len: {cfg.data.seq_len} exceeds the max_position_embeddings={max_pos} "
+            f"of {str(model_dir)!r}; lower data.seq_len."
+        )
+    n_vocab = min(len(tokenizer), model.get_input_embeddings().num_embeddings)
+    vocab_ids = np.setdiff1d(np.arange(n_vocab), tokenizer.all_special_ids)  # corrupt never draws pad/bos/eos
+    manifest = None
+    if cfg.data.source == "default":
+        manifest = saved or corpus.current_manifest()
+        train, eval_, meta = _default_data(cfg, tokenizer, manifest, base_dir, vocab_ids)
+    else:
+        train, eval_, meta = _prepare(_load_local_dataset(cfg), cfg, tokenizer, vocab_ids)
+    base_summary = None
+    if base_dir is not None:
+        base_summary = json.loads((base_dir / "govgym_base.json").read_text(encoding="utf-8"))
+        base_summary = {
+            k: base_summary[k] for k in ("n_params", "final_loss", "eval_loss", "init_eval_loss", "seconds")
+        }
+    info = {
+        "model_source": cfg.model.source,
+        "model_dir": str(model_dir),
+        "base_dir": str(base_dir) if base_dir else None,
+        "base": base_summary,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "data_source": cfg.data.source,
+        "text_field": cfg.data.text_field if cfg.data.source != "default" else None,
+        "seq_len": cfg.data.seq_len,
+        "n_train": len(train),
+        "n_eval": len(eval_),
+        "n_available": meta["n_available"],
+        "noise_rate": cfg.data.noise_rate,
+        "noise_counts": meta["noise_counts"],
+        "noise_codes": dict(NOISE_CODES),
+        "manifest_hash": (saved or manifest or {}).get("hash"),
+        "manifest_mismatch": _mismatch_info(diff),
+        "data_config": asdict(cfg.data),
+    }
+    return Workload(model=model, tokenizer=tokenizer, train=train, eval=eval_, info=info)
