@@ -113,6 +113,7 @@ class FineTuneRun:
         self.flop_cache = FlopCache()
         self.memory: dict[str, memstats.MemoryStats] = {}
         self.last_memory = memstats.MemoryStats()
+        self._gns: tuple[float, float] | None = None  # EMA of (|G|², tr Σ) for the noise scale
         self.cap_mb = cfg.memory.cap_mb
         self.strategy = Strategy.parse(cfg.memory.strategy)
         self.model = apply_strategy(workload.model.to(self.device), None, self.strategy, cfg.memory, cfg.seed)
@@ -219,7 +220,14 @@ class FineTuneRun:
         noise_scale = float("nan")
         if gsum is not None:
             big = float(torch.stack(torch._foreach_norm(gsum)).pow(2).sum()) / n**2
-            noise_scale = gradient_noise_scale(float(np.mean(gn**2)), big, bs, n * bs)
+            g2, trace = noise_estimates(float(np.mean(gn**2)), big, bs, n * bs)
+            if math.isfinite(g2) and math.isfinite(trace):
+                # EMA of numerator and denominator separately, then the ratio (McCandlish et al. 2018):
+                # one interval's |G|² estimate is too noisy to divide by.
+                a = 0.5
+                self._gns = (g2, trace) if self._gns is None else (a * self._gns[0] + (1 - a) * g2, a * self._gns[1] + (1 - a) * trace)
+            if self._gns is not None and self._gns[0] > 0:
+                noise_scale = max(self._gns[1], 0.0) / self._gns[0]
         self.last_memory = self.memory.get(key, self.last_memory)
         return IntervalStats(
             step=self.step, steps=n, train_loss=float(ls.mean()), losses=ls.tolist(),
@@ -261,6 +269,7 @@ class FineTuneRun:
         old, old_opt = self.strategy, self.optimizer
         self.model = apply_strategy(self.model, old, new, self.cfg.memory, seed=self.cfg.seed * 100_003 + self.step)
         self.strategy = new
+        self._gns = None  # another parameter space: the noise-scale EMA starts over
         self._build_optimizer(old_opt)
         self.n_params = param_counts(self.model)
         return {"from": old.name, "to": new.name, "seconds": time.perf_counter() - t0}
@@ -334,7 +343,7 @@ class FineTuneRun:
             "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             "sampler": self.sampler.state_dict(),
             "step": self.step, "flops": dict(self.flops), "flop_cache": self.flop_cache.state_dict(),
-            "memory": copy.deepcopy(self.memory), "last_memory": copy.deepcopy(self.last_memory), "cap_mb": self.cap_mb,
+            "memory": copy.deepcopy(self.memory), "last_memory": copy.deepcopy(self.last_memory), "cap_mb": self.cap_mb, "gns": self._gns,
         }  # fmt: skip
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -356,6 +365,7 @@ class FineTuneRun:
         self.memory = copy.deepcopy(snap["memory"])
         self.last_memory = copy.deepcopy(snap["last_memory"])
         self.set_cap(snap["cap_mb"])
+        self._gns = snap["gns"]
         self.n_params = param_counts(self.model)
 
     def save(self, path: str | Path) -> Path:
@@ -376,15 +386,21 @@ class FineTuneRun:
         self.restore(snap)
 
 
-def gradient_noise_scale(small_sq: float, big_sq: float, b_small: int, b_big: int) -> float:
-    """B_simple = tr(Σ)/|G|² from gradient norms at two batch sizes (McCandlish et al. 2018, app. A).
+def noise_estimates(small_sq: float, big_sq: float, b_small: int, b_big: int) -> tuple[float, float]:
+    """Unbiased |G|² and tr(Σ) from gradient norms at two batch sizes (McCandlish et al. 2018, app. A).
 
     ``small_sq``: mean |g|² of per-step gradients (batch ``b_small``); ``big_sq``: |ḡ|² of their mean
-    (batch ``b_big``). Unbiased estimates: |G|² = (b_big·big − b_small·small)/(b_big − b_small),
-    tr(Σ) = (small − big)/(1/b_small − 1/b_big). Returns nan when |G|² is not positive (too noisy).
+    (batch ``b_big``): |G|² = (b_big·big − b_small·small)/(b_big − b_small),
+    tr(Σ) = (small − big)/(1/b_small − 1/b_big).
     """
     g2 = (b_big * big_sq - b_small * small_sq) / (b_big - b_small)
     trace = (small_sq - big_sq) / (1.0 / b_small - 1.0 / b_big)
+    return g2, trace
+
+
+def gradient_noise_scale(small_sq: float, big_sq: float, b_small: int, b_big: int) -> float:
+    """B_simple = tr(Σ)/|G|² from one pair of estimates (nan when |G|² is not positive: too noisy)."""
+    g2, trace = noise_estimates(small_sq, big_sq, b_small, b_big)
     if not (g2 > 0) or not math.isfinite(trace):
         return float("nan")
     return max(trace, 0.0) / g2

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from govgym.efficiency import corpus
+from govgym.efficiency import basemodel, corpus
 from govgym.efficiency import workload as wl
 from govgym.efficiency.config import RunConfig
 from govgym.typed import ConfigError, deep_merge, from_dict
@@ -128,7 +128,7 @@ def test_base_is_cached_and_deterministic(built, tmp_path: Path, monkeypatch: py
         raise AssertionError("the cached base was rebuilt")
 
     with monkeypatch.context() as m:
-        m.setattr(wl, "_build_base", no_rebuild)
+        m.setattr(basemodel, "_build_base", no_rebuild)
         assert wl.build_base_model(cfg, progress=False) == base
         again = wl.load_workload(cfg, progress=False)
     assert again.model is not work.model  # a new instance per call: runs never share weights
