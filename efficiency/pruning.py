@@ -1,0 +1,142 @@
+"""Per-example data scorers (batched passes, each reporting its FLOPs) and the keep/drop selection.
+
+Scorers (higher = harder / more surprising):
+
+- ``loss``: mean token cross-entropy of the example under the current model.
+- ``el2n``: mean over tokens of ‖softmax(logits) − onehot(label)‖₂ (Paul et al. 2021, "Deep Learning
+  on a Data Diet"): the error vector's norm; bounded in [0, √2].
+- ``gradnorm``: the exact norm of the example's gradient w.r.t. the output layer (lm_head) weight, a
+  standard proxy for the full per-example gradient norm. With token residuals e_t = (p_t − y_t)/n
+  and final hidden states h_t, grad = Σ_t e_t h_tᵀ, so ‖grad‖²_F = Σ_{t,s} (e_t·e_s)(h_t·h_s): two
+  [T, T] Gram matrices per example from batched matmuls, never a per-example backward pass.
+
+All three share one forward pass per batch (no gradients kept); its FLOPs and the scorer's own
+tensor ops are counted with FlopCounterMode once per (scorer, batch shape, model) and reused.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from govgym.efficiency.compute import FlopCache, count_flops, param_counts
+
+SCORERS = ("loss", "el2n", "gradnorm")
+MODES = ("hardest", "easiest", "random")
+
+
+@dataclass
+class Scores:
+    """One score per example (higher = harder) and what computing them cost."""
+
+    name: str
+    values: np.ndarray
+    flops: int
+    seconds: float
+
+
+def _output_layer(model: nn.Module) -> nn.Module:
+    from govgym.efficiency.memory import base_model
+
+    out = base_model(model).get_output_embeddings()
+    if out is None:
+        raise ValueError("gradnorm scorer: the model has no output embeddings (lm_head) to take gradients of.")
+    return out
+
+
+def _score_batch(model: nn.Module, ids: torch.Tensor, labels: torch.Tensor, scorer: str) -> torch.Tensor:
+    """Scores of one batch (shape [B]); runs in no_grad."""
+    captured: dict[str, torch.Tensor] = {}
+    handle = None
+    if scorer == "gradnorm":
+        handle = _output_layer(model).register_forward_hook(lambda _m, inp, _o: captured.__setitem__("h", inp[0]))
+    try:
+        logits = model(input_ids=ids).logits
+    finally:
+        if handle is not None:
+            handle.remove()
+    logits, tgt = logits[:, :-1].float(), labels[:, 1:]  # position t predicts token t+1
+    valid = tgt != -100
+    n = valid.sum(1).clamp(min=1)
+    safe = tgt.clamp(min=0)
+    if scorer == "loss":
+        ce = F.cross_entropy(logits.transpose(1, 2), safe, reduction="none")
+        return (ce * valid).sum(1) / n
+    probs = logits.softmax(-1)
+    resid = probs - F.one_hot(safe, probs.shape[-1]).to(probs.dtype)
+    resid = resid * valid.unsqueeze(-1)
+    if scorer == "el2n":
+        return resid.norm(dim=-1).sum(1) / n
+    h = captured["h"][:, :-1].float()
+    e = resid / n.view(-1, 1, 1)
+    gram_e = torch.bmm(e, e.transpose(1, 2))  # [B, T, T]
+    gram_h = torch.bmm(h, h.transpose(1, 2))
+    return (gram_e * gram_h).sum((1, 2)).clamp(min=0).sqrt()
+
+
+@torch.no_grad()
+def score_examples(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    scorer: str,
+    batch_size: int = 32,
+    flop_cache: FlopCache | None = None,
+) -> Scores:
+    """Score every example in batched forward passes; the model's train/eval mode is restored after.
+
+    Args:
+        model: the live (possibly peft / quantized / checkpointed) causal LM.
+        input_ids: [N, T] token ids. labels: [N, T], -100 = ignored.
+        scorer: one of ``SCORERS``.
+        batch_size: examples per pass.
+        flop_cache: where pass FLOPs are cached by (scorer, batch shape, model size); fresh if None.
+    """
+    if scorer not in SCORERS:
+        raise ValueError(f"scorer: got {scorer!r}; allowed: {', '.join(SCORERS)}.")
+    cache = flop_cache if flop_cache is not None else FlopCache()
+    counts = param_counts(model)
+    was = model.training
+    model.eval()
+    t0 = time.perf_counter()
+    out, flops = [], 0
+    try:
+        for s in range(0, len(input_ids), batch_size):
+            ids, lab = input_ids[s : s + batch_size], labels[s : s + batch_size]
+            key = ("score", scorer, tuple(ids.shape), counts["total"], counts["trainable"])
+            vals, fl = cache.measure(key, lambda: _score_batch(model, ids, lab, scorer))
+            out.append(vals.cpu())
+            flops += fl
+    finally:
+        model.train(was)
+    values = torch.cat(out).double().numpy() if out else np.zeros(0)
+    return Scores(scorer, values, flops, time.perf_counter() - t0)
+
+
+def select(scores: np.ndarray, fraction_drop: float, mode: str, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Positions (sorted) of the examples to KEEP after dropping ``fraction_drop`` of them.
+
+    ``hardest`` drops the highest scores, ``easiest`` the lowest, ``random`` a uniform draw from ``rng``.
+    Ties are broken by position (stable sort), so the result is deterministic.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode: got {mode!r}; allowed: {', '.join(MODES)}.")
+    if not 0.0 <= fraction_drop < 1.0:
+        raise ValueError(f"fraction_drop: got {fraction_drop}; it must lie in [0, 1).")
+    n = len(scores)
+    n_drop = int(round(fraction_drop * n))
+    if mode == "random":
+        order = (rng or np.random.default_rng(0)).permutation(n)
+        keep = order[n_drop:]
+    else:
+        order = np.argsort(np.asarray(scores), kind="stable")
+        keep = order[: n - n_drop] if mode == "hardest" else order[n_drop:]
+    return np.sort(keep)
+
+
+__all__ = ["MODES", "SCORERS", "Scores", "count_flops", "score_examples", "select"]

@@ -1,0 +1,87 @@
+"""Every CLI subcommand as a subprocess on a tiny embedded default; bad input gives one clear sentence."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = [
+    "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64",
+    "model.vocab_size=512", "model.pretrain_steps=20", "data.seq_len=48", "data.max_examples=96",
+    "data.eval_examples=8", "optim.total_steps=12", "optim.batch_size=4", "data.noise_rate=0.25",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> dict[str, str]:
+    return {**os.environ, "GOVGYM_CACHE": str(tmp_path_factory.mktemp("cache"))}
+
+
+def govgym(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, "-m", "govgym.cli", *args], capture_output=True, text=True, env=env, timeout=600)
+    if check:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def test_help_lists_subcommands(cache):
+    out = govgym(["--help"], cache).stdout
+    for cmd in ("prepare", "run", "demo", "strategies", "prune", "switch"):
+        assert cmd in out
+
+
+def test_prepare_then_run_writes_results(cache, tmp_path):
+    info = govgym(["prepare", *TINY], cache).stdout
+    assert "manifest" in info
+    govgym(["run", "--out", str(tmp_path), "--interval", "4", *TINY], cache)
+    rows = json.loads((tmp_path / "intervals.json").read_text())["rows"]
+    assert [r["step"] for r in rows] == [4, 8, 12]
+    assert (tmp_path / "intervals.csv").is_file() and (tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_strategies_prune_switch(cache, tmp_path):
+    govgym(["strategies", "--out", str(tmp_path / "s"), "--steps", "2", "--only", "full,lora+gc,qlora", *TINY], cache)
+    rows = json.loads((tmp_path / "s" / "strategies.json").read_text())["rows"]
+    assert [r["strategy"] for r in rows] == ["full", "lora+gc", "qlora"]
+    govgym(["prune", "--out", str(tmp_path / "p"), "--warm-steps", "4", *TINY], cache)
+    assert (tmp_path / "p" / "prune.png").is_file()
+    govgym(["switch", "--out", str(tmp_path / "w"), "--steps", "3", *TINY], cache)
+    assert (tmp_path / "w" / "switch.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["run", "memory.strategy=lorra"], "memory.strategy"),
+        (["run", "optim.lr=-1"], "optim.lr"),
+        (["run", "optim.learning_rate=1e-3"], "Did you mean 'lr'"),
+        (["run", "model.source=/nonexistent/model"], "model.source"),
+        (["run", "--config", "/nonexistent.yaml"], "--config"),
+        (["prune", "data.noise_rate=0"], "data.noise_rate"),
+    ],
+)
+def test_bad_input_is_one_sentence_not_a_traceback(cache, args, needle):
+    r = govgym(args, cache, check=False)
+    assert r.returncode == 2
+    assert needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_model_dir_is_a_clear_error(cache, tmp_path):
+    bad = tmp_path / "model"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    r = govgym(["run", f"model.source={bad}"], cache, check=False)
+    assert r.returncode == 2 and str(bad) in r.stderr and "Traceback" not in r.stderr
+
+
+def test_results_are_not_corrupted_by_a_failed_rerun(cache, tmp_path):
+    govgym(["run", "--out", str(tmp_path), "--interval", "6", *TINY], cache)
+    before = (tmp_path / "intervals.json").read_text()
+    govgym(["run", "--out", str(tmp_path), *TINY, "optim.schedule=cosnie"], cache, check=False)
+    assert (tmp_path / "intervals.json").read_text() == before
+    assert not list(Path(tmp_path).glob("*.tmp*"))
