@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from govgym.efficiency import corpus
-from govgym.efficiency.config import RunConfig, default_cache_dir
 
 from govgym import __version__
+from govgym.efficiency import corpus
+from govgym.efficiency.config import RunConfig, default_cache_dir
 from govgym.typed import ConfigError
 
 if TYPE_CHECKING:

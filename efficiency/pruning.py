@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -109,7 +110,7 @@ def score_examples(
         for s in range(0, len(input_ids), batch_size):
             ids, lab = input_ids[s : s + batch_size], labels[s : s + batch_size]
             key = ("score", scorer, tuple(ids.shape), counts["total"], counts["trainable"])
-            vals, fl = cache.measure(key, lambda: _score_batch(model, ids, lab, scorer))
+            vals, fl = cache.measure(key, partial(_score_batch, model, ids, lab, scorer))
             out.append(vals.cpu())
             flops += fl
     finally:

@@ -22,6 +22,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +208,7 @@ class FineTuneRun:
                 key = self._mem_key(ids)
                 measure = key not in self.memory or (every and self.step % every == 0)
                 fn = self._measured_step if measure else self._step
-                (loss, gn), fl = self.flop_cache.measure(("train", key), lambda: fn(ids, labels, gsum))
+                (loss, gn), fl = self.flop_cache.measure(("train", key), partial(fn, ids, labels, gsum))
                 self.flops["train"] += fl
                 self.step += 1
                 losses.append(loss)
@@ -238,6 +239,9 @@ class FineTuneRun:
         )  # fmt: skip
 
     # ------------------------------------------------------------------ evaluation
+    def _logits(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=ids).logits
+
     @torch.no_grad()
     def evaluate(self, batch_size: int = 32) -> float:
         """Token-mean cross-entropy on the held-out split; its FLOPs go to ``flops['eval']``."""
@@ -248,7 +252,7 @@ class FineTuneRun:
             for s in range(0, len(self.eval_ids), batch_size):
                 ids, labels = self.eval_ids[s : s + batch_size], self.eval_labels[s : s + batch_size]
                 logits, fl = self.flop_cache.measure(
-                    ("eval", self.strategy.name, tuple(ids.shape)), lambda: self.model(input_ids=ids).logits
+                    ("eval", self.strategy.name, tuple(ids.shape)), partial(self._logits, ids)
                 )
                 self.flops["eval"] += fl
                 tgt = labels[:, 1:]

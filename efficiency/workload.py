@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from govgym.efficiency import corpus
 from govgym.efficiency.basemodel import (  # noqa: F401  (build_base_model, base_manifest_diff: public API here too)
     base_manifest_diff,

@@ -255,7 +255,7 @@ def switch_curves(cfg: RunConfig, out: Path, steps: int) -> dict[str, Any]:
     for label, seq in plans.items():
         run = _new_run(cfg, load_workload(cfg, progress=False))
         losses, switches = [], []
-        for i, strat in enumerate(seq):
+        for strat in seq:
             if strat != run.strategy.name:
                 before = run.evaluate()
                 run.switch_strategy(strat)

@@ -59,7 +59,7 @@ def test_strategies_prune_switch(cache, tmp_path):
     [
         (["run", "memory.strategy=lorra"], "memory.strategy"),
         (["run", "optim.lr=-1"], "optim.lr"),
-        (["run", "optim.learning_rate=1e-3"], "Did you mean 'lr'"),
+        (["run", "optim.warmup=5"], "Did you mean 'warmup_steps'"),
         (["run", "model.source=/nonexistent/model"], "model.source"),
         (["run", "--config", "/nonexistent.yaml"], "--config"),
         (["prune", "data.noise_rate=0"], "data.noise_rate"),

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
-import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"govgym": "govgym", "govgym.efficiency": "efficiency", "govgym.envs": "envs", "govgym.agents": "agents", "govgym.configs": "configs"}

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, Reading, SignalTracker, markdown_table, spec_hash
+from govgym.efficiency.signals import (
+    FEATURE_NAMES,
+    HIGH,
+    LOW,
+    Reading,
+    SignalTracker,
+    markdown_table,
+    spec_hash,
+)
 
 
 def reading(**kw) -> Reading:
