@@ -171,7 +171,8 @@ def max_layer_saved_bytes(model: nn.Module, forward: Callable[[], torch.Tensor])
     from govgym.efficiency.memory import base_model
 
     bm = base_model(model)
-    was = getattr(bm, "is_gradient_checkpointing", False)
+    flag = "is_activation_checkpointing" if hasattr(type(bm), "is_activation_checkpointing") else "is_gradient_checkpointing"
+    was = getattr(bm, flag, False)
     meter = ActivationMeter(model)
     per_layer: list[int] = []
     marks: list[int] = []

@@ -114,6 +114,7 @@ class FineTuneRun:
         self.flop_cache = FlopCache()
         self.memory: dict[str, memstats.MemoryStats] = {}
         self.last_memory = memstats.MemoryStats()
+        self._probe: tuple[torch.Tensor, torch.Tensor] | None = None
         self._gns: tuple[float, float] | None = None  # EMA of (|G|², tr Σ) for the noise scale
         self.cap_mb = cfg.memory.cap_mb
         self.strategy = Strategy.parse(cfg.memory.strategy)
@@ -178,15 +179,20 @@ class FineTuneRun:
             if gsum is not None:
                 torch._foreach_add_(gsum, [p.grad for p in self.trainable])
             gn = self._update()
-        act = meter.bytes
-        if self.strategy.gc:
-            recompute, fl = count_flops(lambda: memstats.max_layer_saved_bytes(self.model, lambda: self._loss(ids, labels)))
-            self.flops["measure"] += fl
-            act += recompute
         peak = pk.get("peak") or (params_b + opt_before + pk.get("peak_delta", 0))
-        stats = memstats.MemoryStats(params_b, grads_b, memstats.optimizer_bytes(self.optimizer), act, peak)
+        stats = memstats.MemoryStats(params_b, grads_b, memstats.optimizer_bytes(self.optimizer), meter.bytes, peak)
         self.memory[self._mem_key(ids)] = stats
+        if self.strategy.gc:  # the recompute peak needs one more forward, run outside the step's FLOP count
+            self._probe = (ids, labels)
         return loss.detach(), gn
+
+    def _recompute_probe(self) -> None:
+        """Under checkpointing, add one layer's recompute to the measured activations (FLOPs counted)."""
+        ids, labels = self._probe
+        self._probe = None
+        recompute, fl = count_flops(partial(memstats.max_layer_saved_bytes, self.model, partial(self._loss, ids, labels)))
+        self.flops["measure"] += fl
+        self.memory[self._mem_key(ids)].activations += recompute
 
     def _mem_key(self, ids: torch.Tensor) -> str:
         return f"{self.strategy.name}|{tuple(ids.shape)}"
@@ -210,6 +216,8 @@ class FineTuneRun:
                 fn = self._measured_step if measure else self._step
                 (loss, gn), fl = self.flop_cache.measure(("train", key), partial(fn, ids, labels, gsum))
                 self.flops["train"] += fl
+                if self._probe is not None:
+                    self._recompute_probe()
                 self.step += 1
                 losses.append(loss)
                 norms.append(gn)

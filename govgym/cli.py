@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import warnings
+
+    # Library deprecation chatter (peft probing transformers' renamed attributes) is not the user's concern.
+    warnings.filterwarnings("ignore", category=FutureWarning)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from govgym import reports
     from govgym.errors import USER_ERRORS
