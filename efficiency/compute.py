@@ -44,6 +44,24 @@ def _register_bnb_formulas() -> None:
     if _REGISTERED:
         return
     _REGISTERED = True
+    from torch.utils import flop_counter as fc
+
+    # CPU sdpa runs as aten._scaled_dot_product_flash_attention_for_cpu, which torch's counter has no
+    # formula for (it knows the CUDA flash/efficient/cudnn kernels): QKᵀ and AV would count as zero.
+    cpu_fwd = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    cpu_bwd = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    if cpu_fwd is not None and cpu_fwd not in fc.flop_registry:
+
+        @fc.register_flop_formula(cpu_fwd)
+        def _sdpa_cpu_flops(q: Any, k: Any, v: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+            return fc.sdpa_flop_count(q, k, v)
+
+    if cpu_bwd is not None and cpu_bwd not in fc.flop_registry:
+
+        @fc.register_flop_formula(cpu_bwd)
+        def _sdpa_cpu_bwd_flops(g: Any, q: Any, k: Any, v: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+            return fc.sdpa_backward_flop_count(g, q, k, v)
+
     try:
         import bitsandbytes  # noqa: F401  (registers torch.ops.bitsandbytes)
         from torch.utils.flop_counter import register_flop_formula

@@ -21,10 +21,12 @@ def flops(strategy: str) -> tuple[int, int, dict]:
 
 def test_full_step_is_about_6nd_of_the_matmul_weights():
     fwd, step, n = flops("full")
-    assert step == 3 * fwd  # backward = 2 x forward when every weight gets a gradient
-    # 6·N·D over the weights that do matmuls (the embedding is a gather) plus attention's QK^T and AV.
+    # backward = 2 x forward for weight matmuls; torch counts the attention backward as 2.5 x its forward
+    assert 3 * fwd <= step < 3.1 * fwd
+    # 6·N·D over the weights that do matmuls (the embedding is a gather) plus attention's QK^T and AV
+    # (4·T·d per token per layer forward at T = 32, d = 64: ~8% here).
     ratio = step / six_nd(n["non_embedding"], X.numel())
-    assert 0.95 <= ratio < 1.15, ratio  # norms are parameters without matmuls; attention adds a little
+    assert 1.02 <= ratio < 1.15, ratio
 
 
 def test_lora_backward_skips_frozen_weight_gradients():
@@ -66,3 +68,11 @@ def test_param_counts_use_logical_4bit_size():
     m = apply_strategy(tiny_llama(hidden=64, inter=176, heads=4), None, Strategy.parse("qlora"), MemoryConfig(), 0)
     q = param_counts(m)
     assert q["total"] > full["total"] and q["trainable"] < full["total"] / 5
+
+
+def test_cpu_attention_kernel_is_counted():
+    # torch's counter knows only the CUDA sdpa kernels; ours registers the CPU flash kernel too.
+    q = torch.randn(2, 4, 64, 16, requires_grad=True)
+    _, f = count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True).sum().backward())
+    fwd = 2 * 2 * 2 * 4 * 64 * 64 * 16  # QK^T and AV
+    assert f == fwd + int(2.5 * fwd)  # torch's flash backward formula: 5 matmuls
