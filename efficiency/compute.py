@@ -15,11 +15,12 @@ what actually executes, it is right where formulas go wrong:
 
 Why measured ≠ 6·N·D (N = parameters, D = tokens). On the default workload (1,066,112 params with tied
 embeddings, 4 layers, d = 128, vocab 2,048; batch 8 × 128 = 1,024 tokens) one full step measures
-≈ 0.95× 6·N·D (see ``govgym strategies``):
-  * the embedding lookup is a gather, not a matmul: its 262k parameters cost no FLOPs as an input
-    embedding (they do as the tied lm_head: 2·d·V per token forward);
+7.48 GFLOP = 1.14 × 6·N·D (6.55 GFLOP); a LoRA step 5.68 (0.81×), a full+gc step 9.03 (1.38×):
+  * 6·N·D counts every parameter as a matmul weight: the input embedding is a gather (tied here to the
+    lm_head, a matmul, so the matrix counts once either way) and RMSNorm weights are elementwise;
   * attention adds matmuls with no parameters: QKᵀ and AV cost 4·T·d per token per layer forward
-    (counted by FlopCounterMode via sdpa), ≈ 3% of the step here and growing with T;
+    (counted over the full T², not halved for the causal mask), and torch counts their backward as
+    2.5× the forward: +0.94 GFLOP per step here, growing with T;
   * 6·N·D assumes every weight gets a weight gradient; frozen weights (LoRA, QLoRA, int8) do not.
 """
 
