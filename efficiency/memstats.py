@@ -16,8 +16,8 @@ shape, or every ``memory.measure_every`` steps):
 Their sum (``total``) is what the analytic estimate predicts. Independently, ``profile_peak`` is the
 peak of live bytes over the same step from torch.profiler's allocator events on CPU, or
 ``torch.cuda.max_memory_allocated`` on CUDA; it also sees transient temporaries (the logits'
-gradient, softmax buffers) that belong to no category. ``peak`` = max(total, profile_peak) is what a
-memory cap is compared with.
+gradient, softmax buffers) that belong to no category. A memory cap is compared with ``peak``: on
+CUDA max(total, allocator peak); on CPU the total (the profiler's peak is reported as a check only).
 
 Analytic estimate (fp32 unless noted; N = parameters, N_t = trainable, B·T tokens per step):
 
@@ -66,16 +66,22 @@ class MemoryStats:
         """The four categories live at once (what the analytic estimate predicts)."""
         return self.params + self.grads + self.optimizer + self.activations
 
+    allocator: bool = False
+    """True when ``profile_peak`` comes from the CUDA caching allocator (deterministic, authoritative)."""
+
     @property
     def peak(self) -> int:
-        """Peak compared with a memory cap: the larger of the category total and the profiled peak
-        (which also sees transient temporaries such as the logits' gradient)."""
-        return max(self.total, self.profile_peak)
+        """Peak compared with a memory cap. On CUDA: the larger of the category total and the allocator's
+        peak (which also sees temporaries). On CPU: the category total, which is deterministic — the
+        profiler's event order varies with thread timing by a few MiB, and an episode must replay
+        bit-identically."""
+        return max(self.total, self.profile_peak) if self.allocator else self.total
 
     def as_mb(self) -> dict[str, float]:
         d = {k: v / MB for k, v in asdict(self).items()}
         d["total"] = self.total / MB
         d["peak"] = self.peak / MB
+        d.pop("allocator", None)
         return d
 
 

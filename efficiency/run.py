@@ -180,7 +180,9 @@ class FineTuneRun:
                 torch._foreach_add_(gsum, [p.grad for p in self.trainable])
             gn = self._update()
         peak = pk.get("peak") or (params_b + opt_before + pk.get("peak_delta", 0))
-        stats = memstats.MemoryStats(params_b, grads_b, memstats.optimizer_bytes(self.optimizer), meter.bytes, peak)
+        stats = memstats.MemoryStats(
+            params_b, grads_b, memstats.optimizer_bytes(self.optimizer), meter.bytes, peak, allocator=self.device.type == "cuda"
+        )
         self.memory[self._mem_key(ids)] = stats
         if self.strategy.gc:  # the recompute peak needs one more forward, run outside the step's FLOP count
             self._probe = (ids, labels)

@@ -1,1 +1,17 @@
-"""Gymnasium environments over a real fine-tuning run."""
+"""Gymnasium environments over a real fine-tuning run.
+
+``govgym/FineTune-v0`` is registered when ``govgym`` is imported (if gymnasium is installed); the entry
+point is a string, so nothing heavy is imported until ``gymnasium.make``.
+"""
+
+from __future__ import annotations
+
+ENV_ID = "govgym/FineTune-v0"
+
+
+def register_envs() -> None:
+    """Register govgym's environments with gymnasium (idempotent)."""
+    from gymnasium.envs.registration import register, registry
+
+    if ENV_ID not in registry:
+        register(id=ENV_ID, entry_point="govgym.envs.finetune_env:FineTuneEnv", disable_env_checker=False)

@@ -8,3 +8,17 @@ levers), ``govgym.envs`` (Gymnasium environments), ``govgym.agents`` (governors)
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+
+def _register() -> None:
+    # `import govgym` makes gymnasium.make("govgym/FineTune-v0") work when gymnasium is installed;
+    # deployment installs without it (a missing gymnasium is not an error here).
+    import importlib.util
+
+    if importlib.util.find_spec("gymnasium") is not None:
+        from govgym.envs import register_envs
+
+        register_envs()
+
+
+_register()

@@ -7,6 +7,9 @@ Subcommands (``govgym <cmd> --help`` for each):
   strategies  per memory strategy: ms/step, measured memory by category, analytic estimate, FLOPs vs 6ND
   prune       fraction of injected noise each scorer's drop-hardest prune removes, vs random
   switch      runs switched full -> LoRA -> full and full -> QLoRA mid-run; loss curves and plot
+  collect     run policies over an instance split of govgym/FineTune-v0, recording traces and states
+  replay      re-run a saved episode state and validate every observation and reward
+  plot-traces eval loss vs FLOPs of recorded episodes, actions marked
 """
 
 from __future__ import annotations
@@ -67,7 +70,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("switch", help="full->LoRA->full and full->QLoRA mid-run: loss curves and plot")
     _common(p, "results/switch")
     p.add_argument("--steps", type=int, default=60, help="optimizer steps per segment")
+    p = sub.add_parser("collect", help="run policies over an instance split; record traces (Parquet) and states (JSON)")
+    p.add_argument("--instances", default="", help="instance-set YAML (default: packaged configs/instances.yaml)")
+    p.add_argument("--split", default="train", help="train | test")
+    p.add_argument("--policy", default="continue,random", help="comma-separated: continue, random")
+    p.add_argument("--episodes", type=int, default=2, help="episodes per policy (instances taken in order)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/collect", help="folder for traces/, states/, episodes.csv, traces.png")
+
+    p = sub.add_parser("replay", help="re-run an episode state and validate it")
+    p.add_argument("state", help="STATE.json written by collect / env.state()")
+    p.add_argument("--instances", default="", help="instance-set YAML (default: the one named in the state)")
+
+    p = sub.add_parser("plot-traces", help="plot recorded episodes")
+    p.add_argument("traces", help="folder of .parquet episodes")
+    p.add_argument("--out", default="traces.png")
     return ap
+
+
+def _env_cmd(args: argparse.Namespace) -> int:
+    from govgym import envjobs
+
+    if args.cmd == "collect":
+        envjobs.collect(args.instances or None, args.split, [p for p in args.policy.split(",") if p], args.episodes, Path(args.out), args.seed)
+    elif args.cmd == "replay":
+        return 0 if envjobs.replay_state(Path(args.state), args.instances or None)["valid"] else 1
+    elif args.cmd == "plot-traces":
+        print(f"wrote {envjobs.plot_traces(Path(args.traces), Path(args.out))}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     from govgym.errors import USER_ERRORS
 
     try:
+        if args.cmd in ("collect", "replay", "plot-traces"):
+            return _env_cmd(args)
         cfg = _load_cfg(args)
         if args.cmd == "prepare":
             reports.prepare(cfg)

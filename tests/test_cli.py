@@ -85,3 +85,21 @@ def test_results_are_not_corrupted_by_a_failed_rerun(cache, tmp_path):
     govgym(["run", "--out", str(tmp_path), *TINY, "optim.schedule=cosnie"], cache, check=False)
     assert (tmp_path / "intervals.json").read_text() == before
     assert not list(Path(tmp_path).glob("*.tmp*"))
+
+
+def test_collect_replay_plot(cache, tmp_path):
+    tiny = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
+    govgym(["collect", "--instances", tiny, "--episodes", "1", "--policy", "continue,random", "--out", str(tmp_path)], cache)
+    states = sorted((tmp_path / "states").glob("*.json"))
+    assert len(states) == 2 and len(list((tmp_path / "traces").glob("*.parquet"))) == 2
+    assert "VALID" in govgym(["replay", str(states[0]), "--instances", tiny], cache).stdout
+    s = json.loads(states[0].read_text())
+    s["actions"] = [1] + s["actions"][1:]
+    bad = tmp_path / "tampered.json"
+    bad.write_text(json.dumps(s))
+    r = govgym(["replay", str(bad), "--instances", tiny], cache, check=False)
+    assert r.returncode == 1 and "INVALID" in r.stdout
+    govgym(["plot-traces", str(tmp_path / "traces"), "--out", str(tmp_path / "p.png")], cache)
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    r = govgym(["replay", str(tmp_path / "missing.json")], cache, check=False)
+    assert r.returncode == 2 and "cannot read" in r.stderr and "Traceback" not in r.stderr

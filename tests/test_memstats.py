@@ -25,7 +25,7 @@ def test_measured_memory_matches_estimate(strategy):
         if m > 0.1 * meas.total:
             assert abs(e - m) / m < TOL_CAT, (strategy, cat, e, m)
     # the profiler sees the same step plus transient temporaries: never far below the categories
-    assert meas.profile_peak > 0.8 * meas.total and meas.peak >= meas.total
+    assert meas.profile_peak > 0.8 * meas.total and meas.peak == meas.total  # CPU: the deterministic total
 
 
 def test_strategies_order_memory_as_expected():

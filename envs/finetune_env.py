@@ -1,0 +1,228 @@
+"""FineTuneEnv: a Gymnasium environment in which an agent governs a real fine-tuning run."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from govgym import __version__
+from govgym.efficiency.memory import Strategy
+from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, Reading, SignalTracker, spec_hash
+from govgym.envs.instances import Instance, InstanceSet, load_instances
+from govgym.envs.probe import strategy_peaks
+
+STATE_FORMAT = 1
+
+
+class FineTuneEnv(gym.Env):
+    """Govern a real fine-tuning run: continue, reprune data, switch memory strategy, or stop.
+
+    ## Description
+    One episode is one fine-tuning run of one *instance* (base model, data and its noise, FLOP budget,
+    memory cap and its schedule, start strategy, compute price λ, seed). One step is one decision
+    interval: the action is applied, the run advances K real optimizer steps, then evaluates on a
+    small held-out split (its FLOPs are counted).
+
+    ## Action Space
+    ``Discrete(4 + S)``: 0 continue; 1 reprune drop-hardest; 2 reprune drop-easiest (each drops
+    ``env.reprune_fraction`` of the kept data by ``env.reprune_scorer``); 3 … 2+S switch to
+    ``env.switch_targets[i]``; 3+S stop. ``action_masks()`` marks impossible actions: switching to
+    the strategy in use or to one whose measured peak exceeds the current cap, repruning below
+    ``env.min_kept_fraction``. An invalid action taken anyway acts as continue and sets
+    ``info["invalid_action"]``.
+
+    ## Observation Space
+    ``Box(LOW, HIGH, (20,), float32)``: the scale-free features of ``govgym.efficiency.signals``
+    (budget left, eval ratio, gain per budget fraction, grad-norm statistics, gradient noise scale,
+    memory fraction, strategy one-hot, data kept, LR fraction, λ).
+
+    ## Rewards
+    r_t = (E_{t−1} − E_t)/E_0 − λ·(FLOPs spent in step t)/budget. Summed: normalized eval improvement
+    minus λ × budget fraction used. OOM or a crashed/diverged run: −penalty − λ·(FLOPs spent).
+
+    ## Starting State
+    A fresh run of the instance under its start strategy, evaluated once (E_0; counted).
+
+    ## Episode End
+    Terminated: stop action, OOM (measured peak above the cap; a real allocator cap on CUDA), a
+    non-finite or crashed run (``info["error"]`` says which). Truncated: the FLOP budget is spent.
+
+    ## Arguments
+    ``instances``: an InstanceSet or a YAML path (default: packaged ``configs/instances.yaml``);
+    ``split``: 'train' or 'test'; ``interval_steps``: overrides ``env.interval_steps``;
+    ``wall_time_info``: put wall-clock seconds in ``info`` (``wall_time``, and ``seconds`` of a reprune or
+    switch). Everything else in ``info`` is deterministic; gymnasium's ``check_env`` demands that of
+    the whole dict, so it is run with ``wall_time_info=False``.
+
+    ## Version History
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self, instances: InstanceSet | str | None = None, split: str = "train", interval_steps: int | None = None,
+        wall_time_info: bool = True,
+    ):  # fmt: skip
+        super().__init__()
+        self.wall_time_info = wall_time_info
+        self.iset = instances if isinstance(instances, InstanceSet) else load_instances(instances)
+        self.split = split
+        self.pool = self.iset.split(split)
+        self.ecfg = self.iset.env
+        if interval_steps is not None:
+            self.ecfg.interval_steps = int(interval_steps)
+        self.targets = [Strategy.parse(s) for s in self.ecfg.switch_targets]
+        self.action_names = ["continue", "reprune_hardest", "reprune_easiest", *[f"switch:{s}" for s in self.targets], "stop"]
+        self.action_space = spaces.Discrete(len(self.action_names))
+        self.observation_space = spaces.Box(LOW, HIGH, dtype=np.float32)
+        self.run: Any = None
+        self.instance: Instance | None = None
+        self.tracker = SignalTracker()
+
+    # ------------------------------------------------------------------ reset
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        from govgym.efficiency.run import FineTuneRun
+        from govgym.efficiency.workload import load_workload
+
+        options = options or {}
+        name = options.get("instance")
+        self.instance = self.iset.get(name) if name else self.pool[int(self.np_random.integers(len(self.pool)))]
+        self.episode_seed = int(options.get("episode_seed", self.np_random.integers(2**31 - 1)))
+        cfg = self.iset.run_config(self.instance, self.episode_seed)
+        self.peaks = strategy_peaks(cfg, [t.name for t in self.targets] + [cfg.memory.strategy])
+        self.run = FineTuneRun(cfg, workload=load_workload(cfg, progress=False), progress=False)
+        self.budget = self.instance.budget_tflops * 1e12
+        self.t0 = time.perf_counter()
+        self.e0 = self.prev_eval = self.run.evaluate()
+        self.tracker.reset(self.e0, 0.0)
+        self.done = False
+        obs = self.tracker.observe(self._reading(self.e0, self.e0, None))
+        self.log: dict[str, Any] = {"actions": [], "observations": [obs.tolist()], "rewards": []}
+        return obs, self._info(error=None)
+
+    # ------------------------------------------------------------------ masks
+    def action_masks(self) -> np.ndarray:
+        """Valid actions, in the form sb3-contrib's MaskablePPO expects (bool array)."""
+        mask = np.ones(self.action_space.n, dtype=bool)
+        if self.run is None:
+            return mask
+        kept_after = self.run.kept_fraction * (1 - self.ecfg.reprune_fraction)
+        if kept_after < self.ecfg.min_kept_fraction or len(self.run.sampler.kept) * (1 - self.ecfg.reprune_fraction) < self.run.cfg.optim.batch_size:
+            mask[1] = mask[2] = False
+        cap = self.run.cap_mb
+        for i, t in enumerate(self.targets):
+            if t == self.run.strategy or (cap > 0 and self.peaks.get(t.name, 0.0) > cap):
+                mask[3 + i] = False
+        return mask
+
+    # ------------------------------------------------------------------ step
+    def step(self, action: Any):
+        if self.run is None or self.done:
+            raise RuntimeError("step() called before reset() or after the episode ended; call reset().")
+        a = int(action)
+        if not 0 <= a < self.action_space.n:
+            raise ValueError(f"action {action!r} is outside Discrete({self.action_space.n}).")
+        info_extra: dict[str, Any] = {}
+        if not self.action_masks()[a]:
+            info_extra["invalid_action"] = self.action_names[a]
+            a = 0
+        self.log["actions"].append(int(action))
+        name = self.action_names[a]
+        run, lam = self.run, self.instance.lam
+        flops_before = run.flops_total
+        error: str | None = None
+        if name == "stop":
+            return self._finish(0.0, True, False, None, info_extra, stats=None)
+        stats = None
+        try:
+            if name.startswith("reprune"):
+                info_extra["reprune"] = run.reprune(self.ecfg.reprune_scorer, self.ecfg.reprune_fraction, name.split("_")[1])
+            elif name.startswith("switch:"):
+                info_extra["switch"] = run.switch_strategy(name.split(":", 1)[1])
+            stats = run.advance(self.ecfg.interval_steps)
+            if not stats.finite:
+                error = f"diverged: non-finite training loss under {run.strategy} (lr too high for this instance?)"
+            elif run.over_cap:
+                error = f"oom: measured peak {run.last_memory.peak / 2**20:.1f} MiB above the {run.cap_mb:.0f} MiB cap under {run.strategy}"
+            else:
+                e = run.evaluate()
+                if not math.isfinite(e):
+                    error = "diverged: non-finite eval loss"
+        except Exception as err:  # the calling process never dies from anything the run does
+            from govgym.efficiency.run import RunOOM
+
+            kind = "oom" if isinstance(err, RunOOM) else "crash"
+            error = f"{kind}: {type(err).__name__}: {err}"
+        spent = (run.flops_total - flops_before) / self.budget
+        if error is not None:
+            penalty = self.ecfg.oom_penalty if error.startswith("oom") else self.ecfg.crash_penalty
+            return self._finish(-penalty - lam * spent, True, False, error, info_extra, stats)
+        reward = (self.prev_eval - e) / self.e0 - lam * spent
+        frac = run.flops_total / self.budget
+        truncated = frac >= 1.0
+        run.set_cap(self.instance.cap_at(frac))  # a co-located job arrives / leaves
+        obs = self.tracker.observe(self._reading(e, stats.train_loss, stats))
+        self.prev_eval = e
+        self.log["observations"].append(obs.tolist())
+        self.log["rewards"].append(float(reward))
+        self.done = truncated
+        info = self._info(None, stats, **info_extra)
+        return obs, float(reward), False, truncated, info
+
+    def _finish(self, reward: float, terminated: bool, truncated: bool, error: str | None, extra: dict, stats: Any):
+        self.done = True
+        obs = np.asarray(self.log["observations"][-1], dtype=np.float32)
+        self.log["observations"].append(obs.tolist())
+        self.log["rewards"].append(float(reward))
+        return obs, float(reward), terminated, truncated, self._info(error, stats, **extra)
+
+    # ------------------------------------------------------------------ helpers
+    def _reading(self, e: float, train_loss: float, stats: Any) -> Reading:
+        run = self.run
+        return Reading(
+            flops_used=run.flops_total, budget=self.budget, eval_loss=e, train_loss=train_loss,
+            grad_norm=stats.grad_norm if stats else 0.0, grad_norm_std=stats.grad_norm_std if stats else 0.0,
+            grad_noise_scale=stats.grad_noise_scale if stats else float("nan"), batch_size=run.cfg.optim.batch_size,
+            mem_peak_mb=run.last_memory.peak / 2**20 if run.last_memory.total else self.peaks.get(run.strategy.name, 0.0),
+            cap_mb=run.cap_mb, strategy=run.strategy.name, kept_fraction=run.kept_fraction,
+            lr_frac=(stats.lr / run.lr) if stats else 0.0, lam=self.instance.lam,
+        )  # fmt: skip
+
+    def _info(self, error: str | None, stats: Any = None, **extra: Any) -> dict[str, Any]:
+        run = self.run
+        info = {
+            "instance": self.instance.name, "episode_seed": self.episode_seed, "eval_loss": self.prev_eval if stats is None else None,
+            "e0": self.e0, "flops_used": run.flops_total, "flops": dict(run.flops), "budget": self.budget,
+            "budget_frac": run.flops_total / self.budget, "strategy": run.strategy.name, "kept_fraction": run.kept_fraction,
+            "memory_mb": {k: v for k, v in run.last_memory.as_mb().items() if k != "profile_peak" or run.last_memory.allocator},
+            "cap_mb": run.cap_mb, "step": run.step, "action_mask": self.action_masks().tolist(),
+        }  # fmt: skip
+        if self.wall_time_info:
+            info["wall_time"] = time.perf_counter() - self.t0
+        else:
+            for v in extra.values():
+                if isinstance(v, dict):
+                    v.pop("seconds", None)
+        if stats is not None:
+            info["train_loss"] = stats.train_loss
+            info["eval_loss"] = self.tracker.prev_eval
+        if error is not None:
+            info["error"] = error
+        info.update(extra)
+        return info
+
+    def state(self) -> dict[str, Any]:
+        """The episode as a small JSON-able state: (instance, seed, action log) + what it produced."""
+        return {
+            "format": STATE_FORMAT, "govgym_version": __version__, "env_id": "govgym/FineTune-v0",
+            "instances": self.iset.source, "split": self.split, "interval_steps": self.ecfg.interval_steps,
+            "instance": self.instance.name, "episode_seed": self.episode_seed, "obs_spec": spec_hash(),
+            "features": list(FEATURE_NAMES), **self.log,
+        }  # fmt: skip

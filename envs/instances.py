@@ -1,0 +1,192 @@
+"""Instances: what one episode fine-tunes, under which budget, cap, price and schedule.
+
+An instance set is a YAML file with a shared ``run:`` base config, env settings and explicit ``train``
+and ``test`` lists. Each instance fixes base model and data (as RunConfig overrides), budget in
+FLOPs, memory cap and its availability schedule, start strategy, λ and seed::
+
+    run: {...}                      # RunConfig fields shared by every instance
+    env: {interval_steps: 20, ...}  # EnvConfig
+    train:
+      - name: noisy-full-80mb
+        budget_tflops: 2.0
+        cap_mb: 80
+        cap_schedule: [{at: 0.3, cap_mb: 48}]   # a co-located job arrives at 30% of the budget
+        start_strategy: full
+        lam: 0.3
+        seed: 1
+        run: {data: {noise_rate: 0.2}}       # per-instance RunConfig overrides
+    test: [...]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from govgym.efficiency.config import RunConfig
+from govgym.efficiency.memory import Strategy
+from govgym.typed import ConfigError, check_range, deep_merge, from_dict, load_yaml, to_dict
+
+SPLITS = ("train", "test")
+
+
+@dataclass
+class CapChange:
+    """The memory available from a budget fraction on (a co-located job arriving or leaving)."""
+
+    at: float = 0.5
+    """Budget fraction spent at which the cap changes."""
+    cap_mb: float = 0.0
+    """The new cap in MiB (0 = no cap)."""
+
+    def __post_init__(self) -> None:
+        check_range("cap_schedule.at", self.at, 0.0, 1.0)
+        check_range("cap_schedule.cap_mb", self.cap_mb, 0.0)
+
+
+@dataclass
+class Instance:
+    """One episode's problem: workload, budget, memory, price, seed."""
+
+    name: str = ""
+    """Unique name; ``reset(options={'instance': name})`` picks it."""
+    budget_tflops: float = 2.0
+    """Compute budget in TFLOPs (every FLOP counts: training, evals, scoring, measurement)."""
+    cap_mb: float = 0.0
+    """Memory cap in MiB at the start (0 = none). Virtual on CPU, real on CUDA."""
+    cap_schedule: list[CapChange] = field(default_factory=list)
+    """Changes of the cap during the episode, by budget fraction."""
+    start_strategy: str = "full"
+    """Memory strategy at reset."""
+    lam: float = 0.3
+    """Compute price λ: reward = normalized eval improvement − λ × budget fraction used."""
+    seed: int = 0
+    """Instance seed (combined with the episode seed for the run)."""
+    run: dict[str, Any] = field(default_factory=dict)
+    """RunConfig overrides for this instance (model, data, optim ...)."""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("instance.name: every instance needs a unique name.")
+        check_range(f"{self.name}.budget_tflops", self.budget_tflops, 1e-6)
+        check_range(f"{self.name}.cap_mb", self.cap_mb, 0.0)
+        check_range(f"{self.name}.lam", self.lam, 0.0, 10.0)
+        try:
+            Strategy.parse(self.start_strategy)
+        except ValueError as err:
+            raise ConfigError(f"{self.name}.start_strategy: {err}") from None
+
+    def cap_at(self, fraction: float) -> float:
+        """The cap in force once ``fraction`` of the budget is spent."""
+        cap = self.cap_mb
+        for ch in sorted(self.cap_schedule, key=lambda c: c.at):
+            if fraction >= ch.at:
+                cap = ch.cap_mb
+        return cap
+
+
+@dataclass
+class EnvConfig:
+    """How the environment steps and what its actions do."""
+
+    interval_steps: int = 20
+    """K: optimizer steps per env step (decision interval)."""
+    switch_targets: list[str] = field(default_factory=lambda: ["full", "lora", "qlora", "lora+gc", "qlora+gc"])
+    """One switch action per target strategy."""
+    reprune_fraction: float = 0.1
+    """Fraction of the kept examples each reprune action drops."""
+    reprune_scorer: str = "loss"
+    """Scorer behind the reprune actions: loss | el2n | gradnorm."""
+    min_kept_fraction: float = 0.5
+    """Repruning below this fraction of the data is masked."""
+    oom_penalty: float = 1.0
+    """Reward added (negated) when the measured peak exceeds the cap."""
+    crash_penalty: float = 1.0
+    """Reward added (negated) when the run diverges or crashes."""
+
+    def __post_init__(self) -> None:
+        check_range("env.interval_steps", self.interval_steps, 1)
+        check_range("env.reprune_fraction", self.reprune_fraction, 0.01, 0.9)
+        check_range("env.min_kept_fraction", self.min_kept_fraction, 0.0, 1.0)
+        if not self.switch_targets:
+            raise ConfigError("env.switch_targets: empty; name at least one strategy, e.g. [full, lora].")
+        for i, s in enumerate(self.switch_targets):
+            try:
+                Strategy.parse(s)
+            except ValueError as err:
+                raise ConfigError(f"env.switch_targets[{i}]: {err}") from None
+        from govgym.efficiency.pruning import SCORERS
+        from govgym.typed import check_choice
+
+        check_choice("env.reprune_scorer", self.reprune_scorer, SCORERS)
+
+
+@dataclass
+class InstanceSet:
+    """A base run config, env settings, and the train/test instances."""
+
+    run: dict[str, Any] = field(default_factory=dict)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    train: list[Instance] = field(default_factory=list)
+    test: list[Instance] = field(default_factory=list)
+    source: str = ""
+    """Where the set was loaded from (filled in by ``load_instances``)."""
+
+    def __post_init__(self) -> None:
+        names = [i.name for i in self.train + self.test]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError(f"instances: names must be unique across train and test; repeated: {', '.join(dup)}.")
+        for inst in self.train + self.test:
+            self.run_config(inst)  # fail at load time, not forty minutes into training
+
+    def split(self, name: str) -> list[Instance]:
+        if name not in SPLITS:
+            from govgym.typed import check_choice
+
+            check_choice("split", name, SPLITS)
+        items = self.train if name == "train" else self.test
+        if not items:
+            raise ConfigError(f"instances: the '{name}' split of {self.source or 'this set'} is empty.")
+        return items
+
+    def get(self, name: str) -> Instance:
+        for inst in self.train + self.test:
+            if inst.name == name:
+                return inst
+        import difflib
+
+        close = difflib.get_close_matches(name, [i.name for i in self.train + self.test], n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"instance {name!r} is not in {self.source or 'this set'}.{hint}")
+
+    def run_config(self, inst: Instance, episode_seed: int = 0) -> RunConfig:
+        """The validated RunConfig of ``inst`` (its overrides on the shared base)."""
+        data = deep_merge(self.run, inst.run)
+        data = deep_merge(data, {"memory": {"strategy": inst.start_strategy, "cap_mb": inst.cap_mb}, "seed": inst.seed * 1000 + episode_seed})
+        try:
+            return from_dict(RunConfig, data)
+        except ConfigError as err:
+            raise ConfigError(f"instance {inst.name!r}: {err}") from None
+
+
+def default_instances_path() -> Path:
+    from importlib.resources import files
+
+    return Path(str(files("govgym.configs") / "instances.yaml"))
+
+
+def load_instances(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> InstanceSet:
+    """Load and validate an instance set (default: the packaged ``configs/instances.yaml``)."""
+    p = Path(path) if path else default_instances_path()
+    if not p.is_file():
+        raise ConfigError(f"instances: {p} is not a file. Pass an instance-set YAML such as configs/instances.yaml.")
+    data = deep_merge(load_yaml(p), overrides or {})
+    data.pop("source", None)
+    s = from_dict(InstanceSet, data)
+    s.source = str(p)
+    return s
+
+
+__all__ = ["CapChange", "EnvConfig", "Instance", "InstanceSet", "load_instances", "to_dict"]

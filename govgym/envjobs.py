@@ -1,0 +1,96 @@
+"""CLI jobs over the environment: collect traces, replay/validate a state, plot recorded episodes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from govgym.reports import _plt, format_table, write_rows
+
+
+def collect(instances: str | None, split: str, policies: list[str], episodes: int, out: Path, seed: int = 0) -> list[dict[str, Any]]:
+    """Run each policy over ``episodes`` instances of ``split``; record traces and episode states."""
+    from tqdm.auto import tqdm
+
+    from govgym.agents.heuristics import make_policy
+    from govgym.envs.finetune_env import FineTuneEnv
+    from govgym.envs.instances import load_instances
+    from govgym.envs.recording import TraceRecorder, save_state
+
+    iset = load_instances(instances)
+    pool = iset.split(split)
+    rows = []
+    bar = tqdm(total=len(policies) * episodes, desc="collect", unit="episode", dynamic_ncols=True)
+    for pname in policies:
+        policy = make_policy(pname, seed)
+        env = TraceRecorder(FineTuneEnv(iset, split=split), out / "traces", policy=pname)
+        for ep in range(episodes):
+            inst = pool[ep % len(pool)].name
+            obs, info = env.reset(seed=seed * 10_000 + ep, options={"instance": inst})
+            ret, done, n = 0.0, False, 0
+            while not done:
+                a, _ = policy.predict(obs, action_masks=env.unwrapped.action_masks())
+                obs, r, term, trunc, info = env.step(a)
+                ret, n, done = ret + r, n + 1, term or trunc
+            save_state(env.unwrapped.state(), out / "states" / f"{pname}-{inst}-{ep}.json")
+            rows.append({"policy": pname, "instance": inst, "steps": n, "return": ret, "final_eval": info.get("eval_loss"),
+                         "budget_frac": info["budget_frac"], "error": info.get("error", ""), "sec": info.get("wall_time", float("nan"))})  # fmt: skip
+            bar.update(1)
+            bar.set_postfix(policy=pname, sec_per_step=f"{info['wall_time'] / max(n, 1):.2f}")
+    bar.close()
+    print(format_table(rows))
+    write_rows(out, "episodes", rows, {"instances": iset.source, "split": split, "policies": policies})
+    plot_traces(out / "traces", out / "traces.png")
+    print(f"wrote {out}/traces/*.parquet, {out}/states/*.json, {out}/episodes.csv/json, {out}/traces.png")
+    return rows
+
+
+def replay_state(path: Path, instances: str | None) -> dict[str, Any]:
+    from govgym.envs.recording import load_state, replay
+
+    report = replay(load_state(path), instances)
+    verdict = "VALID: every observation and reward matches" if report["valid"] else "INVALID"
+    print(f"{path}: {verdict} ({report['steps']} steps of {report['instance']})")
+    for m in report["mismatches"]:
+        print(f"  t={m['t']}: {m['what']} differs")
+    return report
+
+
+def plot_traces(folder: Path, out: Path, max_episodes: int = 6) -> Path:
+    """Eval loss vs FLOPs for a few recorded episodes, each non-continue action marked."""
+    from govgym.envs.recording import load_traces
+
+    ds = load_traces(folder)
+    df = ds.to_pandas()
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    markers = {"reprune_hardest": "v", "reprune_easiest": "^", "stop": "X"}
+    keys = list(dict.fromkeys(zip(df["policy"], df["instance"], df["episode_seed"])))[:max_episodes]
+    for i, (pol, inst, seed) in enumerate(keys):
+        ep = df[(df["policy"] == pol) & (df["instance"] == inst) & (df["episode_seed"] == seed)].sort_values("t")
+        x, y = np.asarray(ep["flops_used"]) / 1e12, np.asarray(ep["eval_loss"])
+        ax.plot(x, y, "-", color=f"C{i}", label=f"{pol} / {inst}")
+        for _, row in ep.iterrows():
+            name = row["action_name"]
+            if name in ("reset", "continue"):
+                continue
+            m = markers.get(name, "s")
+            ax.plot(row["flops_used"] / 1e12, row["eval_loss"], m, color=f"C{i}", ms=9, mec="k")
+            if name.startswith("switch"):
+                ax.annotate(name.split(":")[1], (row["flops_used"] / 1e12, row["eval_loss"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            if row["error"]:
+                ax.annotate(row["error"].split(":")[0], (row["flops_used"] / 1e12, row["eval_loss"]), color="red", fontsize=8)
+    ax.set_xlabel("FLOPs used (TFLOP)")
+    ax.set_ylabel("eval loss")
+    ax.set_title("recorded episodes (▼ drop-hardest, ▲ drop-easiest, ■ switch, X stop)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+__all__ = ["collect", "plot_traces", "replay_state", "json"]

@@ -1,0 +1,35 @@
+"""Every shipped YAML loads and validates (torchtune's test_configs habit)."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+import pytest
+
+from govgym.efficiency.config import RunConfig
+from govgym.envs.instances import load_instances
+
+SHIPPED = sorted(Path(str(files("govgym.configs"))).glob("*.yaml"))
+
+
+def test_there_are_shipped_configs():
+    assert {p.name for p in SHIPPED} >= {"default.yaml", "instances.yaml"}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_yaml_validates(path):
+    text = path.read_text()
+    assert text.startswith("#") and ("govgym" in text.split("\n\n")[0] or "gymnasium" in text.split("\n\n")[0])  # header with the run command
+    if "train:" in text:
+        s = load_instances(path)
+        assert len(s.train) + len(s.test) >= 24 and len(s.test) >= 8
+        for inst in s.train + s.test:
+            s.run_config(inst)
+        # the set varies every axis an instance fixes
+        alli = s.train + s.test
+        assert len({i.lam for i in alli}) > 2 and len({i.budget_tflops for i in alli}) > 2 and len({i.cap_mb for i in alli}) > 2
+        assert len({i.start_strategy for i in alli}) > 1 and any(i.cap_schedule for i in alli)
+        assert len({str(i.run.get("model")) for i in alli}) > 1 and len({i.run["data"]["noise_rate"] for i in alli}) > 2
+    else:
+        RunConfig.from_yaml(path)
