@@ -1,8 +1,9 @@
 """Heuristic governors: policies over the env's observation and action space with SB3's ``predict``.
 
 Every policy implements ``predict(obs, state=None, episode_start=None, deterministic=True,
-action_masks=None) -> (action, state)`` so evaluation treats heuristics and SB3 agents alike.
-(The tuned heuristics of the agents issue extend this module.)
+action_masks=None) -> (action, state)`` so evaluation treats heuristics and SB3 agents alike. They read
+only the scale-free observation (``govgym.efficiency.signals``), never the run, so they deploy as
+they evaluate. A new episode is detected by ``episode_start`` or by the budget-left feature rising.
 """
 
 from __future__ import annotations
@@ -11,39 +12,184 @@ from typing import Any
 
 import numpy as np
 
+from govgym.efficiency.signals import FEATURE_NAMES
+
+F = {name: i for i, name in enumerate(FEATURE_NAMES)}
 CONTINUE = 0
 
 
-class FixedBudget:
-    """Never stops early, never switches, never prunes: the baseline everyone runs today."""
+class Heuristic:
+    """Shared bookkeeping: per-episode state reset, action lookup by name."""
 
-    name = "continue"
+    name = "heuristic"
+
+    def __init__(self, action_names: list[str] | None = None):
+        self.action_names = list(action_names or [])
+        self._last_budget_left = -1.0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous episode."""
+
+    def act(self, obs: np.ndarray, mask: np.ndarray | None) -> int:
+        raise NotImplementedError
+
+    def action(self, name: str) -> int:
+        return self.action_names.index(name)
 
     def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True, action_masks: Any = None):
-        return CONTINUE, state
+        o = np.asarray(obs, dtype=np.float32).reshape(-1)
+        start = bool(np.any(episode_start)) if episode_start is not None else False
+        if start or o[F["budget_left"]] > self._last_budget_left + 1e-9:
+            self.reset()
+        self._last_budget_left = float(o[F["budget_left"]])
+        mask = None if action_masks is None else np.asarray(action_masks, dtype=bool).reshape(-1)
+        return self.act(o, mask), state
 
 
-class RandomPolicy:
+class FixedBudget(Heuristic):
+    """Never stops early, never switches, never prunes: the baseline everyone runs today."""
+
+    name = "fixed_budget"
+
+    def act(self, obs: np.ndarray, mask: np.ndarray | None) -> int:
+        return CONTINUE
+
+
+class PatienceStop(Heuristic):
+    """transformers' EarlyStoppingCallback: stop after ``patience`` evals without an improvement larger
+    than ``threshold`` (here relative to the initial eval loss, since the observation is scale-free)."""
+
+    name = "patience"
+
+    def __init__(self, action_names: list[str] | None = None, patience: int = 2, threshold: float = 0.0):
+        self.patience, self.threshold = patience, threshold
+        super().__init__(action_names)
+
+    def reset(self) -> None:
+        self.best, self.bad = float("inf"), 0
+
+    def stop_now(self, obs: np.ndarray) -> bool:
+        e = float(obs[F["eval_ratio"]])
+        if self.best - e > self.threshold:
+            self.best, self.bad = min(self.best, e), 0
+        else:
+            self.bad += 1
+            self.best = min(self.best, e)
+        return self.bad >= self.patience
+
+    def act(self, obs: np.ndarray, mask: np.ndarray | None) -> int:
+        return self.action("stop") if self.stop_now(obs) else CONTINUE
+
+
+class MarginalGainStop(Heuristic):
+    """The survey's rule: stop once the marginal eval gain per budget fraction (smoothed) stays below
+    ``kappa`` × λ for ``patience`` intervals — the point where, under the reward, going on costs more
+    than it earns (κ = 1 is the break-even)."""
+
+    name = "marginal_gain"
+
+    def __init__(self, action_names: list[str] | None = None, kappa: float = 1.0, patience: int = 1, use_ema: bool = True):
+        self.kappa, self.patience, self.use_ema = kappa, patience, use_ema
+        super().__init__(action_names)
+
+    def reset(self) -> None:
+        self.low = 0
+
+    def act(self, obs: np.ndarray, mask: np.ndarray | None) -> int:
+        rate = float(obs[F["gain_rate_ema" if self.use_ema else "gain_rate"]])
+        if obs[F["budget_left"]] < 0.999:  # no rate before the first interval
+            self.low = self.low + 1 if rate < self.kappa * float(obs[F["lam"]]) else 0
+        return self.action("stop") if self.low >= self.patience else CONTINUE
+
+
+class ZeusStop(Heuristic):
+    """Zeus-style cost threshold: stop once the cost spent exceeds β × the cost it took to reach the
+    best eval loss so far (the job keeps paying without getting closer)."""
+
+    name = "zeus"
+
+    def __init__(self, action_names: list[str] | None = None, beta: float = 1.5):
+        self.beta = beta
+        super().__init__(action_names)
+
+    def reset(self) -> None:
+        self.best, self.cost_at_best = float("inf"), 0.0
+
+    def act(self, obs: np.ndarray, mask: np.ndarray | None) -> int:
+        cost = 1.0 - float(obs[F["budget_left"]])
+        e = float(obs[F["eval_ratio"]])
+        if e < self.best:
+            self.best, self.cost_at_best = e, cost
+        if self.cost_at_best > 0 and cost > self.beta * self.cost_at_best:
+            return self.action("stop")
+        return CONTINUE
+
+
+class MemoryReactive(PatienceStop):
+    """Switch to the leanest strategy that fits when memory headroom falls below ``margin``; back to
+    the fastest that fits when it returns; patience early stopping on top."""
+
+    name = "memory_reactive"
+    LEANEST_FIRST = ("qlora+gc", "lora+gc", "qlora", "lora", "full")
+
+    def __init__(self, action_names: list[str] | None = None, margin: float = 0.1, patience: int = 2, threshold: float = 0.0):
+        self.margin = margin
+        super().__init__(action_names, patience, threshold)
+
+    def _switch(self, order: tuple[str, ...], mask: np.ndarray | None) -> int | None:
+        for s in order:
+            name = f"switch:{s}"
+            if name in self.action_names and (mask is None or mask[self.action(name)]):
+                return self.action(name)
+        return None
+
+    def act(self, obs: np.ndarray, mask: np.ndarray | None) -> int:
+        if self.stop_now(obs):
+            return self.action("stop")
+        frac = float(obs[F["mem_frac"]])
+        if frac > 1.0 - self.margin:
+            a = self._switch(self.LEANEST_FIRST, mask)
+            return a if a is not None else CONTINUE
+        if 0 < frac < 0.5 and obs[F["strategy_full"]] < 1:  # headroom is back: the fastest that fits
+            a = self._switch(tuple(reversed(self.LEANEST_FIRST)), mask)
+            return a if a is not None else CONTINUE
+        return CONTINUE
+
+
+class RandomPolicy(Heuristic):
     """Uniform over the valid actions (seeded)."""
 
     name = "random"
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, action_names: list[str] | None = None, seed: int = 0):
         self.rng = np.random.default_rng(seed)
+        super().__init__(action_names)
 
-    def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True, action_masks: Any = None):
-        valid = np.flatnonzero(np.asarray(action_masks, dtype=bool)) if action_masks is not None else None
-        if valid is None or not len(valid):
+    def act(self, obs: np.ndarray, mask: np.ndarray | None) -> int:
+        if mask is None:
             raise ValueError("RandomPolicy.predict needs action_masks (env.action_masks()).")
-        return int(self.rng.choice(valid)), state
+        return int(self.rng.choice(np.flatnonzero(mask)))
 
 
-POLICIES = {"continue": FixedBudget, "random": RandomPolicy}
+POLICIES = {
+    "fixed_budget": FixedBudget, "continue": FixedBudget, "patience": PatienceStop, "marginal_gain": MarginalGainStop,
+    "zeus": ZeusStop, "memory_reactive": MemoryReactive, "random": RandomPolicy,
+}  # fmt: skip
 
 
-def make_policy(name: str, seed: int = 0) -> Any:
-    from govgym.typed import check_choice
+def make_policy(name: str, action_names: list[str], seed: int = 0, **knobs: Any) -> Heuristic:
+    """A heuristic by name with its knobs (e.g. ``patience=3``); a bad name or knob is a clear error."""
+    import inspect
+
+    from govgym.typed import ConfigError, check_choice
 
     check_choice("--policy", name, POLICIES)
     cls = POLICIES[name]
-    return cls(seed) if cls is RandomPolicy else cls()
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "action_names")]
+    for k in knobs:
+        if k not in allowed:
+            raise ConfigError(f"policy {name}: unknown knob {k!r}; allowed: {', '.join(allowed) or 'none'}.")
+    if "seed" in allowed:
+        knobs.setdefault("seed", seed)
+    return cls(action_names, **knobs)

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("collect", help="run policies over an instance split; record traces (Parquet) and states (JSON)")
     p.add_argument("--instances", default="", help="instance-set YAML (default: packaged configs/instances.yaml)")
     p.add_argument("--split", default="train", help="train | test")
-    p.add_argument("--policy", default="continue,random", help="comma-separated: continue, random")
+    p.add_argument("--policy", default="continue,random", help="comma-separated: fixed_budget (= continue), patience, marginal_gain, zeus, memory_reactive, random")
     p.add_argument("--episodes", type=int, default=2, help="episodes per policy (instances taken in order)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/collect", help="folder for traces/, states/, episodes.csv, traces.png")

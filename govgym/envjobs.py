@@ -25,14 +25,14 @@ def collect(instances: str | None, split: str, policies: list[str], episodes: in
     rows = []
     bar = tqdm(total=len(policies) * episodes, desc="collect", unit="episode", dynamic_ncols=True)
     for pname in policies:
-        policy = make_policy(pname, seed)
         env = TraceRecorder(FineTuneEnv(iset, split=split), out / "traces", policy=pname)
+        policy = make_policy(pname, env.unwrapped.action_names, seed)
         for ep in range(episodes):
             inst = pool[ep % len(pool)].name
             obs, info = env.reset(seed=seed * 10_000 + ep, options={"instance": inst})
             ret, done, n = 0.0, False, 0
             while not done:
-                a, _ = policy.predict(obs, action_masks=env.unwrapped.action_masks())
+                a, _ = policy.predict(obs, episode_start=n == 0, action_masks=env.unwrapped.action_masks())
                 obs, r, term, trunc, info = env.step(a)
                 ret, n, done = ret + r, n + 1, term or trunc
             save_state(env.unwrapped.state(), out / "states" / f"{pname}-{inst}-{ep}.json")
@@ -73,16 +73,17 @@ def plot_traces(folder: Path, out: Path, max_episodes: int = 6) -> Path:
         ep = df[(df["policy"] == pol) & (df["instance"] == inst) & (df["episode_seed"] == seed)].sort_values("t")
         x, y = np.asarray(ep["flops_used"]) / 1e12, np.asarray(ep["eval_loss"])
         ax.plot(x, y, "-", color=f"C{i}", label=f"{pol} / {inst}")
-        for _, row in ep.iterrows():
-            name = row["action_name"]
-            if name in ("reset", "continue"):
-                continue
-            m = markers.get(name, "s")
-            ax.plot(row["flops_used"] / 1e12, row["eval_loss"], m, color=f"C{i}", ms=9, mec="k")
-            if name.startswith("switch"):
-                ax.annotate(name.split(":")[1], (row["flops_used"] / 1e12, row["eval_loss"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        rows = list(ep.to_dict("records"))
+        for prev, row in zip(rows, rows[1:]):
+            # the action is decided at the previous point, before the interval it shapes
+            name, px, py = row["action_name"], prev["flops_used"] / 1e12, prev["eval_loss"]
             if row["error"]:
-                ax.annotate(row["error"].split(":")[0], (row["flops_used"] / 1e12, row["eval_loss"]), color="red", fontsize=8)
+                ax.annotate(row["error"].split(":")[0], (px, py), color="red", fontsize=8, xytext=(3, -10), textcoords="offset points")
+            if name == "continue":
+                continue
+            ax.plot(px, py, markers.get(name, "s"), color=f"C{i}", ms=9, mec="k")
+            if name.startswith("switch"):
+                ax.annotate(name.split(":")[1], (px, py), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("FLOPs used (TFLOP)")
     ax.set_ylabel("eval loss")
     ax.set_title("recorded episodes (▼ drop-hardest, ▲ drop-easiest, ■ switch, X stop)")

@@ -1,0 +1,65 @@
+"""FineTuneEnv.step(continue) vs the run's own work for one interval, side by side in one process.
+
+    python benchmarks/env_step.py                         # default instance set, first train instance
+    python benchmarks/env_step.py --instance m-roomy-n10-b1.5-l1 --rounds 8
+
+Two runs of the same instance and seed: one inside the env, one bare. Each round times one env step
+(advance K + evaluate + reward + observation) against the bare run's ``advance(K)`` followed by
+``evaluate()`` — the work an interval needs by definition — interleaved so machine noise hits both.
+The env's extra work per interval is the signal tracker and the info dict; per optimizer step it
+adds nothing (the step loop is the run's). Also printed: env step vs bare ``advance(K)`` alone, which
+shows what the interval's held-out evaluation costs. Goal: env/run ratio <= 1.01.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--instances", default="", help="instance-set YAML (default: packaged configs/instances.yaml)")
+    ap.add_argument("--instance", default="", help="instance name (default: first of the train split)")
+    ap.add_argument("--rounds", type=int, default=8)
+    args = ap.parse_args()
+
+    from govgym.efficiency.run import FineTuneRun
+    from govgym.efficiency.workload import load_workload
+    from govgym.envs.finetune_env import FineTuneEnv
+    from govgym.envs.instances import load_instances
+
+    iset = load_instances(args.instances or None)
+    inst = iset.get(args.instance) if args.instance else iset.train[0]
+    inst.budget_tflops = 1e6  # no truncation while timing
+    env = FineTuneEnv(iset, split="train", wall_time_info=False)
+    env.reset(seed=0, options={"instance": inst.name, "episode_seed": 0})
+    cfg = iset.run_config(inst, 0)
+    bare = FineTuneRun(cfg, workload=load_workload(cfg, progress=False), progress=False)
+    k = env.ecfg.interval_steps
+    bare.evaluate()
+    env.step(0)  # warm-up: the first interval measures FLOPs and memory once in both
+    bare.advance(k)
+    bare.evaluate()
+    t_env = t_run = t_adv = 0.0
+    for _ in range(args.rounds):
+        t0 = time.perf_counter()
+        env.step(0)
+        t_env += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        bare.advance(k)
+        t1 = time.perf_counter()
+        bare.evaluate()
+        t_run += time.perf_counter() - t0
+        t_adv += t1 - t0
+    n = args.rounds
+    print(f"instance {inst.name}: K = {k} optimizer steps per env step, {n} timed rounds, strategy {env.run.strategy}")
+    print(f"env.step(continue)            : {1e3 * t_env / n:8.1f} ms")
+    print(f"run.advance(K) + evaluate()   : {1e3 * t_run / n:8.1f} ms")
+    print(f"run.advance(K) alone          : {1e3 * t_adv / n:8.1f} ms")
+    print(f"ratio env / (advance+evaluate): {t_env / t_run:.4f}   (goal <= 1.01)")
+    print(f"ratio env / advance alone     : {t_env / t_adv:.4f}   (the interval's held-out eval is part of an env step)")
+
+
+if __name__ == "__main__":
+    main()
