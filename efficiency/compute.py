@@ -2,26 +2,52 @@
 
 Every FLOP a run spends is counted — training steps, evaluation passes, pruning scorer passes and
 the one-off measurement passes — by running the real pass under ``FlopCounterMode`` the first time a
-key (e.g. ("train", "lora+gc|(8, 128)")) is seen and reusing the count afterwards. Because it counts
-what actually executes, it is right where formulas go wrong:
+key (e.g. ("train", "lora+gc|(8, 128)")) is seen and reusing the count afterwards (``FlopCache``).
+Counting what executes is right where formulas go wrong (LoRA, checkpointing), once the counter is
+taught the ops it does not know (``_register_formulas``): bitsandbytes' 4-bit and int8 matmuls and
+CPU attention would otherwise count as zero.
 
-- **LoRA / frozen layers**: the backward of a frozen linear computes only the input gradient (one
-  matmul) and skips the weight gradient, so a LoRA step is ≈ 4·N·D, not 6·N·D.
-- **Gradient checkpointing**: the recomputed forward is counted: ≈ 8·N·D for full fine-tuning.
-- **QLoRA**: bitsandbytes runs the 4-bit forward matmul as its own op (``bitsandbytes::gemm_4bit``),
-  which FlopCounterMode does not know; we register its formula (2·M·K·N, like the matmul it performs;
-  dequantization is elementwise and counted as zero, like other elementwise ops). Its backward and the
-  int8 path dequantize and call ``aten.mm``, which is counted as is. So QLoRA ≈ LoRA in FLOPs.
+Measured vs 6·N·D, default workload (``basemodel``: Llama, d = 128, 4 layers, 4 heads, MLP 352,
+vocab 2,048, tied embeddings, N = 1,066,112; LoRA r = 8 on all 7 projections = 78,848 adapter
+params; batch 8 × 128, D = 1,024 tokens; 6·N·D = 6.550 GFLOP). GFLOP per step, from
+``count_flops`` on random weights (the count depends on shapes only):
 
-Why measured ≠ 6·N·D (N = parameters, D = tokens). On the default workload (1,066,112 params with tied
-embeddings, 4 layers, d = 128, vocab 2,048; batch 8 × 128 = 1,024 tokens) one full step measures
-7.48 GFLOP = 1.14 × 6·N·D (6.55 GFLOP); a LoRA step 5.68 (0.81×), a full+gc step 9.03 (1.38×):
-  * 6·N·D counts every parameter as a matmul weight: the input embedding is a gather (tied here to the
-    lm_head, a matmul, so the matrix counts once either way) and RMSNorm weights are elementwise;
-  * attention adds matmuls with no parameters: QKᵀ and AV cost 4·T·d per token per layer forward
-    (counted over the full T², not halved for the causal mask), and torch counts their backward as
-    2.5× the forward: +0.94 GFLOP per step here, growing with T;
-  * 6·N·D assumes every weight gets a weight gradient; frozen weights (LoRA, QLoRA, int8) do not.
+    strategy   forward   fwd+bwd   ÷ 6·N·D
+    full        2.449     7.483     1.14
+    lora        2.611     5.679     0.87
+    qlora       2.611     5.679     0.87   same matmuls as lora, to the FLOP
+    int8        2.611     5.679     0.87   same matmuls as lora, to the FLOP
+    full+gc     2.449     9.026     1.38
+    lora+gc     2.611     7.852     1.20
+
+N is the base model's count; with the adapters in N (1,144,960; ``param_counts()['total']``, as the
+README's strategy table uses) 6·N·D = 7.035 and lora is 0.81×. An eval / scoring forward (eval
+mode, no_grad) costs the forward column in every strategy.
+
+Why the numbers are not 6·N·D (N_mm = 1,064,960 matmul weights: 7 × 4 linears = 802,816 + lm_head
+262,144):
+
+- **Embeddings.** 6·N·D treats every parameter as a matmul weight. The input embedding is a gather
+  (zero FLOPs) while the lm_head is a matmul; tied here, the 2,048 × 128 matrix is in N once and
+  multiplies once, so 6·N_mm·D = 6.543 ≈ 6·N·D. Untied (N = 1,328,256) the step still measures 7.483
+  but 6·N·D = 8.161 (0.92×): count N as non-embedding + lm_head. RMSNorm weights (1,152) are elementwise.
+- **Attention** adds matmuls with no parameters: QKᵀ and AV, each 2·T·d per token per layer, so
+  4·L·T·d forward (Kaplan et al. 2020 write 2·L·T·d; torch counts both products over the full T × T,
+  the causal mask not halved) = 0.268 GFLOP, and 2.5× that backward (torch's sdpa backward formula:
+  five T × T products) = 0.671. Full step = 6·N_mm·D + 3.5 × 0.268 = 6.543 + 0.940; the extra
+  grows with T/d (14% at T = d = 128).
+- **LoRA** (and every frozen weight): the backward of a frozen linear computes only the input gradient
+  (one matmul, 2·N·D) and no weight gradient, so a step is ≈ 4·N·D + 6·N_lora·D + attention, not
+  6·N·D: 2.611 forward + 3.068 backward = 2.080 base input gradients (layer 0's q/k/v skipped: their
+  input is the frozen embedding's output, which needs no gradient) + 0.317 adapters + 0.671 attention.
+- **QLoRA / int8**: the frozen base does the same matmuls as LoRA's, on dequantized weights: the
+  registered formulas make the counts identical (dequantization counted as zero, see below).
+- **Gradient checkpointing** recomputes each decoder layer's forward during backward: +1.543 GFLOP
+  for full (≈ +0.24 × 6·N·D; textbook "8·N·D" would be +2.18). Less than a forward (2.449) because
+  lm_head is outside the checkpoints and torch's non-reentrant checkpoint stops recomputing once the
+  tensors backward needs are rebuilt — each layer's last matmul (down_proj) is not redone. lora+gc
+  adds +2.173: the recompute with adapters, plus layer 0's input gradients, which transformers turns
+  on (embedding outputs require grad) so that checkpointed frozen layers get gradients.
 """
 
 from __future__ import annotations
@@ -39,69 +65,128 @@ T = TypeVar("T")
 _REGISTERED = False
 
 
-def _register_bnb_formulas() -> None:
-    """Teach FlopCounterMode the bitsandbytes ops that hide a matmul (once per process)."""
+def _matmul_flops(m_rows: int, b_shape: Any) -> int:
+    """2·M·N·K for A [M, K] @ Bᵀ with B [N, K]: N·K is B's logical element count in either orientation."""
+    return 2 * int(m_rows) * math.prod(b_shape)
+
+
+def _register_formulas() -> None:
+    """Teach FlopCounterMode the ops that hide a matmul from it (once per process).
+
+    Found by logging every op a TorchDispatchMode sees during a forward and backward of a
+    ``Linear4bit`` / ``Linear8bitLt`` layer on CPU (bitsandbytes 0.50); "source" rows are read from
+    bitsandbytes' code, not exercised on this CPU:
+
+    - 4-bit forward: ``bitsandbytes::gemm_4bit`` (dequantizes inside the kernel, invisible to the
+      mode) -> 2·M·N·K registered here.
+    - 4-bit eval forward on AVX512-BF16 CPUs (source): ``bitsandbytes::gemv_4bit`` -> same formula.
+    - 4-bit backward (input gradient only): ``dequantize_4bit`` + ``aten.mm`` -> counted by torch.
+    - int8 in train mode, forward and backward: bnb's CPU ``MatMul8bitFp`` dequantizes with aten ops
+      (``_to_copy``, ``mul_``) and calls ``aten.mm`` -> counted by torch.
+    - int8 in eval mode (scoring, evaluation): ``int8_vectorwise_quant`` + ``bitsandbytes::int8_scaled_mm``
+      -> 2·M·N·K registered here (before this, an int8 eval forward missed every base matmul).
+    - int8 on CUDA (source): ``int8_scaled_mm`` / ``int8_mixed_scaled_mm`` -> registered here.
+
+    (De)quantization is elementwise — a few operations per weight or activation element, against
+    2·M per weight for the matmul (M = 1,024 tokens a step here) — and FlopCounterMode counts no
+    elementwise op (norms, softmax, activations are zero too), so it is zero here as well. A custom
+    op's inner ops are not seen by the mode (it is disabled while the op runs), so nothing is
+    counted twice.
+    """
     global _REGISTERED
     if _REGISTERED:
         return
     _REGISTERED = True
     from torch.utils import flop_counter as fc
 
-    # CPU sdpa runs as aten._scaled_dot_product_flash_attention_for_cpu, which torch's counter has no
-    # formula for (it knows the CUDA flash/efficient/cudnn kernels): QKᵀ and AV would count as zero.
-    cpu_fwd = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    cpu_bwd = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
-    if cpu_fwd is not None and cpu_fwd not in fc.flop_registry:
+    def register(op: Any, formula: Callable[..., int]) -> None:
+        if op is not None and op not in fc.flop_registry:
+            fc.register_flop_formula(op)(formula)
 
-        @fc.register_flop_formula(cpu_fwd)
-        def _sdpa_cpu_flops(q: Any, k: Any, v: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-            return fc.sdpa_flop_count(q, k, v)
+    # CPU sdpa runs as aten._scaled_dot_product_flash_attention_for_cpu, for which torch's counter has no
+    # formula (it knows the CUDA flash/efficient/cudnn kernels): QKᵀ and AV would count as zero.
+    def sdpa_fwd(q: Any, k: Any, v: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        return fc.sdpa_flop_count(q, k, v)
 
-    if cpu_bwd is not None and cpu_bwd not in fc.flop_registry:
+    def sdpa_bwd(g: Any, q: Any, k: Any, v: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        return fc.sdpa_backward_flop_count(g, q, k, v)
 
-        @fc.register_flop_formula(cpu_bwd)
-        def _sdpa_cpu_bwd_flops(g: Any, q: Any, k: Any, v: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-            return fc.sdpa_backward_flop_count(g, q, k, v)
+    register(getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None), sdpa_fwd)
+    register(getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None), sdpa_bwd)
 
     try:
-        import bitsandbytes  # noqa: F401  (registers torch.ops.bitsandbytes)
-        from torch.utils.flop_counter import register_flop_formula
+        import bitsandbytes  # noqa: F401  (importing registers torch.ops.bitsandbytes)
 
-        op = torch.ops.bitsandbytes.gemm_4bit
-    except (ImportError, AttributeError, RuntimeError):
+        ops = torch.ops.bitsandbytes
+    except (ImportError, RuntimeError):  # no bitsandbytes: no quantized layers to count
         return
 
-    @register_flop_formula(op)
-    def _gemm_4bit_flops(a_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-        # A [..., K] @ dequant(B)[K, N] -> out [..., N]: 2·M·K·N multiply-adds.
-        return 2 * math.prod(out_shape) * a_shape[-1]
+    # gemm_4bit(A [..., K], B packed, shapeB = [N, K], ...) and gemv_4bit(A, B, shapeB, ...) -> [..., N]
+    def gemm_4bit(a: Any, b: Any, shape_b: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        return _matmul_flops(math.prod(a[:-1]), shape_b)
+
+    # int8_scaled_mm / int8_linear_matmul(A [..., K], B [N, K]) -> [..., N]
+    def int8_mm(a: Any, b: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        return _matmul_flops(math.prod(a[:-1]), b)
+
+    # int8_mixed_scaled_mm(A, CA [..., K], CB [N, K], ...): the int8 product (outlier columns, none at
+    # threshold 0, are a small fp16 matmul inside the kernel and not added)
+    def int8_mixed(a: Any, ca: Any, cb: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        return _matmul_flops(math.prod(ca[:-1]), cb)
+
+    for name, formula in (
+        ("gemm_4bit", gemm_4bit),
+        ("gemv_4bit", gemm_4bit),
+        ("int8_scaled_mm", int8_mm),
+        ("int8_linear_matmul", int8_mm),
+        ("int8_mixed_scaled_mm", int8_mixed),
+    ):
+        register(getattr(ops, name, None), formula)
 
 
 def count_flops(fn: Callable[[], T]) -> tuple[T, int]:
-    """Run ``fn()`` under FlopCounterMode (bitsandbytes formulas registered); return (result, FLOPs)."""
-    _register_bnb_formulas()
+    """Run ``fn()`` under FlopCounterMode with the formulas above registered.
+
+    Args:
+        fn: the pass to count (a forward, a forward + backward, a scoring batch ...).
+
+    Returns:
+        (what ``fn`` returned, total FLOPs it executed; a multiply-add counts 2).
+    """
+    _register_formulas()
     with FlopCounterMode(display=False) as counter:
         result = fn()
     return result, int(counter.get_total_flops())
 
 
 class FlopCache:
-    """FLOPs measured once per key (e.g. (kind, strategy, batch shape)) and reused afterwards."""
+    """FLOPs measured once per key (e.g. (strategy name, batch shape, kind)) and reused.
+
+    A pass's FLOPs depend only on its shapes and the strategy, so each key is counted once: counting
+    runs every op through a Python dispatch mode, which made a default-workload step 1.4× slower
+    (full) and 1.8× (qlora) on one CPU thread, and a tiny test model's step 6×.
+    Keys are stored by ``repr`` so that ``state_dict()`` is JSON-able and survives a run snapshot.
+    """
 
     def __init__(self) -> None:
         self._flops: dict[str, int] = {}
         self.measurements = 0
-        """How many times a pass was actually counted (the rest reused the cache)."""
+        """How many passes were actually counted (the rest reused the cache); for tests and logs."""
 
     @staticmethod
     def _key(key: Hashable) -> str:
         return repr(key)
 
     def get(self, key: Hashable) -> int | None:
+        """The cached FLOPs of ``key``, or None if it was never measured."""
         return self._flops.get(self._key(key))
 
     def measure(self, key: Hashable, fn: Callable[[], T]) -> tuple[T, int]:
-        """Run ``fn()``; count its FLOPs the first time ``key`` is seen, reuse the count after."""
+        """Run ``fn()``; count its FLOPs the first time ``key`` is seen, run it plainly after.
+
+        Returns:
+            (what ``fn`` returned, its FLOPs: counted now or cached).
+        """
         k = self._key(key)
         if k in self._flops:
             return fn(), self._flops[k]
@@ -111,9 +196,21 @@ class FlopCache:
         return result, flops
 
     def state_dict(self) -> dict[str, int]:
+        """{repr(key): FLOPs}, JSON-able."""
         return dict(self._flops)
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        """Replace the cache with ``state`` (from ``state_dict``, possibly through JSON)."""
+        bad = {
+            k: v
+            for k, v in state.items()
+            if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, int) or v < 0
+        }
+        if bad:
+            raise ValueError(
+                f"FlopCache.load_state_dict: expected {{str: non-negative int}}, got {dict(list(bad.items())[:3])}; "
+                "pass what FlopCache.state_dict() returned."
+            )
         self._flops = dict(state)
 
 
@@ -130,14 +227,18 @@ def _logical_numel(p: torch.Tensor) -> int:
 
 
 def param_counts(model: nn.Module) -> dict[str, int]:
-    """Parameters by kind, counting packed 4-bit weights by their logical size; tied weights once."""
-    seen: set[int] = set()
+    """Parameters by kind; tied weights counted once, packed 4-bit weights by their logical size.
+
+    A ``Params4bit`` holds two NF4 values per byte (a 128 × 128 weight is 8,192 uint8 elements), so
+    its size is read from ``quant_state.shape``; int8 weights are one value per element already.
+
+    Returns:
+        ``total`` (base + adapters), ``trainable`` (requires_grad) and ``non_embedding`` (total minus
+        ``nn.Embedding`` weights; a tied lm_head is that same matrix, so it is excluded with it).
+    """
     total = trainable = embedding = 0
     emb_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    for p in model.parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
+    for p in model.parameters():  # de-duplicates tied parameters
         n = _logical_numel(p)
         total += n
         trainable += n if p.requires_grad else 0
