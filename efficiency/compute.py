@@ -79,7 +79,8 @@ def _register_formulas() -> None:
 
     - 4-bit forward: ``bitsandbytes::gemm_4bit`` (dequantizes inside the kernel, invisible to the
       mode) -> 2·M·N·K registered here.
-    - 4-bit eval forward on AVX512-BF16 CPUs (source): ``bitsandbytes::gemv_4bit`` -> same formula.
+    - 4-bit eval forward on AVX512-BF16 CPUs (source): ``bitsandbytes::gemv_4bit`` -> same formula
+      (govgym turns that packed path off, see ``memory._quantize``; kept for layers built elsewhere).
     - 4-bit backward (input gradient only): ``dequantize_4bit`` + ``aten.mm`` -> counted by torch.
     - int8 in train mode, forward and backward: bnb's CPU ``MatMul8bitFp`` dequantizes with aten ops
       (``_to_copy``, ``mul_``) and calls ``aten.mm`` -> counted by torch.

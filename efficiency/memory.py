@@ -109,6 +109,11 @@ def _quantize(model: nn.Module, kind: str, targets: list[str]) -> None:
                 compute_dtype=torch.float32, quant_type="nf4", device="cpu",
             )  # fmt: skip
             q.weight = bnb.nn.Params4bit(w.detach().to("cpu").clone(), requires_grad=False, quant_type="nf4")
+            # bitsandbytes >= 0.50.2 repacks the weight in place for its AVX512-BF16 gemv on the first
+            # no-grad eval forward on such CPUs: the packed layout breaks dequantize_4bit (merging,
+            # switching back), asserts on out_features not divisible by 32, and makes eval losses
+            # depend on the CPU model. One layout everywhere keeps episodes replayable across machines.
+            q.support_avx512bf16_for_cpu = False
         else:
             q = bnb.nn.Linear8bitLt(
                 lin.in_features, lin.out_features, bias=lin.bias is not None,
