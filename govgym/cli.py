@@ -10,6 +10,7 @@ Subcommands (``govgym <cmd> --help`` for each):
   collect     run policies over an instance split of govgym/FineTune-v0, recording traces and states
   replay      re-run a saved episode state and validate every observation and reward
   plot-traces eval loss vs FLOPs of recorded episodes, actions marked
+  train       train an SB3 governor (MaskablePPO / PPO / DQN) on the train split; --resume after a kill
 """
 
 from __future__ import annotations
@@ -82,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("state", help="STATE.json written by collect / env.state()")
     p.add_argument("--instances", default="", help="instance-set YAML (default: the one named in the state)")
 
+    p = sub.add_parser("train", help="train an SB3 governor on the train split (checkpoints, TensorBoard, resume)")
+    p.add_argument("--out", default="runs/train", help="folder for checkpoints/, tb/, final.zip, vecnormalize.pkl")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", help="TrainConfig fields, e.g. algo=ppo timesteps=4000 n_envs=2")
+
     p = sub.add_parser("plot-traces", help="plot recorded episodes")
     p.add_argument("traces", help="folder of .parquet episodes")
     p.add_argument("--out", default="traces.png")
@@ -95,6 +102,12 @@ def _env_cmd(args: argparse.Namespace) -> int:
         envjobs.collect(args.instances or None, args.split, [p for p in args.policy.split(",") if p], args.episodes, Path(args.out), args.seed)
     elif args.cmd == "replay":
         return 0 if envjobs.replay_state(Path(args.state), args.instances or None)["valid"] else 1
+    elif args.cmd == "train":
+        from govgym.agents.train import TrainConfig, train
+        from govgym.typed import from_dict
+
+        cfg = from_dict(TrainConfig, parse_overrides(args.overrides))
+        print(f"wrote {train(cfg, Path(args.out), resume=args.resume, progress=not args.no_progress)}")
     elif args.cmd == "plot-traces":
         print(f"wrote {envjobs.plot_traces(Path(args.traces), Path(args.out))}")
     return 0
@@ -111,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     from govgym.errors import USER_ERRORS
 
     try:
-        if args.cmd in ("collect", "replay", "plot-traces"):
+        if args.cmd in ("collect", "replay", "plot-traces", "train"):
             return _env_cmd(args)
         cfg = _load_cfg(args)
         if args.cmd == "prepare":

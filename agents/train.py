@@ -1,0 +1,140 @@
+"""Train governor agents with Stable-Baselines3 on vectorized FineTuneEnvs (train split only).
+
+    govgym train --algo maskable_ppo --timesteps 2000 --out runs/train/mppo
+    govgym train ... --resume          # continue from the last checkpoint after the process was killed
+
+A script in CleanRL's order: config, seeding, build (SubprocVecEnv on both cores + VecNormalize,
+whose statistics are saved with every checkpoint), callbacks (checkpoints, periodic evaluation on
+train instances, progress bar), learn, save. TensorBoard logs go to ``<out>/tb``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from govgym.typed import ConfigError, check_choice, check_range
+
+ALGOS = ("maskable_ppo", "ppo", "dqn")
+
+
+@dataclass
+class TrainConfig:
+    """What to train and for how long."""
+
+    algo: str = "maskable_ppo"
+    """maskable_ppo (sb3-contrib, uses action_masks) | ppo | dqn (SB3)."""
+    timesteps: int = 2000
+    """Env steps to train for (one env step = K optimizer steps of a real run, ~2 s here)."""
+    n_envs: int = 2
+    """Parallel envs (SubprocVecEnv); one per core."""
+    n_steps: int = 64
+    """PPO rollout length per env (batch = n_steps x n_envs)."""
+    checkpoint_every: int = 128
+    """Save model + VecNormalize every this many env steps (summed over envs)."""
+    eval_every: int = 256
+    """Evaluate on train instances every this many env steps (0 = never)."""
+    seed: int = 0
+    """Seed of the algorithm and of the envs' instance sampling."""
+    instances: str = ""
+    """Instance-set YAML ('' = packaged configs/instances.yaml)."""
+
+    def __post_init__(self) -> None:
+        check_choice("train.algo", self.algo, ALGOS)
+        for name in ("timesteps", "n_envs", "n_steps", "checkpoint_every"):
+            check_range(f"train.{name}", getattr(self, name), 1)
+
+
+def _require_rl() -> None:
+    try:
+        import sb3_contrib  # noqa: F401
+        import stable_baselines3  # noqa: F401
+    except ImportError:
+        raise ConfigError('training needs Stable-Baselines3: pip install "govgym[rl]"') from None
+
+
+def _make_env(instances: str, rank: int, seed: int):
+    def thunk():
+        from stable_baselines3.common.monitor import Monitor
+
+        from govgym.envs.finetune_env import FineTuneEnv
+
+        env = FineTuneEnv(instances or None, split="train", wall_time_info=False)
+        env.reset(seed=seed + rank)
+        return Monitor(env)
+
+    return thunk
+
+
+def _vec_env(cfg: TrainConfig, n: int, seed: int):
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    fns = [_make_env(cfg.instances, i, seed) for i in range(n)]
+    # spawn: forking a process whose torch threads have started is unsafe
+    return SubprocVecEnv(fns, start_method="spawn") if n > 1 else DummyVecEnv(fns)
+
+
+def latest_checkpoint(folder: Path) -> tuple[Path, Path | None, int] | None:
+    """(model zip, VecNormalize pkl, env steps) of the newest checkpoint in ``folder``."""
+    best = None
+    for p in folder.glob("rl_model_*_steps.zip"):
+        m = re.match(r"rl_model_(\d+)_steps\.zip", p.name)
+        if m and (best is None or int(m.group(1)) > best[2]):
+            vn = folder / f"rl_model_vecnormalize_{m.group(1)}_steps.pkl"
+            best = (p, vn if vn.exists() else None, int(m.group(1)))
+    return best
+
+
+def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = True) -> Path:
+    """Train (or resume) and save ``out/final.zip`` + ``out/vecnormalize.pkl``; returns the model path."""
+    _require_rl()
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3 import DQN, PPO
+    from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = out / "checkpoints"
+    venv = _vec_env(cfg, cfg.n_envs, cfg.seed)
+    found = latest_checkpoint(ckpt_dir) if resume else None
+    cls: Any = {"maskable_ppo": MaskablePPO, "ppo": PPO, "dqn": DQN}[cfg.algo]
+    if resume and found is None:
+        raise ConfigError(f"--resume: no checkpoint in {ckpt_dir}; train without --resume first.")
+    if found is not None:
+        venv = VecNormalize.load(str(found[1]), venv) if found[1] else VecNormalize(venv, norm_reward=False)
+        model = cls.load(str(found[0]), env=venv, tensorboard_log=str(out / "tb"))
+        replay = ckpt_dir / f"rl_model_replay_buffer_{found[2]}_steps.pkl"
+        if cfg.algo == "dqn" and replay.exists():
+            model.load_replay_buffer(str(replay))
+    else:
+        venv = VecNormalize(venv, norm_obs=True, norm_reward=False)
+        kw: dict[str, Any] = {"seed": cfg.seed, "verbose": 0, "tensorboard_log": str(out / "tb")}
+        if cfg.algo in ("ppo", "maskable_ppo"):
+            kw.update(n_steps=cfg.n_steps, batch_size=min(64, cfg.n_steps * cfg.n_envs), n_epochs=10, gamma=1.0, gae_lambda=0.95, ent_coef=0.01)
+        else:
+            kw.update(learning_starts=min(200, cfg.timesteps // 4), buffer_size=50_000, train_freq=4, gamma=1.0, exploration_fraction=0.5)
+        model = cls("MlpPolicy", venv, **kw)
+    callbacks = [
+        CheckpointCallback(
+            save_freq=max(cfg.checkpoint_every // cfg.n_envs, 1), save_path=str(ckpt_dir),
+            save_vecnormalize=True, save_replay_buffer=cfg.algo == "dqn",
+        )  # fmt: skip
+    ]
+    if cfg.eval_every:
+        eval_env = VecNormalize(_vec_env(cfg, 1, cfg.seed + 10_000), norm_obs=True, norm_reward=False, training=False)
+        eval_env.obs_rms = venv.obs_rms  # shared statistics: evaluation sees what the policy sees
+        if cfg.algo == "maskable_ppo":
+            from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback as EvalCb
+        else:
+            EvalCb = EvalCallback
+        callbacks.append(EvalCb(eval_env, n_eval_episodes=2, eval_freq=max(cfg.eval_every // cfg.n_envs, 1),
+                                best_model_save_path=str(out / "best"), log_path=str(out / "eval")))  # fmt: skip
+    remaining = cfg.timesteps - model.num_timesteps
+    if remaining > 0:
+        model.learn(remaining, callback=callbacks, progress_bar=progress, reset_num_timesteps=found is None, tb_log_name=cfg.algo)
+    model.save(str(out / "final.zip"))
+    venv.save(str(out / "vecnormalize.pkl"))
+    venv.close()
+    return out / "final.zip"
