@@ -94,11 +94,12 @@ class MarginalGainStop(Heuristic):
         super().__init__(action_names)
 
     def reset(self) -> None:
-        self.low = 0
+        self.low, self.seen = 0, 0
 
     def act(self, obs: np.ndarray, mask: np.ndarray | None) -> int:
         rate = float(obs[F["gain_rate_ema" if self.use_ema else "gain_rate"]])
-        if obs[F["budget_left"]] < 0.999:  # no rate before the first interval
+        self.seen += 1
+        if self.seen > 1:  # the reset observation has no interval behind it, hence no rate
             self.low = self.low + 1 if rate < self.kappa * float(obs[F["lam"]]) else 0
         return self.action("stop") if self.low >= self.patience else CONTINUE
 
@@ -144,17 +145,37 @@ class MemoryReactive(PatienceStop):
                 return self.action(name)
         return None
 
+    def reset(self) -> None:
+        super().reset()
+        self.lean_frac: float | None = None  # mem_frac observed under the lean strategy we switched to
+
     def act(self, obs: np.ndarray, mask: np.ndarray | None) -> int:
         if self.stop_now(obs):
             return self.action("stop")
         frac = float(obs[F["mem_frac"]])
         if frac > 1.0 - self.margin:
             a = self._switch(self.LEANEST_FIRST, mask)
+            self.lean_frac = None
             return a if a is not None else CONTINUE
-        if 0 < frac < 0.5 and obs[F["strategy_full"]] < 1:  # headroom is back: the fastest that fits
-            a = self._switch(tuple(reversed(self.LEANEST_FIRST)), mask)
+        if self.lean_frac is None and obs[F["strategy_full"]] < 1:
+            self.lean_frac = frac
+        # headroom is back when the same strategy's memory fraction fell: the cap grew (by >= 25%).
+        # Comparing with the lean strategy's own fraction, not a fixed level, avoids flip-flopping
+        # between a lean strategy and one that fits only just.
+        if self.lean_frac is not None and (frac == 0.0 or frac < 0.8 * self.lean_frac):
+            self.lean_frac = None
+            fastest_first = tuple(reversed(self.LEANEST_FIRST))
+            now = _strategy(obs)
+            faster = fastest_first[: fastest_first.index(now)] if now in fastest_first else fastest_first
+            a = self._switch(faster, mask)
             return a if a is not None else CONTINUE
         return CONTINUE
+
+
+def _strategy(obs: np.ndarray) -> str:
+    """The strategy in use, read back from the observation's one-hot and modifier flags."""
+    base = next((b for b in ("full", "lora", "qlora", "int8") if obs[F[f"strategy_{b}"]] > 0.5), "full")
+    return base + ("+gc" if obs[F["strategy_gc"]] > 0.5 else "") + ("+adam8" if obs[F["strategy_adam8"]] > 0.5 else "")
 
 
 class RandomPolicy(Heuristic):

@@ -55,8 +55,25 @@ def _require_rl() -> None:
         raise ConfigError('training needs Stable-Baselines3: pip install "govgym[rl]"') from None
 
 
-def _make_env(instances: str, rank: int, seed: int):
+def algo_class(algo: str) -> Any:
+    """The SB3 / sb3-contrib class of ``algo``."""
+    _require_rl()
+    check_choice("algo", algo, ALGOS)
+    if algo == "maskable_ppo":
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO
+    from stable_baselines3 import DQN, PPO
+
+    return {"ppo": PPO, "dqn": DQN}[algo]
+
+
+def _make_env(instances: str, rank: int, seed: int, threads: int = 0):
     def thunk():
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)  # one core per env: n_envs processes x all cores would oversubscribe
         from stable_baselines3.common.monitor import Monitor
 
         from govgym.envs.finetune_env import FineTuneEnv
@@ -69,9 +86,12 @@ def _make_env(instances: str, rank: int, seed: int):
 
 
 def _vec_env(cfg: TrainConfig, n: int, seed: int):
+    import os
+
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    fns = [_make_env(cfg.instances, i, seed) for i in range(n)]
+    threads = max(1, (os.cpu_count() or 1) // n) if n > 1 else 0
+    fns = [_make_env(cfg.instances, i, seed, threads) for i in range(n)]
     # spawn: forking a process whose torch threads have started is unsafe
     return SubprocVecEnv(fns, start_method="spawn") if n > 1 else DummyVecEnv(fns)
 
@@ -90,16 +110,20 @@ def latest_checkpoint(folder: Path) -> tuple[Path, Path | None, int] | None:
 def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = True) -> Path:
     """Train (or resume) and save ``out/final.zip`` + ``out/vecnormalize.pkl``; returns the model path."""
     _require_rl()
-    from sb3_contrib import MaskablePPO
-    from stable_baselines3 import DQN, PPO
+    import json
+
     from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
     from stable_baselines3.common.vec_env import VecNormalize
+
+    from govgym.agents.callbacks import WallClock
 
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / "checkpoints"
     venv = _vec_env(cfg, cfg.n_envs, cfg.seed)
     found = latest_checkpoint(ckpt_dir) if resume else None
-    cls: Any = {"maskable_ppo": MaskablePPO, "ppo": PPO, "dqn": DQN}[cfg.algo]
+    cls: Any = algo_class(cfg.algo)
+    meta_path = out / "agent.json"
+    clock = WallClock(out / "wall.json", resume)
     if resume and found is None:
         raise ConfigError(f"--resume: no checkpoint in {ckpt_dir}; train without --resume first.")
     if found is not None:
@@ -117,6 +141,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
             kw.update(learning_starts=min(200, cfg.timesteps // 4), buffer_size=50_000, train_freq=4, gamma=1.0, exploration_fraction=0.5)
         model = cls("MlpPolicy", venv, **kw)
     callbacks = [
+        clock,
         CheckpointCallback(
             save_freq=max(cfg.checkpoint_every // cfg.n_envs, 1), save_path=str(ckpt_dir),
             save_vecnormalize=True, save_replay_buffer=cfg.algo == "dqn",
@@ -137,4 +162,18 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
     model.save(str(out / "final.zip"))
     venv.save(str(out / "vecnormalize.pkl"))
     venv.close()
+    from govgym import __version__
+    from govgym.efficiency.signals import FEATURE_NAMES, spec_hash
+    from govgym.typed import to_dict
+
+    # the saved agent describes itself: loading checks the observation spec (agents/policies.py)
+    meta = {
+        "format": 1, "govgym_version": __version__, "algo": cfg.algo, "obs_spec": spec_hash(), "features": list(FEATURE_NAMES),
+        "env_id": "govgym/FineTune-v0", "split": "train", "env_steps": int(model.num_timesteps),
+        "wall_seconds": round(clock.total(), 1),
+        "vecnormalize": "vecnormalize.pkl", "config": to_dict(cfg),
+    }  # fmt: skip
+    tmp = meta_path.with_name(meta_path.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    tmp.replace(meta_path)
     return out / "final.zip"

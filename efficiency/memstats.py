@@ -40,12 +40,18 @@ Measured vs estimate agree within 15% on the default workload (``tests/test_mems
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+# torch 2.13's kineto prints "USDT ... profiler_start/stop" to stderr on every profiled step (the
+# memory measurement profiles one step per strategy); read at the profiler's first start, so setting
+# it here, before any profile(), silences it. A user's own KINETO_LOG_LEVEL wins.
+os.environ.setdefault("KINETO_LOG_LEVEL", "99")
 
 MB = 2**20
 

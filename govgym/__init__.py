@@ -10,6 +10,17 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
+def _quiet_libraries() -> None:
+    import logging
+
+    # bitsandbytes >= 0.50.2 on AVX512-BF16 CPUs tries to fetch a 4-bit kernel from a hub at import and
+    # warns when it cannot; govgym runs offline and turns that packed path off (efficiency/memory.py).
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+_quiet_libraries()
+
+
 def _register() -> None:
     # `import govgym` makes gymnasium.make("govgym/FineTune-v0") work when gymnasium is installed;
     # deployment installs without it (a missing gymnasium is not an error here).

@@ -11,6 +11,8 @@ Subcommands (``govgym <cmd> --help`` for each):
   replay      re-run a saved episode state and validate every observation and reward
   plot-traces eval loss vs FLOPs of recorded episodes, actions marked
   train       train an SB3 governor (MaskablePPO / PPO / DQN) on the train split; --resume after a kill
+  tune        grid-search each heuristic's knobs on the train split (mean return); writes heuristics.yaml
+  evaluate    every policy x held-out instances x seeds: leaderboard (terminal, CSV/JSON) and plots
 """
 
 from __future__ import annotations
@@ -89,6 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", help="TrainConfig fields, e.g. algo=ppo timesteps=4000 n_envs=2")
 
+    p = sub.add_parser("tune", help="tune the heuristics' knobs on the train split")
+    p.add_argument("--instances", default="", help="instance-set YAML (default: packaged configs/instances.yaml)")
+    p.add_argument("--seeds", type=int, default=2, help="episode seeds per train instance")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (one core each)")
+    p.add_argument("--out", default="runs/tune", help="folder for heuristics.yaml and grid.csv/json")
+    p.add_argument("--write", default="", help="also write the tuned knobs here (e.g. configs/heuristics.yaml)")
+
+    p = sub.add_parser("evaluate", help="policies x held-out instances x seeds: leaderboard and plots")
+    p.add_argument("--agent", action="append", default=[], help="a trained agent (DIR/final.zip or label=DIR/final.zip); repeatable")
+    p.add_argument("--out", default="runs/evaluate", help="folder for leaderboard.csv/json, episodes.csv/json, PNGs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", help="EvalConfig fields, e.g. seeds=5 split=test workers=2 policies=[patience,zeus]")
+
     p = sub.add_parser("plot-traces", help="plot recorded episodes")
     p.add_argument("traces", help="folder of .parquet episodes")
     p.add_argument("--out", default="traces.png")
@@ -108,6 +123,17 @@ def _env_cmd(args: argparse.Namespace) -> int:
 
         cfg = from_dict(TrainConfig, parse_overrides(args.overrides))
         print(f"wrote {train(cfg, Path(args.out), resume=args.resume, progress=not args.no_progress)}")
+    elif args.cmd == "tune":
+        from govgym.agents.tune import tune
+
+        tune(Path(args.out), args.instances, args.seeds, args.workers, args.write)
+    elif args.cmd == "evaluate":
+        from govgym.agents.evaluate import EvalConfig, evaluate
+        from govgym.typed import from_dict
+
+        cfg = from_dict(EvalConfig, parse_overrides(args.overrides))
+        cfg.policies = [*cfg.policies, *args.agent]
+        evaluate(cfg, Path(args.out), progress=not args.no_progress)
     elif args.cmd == "plot-traces":
         print(f"wrote {envjobs.plot_traces(Path(args.traces), Path(args.out))}")
     return 0
@@ -124,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from govgym.errors import USER_ERRORS
 
     try:
-        if args.cmd in ("collect", "replay", "plot-traces", "train"):
+        if args.cmd in ("collect", "replay", "plot-traces", "train", "tune", "evaluate"):
             return _env_cmd(args)
         cfg = _load_cfg(args)
         if args.cmd == "prepare":

@@ -53,8 +53,22 @@ def test_memory_reactive_switches_lean_then_back():
     mask[NAMES.index("switch:qlora+gc")] = False  # pretend it does not fit
     a, _ = p.predict(obs(budget_left=0.9, eval_ratio=0.9, mem_frac=0.95, strategy_full=1), action_masks=mask)
     assert NAMES[a] == "switch:lora"
-    a, _ = p.predict(obs(budget_left=0.8, eval_ratio=0.8, mem_frac=0.3, strategy_lora=1), action_masks=np.ones(len(NAMES), bool))
-    assert NAMES[a] == "switch:full"
+    every = np.ones(len(NAMES), bool)
+    a, _ = p.predict(obs(budget_left=0.8, eval_ratio=0.8, mem_frac=0.6, strategy_lora=1), action_masks=every)
+    assert NAMES[a] == "continue"  # lean and fitting: no flip-flop back to a strategy that only just fits
+    a, _ = p.predict(obs(budget_left=0.7, eval_ratio=0.7, mem_frac=0.4, strategy_lora=1), action_masks=every)
+    assert NAMES[a] == "switch:full"  # the same strategy's fraction fell by a third: the cap grew
+    p = make_policy("memory_reactive", NAMES, margin=0.1, patience=5)
+    mask = every.copy()
+    mask[NAMES.index("switch:full")] = False  # full does not fit even now
+    p.predict(obs(budget_left=0.9, eval_ratio=0.9, mem_frac=0.6, strategy_lora=1), action_masks=mask)
+    a, _ = p.predict(obs(budget_left=0.8, eval_ratio=0.8, mem_frac=0.3, strategy_lora=1), action_masks=mask)
+    assert NAMES[a] == "continue"  # never 'back' to a leaner, slower strategy (qlora+gc) when full cannot fit
+
+
+def test_marginal_gain_waits_for_a_rate():
+    p = make_policy("marginal_gain", NAMES, kappa=1.0, patience=1)
+    assert run(p, [obs(budget_left=0.99, gain_rate_ema=0.0, lam=0.5)]) == ["continue"]  # reset obs: no interval yet
 
 
 def test_bad_knob_and_name_are_clear():

@@ -1,0 +1,37 @@
+"""SB3 callbacks of govgym's training (imported only when training: SB3 is an optional extra)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from stable_baselines3.common.callbacks import BaseCallback
+
+
+class WallClock(BaseCallback):
+    """Training wall time, kept across kills and resumes: written to ``path`` after every rollout.
+
+    Args:
+        path: the JSON file (``{"seconds": ..., "env_steps": ...}``).
+        resume: add the seconds already recorded in ``path`` (a resumed run continues the count).
+    """
+
+    def __init__(self, path: Path, resume: bool = False):
+        super().__init__()
+        self.path, self.t0 = Path(path), time.perf_counter()
+        self.before = 0.0
+        if resume and self.path.is_file():
+            self.before = float(json.loads(self.path.read_text()).get("seconds", 0.0))
+
+    def total(self) -> float:
+        """Seconds of training so far, over every process that trained this agent."""
+        return self.before + time.perf_counter() - self.t0
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"seconds": round(self.total(), 1), "env_steps": int(self.num_timesteps)}))
+        tmp.replace(self.path)
