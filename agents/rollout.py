@@ -1,11 +1,7 @@
-"""Run governors on one (instance, episode seed) with an exact memo of the real env's steps.
+"""Run governors on one (instance, episode seed) through the env's exact step memo; the oracle.
 
-An episode of ``govgym/FineTune-v0`` is fully determined by (instance, seed, action log) — the env's
-determinism test and ``replay`` check it bit for bit. So when several policies govern the same
-(instance, seed), every step after an action prefix already taken is the *same* real step: an
-``EpisodeTree`` keeps each (prefix → outcome) it has run and hands it back instead of running it
-again. Nothing is approximated: a step that no policy has taken yet runs for real (the live env is
-re-driven through the prefix first when it is elsewhere; those replayed steps are counted).
+When several policies govern the same (instance, seed), every step after an action prefix already
+taken is the *same* real step (``govgym.envs.memo.EpisodeTree``): it is handed back, not run again.
 
 Stop-only governors (fixed budget, patience, marginal gain, Zeus) all follow the fixed-budget run's
 path until they stop, so judging all of them — and every knob of a tuning grid — costs one real
@@ -21,74 +17,7 @@ from typing import Any
 
 import numpy as np
 
-# info keys kept per step (deterministic ones only: wall time would differ between a run and its memo)
-STEP_KEYS = ("eval_loss", "train_loss", "flops_used", "budget_frac", "strategy", "kept_fraction", "cap_mb", "step", "error", "invalid_action")
-
-
-@dataclass
-class StepOutcome:
-    obs: np.ndarray
-    reward: float
-    terminated: bool
-    truncated: bool
-    info: dict[str, Any]
-    mask: np.ndarray
-    """The action mask after this step (what the next decision may do)."""
-
-
-class EpisodeTree:
-    """Exact memo of one (instance, episode seed): action prefix -> real step outcome.
-
-    Args:
-        env: a ``FineTuneEnv`` (unwrapped) built with ``wall_time_info=False``, owned by this tree.
-        instance: instance name.
-        episode_seed: the episode seed passed to ``reset``.
-    """
-
-    def __init__(self, env: Any, instance: str, episode_seed: int):
-        self.env, self.instance, self.episode_seed = env, instance, int(episode_seed)
-        self.nodes: dict[tuple[int, ...], StepOutcome] = {}
-        self.live: tuple[int, ...] | None = None  # the prefix the live env stands at (None: ended/unknown)
-        self.real_steps = 0
-        """Env steps run for the first time (each is a real interval of the run)."""
-        self.replayed_steps = 0
-        """Env steps re-run only to bring the live env back to a prefix."""
-        self.memo_hits = 0
-        """Steps answered from the memo."""
-
-    def _reset_live(self) -> StepOutcome:
-        obs, info = self.env.reset(options={"instance": self.instance, "episode_seed": self.episode_seed})
-        self.live = ()
-        return StepOutcome(obs, 0.0, False, False, _keep(info), self.env.action_masks())
-
-    def root(self) -> StepOutcome:
-        """The episode's first observation (reset), memoized."""
-        if () not in self.nodes:
-            self.nodes[()] = self._reset_live()
-        return self.nodes[()]
-
-    def step(self, prefix: tuple[int, ...], action: int) -> StepOutcome:
-        """The outcome of ``action`` after the actions ``prefix`` (run for real once, then memoized)."""
-        key = (*prefix, int(action))
-        hit = self.nodes.get(key)
-        if hit is not None:
-            self.memo_hits += 1
-            return hit
-        if self.live != prefix:
-            self._reset_live()
-            for a in prefix:
-                self.env.step(a)
-            self.replayed_steps += len(prefix)
-        obs, r, term, trunc, info = self.env.step(int(action))
-        self.real_steps += 1
-        out = StepOutcome(obs, float(r), bool(term), bool(trunc), _keep(info), self.env.action_masks())
-        self.nodes[key] = out
-        self.live = None if term or trunc else key
-        return out
-
-
-def _keep(info: dict[str, Any]) -> dict[str, Any]:
-    return {k: info[k] for k in STEP_KEYS if k in info}
+from govgym.envs.memo import EpisodeTree
 
 
 @dataclass
@@ -185,4 +114,4 @@ def oracle_episode(fixed: Episode) -> Episode:
     return ep
 
 
-__all__ = ["Episode", "EpisodeTree", "StepOutcome", "oracle_episode", "run_episode"]
+__all__ = ["Episode", "EpisodeTree", "oracle_episode", "run_episode"]

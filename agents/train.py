@@ -36,6 +36,13 @@ class TrainConfig:
     """Save model + VecNormalize every this many env steps (summed over envs)."""
     eval_every: int = 256
     """Evaluate on train instances every this many env steps (0 = never)."""
+    seeds_per_instance: int = 4
+    """Episode seeds per train instance, each (instance, seed) memoized exactly (envs/memo.py): paths
+    taken before cost nothing. 0 = the plain env, a fresh seed every episode (no memo)."""
+    continue_prior: float = 2.0
+    """PPO: initial logit bonus of 'continue' (2.0: ~55% of the first rollouts' actions instead of 1/7).
+    Today's practice is to keep training; exploring from there spends fewer real steps on pointless
+    reprunes (each scores the whole training set) while every action keeps a real probability."""
     seed: int = 0
     """Seed of the algorithm and of the envs' instance sampling."""
     instances: str = ""
@@ -45,6 +52,7 @@ class TrainConfig:
         check_choice("train.algo", self.algo, ALGOS)
         for name in ("timesteps", "n_envs", "n_steps", "checkpoint_every"):
             check_range(f"train.{name}", getattr(self, name), 1)
+        check_range("train.seeds_per_instance", self.seeds_per_instance, 0)
 
 
 def _require_rl() -> None:
@@ -68,8 +76,11 @@ def algo_class(algo: str) -> Any:
     return {"ppo": PPO, "dqn": DQN}[algo]
 
 
-def _make_env(instances: str, rank: int, seed: int, threads: int = 0):
+def _make_env(instances: str, rank: int, seed: int, threads: int = 0, seeds_per_instance: int = 0, n_envs: int = 1):
     def thunk():
+        import warnings
+
+        warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation chatter, per process
         if threads:
             import torch
 
@@ -78,7 +89,14 @@ def _make_env(instances: str, rank: int, seed: int, threads: int = 0):
 
         from govgym.envs.finetune_env import FineTuneEnv
 
-        env = FineTuneEnv(instances or None, split="train", wall_time_info=False)
+        if seeds_per_instance:
+            from govgym.envs.memo import MemoFineTuneEnv
+
+            # rank r of n takes seeds r, r+n, ...: the envs never compute the same (instance, seed) twice
+            seeds = list(range(rank % n_envs, seeds_per_instance, n_envs)) or [rank % seeds_per_instance]
+            env = MemoFineTuneEnv(instances or None, split="train", seeds=seeds)
+        else:
+            env = FineTuneEnv(instances or None, split="train", wall_time_info=False)
         env.reset(seed=seed + rank)
         return Monitor(env)
 
@@ -91,7 +109,7 @@ def _vec_env(cfg: TrainConfig, n: int, seed: int):
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     threads = max(1, (os.cpu_count() or 1) // n) if n > 1 else 0
-    fns = [_make_env(cfg.instances, i, seed, threads) for i in range(n)]
+    fns = [_make_env(cfg.instances, i, seed, threads, cfg.seeds_per_instance, n) for i in range(n)]
     # spawn: forking a process whose torch threads have started is unsafe
     return SubprocVecEnv(fns, start_method="spawn") if n > 1 else DummyVecEnv(fns)
 
@@ -140,6 +158,11 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
         else:
             kw.update(learning_starts=min(200, cfg.timesteps // 4), buffer_size=50_000, train_freq=4, gamma=1.0, exploration_fraction=0.5)
         model = cls("MlpPolicy", venv, **kw)
+        if cfg.algo != "dqn" and cfg.continue_prior:
+            import torch
+
+            with torch.no_grad():
+                model.policy.action_net.bias[0] += cfg.continue_prior  # action 0 = continue
     callbacks = [
         clock,
         CheckpointCallback(

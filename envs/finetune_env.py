@@ -218,6 +218,33 @@ class FineTuneEnv(gym.Env):
         info.update(extra)
         return info
 
+    def snapshot(self) -> dict[str, Any]:
+        """An in-memory fork point of the episode (CompilerGym's ``fork``): ``restore`` continues it exactly.
+
+        Holds the run's snapshot (model, optimizer, schedule, RNG, data order), the signal tracker and
+        the episode log; a few MB for the default workload.
+        """
+        import copy
+
+        if self.run is None:
+            raise RuntimeError("snapshot() before reset(); call reset() first.")
+        return {
+            "instance": self.instance.name, "episode_seed": self.episode_seed, "run": self.run.snapshot(),
+            "tracker": copy.deepcopy(self.tracker), "e0": self.e0, "prev_eval": self.prev_eval, "done": self.done,
+            "log": copy.deepcopy(self.log),
+        }  # fmt: skip
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Continue from ``snap``; steps after it are bit-identical to the episode it was taken from (CPU)."""
+        import copy
+
+        if self.run is None or self.instance.name != snap["instance"] or self.episode_seed != snap["episode_seed"]:
+            self.reset(options={"instance": snap["instance"], "episode_seed": snap["episode_seed"]})
+        self.run.restore(snap["run"])
+        self.tracker = copy.deepcopy(snap["tracker"])
+        self.e0, self.prev_eval, self.done = snap["e0"], snap["prev_eval"], snap["done"]
+        self.log = copy.deepcopy(snap["log"])
+
     def state(self) -> dict[str, Any]:
         """The episode as a small JSON-able state: (instance, seed, action log) + what it produced."""
         return {

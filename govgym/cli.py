@@ -3,7 +3,7 @@
 Subcommands (``govgym <cmd> --help`` for each):
   prepare     build (or reuse) the embedded base model and data; print what was built
   run         one real fine-tuning run under a fixed budget, signals printed interval by interval
-  demo        the main job on the embedded default (today: ``run``; grows with the env and agents)
+  demo        the main job: train a governor (MaskablePPO), evaluate it vs tuned heuristics on held-out runs
   strategies  per memory strategy: ms/step, measured memory by category, analytic estimate, FLOPs vs 6ND
   prune       fraction of injected noise each scorer's drop-hardest prune removes, vs random
   switch      runs switched full -> LoRA -> full and full -> QLoRA mid-run; loss curves and plot
@@ -54,11 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="build or reuse the embedded base model and data")
     _common(p, "")
 
-    for name, helptext in (("run", "one real fine-tuning run under a fixed budget"), ("demo", "the main job on the embedded default")):
-        p = sub.add_parser(name, help=helptext)
-        _common(p, f"runs/{name}")
-        p.add_argument("--interval", type=int, default=20, help="optimizer steps per decision interval (K)")
-        p.add_argument("--budget-flops", type=float, default=0.0, help="stop once this many FLOPs are spent (0 = optim.total_steps)")
+    p = sub.add_parser("run", help="one real fine-tuning run under a fixed budget")
+    _common(p, "runs/run")
+    p.add_argument("--interval", type=int, default=20, help="optimizer steps per decision interval (K)")
+    p.add_argument("--budget-flops", type=float, default=0.0, help="stop once this many FLOPs are spent (0 = optim.total_steps)")
+
+    p = sub.add_parser("demo", help="the main job: train a governor, evaluate it against the heuristics on held-out runs")
+    p.add_argument("--out", default="runs/demo", help="folder for train/ (agent) and evaluate/ (leaderboard, plots)")
+    p.add_argument("--timesteps", type=int, default=1024, help="env steps of MaskablePPO training")
+    p.add_argument("--seeds", type=int, default=2, help="episode seeds per held-out instance")
+    p.add_argument("--workers", type=int, default=2, help="processes (one core each) for training envs and evaluation")
+    p.add_argument("--instances", default="", help="instance-set YAML (default: packaged configs/instances.yaml)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = sub.add_parser("strategies", help="per-strategy ms/step, memory by category, estimate, FLOPs vs 6ND")
     _common(p, "results/strategies")
@@ -134,6 +141,13 @@ def _env_cmd(args: argparse.Namespace) -> int:
         cfg = from_dict(EvalConfig, parse_overrides(args.overrides))
         cfg.policies = [*cfg.policies, *args.agent]
         evaluate(cfg, Path(args.out), progress=not args.no_progress)
+    elif args.cmd == "demo":
+        from govgym.demo import demo
+        from govgym.typed import check_range
+
+        for name in ("timesteps", "seeds", "workers"):
+            check_range(f"--{name}", getattr(args, name), 1)
+        demo(Path(args.out), args.timesteps, args.seeds, args.workers, args.instances, progress=not args.no_progress)
     elif args.cmd == "plot-traces":
         print(f"wrote {envjobs.plot_traces(Path(args.traces), Path(args.out))}")
     return 0
@@ -150,12 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     from govgym.errors import USER_ERRORS
 
     try:
-        if args.cmd in ("collect", "replay", "plot-traces", "train", "tune", "evaluate"):
+        if args.cmd in ("collect", "replay", "plot-traces", "train", "tune", "evaluate", "demo"):
             return _env_cmd(args)
         cfg = _load_cfg(args)
         if args.cmd == "prepare":
             reports.prepare(cfg)
-        elif args.cmd in ("run", "demo"):
+        elif args.cmd == "run":
             reports.fixed_budget_run(cfg, Path(args.out), args.interval, args.budget_flops)
         elif args.cmd == "strategies":
             only = [s for s in args.only.split(",") if s] or None

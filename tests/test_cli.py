@@ -103,3 +103,15 @@ def test_collect_replay_plot(cache, tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 1000
     r = govgym(["replay", str(tmp_path / "missing.json")], cache, check=False)
     assert r.returncode == 2 and "cannot read" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_demo_trains_then_evaluates_on_held_out_runs(cache, tmp_path):
+    """The main job end to end on the tiny instance set: train (real env, memoized), evaluate, leaderboard."""
+    tiny = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
+    r = govgym(["demo", "--out", str(tmp_path), "--instances", tiny, "--timesteps", "16", "--seeds", "1", "--workers", "1",
+                "--no-progress"], cache)  # fmt: skip
+    assert "[3/3] evaluate" in r.stdout and "oracle" in r.stdout and "agent" in r.stdout
+    board = json.loads((tmp_path / "evaluate" / "leaderboard.json").read_text())
+    assert {"agent", "fixed_budget", "oracle", "patience"} <= {row["policy"] for row in board["rows"]}
+    assert board["meta"]["config"]["split"] == "test"
+    assert (tmp_path / "train" / "final.zip").is_file() and (tmp_path / "evaluate" / "curves.png").is_file()

@@ -1,0 +1,218 @@
+"""An exact memo of the real environment: (instance, seed, action prefix) -> the step it produces.
+
+An episode of ``govgym/FineTune-v0`` is fully determined by (instance, seed, action log): the env's
+determinism test and ``govgym replay`` check it bit for bit. So a step that follows an action prefix
+already taken is the *same* real step, and need not be run twice:
+
+- ``EpisodeTree`` memoizes one (instance, episode seed). A step no one has taken yet runs for real:
+  the live env is brought to its prefix from the nearest in-memory fork point
+  (``FineTuneEnv.snapshot``; a bounded LRU of them) and the rest of the prefix is replayed; those
+  replayed steps are counted. Nothing is approximated.
+- ``MemoFineTuneEnv`` is a gymnasium env over a fixed set of (instance, seed) pairs of a split, each
+  with its tree: SB3 trains on it as on the real env; repeated paths (continue ... stop) cost nothing
+  after their first visit. It is the real env, replayed — not a surrogate model of it.
+
+Several trees may share one live env; the env remembers which (instance, seed, prefix) it stands at.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+# info keys kept per step: the deterministic ones (wall time would differ between a run and its memo)
+STEP_KEYS = ("eval_loss", "train_loss", "flops_used", "budget_frac", "strategy", "kept_fraction", "cap_mb", "step",
+             "error", "invalid_action", "instance", "episode_seed")  # fmt: skip
+
+
+@dataclass
+class StepOutcome:
+    obs: np.ndarray
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any]
+    mask: np.ndarray
+    """The action mask after this step (what the next decision may do)."""
+
+
+def _keep(info: dict[str, Any]) -> dict[str, Any]:
+    return {k: info[k] for k in STEP_KEYS if k in info}
+
+
+class EpisodeTree:
+    """Exact memo of one (instance, episode seed): action prefix -> real step outcome.
+
+    Args:
+        env: a ``FineTuneEnv`` (unwrapped) built with ``wall_time_info=False``; may be shared by trees.
+        instance: instance name.
+        episode_seed: the episode seed passed to ``reset``.
+        max_snapshots: in-memory fork points kept (LRU) to branch from without replaying from the start;
+            the store belongs to the env, shared by every tree on it (a few MB each on the default workload).
+    """
+
+    def __init__(self, env: Any, instance: str, episode_seed: int, max_snapshots: int = 16):
+        self.env, self.instance, self.episode_seed = env, instance, int(episode_seed)
+        self.nodes: dict[tuple[int, ...], StepOutcome] = {}
+        if not hasattr(env, "_memo_snaps"):
+            env._memo_snaps = OrderedDict()
+        self.snaps: OrderedDict[tuple[Any, ...], dict[str, Any]] = env._memo_snaps
+        self.max_snapshots = max_snapshots
+        self.real_steps = 0
+        """Env steps run for the first time (each is a real interval of the run)."""
+        self.replayed_steps = 0
+        """Env steps re-run only to bring the live env back to a prefix."""
+        self.memo_hits = 0
+        """Steps answered from the memo."""
+
+    # the live env's position, shared by every tree that uses this env
+    def _at(self) -> tuple[int, ...] | None:
+        pos = getattr(self.env, "_memo_at", None)
+        if pos is None or pos[:2] != (self.instance, self.episode_seed):
+            return None
+        return pos[2]
+
+    def _set_at(self, prefix: tuple[int, ...] | None) -> None:
+        self.env._memo_at = None if prefix is None else (self.instance, self.episode_seed, prefix)
+
+    def _key(self, prefix: tuple[int, ...]) -> tuple[Any, ...]:
+        return (self.instance, self.episode_seed, prefix)
+
+    def _fork(self, prefix: tuple[int, ...]) -> None:
+        if self.max_snapshots <= 0:
+            return
+        k = self._key(prefix)
+        self.snaps[k] = self.env.snapshot()
+        self.snaps.move_to_end(k)
+        while len(self.snaps) > self.max_snapshots:
+            self.snaps.popitem(last=False)
+
+    def root(self) -> StepOutcome:
+        """The episode's first observation (reset), memoized."""
+        if () not in self.nodes:
+            obs, info = self.env.reset(options={"instance": self.instance, "episode_seed": self.episode_seed})
+            self.nodes[()] = StepOutcome(obs, 0.0, False, False, _keep(info), self.env.action_masks())
+            self._set_at(())
+            self._fork(())
+        return self.nodes[()]
+
+    def _goto(self, prefix: tuple[int, ...]) -> None:
+        """Bring the live env to ``prefix``: from where it stands, a fork point, or a fresh reset."""
+        at = self._at()
+        if at == prefix:
+            return
+        start: tuple[int, ...] | None = at if at is not None and prefix[: len(at)] == at else None
+        for n in range(len(prefix), -1, -1):  # the longest fork point on the way beats the live position
+            k = self._key(prefix[:n])
+            if k in self.snaps and (start is None or n > len(start)):
+                self.env.restore(self.snaps[k])
+                self.snaps.move_to_end(k)
+                start = prefix[:n]
+                break
+        if start is None:
+            self.env.reset(options={"instance": self.instance, "episode_seed": self.episode_seed})
+            start = ()
+        for a in prefix[len(start) :]:
+            self.env.step(a)
+        self.replayed_steps += len(prefix) - len(start)
+
+    def step(self, prefix: tuple[int, ...], action: int) -> StepOutcome:
+        """The outcome of ``action`` after the actions ``prefix`` (run for real once, then memoized)."""
+        key = (*prefix, int(action))
+        hit = self.nodes.get(key)
+        if hit is not None:
+            self.memo_hits += 1
+            return hit
+        self.root()
+        self._goto(prefix)
+        obs, r, term, trunc, info = self.env.step(int(action))
+        self.real_steps += 1
+        out = StepOutcome(obs, float(r), bool(term), bool(trunc), _keep(info), self.env.action_masks())
+        self.nodes[key] = out
+        if term or trunc:
+            self._set_at(None)
+        else:
+            self._set_at(key)
+            self._fork(key)
+        return out
+
+
+class MemoFineTuneEnv(gym.Env):
+    """``govgym/FineTune-v0`` over a fixed set of (instance, seed) pairs, each step memoized exactly.
+
+    ## Description
+    The real environment (``FineTuneEnv``) behind an ``EpisodeTree`` per (instance, seed): a step
+    taken before on the same path is answered from memory, a new one runs the real fine-tuning run.
+    Meant for training on the train split, where an agent revisits the same (instance, seed) many times.
+
+    ## Action Space / Observation Space / Rewards / Episode End
+    Exactly those of ``FineTuneEnv`` (same spaces, action masks via ``action_masks()``).
+
+    ## Starting State
+    ``reset`` draws an instance of ``split`` and an episode seed from ``seeds`` with the env's
+    ``np_random``; ``options={"instance": name, "episode_seed": s}`` picks one.
+
+    ## Arguments
+    ``instances``, ``split``: as for ``FineTuneEnv``; ``seeds``: the episode seeds of each instance
+    (vectorized envs get disjoint seeds so that no path is computed twice); ``max_snapshots``: fork
+    points kept in memory (LRU, shared by the trees).
+
+    ## Version History
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, instances: Any = None, split: str = "train", seeds: Any = (0, 1, 2, 3), max_snapshots: int = 24):
+        super().__init__()
+        from govgym.envs.finetune_env import FineTuneEnv
+
+        self.env = FineTuneEnv(instances, split=split, wall_time_info=False)
+        self.action_space, self.observation_space = self.env.action_space, self.env.observation_space
+        self.action_names = self.env.action_names
+        self.names = [i.name for i in self.env.pool]
+        self.seeds, self.max_snapshots = [int(s) for s in seeds], int(max_snapshots)
+        if not self.seeds:
+            raise ValueError("MemoFineTuneEnv: seeds is empty; pass at least one episode seed.")
+        self.trees: dict[tuple[str, int], EpisodeTree] = {}
+        self.tree: EpisodeTree | None = None
+        self.prefix: tuple[int, ...] = ()
+        self.node: StepOutcome | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        name = options.get("instance") or self.names[int(self.np_random.integers(len(self.names)))]
+        ep_seed = int(options.get("episode_seed", self.seeds[int(self.np_random.integers(len(self.seeds)))]))
+        key = (name, ep_seed)
+        if key not in self.trees:
+            self.trees[key] = EpisodeTree(self.env, name, ep_seed, self.max_snapshots)
+        self.tree, self.prefix = self.trees[key], ()
+        self.node = self.tree.root()
+        return self.node.obs.copy(), dict(self.node.info)
+
+    def action_masks(self) -> np.ndarray:
+        return (self.node.mask if self.node is not None else np.ones(self.action_space.n, dtype=bool)).copy()
+
+    def step(self, action: Any):
+        if self.tree is None or self.node is None or self.node.terminated or self.node.truncated:
+            raise RuntimeError("step() called before reset() or after the episode ended; call reset().")
+        a = int(action)
+        if not 0 <= a < self.action_space.n:
+            raise ValueError(f"action {action!r} is outside Discrete({self.action_space.n}).")
+        self.node = self.tree.step(self.prefix, a)
+        self.prefix = (*self.prefix, a)
+        # info is the step's own, identical whether it ran now or came from the memo (env_checker
+        # demands a deterministic info); how many steps were real is in stats()
+        return self.node.obs.copy(), self.node.reward, self.node.terminated, self.node.truncated, dict(self.node.info)
+
+    def stats(self) -> dict[str, int]:
+        """Real, replayed and memoized steps so far, over every tree."""
+        return {k: sum(getattr(t, k) for t in self.trees.values()) for k in ("real_steps", "replayed_steps", "memo_hits")}
+
+
+__all__ = ["EpisodeTree", "MemoFineTuneEnv", "StepOutcome"]

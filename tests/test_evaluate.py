@@ -1,0 +1,152 @@
+"""The evaluation harness on the tiny real instance set: memo exactness, oracle, metrics, reproducibility."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TINY = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOVGYM_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def test_memo_gives_exactly_the_real_episode(cache):
+    """A policy run through a tree shared with other policies sees what a fresh env gives it."""
+    from govgym.agents.heuristics import make_policy
+    from govgym.agents.rollout import EpisodeTree, run_episode
+    from govgym.envs.finetune_env import FineTuneEnv
+
+    env = FineTuneEnv(TINY, wall_time_info=False)
+    tree = EpisodeTree(env, "t-squeeze", 3)
+    run_episode(tree, make_policy("fixed_budget", env.action_names), "fixed_budget")
+    run_episode(tree, make_policy("random", env.action_names, seed=4), "random")
+    got = run_episode(tree, make_policy("memory_reactive", env.action_names, margin=0.1, patience=9), "mr")
+    assert tree.memo_hits > 0 and got.count("switch") >= 1  # it shared steps and then branched off
+
+    fresh = FineTuneEnv(TINY, wall_time_info=False)
+    pol = make_policy("memory_reactive", fresh.action_names, margin=0.1, patience=9)
+    obs, info = fresh.reset(options={"instance": "t-squeeze", "episode_seed": 3})
+    rewards, evals, done = [], [info["eval_loss"]], False
+    while not done:
+        a, _ = pol.predict(obs, action_masks=fresh.action_masks())
+        obs, r, term, trunc, info = fresh.step(a)
+        rewards.append(r)
+        evals.append(info["eval_loss"] if not info.get("error") else evals[-1])
+        done = term or trunc
+    assert got.rewards == rewards and got.evals == evals  # bit-identical, not approximately
+
+
+def test_oracle_is_the_best_stop_in_hindsight():
+    from govgym.agents.rollout import Episode, oracle_episode
+
+    fixed = Episode("fixed_budget", "x", 0, e0=4.0, budget=1.0, lam=0.5, actions=["continue"] * 4,
+                    evals=[4.0, 3.6, 3.4, 3.35, 3.34], flops=[0, 0.25, 0.5, 0.75, 1.0], rewards=[0.05, 0.02, -0.1, -0.12])  # fmt: skip
+    o = oracle_episode(fixed)
+    assert o.actions == ["continue", "continue", "stop"] and o.ret == pytest.approx(0.07)
+    assert o.final_eval == 3.4 and o.flops_used == 0.5
+    assert o.flops_to_reach(3.6) == 0.25 and math.isinf(o.flops_to_reach(3.3))
+    # an OOM on the last interval is no place to stop after
+    crashed = Episode("fixed_budget", "x", 0, 4.0, 1.0, 0.1, ["continue"] * 2, [4.0, 3.0, 3.0], [0, 0.5, 0.6], [0.25, -1.0], error="oom: x")
+    assert oracle_episode(crashed).actions == ["continue", "stop"]
+
+
+def test_episode_rows_are_relative_to_the_fixed_run():
+    from govgym.agents.evaluate import episode_rows, ftq_speedup, leaderboard
+    from govgym.agents.rollout import Episode
+
+    fixed = Episode("fixed_budget", "x", 0, 4.0, 1.0, 0.1, ["continue"] * 4, [4.0, 3.5, 3.2, 3.05, 3.0], [0, 0.25, 0.5, 0.75, 1.0], [0.1] * 4)
+    fast = Episode("gov", "x", 0, 4.0, 1.0, 0.1, ["switch:lora", "continue", "stop"], [4.0, 3.3, 3.01, 3.01], [0, 0.2, 0.4, 0.4], [0.1] * 3)
+    res = [{"instance": "x", "episode_seed": 0, "episodes": [fixed.to_dict(), fast.to_dict()]}]
+    rows = {r["policy"]: r for r in episode_rows(res, 0.005)}
+    assert rows["gov"]["final_eval_rel"] == pytest.approx(3.01 / 3.0) and rows["gov"]["flops_rel"] == pytest.approx(0.4)
+    assert rows["gov"]["ftq_rel"] == pytest.approx(0.4) and rows["fixed_budget"]["ftq_rel"] == pytest.approx(1.0)
+    assert rows["gov"]["switches"] == 1 and "oracle" in rows
+    speed, n = ftq_speedup(list(rows.values()), "gov", "fixed_budget")
+    assert speed == pytest.approx(2.5) and n == 1
+    board = leaderboard(list(rows.values()))
+    assert {b["policy"] for b in board} == {"fixed_budget", "gov", "oracle"}
+
+
+def _evaluate(out: Path) -> dict:
+    from govgym.agents.evaluate import EvalConfig, evaluate
+
+    cfg = EvalConfig(policies=["fixed_budget", "patience:patience=1", "memory_reactive", "random"], split="train", seeds=2,
+                     instances=TINY, workers=1, max_instances=2)  # fmt: skip
+    return evaluate(cfg, out, progress=False)
+
+
+def test_evaluation_is_reproducible_for_a_fixed_seed(cache):
+    a = _evaluate(cache / "a")
+    b = _evaluate(cache / "b")
+    assert [e for r in a["results"] for e in r["episodes"]] == [e for r in b["results"] for e in r["episodes"]]
+    assert json.loads((cache / "a" / "episodes.json").read_text())["rows"] == json.loads((cache / "b" / "episodes.json").read_text())["rows"]
+    for name in ("leaderboard.csv", "leaderboard.json", "episodes.csv", "quality_vs_flops.png", "curves.png", "trajectories.json"):
+        assert (cache / "a" / name).is_file(), name
+    board = {r["policy"]: r for r in a["board"]}
+    assert set(board) == {"fixed_budget", "patience:patience=1", "memory_reactive", "random", "oracle"}
+    assert board["fixed_budget"]["final_eval_rel"] == 1.0 and board["fixed_budget"]["episodes"] == 4
+    # the oracle stops along the fixed run at its best prefix: no stop-only policy beats its return
+    rows = a["rows"]
+    for inst, seed in {(r["instance"], r["episode_seed"]) for r in rows}:
+        ret = {r["policy"]: r["return"] for r in rows if (r["instance"], r["episode_seed"]) == (inst, seed)}
+        assert ret["oracle"] >= max(ret["fixed_budget"], ret["patience:patience=1"]) - 1e-12
+
+
+def test_tune_picks_the_best_grid_point(cache, monkeypatch):
+    import govgym.agents.tune as tune_mod
+
+    monkeypatch.setattr(tune_mod, "GRID", {"patience": {"patience": [1, 3]}, "zeus": {"beta": [1.1, 3.0]}})
+    res = tune_mod.tune(cache / "t", TINY, seeds=1, workers=1, write=str(cache / "k.yaml"), progress=False)
+    for s in res["summary"]:
+        pts = [g for g in res["grid"] if g["heuristic"] == s["heuristic"]]
+        assert s["mean return"] == max(g["mean_return"] for g in pts)
+    from govgym.agents.policies import load_knobs, parse_spec
+
+    knobs = load_knobs(cache / "k.yaml")
+    assert set(knobs) == {"patience", "zeus"}
+    assert dict(parse_spec("patience", cache / "k.yaml").knobs) == knobs["patience"]  # evaluate picks them up
+
+
+def test_bad_policy_specs_are_clear(cache):
+    from govgym.agents.policies import parse_spec
+    from govgym.typed import ConfigError
+
+    with pytest.raises(ConfigError, match="Did you mean 'patience'"):
+        parse_spec("patiense")
+    with pytest.raises(ConfigError, match="must be key=value"):
+        parse_spec("patience:3")
+    with pytest.raises(ConfigError, match="no trained agent"):
+        parse_spec(str(cache / "nothing.zip"))
+    (cache / "m").mkdir()
+    (cache / "m" / "final.zip").write_bytes(b"PK")
+    with pytest.raises(ConfigError, match="agent.json"):
+        parse_spec(str(cache / "m"))
+    (cache / "m" / "agent.json").write_text(json.dumps({"algo": "ppo", "obs_spec": "0000"}))
+    with pytest.raises(ConfigError, match="observation spec"):
+        parse_spec(str(cache / "m" / "final.zip"))
+
+
+def test_evaluate_and_tune_cli(cache):
+    env = {**os.environ, "GOVGYM_CACHE": str(cache / "cache")}
+    cmd = [sys.executable, "-m", "govgym.cli"]
+    r = subprocess.run([*cmd, "evaluate", "--out", str(cache / "e"), "--no-progress", f"instances={TINY}", "seeds=1", "max_instances=1",
+                        "workers=1", "policies=[fixed_budget,zeus]"], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "oracle" in r.stdout and "FLOPs-to-equal-quality" in r.stdout
+    assert np.isfinite(json.loads((cache / "e" / "leaderboard.json").read_text())["rows"][0]["return"])
+    r = subprocess.run([*cmd, "evaluate", "--out", str(cache / "e"), "seeds=-1"], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "evaluate.seeds" in r.stderr and "Traceback" not in r.stderr
+    assert (cache / "e" / "leaderboard.json").is_file()  # a bad call leaves earlier results alone
+    r = subprocess.run([*cmd, "tune", "--help"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "--write" in r.stdout
