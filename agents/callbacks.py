@@ -15,11 +15,13 @@ class WallClock(BaseCallback):
     Args:
         path: the JSON file (``{"seconds": ..., "env_steps": ...}``).
         resume: add the seconds already recorded in ``path`` (a resumed run continues the count).
+        limit_s: stop training once this process has trained this long (0 = no limit); a bounded
+            demo stops on time, whatever its steps cost.
     """
 
-    def __init__(self, path: Path, resume: bool = False):
+    def __init__(self, path: Path, resume: bool = False, limit_s: float = 0.0):
         super().__init__()
-        self.path, self.t0 = Path(path), time.perf_counter()
+        self.path, self.t0, self.limit_s = Path(path), time.perf_counter(), float(limit_s)
         self.before = 0.0
         if resume and self.path.is_file():
             self.before = float(json.loads(self.path.read_text()).get("seconds", 0.0))
@@ -29,7 +31,7 @@ class WallClock(BaseCallback):
         return self.before + time.perf_counter() - self.t0
 
     def _on_step(self) -> bool:
-        return True
+        return not self.limit_s or time.perf_counter() - self.t0 < self.limit_s
 
     def _on_rollout_end(self) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")

@@ -57,6 +57,9 @@ class EvalConfig:
     """FLOPs-to-equal-quality: reached when eval loss <= (1 + tolerance) x the fixed-budget final eval."""
     max_instances: int = 0
     """Evaluate only the first N instances of the split (0 = all); for quick looks, not for results."""
+    memo: str = "runs/memo"
+    """Folder of saved exact step trees shared with `govgym tune` ('' = none): steps any earlier
+    invocation ran on the same instance set, code and thread count are not run again."""
 
     def __post_init__(self) -> None:
         check_choice("evaluate.split", self.split, ("train", "test"))
@@ -96,10 +99,14 @@ def run_task(task: tuple[str, str, str, int, list[Any]]) -> dict[str, Any]:
     from govgym.agents.policies import build_policy
     from govgym.agents.rollout import EpisodeTree, run_episode
 
-    instances, split, inst, seed, specs = task
+    instances, split, inst, seed, specs, memo = task
     t0 = time.perf_counter()
     env = _env(instances, split)
     tree = EpisodeTree(env, inst, seed)
+    if memo:
+        from govgym.envs.memo import load_tree
+
+        load_tree(tree, Path(memo))
     episodes = []
     for spec in specs:
         if spec.kind == "agent":
@@ -107,6 +114,10 @@ def run_task(task: tuple[str, str, str, int, list[Any]]) -> dict[str, Any]:
         else:
             policy = build_policy(spec, env.action_names, seed)
         episodes.append(run_episode(tree, policy, spec.label).to_dict())
+    if memo and tree.real_steps:
+        from govgym.envs.memo import save_tree
+
+        save_tree(tree, Path(memo))
     return {
         "instance": inst, "episode_seed": seed, "episodes": episodes, "real_steps": tree.real_steps,
         "replayed_steps": tree.replayed_steps, "memo_hits": tree.memo_hits, "seconds": time.perf_counter() - t0,
@@ -114,12 +125,20 @@ def run_task(task: tuple[str, str, str, int, list[Any]]) -> dict[str, Any]:
 
 
 def run_tasks(instances: str, split: str, names: list[str], seeds: list[int], specs: list[Any], workers: int,
-              desc: str = "evaluate", progress: bool = True) -> list[dict[str, Any]]:  # fmt: skip
-    """All (instance, seed) tasks, in ``workers`` processes (spawned: torch threads and fork do not mix)."""
+              desc: str = "evaluate", progress: bool = True, memo: str = "") -> list[dict[str, Any]]:  # fmt: skip
+    """All (instance, seed) tasks, in ``workers`` processes (spawned: torch threads and fork do not mix).
+
+    ``memo``: a folder of saved step trees to reuse and extend ('' = none); see ``envs/memo.py``.
+    """
     from tqdm.auto import tqdm
 
-    tasks = [(instances, split, n, s, specs) for s in seeds for n in names]
     threads = max(1, (os.cpu_count() or 1) // workers)
+    if memo:
+        from govgym.envs.instances import default_instances_path
+        from govgym.envs.memo import memo_namespace
+
+        memo = str(Path(memo) / memo_namespace(instances or default_instances_path(), threads))
+    tasks = [(instances, split, n, s, specs, memo) for s in seeds for n in names]
     bar = tqdm(total=len(tasks), desc=desc, unit="task", dynamic_ncols=True, disable=not progress)
     out: list[dict[str, Any]] = []
     if workers == 1:
@@ -314,7 +333,7 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
     if dup:
         raise ConfigError(f"evaluate: policy labels must be unique; repeated: {', '.join(dup)}. Name them, e.g. a=runs/a/final.zip.")
     t0 = time.perf_counter()
-    results = run_tasks(cfg.instances, cfg.split, names, list(range(cfg.seeds)), specs, cfg.workers, progress=progress)
+    results = run_tasks(cfg.instances, cfg.split, names, list(range(cfg.seeds)), specs, cfg.workers, progress=progress, memo=cfg.memo)
     seconds = time.perf_counter() - t0
     rows = episode_rows(results, cfg.tolerance)
     board = leaderboard(rows)

@@ -74,6 +74,12 @@ def parse_spec(spec: str, knobs_file: str | Path | None = None) -> PolicySpec:
         if not path.is_file():
             raise ConfigError(f"policy {spec!r}: no trained agent at {path}; train one with `govgym train --out DIR` and pass DIR/final.zip.")
         meta = _agent_meta(path)
+        try:  # load it here, in the caller's process: a broken file is one clear error, not a worker's traceback
+            AgentPolicy(path)
+        except ConfigError:
+            raise
+        except Exception as err:
+            raise ConfigError(f"agent {path}: cannot be loaded ({type(err).__name__}: {err}); point to a final.zip written by `govgym train`.") from None
         return PolicySpec(label or meta.get("algo", "agent"), "agent", path=str(path))
     name, _, kv = target.partition(":")
     check_choice("policy", name, POLICIES)
@@ -95,7 +101,14 @@ def _agent_meta(path: Path) -> dict[str, Any]:
     meta_path = path.parent / AGENT_META
     if not meta_path.is_file():
         raise ConfigError(f"agent {path}: no {AGENT_META} beside it; it was not written by `govgym train` (retrain, or copy the whole folder).")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+        from govgym.agents.train import ALGOS
+
+        if meta.get("algo") not in ALGOS:
+            raise ValueError(f"algo {meta.get('algo')!r} is not one of {', '.join(ALGOS)}")
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"agent {path}: {meta_path} is unreadable ({err}); it was not written by `govgym train`.") from None
     from govgym.efficiency.signals import spec_hash
 
     if meta.get("obs_spec") != spec_hash():

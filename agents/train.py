@@ -39,6 +39,8 @@ class TrainConfig:
     seeds_per_instance: int = 4
     """Episode seeds per train instance, each (instance, seed) memoized exactly (envs/memo.py): paths
     taken before cost nothing. 0 = the plain env, a fresh seed every episode (no memo)."""
+    max_minutes: float = 0.0
+    """Stop after this many minutes of training in this process (0 = run all timesteps)."""
     continue_prior: float = 2.0
     """PPO: initial logit bonus of 'continue' (2.0: ~55% of the first rollouts' actions instead of 1/7).
     Today's practice is to keep training; exploring from there spends fewer real steps on pointless
@@ -53,6 +55,7 @@ class TrainConfig:
         for name in ("timesteps", "n_envs", "n_steps", "checkpoint_every"):
             check_range(f"train.{name}", getattr(self, name), 1)
         check_range("train.seeds_per_instance", self.seeds_per_instance, 0)
+        check_range("train.max_minutes", self.max_minutes, 0.0)
 
 
 def _require_rl() -> None:
@@ -141,7 +144,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
     found = latest_checkpoint(ckpt_dir) if resume else None
     cls: Any = algo_class(cfg.algo)
     meta_path = out / "agent.json"
-    clock = WallClock(out / "wall.json", resume)
+    clock = WallClock(out / "wall.json", resume, limit_s=60 * cfg.max_minutes)
     if resume and found is None:
         raise ConfigError(f"--resume: no checkpoint in {ckpt_dir}; train without --resume first.")
     if found is not None:

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 
 # knob -> values; every combination is one grid point (a small grid, as the issue allows)
+# (ranges widened where the first tuning picked an edge: kappa 3, threshold 0.01, beta 1.1)
 GRID: dict[str, dict[str, list[Any]]] = {
-    "patience": {"patience": [1, 2, 3, 4], "threshold": [0.0, 0.002, 0.005, 0.01]},
-    "marginal_gain": {"kappa": [0.5, 1.0, 1.5, 2.0, 3.0], "patience": [1, 2], "use_ema": [True, False]},
-    "zeus": {"beta": [1.1, 1.25, 1.5, 2.0, 3.0]},
-    "memory_reactive": {"margin": [0.05, 0.1, 0.2], "patience": [1, 2, 3], "threshold": [0.0, 0.005]},
+    "patience": {"patience": [1, 2, 3, 4], "threshold": [0.0, 0.005, 0.01, 0.02, 0.04]},
+    "marginal_gain": {"kappa": [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0], "patience": [1, 2], "use_ema": [True, False]},
+    "zeus": {"beta": [1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0]},
+    "memory_reactive": {"margin": [0.05, 0.1, 0.2], "patience": [1, 2, 3], "threshold": [0.0, 0.005, 0.01, 0.02, 0.04]},
 }
 
 
@@ -41,7 +42,8 @@ def grid_specs() -> list[Any]:
     return specs
 
 
-def tune(out: Path, instances: str = "", seeds: int = 2, workers: int = 2, write: str = "", progress: bool = True) -> dict[str, Any]:
+def tune(out: Path, instances: str = "", seeds: int = 2, workers: int = 2, write: str = "", progress: bool = True,
+         memo: str = "runs/memo") -> dict[str, Any]:  # fmt: skip
     """Run the grid on the train split; write ``heuristics.yaml`` (best knobs) and ``grid.csv``."""
     import yaml
 
@@ -53,7 +55,7 @@ def tune(out: Path, instances: str = "", seeds: int = 2, workers: int = 2, write
     names = [i.name for i in iset.split("train")]
     specs = grid_specs()
     t0 = time.perf_counter()
-    results = run_tasks(instances, "train", names, list(range(seeds)), specs, workers, desc="tune", progress=progress)
+    results = run_tasks(instances, "train", names, list(range(seeds)), specs, workers, desc="tune", progress=progress, memo=memo)
     rows = episode_rows(results, 0.005)
     by_label: dict[str, list[float]] = defaultdict(list)
     for r in rows:

@@ -13,12 +13,19 @@ already taken is the *same* real step, and need not be run twice:
   after their first visit. It is the real env, replayed — not a surrogate model of it.
 
 Several trees may share one live env; the env remembers which (instance, seed, prefix) it stands at.
+Trees can be saved to and loaded from a folder (``save_tree``/``load_tree``) under a namespace that
+pins everything the numbers depend on (``memo_namespace``), so ``govgym tune`` and ``govgym evaluate``
+reuse each other's real steps across invocations.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -141,6 +148,44 @@ class EpisodeTree:
         return out
 
 
+def memo_namespace(instances_path: str | Path, threads: int) -> str:
+    """The folder name under which memoized trees of an instance set are valid.
+
+    A memo is only as exact as the code and the arithmetic that produced it: the key covers the
+    instance-set file's bytes, the observation spec, govgym's and torch's versions and the torch
+    thread count (a different reduction order changes the last bits of a loss).
+    """
+    import torch
+
+    from govgym import __version__
+    from govgym.efficiency.signals import spec_hash
+
+    h = hashlib.sha256(Path(instances_path).read_bytes())
+    h.update(f"{spec_hash()}|{__version__}|{torch.__version__}|threads={threads}".encode())
+    return f"{Path(instances_path).stem}-{h.hexdigest()[:12]}"
+
+
+def load_tree(tree: EpisodeTree, folder: Path) -> bool:
+    """Fill ``tree`` with the nodes saved in ``folder`` (if any); True when something was loaded."""
+    path = folder / f"{tree.instance}-{tree.episode_seed}.pkl"
+    if not path.is_file():
+        return False
+    with path.open("rb") as f:  # a local file govgym wrote itself (see save_tree)
+        tree.nodes.update(pickle.load(f))
+    return True
+
+
+def save_tree(tree: EpisodeTree, folder: Path) -> Path:
+    """Write ``tree``'s nodes (outcomes only, no snapshots: a few KB) atomically into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{tree.instance}-{tree.episode_seed}.pkl"
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with tmp.open("wb") as f:
+        pickle.dump(tree.nodes, f)
+    os.replace(tmp, path)
+    return path
+
+
 class MemoFineTuneEnv(gym.Env):
     """``govgym/FineTune-v0`` over a fixed set of (instance, seed) pairs, each step memoized exactly.
 
@@ -215,4 +260,4 @@ class MemoFineTuneEnv(gym.Env):
         return {k: sum(getattr(t, k) for t in self.trees.values()) for k in ("real_steps", "replayed_steps", "memo_hits")}
 
 
-__all__ = ["EpisodeTree", "MemoFineTuneEnv", "StepOutcome"]
+__all__ = ["EpisodeTree", "MemoFineTuneEnv", "StepOutcome", "load_tree", "memo_namespace", "save_tree"]

@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job: train a governor, evaluate it against the heuristics on held-out runs")
     p.add_argument("--out", default="runs/demo", help="folder for train/ (agent) and evaluate/ (leaderboard, plots)")
-    p.add_argument("--timesteps", type=int, default=1024, help="env steps of MaskablePPO training")
+    p.add_argument("--timesteps", type=int, default=4096, help="env steps of MaskablePPO training (at most)")
+    p.add_argument("--train-minutes", type=float, default=5.0, help="... or stop training after this many minutes (0 = no limit)")
     p.add_argument("--seeds", type=int, default=2, help="episode seeds per held-out instance")
     p.add_argument("--workers", type=int, default=2, help="processes (one core each) for training envs and evaluation")
     p.add_argument("--instances", default="", help="instance-set YAML (default: packaged configs/instances.yaml)")
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="worker processes (one core each)")
     p.add_argument("--out", default="runs/tune", help="folder for heuristics.yaml and grid.csv/json")
     p.add_argument("--write", default="", help="also write the tuned knobs here (e.g. configs/heuristics.yaml)")
+    p.add_argument("--memo", default="runs/memo", help="folder of saved exact step trees to reuse/extend ('' = none)")
 
     p = sub.add_parser("evaluate", help="policies x held-out instances x seeds: leaderboard and plots")
     p.add_argument("--agent", action="append", default=[], help="a trained agent (DIR/final.zip or label=DIR/final.zip); repeatable")
@@ -133,7 +135,7 @@ def _env_cmd(args: argparse.Namespace) -> int:
     elif args.cmd == "tune":
         from govgym.agents.tune import tune
 
-        tune(Path(args.out), args.instances, args.seeds, args.workers, args.write)
+        tune(Path(args.out), args.instances, args.seeds, args.workers, args.write, memo=args.memo)
     elif args.cmd == "evaluate":
         from govgym.agents.evaluate import EvalConfig, evaluate
         from govgym.typed import from_dict
@@ -147,7 +149,8 @@ def _env_cmd(args: argparse.Namespace) -> int:
 
         for name in ("timesteps", "seeds", "workers"):
             check_range(f"--{name}", getattr(args, name), 1)
-        demo(Path(args.out), args.timesteps, args.seeds, args.workers, args.instances, progress=not args.no_progress)
+        check_range("--train-minutes", args.train_minutes, 0.0)
+        demo(Path(args.out), args.timesteps, args.seeds, args.workers, args.instances, not args.no_progress, args.train_minutes)
     elif args.cmd == "plot-traces":
         print(f"wrote {envjobs.plot_traces(Path(args.traces), Path(args.out))}")
     return 0

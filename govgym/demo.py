@@ -34,7 +34,8 @@ def prepare_instances(instances: str | None) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def demo(out: Path, timesteps: int, seeds: int, workers: int, instances: str = "", progress: bool = True) -> dict[str, Any]:
+def demo(out: Path, timesteps: int, seeds: int, workers: int, instances: str = "", progress: bool = True,
+         train_minutes: float = 0.0) -> dict[str, Any]:  # fmt: skip
     from govgym.agents.evaluate import DEFAULT_POLICIES, EvalConfig, evaluate
     from govgym.agents.train import TrainConfig, train
 
@@ -44,15 +45,21 @@ def demo(out: Path, timesteps: int, seeds: int, workers: int, instances: str = "
     print(f"      {len(infos)} workloads ready ({time.perf_counter() - t0:.0f} s)")
 
     t1 = time.perf_counter()
-    print(f"[2/3] train: MaskablePPO on the train split for {timesteps} env steps (real runs, memoized per (instance, seed))")
+    limit = f" or {train_minutes:g} min, whichever comes first" if train_minutes else ""
+    print(f"[2/3] train: MaskablePPO on the train split for {timesteps} env steps{limit} (real runs, memoized per (instance, seed))")
     cfg = TrainConfig(algo="maskable_ppo", timesteps=timesteps, n_envs=workers, n_steps=64, checkpoint_every=256, eval_every=0,
-                      instances=instances)  # fmt: skip
+                      instances=instances, max_minutes=train_minutes)  # fmt: skip
     model = train(cfg, out / "train", progress=progress)
-    print(f"      wrote {model} ({time.perf_counter() - t1:.0f} s)")
+    import json
+
+    meta = json.loads((out / "train" / "agent.json").read_text())
+    print(f"      wrote {model}: {meta['env_steps']} env steps in {time.perf_counter() - t1:.0f} s")
 
     t2 = time.perf_counter()
     print(f"[3/3] evaluate: tuned heuristics, the agent and the oracle on the held-out split x {seeds} seeds (real runs)")
-    ecfg = EvalConfig(policies=[*DEFAULT_POLICIES, f"agent={model}"], split="test", seeds=seeds, workers=workers, instances=instances)
+    # memo="": every demo runs its held-out episodes for real (policies still share steps within a task)
+    ecfg = EvalConfig(policies=[*DEFAULT_POLICIES, f"agent={model}"], split="test", seeds=seeds, workers=workers,
+                      instances=instances, memo="")  # fmt: skip
     res = evaluate(ecfg, out / "evaluate", progress=progress)
     total = time.perf_counter() - t0
     print(f"demo done in {total / 60:.1f} min (prepare {t1 - t0:.0f} s, train {t2 - t1:.0f} s, evaluate {time.perf_counter() - t2:.0f} s); "

@@ -68,7 +68,12 @@ def plot_traces(folder: Path, out: Path, max_episodes: int = 6) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     markers = {"reprune_hardest": "v", "reprune_easiest": "^", "stop": "X"}
-    keys = list(dict.fromkeys(zip(df["policy"], df["instance"], df["episode_seed"])))[:max_episodes]
+    # round-robin over policies, so a folder of many continue episodes still shows the others' actions
+    by_policy: dict[str, list[tuple]] = {}
+    for key in dict.fromkeys(zip(df["policy"], df["instance"], df["episode_seed"])):
+        by_policy.setdefault(key[0], []).append(key)
+    rounds = [keys_of[i] for i in range(max(map(len, by_policy.values()))) for keys_of in by_policy.values() if i < len(keys_of)]
+    keys = rounds[:max_episodes]
     for i, (pol, inst, seed) in enumerate(keys):
         ep = df[(df["policy"] == pol) & (df["instance"] == inst) & (df["episode_seed"] == seed)].sort_values("t")
         x, y = np.asarray(ep["flops_used"]) / 1e12, np.asarray(ep["eval_loss"])

@@ -78,11 +78,11 @@ def test_episode_rows_are_relative_to_the_fixed_run():
     assert {b["policy"] for b in board} == {"fixed_budget", "gov", "oracle"}
 
 
-def _evaluate(out: Path) -> dict:
+def _evaluate(out: Path, memo: str = "") -> dict:
     from govgym.agents.evaluate import EvalConfig, evaluate
 
     cfg = EvalConfig(policies=["fixed_budget", "patience:patience=1", "memory_reactive", "random"], split="train", seeds=2,
-                     instances=TINY, workers=1, max_instances=2)  # fmt: skip
+                     instances=TINY, workers=1, max_instances=2, memo=memo)  # fmt: skip
     return evaluate(cfg, out, progress=False)
 
 
@@ -103,11 +103,20 @@ def test_evaluation_is_reproducible_for_a_fixed_seed(cache):
         assert ret["oracle"] >= max(ret["fixed_budget"], ret["patience:patience=1"]) - 1e-12
 
 
+def test_saved_memo_is_reused_exactly(cache):
+    a = _evaluate(cache / "a", memo=str(cache / "memo"))
+    assert a["meta"]["steps"]["real_steps"] > 0
+    saved = list((cache / "memo").rglob("*.pkl"))
+    assert len(saved) == 4  # 2 instances x 2 seeds, under one namespace
+    b = _evaluate(cache / "b", memo=str(cache / "memo"))
+    assert b["meta"]["steps"]["real_steps"] == 0 and b["rows"] == a["rows"]
+
+
 def test_tune_picks_the_best_grid_point(cache, monkeypatch):
     import govgym.agents.tune as tune_mod
 
     monkeypatch.setattr(tune_mod, "GRID", {"patience": {"patience": [1, 3]}, "zeus": {"beta": [1.1, 3.0]}})
-    res = tune_mod.tune(cache / "t", TINY, seeds=1, workers=1, write=str(cache / "k.yaml"), progress=False)
+    res = tune_mod.tune(cache / "t", TINY, seeds=1, workers=1, write=str(cache / "k.yaml"), progress=False, memo="")
     for s in res["summary"]:
         pts = [g for g in res["grid"] if g["heuristic"] == s["heuristic"]]
         assert s["mean return"] == max(g["mean_return"] for g in pts)
@@ -135,13 +144,18 @@ def test_bad_policy_specs_are_clear(cache):
     (cache / "m" / "agent.json").write_text(json.dumps({"algo": "ppo", "obs_spec": "0000"}))
     with pytest.raises(ConfigError, match="observation spec"):
         parse_spec(str(cache / "m" / "final.zip"))
+    from govgym.efficiency.signals import spec_hash
+
+    (cache / "m" / "agent.json").write_text(json.dumps({"algo": "ppo", "obs_spec": spec_hash()}))
+    with pytest.raises(ConfigError, match="cannot be loaded"):
+        parse_spec(str(cache / "m" / "final.zip"))  # a corrupt zip: one sentence, no traceback
 
 
 def test_evaluate_and_tune_cli(cache):
     env = {**os.environ, "GOVGYM_CACHE": str(cache / "cache")}
     cmd = [sys.executable, "-m", "govgym.cli"]
     r = subprocess.run([*cmd, "evaluate", "--out", str(cache / "e"), "--no-progress", f"instances={TINY}", "seeds=1", "max_instances=1",
-                        "workers=1", "policies=[fixed_budget,zeus]"], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+                        "workers=1", "policies=[fixed_budget,zeus]", f"memo={cache / 'memo'}"], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "oracle" in r.stdout and "FLOPs-to-equal-quality" in r.stdout
     assert np.isfinite(json.loads((cache / "e" / "leaderboard.json").read_text())["rows"][0]["return"])
