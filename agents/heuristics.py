@@ -111,6 +111,10 @@ class ZeusStop(Heuristic):
     name = "zeus"
 
     def __init__(self, action_names: list[str] | None = None, beta: float = 1.5):
+        if not beta >= 1.0:  # below 1 it stops at the first decision, before any training: not a rule
+            from govgym.typed import ConfigError
+
+            raise ConfigError(f"zeus.beta: got {beta}; it must be >= 1 (stop once cost > beta x cost-to-best).")
         self.beta = beta
         super().__init__(action_names)
 

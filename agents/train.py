@@ -39,6 +39,9 @@ class TrainConfig:
     seeds_per_instance: int = 4
     """Episode seeds per train instance, each (instance, seed) memoized exactly (envs/memo.py): paths
     taken before cost nothing. 0 = the plain env, a fresh seed every episode (no memo)."""
+    memo: str = "runs/memo"
+    """Folder of saved exact step trees (shared with `govgym tune`/`evaluate`): train paths already run
+    there, e.g. every tuned heuristic's, are free from the start; new ones are added. '' = in memory only."""
     max_minutes: float = 0.0
     """Stop after this many minutes of training in this process (0 = run all timesteps)."""
     continue_prior: float = 2.0
@@ -79,7 +82,8 @@ def algo_class(algo: str) -> Any:
     return {"ppo": PPO, "dqn": DQN}[algo]
 
 
-def _make_env(instances: str, rank: int, seed: int, threads: int = 0, seeds_per_instance: int = 0, n_envs: int = 1):
+def _make_env(instances: str, rank: int, seed: int, threads: int = 0, seeds_per_instance: int = 0, n_envs: int = 1,
+              memo: str = ""):  # fmt: skip
     def thunk():
         import warnings
 
@@ -97,7 +101,7 @@ def _make_env(instances: str, rank: int, seed: int, threads: int = 0, seeds_per_
 
             # rank r of n takes seeds r, r+n, ...: the envs never compute the same (instance, seed) twice
             seeds = list(range(rank % n_envs, seeds_per_instance, n_envs)) or [rank % seeds_per_instance]
-            env = MemoFineTuneEnv(instances or None, split="train", seeds=seeds)
+            env = MemoFineTuneEnv(instances or None, split="train", seeds=seeds, memo=memo)
         else:
             env = FineTuneEnv(instances or None, split="train", wall_time_info=False)
         env.reset(seed=seed + rank)
@@ -106,13 +110,14 @@ def _make_env(instances: str, rank: int, seed: int, threads: int = 0, seeds_per_
     return thunk
 
 
-def _vec_env(cfg: TrainConfig, n: int, seed: int):
+def _vec_env(cfg: TrainConfig, n: int, seed: int, memo: str | None = None):
     import os
 
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     threads = max(1, (os.cpu_count() or 1) // n) if n > 1 else 0
-    fns = [_make_env(cfg.instances, i, seed, threads, cfg.seeds_per_instance, n) for i in range(n)]
+    memo = cfg.memo if memo is None else memo
+    fns = [_make_env(cfg.instances, i, seed, threads, cfg.seeds_per_instance, n, memo) for i in range(n)]
     # spawn: forking a process whose torch threads have started is unsafe
     return SubprocVecEnv(fns, start_method="spawn") if n > 1 else DummyVecEnv(fns)
 
@@ -174,7 +179,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
         )  # fmt: skip
     ]
     if cfg.eval_every:
-        eval_env = VecNormalize(_vec_env(cfg, 1, cfg.seed + 10_000), norm_obs=True, norm_reward=False, training=False)
+        # the eval env keeps its memo in memory: the training envs own the saved files of their seeds
+        eval_env = VecNormalize(_vec_env(cfg, 1, cfg.seed + 10_000, memo=""), norm_obs=True, norm_reward=False, training=False)
         eval_env.obs_rms = venv.obs_rms  # shared statistics: evaluation sees what the policy sees
         if cfg.algo == "maskable_ppo":
             from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback as EvalCb

@@ -22,10 +22,10 @@ import numpy as np
 # knob -> values; every combination is one grid point (a small grid, as the issue allows)
 # (ranges widened where the first tuning picked an edge: kappa 3, threshold 0.01, beta 1.1)
 GRID: dict[str, dict[str, list[Any]]] = {
-    "patience": {"patience": [1, 2, 3, 4], "threshold": [0.0, 0.005, 0.01, 0.02, 0.04]},
+    "patience": {"patience": [1, 2, 3, 4], "threshold": [0.0, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08]},
     "marginal_gain": {"kappa": [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0], "patience": [1, 2], "use_ema": [True, False]},
-    "zeus": {"beta": [1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0]},
-    "memory_reactive": {"margin": [0.05, 0.1, 0.2], "patience": [1, 2, 3], "threshold": [0.0, 0.005, 0.01, 0.02, 0.04]},
+    "zeus": {"beta": [1.0, 1.02, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0]},
+    "memory_reactive": {"margin": [0.02, 0.05, 0.1, 0.2], "patience": [1, 2, 3], "threshold": [0.0, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08]},
 }
 
 

@@ -123,8 +123,9 @@ class EpisodeTree:
         if start is None:
             self.env.reset(options={"instance": self.instance, "episode_seed": self.episode_seed})
             start = ()
-        for a in prefix[len(start) :]:
-            self.env.step(a)
+        for i in range(len(start), len(prefix)):
+            self.env.step(prefix[i])
+            self._fork(prefix[: i + 1])  # replayed once, branched from cheaply after
         self.replayed_steps += len(prefix) - len(start)
 
     def step(self, prefix: tuple[int, ...], action: int) -> StepOutcome:
@@ -204,7 +205,8 @@ class MemoFineTuneEnv(gym.Env):
     ## Arguments
     ``instances``, ``split``: as for ``FineTuneEnv``; ``seeds``: the episode seeds of each instance
     (vectorized envs get disjoint seeds so that no path is computed twice); ``max_snapshots``: fork
-    points kept in memory (LRU, shared by the trees).
+    points kept in memory (LRU, shared by the trees); ``memo``: a folder of saved trees to start from
+    and extend (``govgym tune``/``evaluate`` write the same folder; '' = in memory only).
 
     ## Version History
     - v0: initial version.
@@ -212,7 +214,8 @@ class MemoFineTuneEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, instances: Any = None, split: str = "train", seeds: Any = (0, 1, 2, 3), max_snapshots: int = 24):
+    def __init__(self, instances: Any = None, split: str = "train", seeds: Any = (0, 1, 2, 3), max_snapshots: int = 64,
+                 memo: str = ""):  # fmt: skip
         super().__init__()
         from govgym.envs.finetune_env import FineTuneEnv
 
@@ -224,6 +227,15 @@ class MemoFineTuneEnv(gym.Env):
         if not self.seeds:
             raise ValueError("MemoFineTuneEnv: seeds is empty; pass at least one episode seed.")
         self.trees: dict[tuple[str, int], EpisodeTree] = {}
+        self.memo: Path | None = None
+        if memo:  # saved trees of this instance set (e.g. from govgym tune): their paths are free from the start
+            import torch
+
+            from govgym.envs.instances import default_instances_path
+
+            src = self.env.iset.source or default_instances_path()
+            self.memo = Path(memo) / memo_namespace(src, torch.get_num_threads())
+        self._saved: dict[tuple[str, int], int] = {}
         self.tree: EpisodeTree | None = None
         self.prefix: tuple[int, ...] = ()
         self.node: StepOutcome | None = None
@@ -236,6 +248,9 @@ class MemoFineTuneEnv(gym.Env):
         key = (name, ep_seed)
         if key not in self.trees:
             self.trees[key] = EpisodeTree(self.env, name, ep_seed, self.max_snapshots)
+            if self.memo is not None:
+                load_tree(self.trees[key], self.memo)
+            self._saved[key] = 0
         self.tree, self.prefix = self.trees[key], ()
         self.node = self.tree.root()
         return self.node.obs.copy(), dict(self.node.info)
@@ -251,6 +266,10 @@ class MemoFineTuneEnv(gym.Env):
             raise ValueError(f"action {action!r} is outside Discrete({self.action_space.n}).")
         self.node = self.tree.step(self.prefix, a)
         self.prefix = (*self.prefix, a)
+        key = (self.tree.instance, self.tree.episode_seed)
+        if self.memo is not None and (self.node.terminated or self.node.truncated) and self.tree.real_steps > self._saved[key]:
+            save_tree(self.tree, self.memo)  # each env owns its seeds: no two processes write one file
+            self._saved[key] = self.tree.real_steps
         # info is the step's own, identical whether it ran now or came from the memo (env_checker
         # demands a deterministic info); how many steps were real is in stats()
         return self.node.obs.copy(), self.node.reward, self.node.terminated, self.node.truncated, dict(self.node.info)

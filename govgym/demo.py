@@ -48,7 +48,7 @@ def demo(out: Path, timesteps: int, seeds: int, workers: int, instances: str = "
     limit = f" or {train_minutes:g} min, whichever comes first" if train_minutes else ""
     print(f"[2/3] train: MaskablePPO on the train split for {timesteps} env steps{limit} (real runs, memoized per (instance, seed))")
     cfg = TrainConfig(algo="maskable_ppo", timesteps=timesteps, n_envs=workers, n_steps=64, checkpoint_every=256, eval_every=0,
-                      instances=instances, max_minutes=train_minutes)  # fmt: skip
+                      instances=instances, max_minutes=train_minutes, memo=str(out / "memo"))  # fmt: skip
     model = train(cfg, out / "train", progress=progress)
     import json
 

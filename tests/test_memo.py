@@ -90,3 +90,22 @@ def test_memo_env_passes_checkers_and_answers_repeats_from_memory():
     assert info1 == info2
     assert all(np.array_equal(a, b) for a, b in zip(first, second))
     assert env.action_masks().dtype == bool
+
+
+def test_memo_env_saves_and_reloads_its_trees(tmp_path):
+    from govgym.envs.memo import MemoFineTuneEnv
+
+    def episode(env):
+        env.reset(options={"instance": "t-free", "episode_seed": 0})
+        rewards, done = [], False
+        while not done:
+            _, r, term, trunc, _ = env.step(0)
+            rewards.append(r)
+            done = term or trunc
+        return rewards
+
+    first = MemoFineTuneEnv(TINY, seeds=[0], memo=str(tmp_path / "memo"))
+    a = episode(first)
+    assert len(list((tmp_path / "memo").rglob("t-free-0.pkl"))) == 1
+    second = MemoFineTuneEnv(TINY, seeds=[0], memo=str(tmp_path / "memo"))  # a new process, say, after a kill
+    assert episode(second) == a and second.stats()["real_steps"] == 0

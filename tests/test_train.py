@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 TINY = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
-ARGS = ["algo=maskable_ppo", "n_envs=1", "n_steps=8", "checkpoint_every=8", "eval_every=0", f"instances={TINY}"]
+ARGS = ["algo=maskable_ppo", "n_envs=1", "n_steps=8", "checkpoint_every=8", "eval_every=0", f"instances={TINY}", "memo="]
 
 
 @pytest.mark.slow
