@@ -28,20 +28,26 @@ class TrainConfig:
     """maskable_ppo (sb3-contrib, uses action_masks) | ppo | dqn (SB3)."""
     timesteps: int = 2000
     """Env steps to train for (one env step = K optimizer steps of a real run, ~2 s here)."""
-    n_envs: int = 2
-    """Parallel envs (SubprocVecEnv); one per core."""
-    n_steps: int = 64
+    n_envs: int = 4
+    """Parallel envs (SubprocVecEnv, one torch thread each): two per core on 2 cores, because memo hits
+    make steps uneven and the envs step in lockstep (with one env per core, one idled ~half the time)."""
+    n_steps: int = 32
     """PPO rollout length per env (batch = n_steps x n_envs)."""
     checkpoint_every: int = 128
     """Save model + VecNormalize every this many env steps (summed over envs)."""
-    eval_every: int = 256
-    """Evaluate on train instances every this many env steps (0 = never)."""
+    eval_every: int = 1024
+    """Evaluate on train instances every this many env steps (0 = never); 2 episodes, in this process."""
     seeds_per_instance: int = 4
     """Episode seeds per train instance, each (instance, seed) memoized exactly (envs/memo.py): paths
     taken before cost nothing. 0 = the plain env, a fresh seed every episode (no memo)."""
     memo: str = "runs/memo"
     """Folder of saved exact step trees (shared with `govgym tune`/`evaluate`): train paths already run
     there, e.g. every tuned heuristic's, are free from the start; new ones are added. '' = in memory only."""
+    pretrain: bool = True
+    """PPO: before RL, behaviour-clone the hindsight-best action at every state of the saved *train*
+    trees in ``memo`` (agents/pretrain.py); skipped when there are none."""
+    pretrain_epochs: int = 300
+    """Passes over the demonstrations."""
     max_minutes: float = 0.0
     """Stop after this many minutes of training in this process (0 = run all timesteps)."""
     continue_prior: float = 2.0
@@ -122,6 +128,32 @@ def _vec_env(cfg: TrainConfig, n: int, seed: int, memo: str | None = None):
     return SubprocVecEnv(fns, start_method="spawn") if n > 1 else DummyVecEnv(fns)
 
 
+def _pretrain(cfg: TrainConfig, model: Any, venv: Any) -> dict[str, Any]:
+    """Behaviour-clone the hindsight-best actions of the saved train trees (agents/pretrain.py), if any."""
+    import os
+
+    import torch
+
+    from govgym.agents.pretrain import behaviour_clone, load_demonstrations
+    from govgym.envs.instances import default_instances_path, load_instances
+    from govgym.envs.memo import memo_namespace, memo_siblings
+
+    if not cfg.memo:
+        return {}
+    threads = max(1, (os.cpu_count() or 1) // cfg.n_envs) if cfg.n_envs > 1 else torch.get_num_threads()
+    folder = Path(cfg.memo) / memo_namespace(cfg.instances or default_instances_path(), threads)
+    names = [i.name for i in load_instances(cfg.instances or None).train]
+    demos = load_demonstrations(memo_siblings(folder), names, stop=int(venv.action_space.n) - 1)
+    if not len(demos.actions):
+        print(f"pretrain: no saved train trees under {folder.parent}; starting from scratch "
+              "(run `govgym tune` first to give the agent demonstrations).")  # fmt: skip
+        return {}
+    stats = behaviour_clone(model, venv, demos, epochs=cfg.pretrain_epochs, seed=cfg.seed)
+    print(f"pretrain: cloned the hindsight-best action at {stats['samples']} explored states of {stats['trees']} train runs: "
+          f"agreement {stats['agreement']:.1%}, value RMSE {stats['value_rmse']:.3f}")  # fmt: skip
+    return stats
+
+
 def latest_checkpoint(folder: Path) -> tuple[Path, Path | None, int] | None:
     """(model zip, VecNormalize pkl, env steps) of the newest checkpoint in ``folder``."""
     best = None
@@ -150,6 +182,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
     cls: Any = algo_class(cfg.algo)
     meta_path = out / "agent.json"
     clock = WallClock(out / "wall.json", resume, limit_s=60 * cfg.max_minutes)
+    pretrained: dict[str, Any] = json.loads(meta_path.read_text()).get("pretrain", {}) if resume and meta_path.is_file() else {}
     if resume and found is None:
         raise ConfigError(f"--resume: no checkpoint in {ckpt_dir}; train without --resume first.")
     if found is not None:
@@ -159,6 +192,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
         if cfg.algo == "dqn" and replay.exists():
             model.load_replay_buffer(str(replay))
     else:
+        pretrained = {}
         venv = VecNormalize(venv, norm_obs=True, norm_reward=False)
         kw: dict[str, Any] = {"seed": cfg.seed, "verbose": 0, "tensorboard_log": str(out / "tb")}
         if cfg.algo in ("ppo", "maskable_ppo"):
@@ -166,7 +200,9 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
         else:
             kw.update(learning_starts=min(200, cfg.timesteps // 4), buffer_size=50_000, train_freq=4, gamma=1.0, exploration_fraction=0.5)
         model = cls("MlpPolicy", venv, **kw)
-        if cfg.algo != "dqn" and cfg.continue_prior:
+        if cfg.algo != "dqn" and cfg.pretrain:
+            pretrained = _pretrain(cfg, model, venv)
+        if cfg.algo != "dqn" and cfg.continue_prior and not pretrained:
             import torch
 
             with torch.no_grad():
@@ -203,7 +239,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
         "format": 1, "govgym_version": __version__, "algo": cfg.algo, "obs_spec": spec_hash(), "features": list(FEATURE_NAMES),
         "env_id": "govgym/FineTune-v0", "split": "train", "env_steps": int(model.num_timesteps),
         "wall_seconds": round(clock.total(), 1),
-        "vecnormalize": "vecnormalize.pkl", "config": to_dict(cfg),
+        "vecnormalize": "vecnormalize.pkl", "config": to_dict(cfg), "pretrain": pretrained,
     }  # fmt: skip
     tmp = meta_path.with_name(meta_path.name + ".tmp")
     tmp.write_text(json.dumps(meta, indent=1))

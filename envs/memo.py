@@ -162,8 +162,18 @@ def memo_namespace(instances_path: str | Path, threads: int) -> str:
     from govgym.efficiency.signals import spec_hash
 
     h = hashlib.sha256(Path(instances_path).read_bytes())
-    h.update(f"{spec_hash()}|{__version__}|{torch.__version__}|threads={threads}".encode())
-    return f"{Path(instances_path).stem}-{h.hexdigest()[:12]}"
+    h.update(f"{spec_hash()}|{__version__}|{torch.__version__}".encode())
+    return f"{Path(instances_path).stem}-{h.hexdigest()[:12]}-t{threads}"
+
+
+def memo_siblings(folder: Path) -> list[Path]:
+    """Namespaces of the same instance set, code and versions at any thread count (``folder`` first).
+
+    Their outcomes differ from each other's only in the last bits of a loss, so they serve as
+    demonstrations (agents/pretrain.py), never as a memo for exact replay.
+    """
+    base = folder.name.rsplit("-t", 1)[0]
+    return [folder] + sorted(p for p in folder.parent.glob(f"{base}-t*") if p != folder)
 
 
 def load_tree(tree: EpisodeTree, folder: Path) -> bool:
@@ -279,4 +289,4 @@ class MemoFineTuneEnv(gym.Env):
         return {k: sum(getattr(t, k) for t in self.trees.values()) for k in ("real_steps", "replayed_steps", "memo_hits")}
 
 
-__all__ = ["EpisodeTree", "MemoFineTuneEnv", "StepOutcome", "load_tree", "memo_namespace", "save_tree"]
+__all__ = ["EpisodeTree", "MemoFineTuneEnv", "StepOutcome", "load_tree", "memo_namespace", "memo_siblings", "save_tree"]

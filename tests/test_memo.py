@@ -109,3 +109,37 @@ def test_memo_env_saves_and_reloads_its_trees(tmp_path):
     assert len(list((tmp_path / "memo").rglob("t-free-0.pkl"))) == 1
     second = MemoFineTuneEnv(TINY, seeds=[0], memo=str(tmp_path / "memo"))  # a new process, say, after a kill
     assert episode(second) == a and second.stats()["real_steps"] == 0
+
+
+def test_hindsight_labels_pick_the_best_explored_branch():
+    from govgym.agents.pretrain import tree_labels
+    from govgym.envs.memo import StepOutcome
+
+    def node(r, term=False, trunc=False):
+        return StepOutcome(np.zeros(3, np.float32) + r, r, term, trunc, {}, np.ones(4, bool))
+
+    # actions: 0 continue, 1 switch, 3 stop. Continue pays 0.1 then -0.2; switching pays -0.05 then 0.3.
+    nodes = {(): node(0), (0,): node(0.1), (0, 0): node(-0.2), (1,): node(-0.05), (1, 0): node(0.3, trunc=True),
+             (0, 3): node(0.0, term=True)}  # fmt: skip
+    labels = {round(float(o[0]), 3): (a, v) for o, _, a, v in tree_labels(nodes, stop=3)}
+    assert labels[0.0] == (1, pytest.approx(0.25))  # switch beats continue (0.1 + max(0, -0.2))
+    assert labels[0.1] == (3, 0.0)  # after one continue, stopping beats going on
+    assert len(labels) == 3  # leaves nobody continued from carry no label
+
+
+def test_behaviour_cloning_fits_the_demonstrations():
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from govgym.agents.pretrain import Demonstrations, behaviour_clone
+    from govgym.envs.memo import MemoFineTuneEnv
+
+    venv = VecNormalize(DummyVecEnv([lambda: MemoFineTuneEnv(TINY, seeds=[0])]), norm_reward=False)
+    model = MaskablePPO("MlpPolicy", venv, n_steps=8, batch_size=8, seed=0)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(200, venv.observation_space.shape[0])).astype(np.float32)
+    acts = np.where(obs[:, 0] > 0, 0, venv.action_space.n - 1)  # continue if feature 0 is high, else stop
+    masks = np.ones((200, venv.action_space.n), bool)
+    stats = behaviour_clone(model, venv, Demonstrations(obs, masks, acts, obs[:, 0].clip(0), 1), epochs=60)
+    assert stats["agreement"] > 0.95 and stats["samples"] == 200
+    assert np.allclose(venv.obs_rms.mean, obs.mean(0), atol=1e-6)  # normalization comes from the demonstrations
