@@ -110,7 +110,7 @@ def test_demo_trains_then_evaluates_on_held_out_runs(cache, tmp_path):
     tiny = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
     r = govgym(["demo", "--out", str(tmp_path), "--instances", tiny, "--timesteps", "16", "--seeds", "1", "--workers", "1",
                 "--no-progress"], cache)  # fmt: skip
-    assert "[3/3] evaluate" in r.stdout and "oracle" in r.stdout and "agent" in r.stdout
+    assert "[4/4] evaluate" in r.stdout and "oracle" in r.stdout and "agent" in r.stdout and "pretrain: cloned" in r.stdout
     board = json.loads((tmp_path / "evaluate" / "leaderboard.json").read_text())
     assert {"agent", "fixed_budget", "oracle", "patience"} <= {row["policy"] for row in board["rows"]}
     assert board["meta"]["config"]["split"] == "test"
