@@ -31,5 +31,14 @@ def test_shipped_yaml_validates(path):
         assert len({i.lam for i in alli}) > 2 and len({i.budget_tflops for i in alli}) > 2 and len({i.cap_mb for i in alli}) > 2
         assert len({i.start_strategy for i in alli}) > 1 and any(i.cap_schedule for i in alli)
         assert len({str(i.run.get("model")) for i in alli}) > 1 and len({i.run["data"]["noise_rate"] for i in alli}) > 2
+    elif "heuristics:" in text:
+        from govgym.agents.heuristics import make_policy
+        from govgym.agents.policies import load_knobs
+
+        knobs = load_knobs(path)
+        assert set(knobs) >= {"patience", "marginal_gain", "zeus", "memory_reactive"}
+        names = ["continue", "reprune_hardest", "reprune_easiest", "switch:full", "stop"]
+        for name, kv in knobs.items():
+            make_policy(name, names, **kv)  # every tuned knob is one the heuristic takes, in range
     else:
         RunConfig.from_yaml(path)
