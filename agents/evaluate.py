@@ -201,7 +201,7 @@ def _mean_spread(rows: list[dict[str, Any]], key: str) -> tuple[float, float]:
         if not (isinstance(r[key], float) and math.isnan(r[key])):
             by_seed[r["episode_seed"]].append(float(r[key]))
     seed_means = [float(np.mean(v)) for v in by_seed.values()]
-    return float(np.mean(vals)), float(np.std(seed_means)) if len(seed_means) > 1 else 0.0
+    return float(np.mean(vals)), float(np.std(seed_means)) if len(seed_means) > 1 else math.nan  # no spread from one seed
 
 
 def leaderboard(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -240,10 +240,14 @@ def ftq_speedup(rows: list[dict[str, Any]], a: str, b: str) -> tuple[float, int]
 
 
 def format_board(board: list[dict[str, Any]]) -> str:
+    """The leaderboard as a terminal table: '—' where no episode has the figure, no ± from a single seed."""
     from govgym.reports import format_table
 
     def pm(r: dict[str, Any], k: str, fmt: str = ".3f") -> str:
-        return "nan" if math.isnan(r[k]) else f"{r[k]:{fmt}} ± {r[k + '_spread']:{fmt}}"
+        if math.isnan(r[k]):
+            return "—"
+        spread = r[k + "_spread"]
+        return f"{r[k]:{fmt}}" if math.isnan(spread) else f"{r[k]:{fmt}} ± {spread:{fmt}}"
 
     table = [
         {"policy": r["policy"], "return": pm(r, "return"), "final eval / fixed": pm(r, "final_eval_rel", ".4f"),
@@ -356,8 +360,12 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
           f"{steps['real_steps']} real env steps (+{steps['replayed_steps']} replayed), {steps['memo_hits']} shared from the memo; {seconds:.0f} s.")  # fmt: skip
     print(f"best tuned heuristic by return: {best_h}")
     for c in comparisons:
-        print(f"{c['agent']}: FLOPs-to-equal-quality {c['ftq_speedup_vs_best_heuristic']:.2f}x fewer than {best_h} "
-              f"({c['episodes_both_reached_h']} episodes both reached)")  # fmt: skip
+        if c["episodes_both_reached_h"]:
+            print(f"{c['agent']}: FLOPs-to-equal-quality {c['ftq_speedup_vs_best_heuristic']:.2f}x fewer than {best_h} "
+                  f"({c['episodes_both_reached_h']} episodes both reached the fixed run's final eval loss within 0.5%)")  # fmt: skip
+        else:
+            print(f"{c['agent']}: FLOPs-to-equal-quality not comparable with {best_h}: no episode where both reached the "
+                  "fixed run's final eval loss within 0.5%")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     write_rows(out, "leaderboard", board, meta)
     write_rows(out, "episodes", rows, meta)

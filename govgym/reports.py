@@ -56,7 +56,18 @@ def write_rows(out: Path, name: str, rows: Sequence[dict[str, Any]], meta: dict[
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, out / f"{name}.csv")
-    _atomic_write(out / f"{name}.json", json.dumps({"meta": meta or {}, "rows": list(rows)}, indent=2, default=str))
+    _atomic_write(out / f"{name}.json", json.dumps(_no_nan({"meta": meta or {}, "rows": list(rows)}), indent=2, default=str, allow_nan=False))
+
+
+def _no_nan(x: Any) -> Any:
+    """NaN/inf -> null, so the JSON files are strict JSON (what every reader accepts)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _no_nan(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_no_nan(v) for v in x]
+    return x
 
 
 def _plt():
