@@ -139,6 +139,12 @@ def run_tasks(instances: str, split: str, names: list[str], seeds: list[int], sp
 
         memo = str(Path(memo) / memo_namespace(instances or default_instances_path(), threads))
     tasks = [(instances, split, n, s, specs, memo) for s in seeds for n in names]
+    if workers > 1:  # longest first (by FLOP budget): the pool's last task is a short one, so no core idles long at the end
+        from govgym.envs.instances import load_instances
+
+        iset = load_instances(instances or None)
+        budget = {i.name: i.budget_tflops for i in iset.train + iset.test}
+        tasks.sort(key=lambda t: -budget.get(t[2], 0.0))
     bar = tqdm(total=len(tasks), desc=desc, unit="task", dynamic_ncols=True, disable=not progress)
     out: list[dict[str, Any]] = []
     if workers == 1:
@@ -356,7 +362,8 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
             "steps": steps, "best_heuristic": best_h, "comparisons": comparisons,
             "specs": [{"label": s.label, "kind": s.kind, "name": s.name, "knobs": dict(s.knobs), "path": s.path} for s in specs]}  # fmt: skip
     print(format_board(board))
-    print(f"\n{len(names)} {cfg.split} instances x {cfg.seeds} seeds; ± = spread of per-seed means. "
+    spread = "± = spread of per-seed means" if cfg.seeds > 1 else "one seed: no spread (seeds=5 for the full table)"
+    print(f"\n{len(names)} {cfg.split} instances x {cfg.seeds} seeds; {spread}. "
           f"{steps['real_steps']} real env steps (+{steps['replayed_steps']} replayed), {steps['memo_hits']} shared from the memo; {seconds:.0f} s.")  # fmt: skip
     print(f"best tuned heuristic by return: {best_h}")
     for c in comparisons:

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job: train a governor, evaluate it against the heuristics on held-out runs")
     p.add_argument("--out", default="runs/demo", help="folder for train/ (agent) and evaluate/ (leaderboard, plots)")
     p.add_argument("--timesteps", type=int, default=4096, help="env steps of MaskablePPO training (at most)")
-    p.add_argument("--train-minutes", type=float, default=2.0, help="... or stop training after this many minutes (0 = no limit)")
+    p.add_argument("--train-minutes", type=float, default=1.5, help="... or stop training after this many minutes (0 = no limit)")
     p.add_argument("--seeds", type=int, default=1, help="episode seeds per held-out instance (the README's table: 5)")
     p.add_argument("--workers", type=int, default=2, help="processes (one core each) for training envs and evaluation")
     p.add_argument("--instances", default="", help="instance-set YAML (default: packaged configs/instances.yaml)")

@@ -9,7 +9,7 @@
    runs; print the leaderboard and write CSV/JSON/PNG.
 
 To fit 15 minutes on 2 cores the demo trains for minutes (real env steps off the demonstrated paths
-cost 1-3 s each, so PPO gets about one rollout of updates on top of the cloned policy) and evaluates
+cost 1-3 s each, so PPO gets one or two rollouts of updates on top of the cloned policy) and evaluates
 one seed per held-out instance (``--seeds``, default 1); ``govgym evaluate --agent runs/demo/train/final.zip seeds=5`` gives the full table.
 """
 
@@ -65,7 +65,7 @@ def demo(out: Path, timesteps: int, seeds: int, workers: int, instances: str = "
           f"for {timesteps} env steps{limit} (real runs, memoized per (instance, seed))")  # fmt: skip
     # two envs per core: memo hits make env steps uneven, and SubprocVecEnv steps in lockstep, so a
     # second env per core keeps the core busy while its partner waits (measured: one of two envs idle ~half the time)
-    cfg = TrainConfig(algo="maskable_ppo", timesteps=timesteps, n_envs=2 * workers, n_steps=16, checkpoint_every=256, eval_every=0,
+    cfg = TrainConfig(algo="maskable_ppo", timesteps=timesteps, n_envs=2 * workers, n_steps=8, checkpoint_every=256, eval_every=0,
                       instances=instances, max_minutes=train_minutes, memo=memo, seeds_per_instance=2 * workers)  # fmt: skip
     model = train(cfg, out / "train", progress=progress)
     import json
