@@ -88,24 +88,28 @@ class FineTuneEnv(gym.Env):
     # ------------------------------------------------------------------ reset
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        from govgym.efficiency.run import FineTuneRun
-        from govgym.efficiency.workload import load_workload
-
         options = options or {}
         name = options.get("instance")
-        self.instance = self.iset.get(name) if name else self.pool[int(self.np_random.integers(len(self.pool)))]
-        self.episode_seed = int(options.get("episode_seed", self.np_random.integers(2**31 - 1)))
-        cfg = self.iset.run_config(self.instance, self.episode_seed)
-        self.peaks = strategy_peaks(cfg, [t.name for t in self.targets] + [cfg.memory.strategy])
-        self.run = FineTuneRun(cfg, workload=load_workload(cfg, progress=False), progress=False)
-        self.budget = self.instance.budget_tflops * 1e12
-        self.t0 = time.perf_counter()
+        instance = self.iset.get(name) if name else self.pool[int(self.np_random.integers(len(self.pool)))]
+        self._build(instance, int(options.get("episode_seed", self.np_random.integers(2**31 - 1))))
         self.e0 = self.prev_eval = self.run.evaluate()
         self.tracker.reset(self.e0, 0.0)
         self.done = False
         obs = self.tracker.observe(self._reading(self.e0, self.e0, None))
         self.log: dict[str, Any] = {"actions": [], "observations": [obs.tolist()], "rewards": []}
         return obs, self._info(error=None)
+
+    def _build(self, instance: Instance, episode_seed: int) -> None:
+        """A fresh run of (instance, episode seed), not yet evaluated (reset evaluates; restore overwrites)."""
+        from govgym.efficiency.run import FineTuneRun
+        from govgym.efficiency.workload import load_workload
+
+        self.instance, self.episode_seed = instance, episode_seed
+        cfg = self.iset.run_config(instance, episode_seed)
+        self.peaks = strategy_peaks(cfg, [t.name for t in self.targets] + [cfg.memory.strategy])
+        self.run = FineTuneRun(cfg, workload=load_workload(cfg, progress=False), progress=False)
+        self.budget = instance.budget_tflops * 1e12
+        self.t0 = time.perf_counter()
 
     # ------------------------------------------------------------------ masks
     def action_masks(self) -> np.ndarray:
@@ -239,11 +243,17 @@ class FineTuneEnv(gym.Env):
         import copy
 
         if self.run is None or self.instance.name != snap["instance"] or self.episode_seed != snap["episode_seed"]:
-            self.reset(options={"instance": snap["instance"], "episode_seed": snap["episode_seed"]})
+            self._build(self.iset.get(snap["instance"]), snap["episode_seed"])  # no initial eval: the snapshot has it
         self.run.restore(snap["run"])
         self.tracker = copy.deepcopy(snap["tracker"])
         self.e0, self.prev_eval, self.done = snap["e0"], snap["prev_eval"], snap["done"]
         self.log = copy.deepcopy(snap["log"])
+
+    def position(self) -> tuple[str, int, tuple[int, ...]] | None:
+        """Where a live episode stands: (instance, episode seed, actions taken); None before reset or once it ended."""
+        if self.run is None or self.done:
+            return None
+        return self.instance.name, self.episode_seed, tuple(self.log["actions"])
 
     def state(self) -> dict[str, Any]:
         """The episode as a small JSON-able state: (instance, seed, action log) + what it produced."""

@@ -12,7 +12,8 @@ already taken is the *same* real step, and need not be run twice:
   with its tree: SB3 trains on it as on the real env; repeated paths (continue ... stop) cost nothing
   after their first visit. It is the real env, replayed — not a surrogate model of it.
 
-Several trees may share one live env; the env remembers which (instance, seed, prefix) it stands at.
+Several trees may share one live env (and one store of fork points); ``FineTuneEnv.position()`` says
+which (instance, seed, prefix) it stands at.
 Trees can be saved to and loaded from a folder (``save_tree``/``load_tree``) under a namespace that
 pins everything the numbers depend on (``memo_namespace``), so ``govgym tune`` and ``govgym evaluate``
 reuse each other's real steps across invocations.
@@ -58,16 +59,17 @@ class EpisodeTree:
         env: a ``FineTuneEnv`` (unwrapped) built with ``wall_time_info=False``; may be shared by trees.
         instance: instance name.
         episode_seed: the episode seed passed to ``reset``.
-        max_snapshots: in-memory fork points kept (LRU) to branch from without replaying from the start;
-            the store belongs to the env, shared by every tree on it (a few MB each on the default workload).
+        max_snapshots: in-memory fork points kept (LRU) to branch from without replaying from the start
+            (a few MB each on the default workload).
+        forks: the LRU store of fork points; trees on one env pass the same one so that its bound
+            holds for all of them (default: this tree's own).
     """
 
-    def __init__(self, env: Any, instance: str, episode_seed: int, max_snapshots: int = 16):
+    def __init__(self, env: Any, instance: str, episode_seed: int, max_snapshots: int = 16,
+                 forks: OrderedDict[tuple[Any, ...], dict[str, Any]] | None = None):  # fmt: skip
         self.env, self.instance, self.episode_seed = env, instance, int(episode_seed)
         self.nodes: dict[tuple[int, ...], StepOutcome] = {}
-        if not hasattr(env, "_memo_snaps"):
-            env._memo_snaps = OrderedDict()
-        self.snaps: OrderedDict[tuple[Any, ...], dict[str, Any]] = env._memo_snaps
+        self.snaps = OrderedDict() if forks is None else forks
         self.max_snapshots = max_snapshots
         self.real_steps = 0
         """Env steps run for the first time (each is a real interval of the run)."""
@@ -76,15 +78,10 @@ class EpisodeTree:
         self.memo_hits = 0
         """Steps answered from the memo."""
 
-    # the live env's position, shared by every tree that uses this env
     def _at(self) -> tuple[int, ...] | None:
-        pos = getattr(self.env, "_memo_at", None)
-        if pos is None or pos[:2] != (self.instance, self.episode_seed):
-            return None
-        return pos[2]
-
-    def _set_at(self, prefix: tuple[int, ...] | None) -> None:
-        self.env._memo_at = None if prefix is None else (self.instance, self.episode_seed, prefix)
+        """The prefix the live env stands at in this tree's episode (None: elsewhere, ended or not started)."""
+        pos = self.env.position()
+        return pos[2] if pos is not None and pos[:2] == (self.instance, self.episode_seed) else None
 
     def _key(self, prefix: tuple[int, ...]) -> tuple[Any, ...]:
         return (self.instance, self.episode_seed, prefix)
@@ -103,7 +100,6 @@ class EpisodeTree:
         if () not in self.nodes:
             obs, info = self.env.reset(options={"instance": self.instance, "episode_seed": self.episode_seed})
             self.nodes[()] = StepOutcome(obs, 0.0, False, False, _keep(info), self.env.action_masks())
-            self._set_at(())
             self._fork(())
         return self.nodes[()]
 
@@ -113,9 +109,10 @@ class EpisodeTree:
         if at == prefix:
             return
         start: tuple[int, ...] | None = at if at is not None and prefix[: len(at)] == at else None
-        for n in range(len(prefix), -1, -1):  # the longest fork point on the way beats the live position
+        lo = 0 if start is None else len(start) + 1  # a fork point beats the live position only when further on
+        for n in range(len(prefix), lo - 1, -1):
             k = self._key(prefix[:n])
-            if k in self.snaps and (start is None or n > len(start)):
+            if k in self.snaps:
                 self.env.restore(self.snaps[k])
                 self.snaps.move_to_end(k)
                 start = prefix[:n]
@@ -141,10 +138,7 @@ class EpisodeTree:
         self.real_steps += 1
         out = StepOutcome(obs, float(r), bool(term), bool(trunc), _keep(info), self.env.action_masks())
         self.nodes[key] = out
-        if term or trunc:
-            self._set_at(None)
-        else:
-            self._set_at(key)
+        if not (term or trunc):
             self._fork(key)
         return out
 
@@ -246,6 +240,7 @@ class MemoFineTuneEnv(gym.Env):
             src = self.env.iset.source or default_instances_path()
             self.memo = Path(memo) / memo_namespace(src, torch.get_num_threads())
         self._saved: dict[tuple[str, int], int] = {}
+        self._forks: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()  # shared by the trees: one bound
         self.tree: EpisodeTree | None = None
         self.prefix: tuple[int, ...] = ()
         self.node: StepOutcome | None = None
@@ -257,7 +252,7 @@ class MemoFineTuneEnv(gym.Env):
         ep_seed = int(options.get("episode_seed", self.seeds[int(self.np_random.integers(len(self.seeds)))]))
         key = (name, ep_seed)
         if key not in self.trees:
-            self.trees[key] = EpisodeTree(self.env, name, ep_seed, self.max_snapshots)
+            self.trees[key] = EpisodeTree(self.env, name, ep_seed, self.max_snapshots, self._forks)
             if self.memo is not None:
                 load_tree(self.trees[key], self.memo)
             self._saved[key] = 0
