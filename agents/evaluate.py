@@ -22,7 +22,6 @@ per-seed means, i.e. how much the result moves from one seed to the next.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -132,12 +131,11 @@ def run_tasks(instances: str, split: str, names: list[str], seeds: list[int], sp
     """
     from tqdm.auto import tqdm
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    if memo:
-        from govgym.envs.instances import default_instances_path
-        from govgym.envs.memo import memo_namespace
+    from govgym.envs.memo import memo_folder, worker_threads
 
-        memo = str(Path(memo) / memo_namespace(instances or default_instances_path(), threads))
+    threads = worker_threads(workers)
+    if memo:
+        memo = str(memo_folder(memo, instances, threads))
     tasks = [(instances, split, n, s, specs, memo) for s in seeds for n in names]
     if workers > 1:  # longest first (by FLOP budget): the pool's last task is a short one, so no core idles long at the end
         from govgym.envs.instances import load_instances

@@ -15,7 +15,6 @@ Demonstrations come from the train split only; held-out instances are never look
 
 from __future__ import annotations
 
-import pickle
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +70,8 @@ def tree_labels(nodes: dict[tuple[int, ...], Any], stop: int) -> list[tuple[np.n
 
 def load_demonstrations(folders: list[Path], instances: list[str], stop: int) -> Demonstrations:
     """Labels from every saved tree of ``instances`` in ``folders`` (the first folder holding a tree wins)."""
+    from govgym.envs.memo import load_nodes
+
     rows: list[tuple[np.ndarray, np.ndarray, int, float]] = []
     seen: set[str] = set()
     n = 0
@@ -80,8 +81,7 @@ def load_demonstrations(folders: list[Path], instances: list[str], stop: int) ->
             if inst not in instances or path.name in seen:
                 continue
             seen.add(path.name)
-            with path.open("rb") as f:  # local trees govgym wrote itself (envs/memo.save_tree)
-                rows += tree_labels(pickle.load(f), stop)
+            rows += tree_labels(load_nodes(path), stop)
             n += 1
     if not rows:
         return Demonstrations(np.zeros((0, 0), np.float32), np.zeros((0, 0), bool), np.zeros(0, np.int64), np.zeros(0, np.float32))
@@ -95,11 +95,10 @@ def behaviour_clone(model: Any, venv: Any, demos: Demonstrations, epochs: int = 
     Returns the final cross-entropy, the agreement with the labels, and the value-head error.
     """
     import torch
+    from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 
-    masked = hasattr(model.policy, "action_dist") and "Maskable" in type(model.policy).__name__
-    venv.obs_rms.mean = demos.obs.mean(0).astype(np.float64)
-    venv.obs_rms.var = demos.obs.var(0).astype(np.float64) + 1e-8
-    venv.obs_rms.count = float(len(demos.obs))
+    masked = isinstance(model.policy, MaskableActorCriticPolicy)
+    venv.obs_rms.update(demos.obs.astype(np.float64))  # VecNormalize starts from the demonstrations' statistics
     obs = torch.as_tensor(venv.normalize_obs(demos.obs), dtype=torch.float32)
     acts = torch.as_tensor(demos.actions)
     vals = torch.as_tensor(demos.values)

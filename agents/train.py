@@ -117,11 +117,11 @@ def _make_env(instances: str, rank: int, seed: int, threads: int = 0, seeds_per_
 
 
 def _vec_env(cfg: TrainConfig, n: int, seed: int, memo: str | None = None):
-    import os
-
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    threads = max(1, (os.cpu_count() or 1) // n) if n > 1 else 0
+    from govgym.envs.memo import worker_threads
+
+    threads = worker_threads(n) if n > 1 else 0
     memo = cfg.memo if memo is None else memo
     fns = [_make_env(cfg.instances, i, seed, threads, cfg.seeds_per_instance, n, memo) for i in range(n)]
     # spawn: forking a process whose torch threads have started is unsafe
@@ -130,18 +130,17 @@ def _vec_env(cfg: TrainConfig, n: int, seed: int, memo: str | None = None):
 
 def _pretrain(cfg: TrainConfig, model: Any, venv: Any) -> dict[str, Any]:
     """Behaviour-clone the hindsight-best actions of the saved train trees (agents/pretrain.py), if any."""
-    import os
-
     import torch
 
     from govgym.agents.pretrain import behaviour_clone, load_demonstrations
-    from govgym.envs.instances import default_instances_path, load_instances
-    from govgym.envs.memo import memo_namespace, memo_siblings
+    from govgym.envs.instances import load_instances
+    from govgym.envs.memo import memo_folder, memo_siblings, worker_threads
 
     if not cfg.memo:
         return {}
-    threads = max(1, (os.cpu_count() or 1) // cfg.n_envs) if cfg.n_envs > 1 else torch.get_num_threads()
-    folder = Path(cfg.memo) / memo_namespace(cfg.instances or default_instances_path(), threads)
+    # the namespace the training envs read: one torch thread count per env process (see _vec_env)
+    threads = worker_threads(cfg.n_envs) if cfg.n_envs > 1 else torch.get_num_threads()
+    folder = memo_folder(cfg.memo, cfg.instances, threads)
     names = [i.name for i in load_instances(cfg.instances or None).train]
     demos = load_demonstrations(memo_siblings(folder), names, stop=int(venv.action_space.n) - 1)
     if not len(demos.actions):
@@ -192,7 +191,6 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
         if cfg.algo == "dqn" and replay.exists():
             model.load_replay_buffer(str(replay))
     else:
-        pretrained = {}
         venv = VecNormalize(venv, norm_obs=True, norm_reward=False)
         kw: dict[str, Any] = {"seed": cfg.seed, "verbose": 0, "tensorboard_log": str(out / "tb")}
         if cfg.algo in ("ppo", "maskable_ppo"):

@@ -160,6 +160,18 @@ def memo_namespace(instances_path: str | Path, threads: int) -> str:
     return f"{Path(instances_path).stem}-{h.hexdigest()[:12]}-t{threads}"
 
 
+def worker_threads(workers: int) -> int:
+    """Torch threads per worker process when ``workers`` share this machine's cores (at least 1)."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def memo_folder(memo: str | Path, instances: str | Path | None, threads: int) -> Path:
+    """Where saved trees of an instance set (None/'' = the packaged one) live under ``memo`` at ``threads``."""
+    from govgym.envs.instances import default_instances_path
+
+    return Path(memo) / memo_namespace(instances or default_instances_path(), threads)
+
+
 def memo_siblings(folder: Path) -> list[Path]:
     """Namespaces of the same instance set, code and versions at any thread count (``folder`` first).
 
@@ -170,13 +182,18 @@ def memo_siblings(folder: Path) -> list[Path]:
     return [folder] + sorted(p for p in folder.parent.glob(f"{base}-t*") if p != folder)
 
 
+def load_nodes(path: Path) -> dict[tuple[int, ...], StepOutcome]:
+    """The nodes of one saved tree (``<instance>-<seed>.pkl``, written by ``save_tree``)."""
+    with Path(path).open("rb") as f:  # a local file govgym wrote itself
+        return pickle.load(f)
+
+
 def load_tree(tree: EpisodeTree, folder: Path) -> bool:
     """Fill ``tree`` with the nodes saved in ``folder`` (if any); True when something was loaded."""
     path = folder / f"{tree.instance}-{tree.episode_seed}.pkl"
     if not path.is_file():
         return False
-    with path.open("rb") as f:  # a local file govgym wrote itself (see save_tree)
-        tree.nodes.update(pickle.load(f))
+    tree.nodes.update(load_nodes(path))
     return True
 
 
@@ -235,10 +252,7 @@ class MemoFineTuneEnv(gym.Env):
         if memo:  # saved trees of this instance set (e.g. from govgym tune): their paths are free from the start
             import torch
 
-            from govgym.envs.instances import default_instances_path
-
-            src = self.env.iset.source or default_instances_path()
-            self.memo = Path(memo) / memo_namespace(src, torch.get_num_threads())
+            self.memo = memo_folder(memo, self.env.iset.source, torch.get_num_threads())
         self._saved: dict[tuple[str, int], int] = {}
         self._forks: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()  # shared by the trees: one bound
         self.tree: EpisodeTree | None = None
@@ -284,4 +298,5 @@ class MemoFineTuneEnv(gym.Env):
         return {k: sum(getattr(t, k) for t in self.trees.values()) for k in ("real_steps", "replayed_steps", "memo_hits")}
 
 
-__all__ = ["EpisodeTree", "MemoFineTuneEnv", "StepOutcome", "load_tree", "memo_namespace", "memo_siblings", "save_tree"]
+__all__ = ["EpisodeTree", "MemoFineTuneEnv", "StepOutcome", "load_nodes", "load_tree", "memo_folder", "memo_namespace", "memo_siblings",
+           "save_tree", "worker_threads"]
