@@ -8,6 +8,8 @@ from pathlib import Path
 
 from stable_baselines3.common.callbacks import BaseCallback
 
+from govgym.results import atomic_write
+
 
 class WallClock(BaseCallback):
     """Training wall time, kept across kills and resumes: written to ``path`` after every rollout.
@@ -34,6 +36,4 @@ class WallClock(BaseCallback):
         return not self.limit_s or time.perf_counter() - self.t0 < self.limit_s
 
     def _on_rollout_end(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"seconds": round(self.total(), 1), "env_steps": int(self.num_timesteps)}))
-        tmp.replace(self.path)
+        atomic_write(self.path, json.dumps({"seconds": round(self.total(), 1), "env_steps": int(self.num_timesteps)}))

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from govgym.plots import pyplot
+from govgym.results import format_table, write_json, write_rows
 from govgym.typed import ConfigError, check_choice, check_range
 
 DEFAULT_POLICIES = ["fixed_budget", "patience", "marginal_gain", "zeus", "memory_reactive", "random"]
@@ -245,8 +247,6 @@ def ftq_speedup(rows: list[dict[str, Any]], a: str, b: str) -> tuple[float, int]
 
 def format_board(board: list[dict[str, Any]]) -> str:
     """The leaderboard as a terminal table: '—' where no episode has the figure, no ± from a single seed."""
-    from govgym.reports import format_table
-
     def pm(r: dict[str, Any], k: str, fmt: str = ".3f") -> str:
         if math.isnan(r[k]):
             return "—"
@@ -265,9 +265,7 @@ def format_board(board: list[dict[str, Any]]) -> str:
 # ---------------------------------------------------------------------------- plots
 def plot_quality_vs_flops(rows: list[dict[str, Any]], path: Path) -> Path:
     """Each episode as a point (FLOPs used / fixed, final eval / fixed); policy means as large markers."""
-    from govgym.reports import _plt
-
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     pols = list(dict.fromkeys(r["policy"] for r in rows))
     for i, pol in enumerate(pols):
@@ -292,9 +290,7 @@ def plot_quality_vs_flops(rows: list[dict[str, Any]], path: Path) -> Path:
 
 def plot_curves(results: list[dict[str, Any]], path: Path, n_instances: int = 3) -> Path:
     """Eval loss vs FLOPs on a few instances (first seed), one line per policy, its actions marked."""
-    from govgym.reports import _plt
-
-    plt = _plt()
+    plt = pyplot()
     seed0 = min(r["episode_seed"] for r in results)
     tasks = [r for r in results if r["episode_seed"] == seed0][:n_instances]
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4.2), squeeze=False)
@@ -326,7 +322,6 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
     """Run the harness, print the leaderboard, write CSV/JSON/PNG into ``out``; returns the summary."""
     from govgym.agents.policies import parse_spec
     from govgym.envs.instances import load_instances
-    from govgym.reports import _atomic_write, write_rows
 
     iset = load_instances(cfg.instances or None)
     names = [i.name for i in iset.split(cfg.split)]
@@ -374,9 +369,7 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
     out.mkdir(parents=True, exist_ok=True)
     write_rows(out, "leaderboard", board, meta)
     write_rows(out, "episodes", rows, meta)
-    import json
-
-    _atomic_write(out / "trajectories.json", json.dumps(results))
+    write_json(out / "trajectories.json", results, indent=None)  # strict JSON, as the other result files
     plot_quality_vs_flops(rows, out / "quality_vs_flops.png")
     plot_curves(results, out / "curves.png")
     print(f"wrote {out}/leaderboard.csv/json, episodes.csv/json, trajectories.json, quality_vs_flops.png, curves.png")

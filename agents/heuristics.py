@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from govgym.efficiency.signals import FEATURE_NAMES
+from govgym.efficiency.strategy import BASES
 
 F = {name: i for i, name in enumerate(FEATURE_NAMES)}
 CONTINUE = 0
@@ -178,7 +179,7 @@ class MemoryReactive(PatienceStop):
 
 def _strategy(obs: np.ndarray) -> str:
     """The strategy in use, read back from the observation's one-hot and modifier flags."""
-    base = next((b for b in ("full", "lora", "qlora", "int8") if obs[F[f"strategy_{b}"]] > 0.5), "full")
+    base = next((b for b in BASES if obs[F[f"strategy_{b}"]] > 0.5), "full")
     return base + ("+gc" if obs[F["strategy_gc"]] > 0.5 else "") + ("+adam8" if obs[F["strategy_adam8"]] > 0.5 else "")
 
 

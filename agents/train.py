@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from govgym.results import atomic_write
 from govgym.typed import ConfigError, check_choice, check_range
 
 ALGOS = ("maskable_ppo", "ppo", "dqn")
@@ -239,7 +240,5 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
         "wall_seconds": round(clock.total(), 1),
         "vecnormalize": "vecnormalize.pkl", "config": to_dict(cfg), "pretrain": pretrained,
     }  # fmt: skip
-    tmp = meta_path.with_name(meta_path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    tmp.replace(meta_path)
+    atomic_write(meta_path, json.dumps(meta, indent=1))
     return out / "final.zip"

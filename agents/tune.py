@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from govgym.results import atomic_write, format_table, write_rows
+
 # knob -> values; every combination is one grid point (a small grid, as the issue allows)
 # (ranges widened where the first tuning picked an edge: kappa 3, threshold 0.01, beta 1.1)
 GRID: dict[str, dict[str, list[Any]]] = {
@@ -49,7 +51,6 @@ def tune(out: Path, instances: str = "", seeds: int = 2, workers: int = 2, write
 
     from govgym.agents.evaluate import episode_rows, run_tasks
     from govgym.envs.instances import load_instances
-    from govgym.reports import _atomic_write, format_table, write_rows
 
     iset = load_instances(instances or None)
     names = [i.name for i in iset.split("train")]
@@ -87,11 +88,11 @@ def tune(out: Path, instances: str = "", seeds: int = 2, workers: int = 2, write
         "# govgym evaluate reads this file (packaged copy: configs/heuristics.yaml) for each heuristic named plainly.\n"
     )
     text = header + yaml.safe_dump({"heuristics": best}, sort_keys=True)
-    _atomic_write(out / "heuristics.yaml", text)
+    atomic_write(out / "heuristics.yaml", text)
     paths = [out / "heuristics.yaml"]
     if write:
         Path(write).parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(Path(write), text)
+        atomic_write(Path(write), text)
         paths.append(Path(write))
     print("wrote " + ", ".join(str(p) for p in paths) + f", {out}/grid.csv/json")
     return {"best": best, "grid": grid, "summary": summary}

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from govgym.efficiency.strategy import Strategy
 from govgym.typed import ConfigError, check_choice, check_range, from_dict, load_yaml
 
 NOISE_KINDS = ("corrupt", "shuffle", "duplicate")
-STRATEGY_BASES = ("full", "lora", "qlora", "int8")
 
 
 @dataclass
@@ -158,8 +158,6 @@ class MemoryConfig:
     """Re-measure memory every N optimizer steps (0 = once per strategy and batch shape, then cached)."""
 
     def __post_init__(self) -> None:
-        from govgym.efficiency.memory import Strategy  # local: memory imports this module
-
         try:
             Strategy.parse(self.strategy)
         except ValueError as err:

@@ -19,63 +19,16 @@ Memory measurement and the analytic estimate live in ``memstats``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+# re-exported: the type lives in the torch-free efficiency/strategy.py, the error in the base
+from govgym.efficiency.strategy import Strategy as Strategy
+from govgym.errors import StrategyError as StrategyError
+
 log = logging.getLogger(__name__)
-
-BASES = ("full", "lora", "qlora", "int8")
-MODIFIERS = ("adam8", "gc")
-
-
-@dataclass(frozen=True)
-class Strategy:
-    """A memory strategy: how the base weights are held, which optimizer, and checkpointing.
-
-    base: full (all weights trainable, fp32) | lora (frozen fp32 base + adapters) | qlora (frozen NF4
-    4-bit base + adapters) | int8 (frozen int8 base + adapters). adam8: 8-bit AdamW (bitsandbytes).
-    gc: gradient checkpointing (recompute activations in backward).
-    """
-
-    base: str = "full"
-    adam8: bool = False
-    gc: bool = False
-
-    @classmethod
-    def parse(cls, name: str | Strategy) -> Strategy:
-        """Parse 'full', 'lora+gc', 'full+adam8+gc', ... (order of modifiers does not matter)."""
-        if isinstance(name, Strategy):
-            return name
-        parts = [p.strip() for p in str(name).split("+") if p.strip()]
-        if not parts or parts[0] not in BASES:
-            raise ValueError(
-                f"got {name!r}; the strategy must start with one of {', '.join(BASES)} and may add "
-                f"'+adam8' and/or '+gc', e.g. 'lora+gc'."
-            )
-        mods = parts[1:]
-        for m in mods:
-            if m not in MODIFIERS:
-                raise ValueError(f"got {name!r}: unknown modifier '+{m}'; allowed: +adam8, +gc.")
-        return cls(base=parts[0], adam8="adam8" in mods, gc="gc" in mods)
-
-    @property
-    def name(self) -> str:
-        return self.base + ("+adam8" if self.adam8 else "") + ("+gc" if self.gc else "")
-
-    @property
-    def adapters(self) -> bool:
-        """True when the base is frozen and LoRA adapters train."""
-        return self.base != "full"
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class StrategyError(RuntimeError):
-    """A strategy cannot be applied to this model (e.g. no target module matches)."""
 
 
 def base_model(model: nn.Module) -> nn.Module:

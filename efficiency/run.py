@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -35,12 +34,10 @@ from govgym.efficiency.compute import FlopCache, count_flops, param_counts
 from govgym.efficiency.config import RunConfig
 from govgym.efficiency.memory import Strategy, apply_strategy, make_optimizer, trainable_parameters
 from govgym.efficiency.sampler import EpochSampler
+from govgym.errors import RunError as RunError  # re-exported: defined in the base, caught by the CLI
+from govgym.results import atomic_path
 
 SNAPSHOT_VERSION = 1
-
-
-class RunError(RuntimeError):
-    """The run cannot go on (diverged, out of memory, bad switch); the message says why."""
 
 
 class RunOOM(RunError):
@@ -385,10 +382,8 @@ class FineTuneRun:
     def save(self, path: str | Path) -> Path:
         """Write a snapshot to disk atomically (a crash mid-write never corrupts an earlier file)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        torch.save(self.snapshot(), tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(self.snapshot(), tmp)
         return path
 
     def load(self, path: str | Path) -> None:

@@ -16,10 +16,12 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-STRATEGY_BASES = ("full", "lora", "qlora", "int8")
+from govgym.efficiency.strategy import BASES as STRATEGY_BASES
+from govgym.efficiency.strategy import Strategy
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,32 @@ class Reading:
     lr_frac: float
     lam: float
 
+    @classmethod
+    def from_run(cls, run: Any, eval_loss: float, stats: Any, budget: float, lam: float, mem_fallback_mb: float = 0.0) -> Reading:
+        """The Reading of a ``FineTuneRun`` after one interval: the one place that maps a run onto the features.
+
+        Args:
+            run: the run (duck-typed, so this module needs no torch): its FLOPs, memory, cap, strategy,
+                kept data and peak learning rate are read.
+            eval_loss: the eval loss just measured.
+            stats: the interval's ``IntervalStats``; ``None`` right after the initial eval (no interval yet:
+                the train loss reads as the eval loss, gradient figures as absent).
+            budget: the FLOP budget the budget fraction is taken of.
+            lam: the compute price λ of the episode (0 outside an env).
+            mem_fallback_mb: the peak to report while the run has measured no memory yet (0 = none).
+        """
+        mem = run.last_memory
+        return cls(
+            flops_used=run.flops_total, budget=budget, eval_loss=eval_loss,
+            train_loss=stats.train_loss if stats is not None else eval_loss,
+            grad_norm=stats.grad_norm if stats is not None else 0.0,
+            grad_norm_std=stats.grad_norm_std if stats is not None else 0.0,
+            grad_noise_scale=stats.grad_noise_scale if stats is not None else float("nan"),
+            batch_size=run.cfg.optim.batch_size, mem_peak_mb=mem.peak / 2**20 if mem.total else mem_fallback_mb,
+            cap_mb=run.cap_mb, strategy=run.strategy.name, kept_fraction=run.kept_fraction,
+            lr_frac=stats.lr / run.lr if stats is not None else 0.0, lam=lam,
+        )  # fmt: skip
+
 
 def _finite(x: float, default: float = 0.0) -> float:
     return x if isinstance(x, (int, float)) and math.isfinite(x) else default
@@ -127,7 +155,7 @@ class SignalTracker:
         if self.g0 is None and gn > 0:
             self.g0 = gn
         ns = _finite(r.grad_noise_scale, float("nan"))
-        strat = r.strategy.split("+")
+        strat = Strategy.parse(r.strategy)
         v = [
             1.0 - r.flops_used / budget,
             e / e0,
@@ -140,9 +168,9 @@ class SignalTracker:
             _finite(r.grad_norm_std) / gn if gn > 0 else 0.0,
             math.log(ns / max(r.batch_size, 1)) if ns > 0 else 0.0,
             r.mem_peak_mb / r.cap_mb if r.cap_mb > 0 else 0.0,
-            *[float(strat[0] == b) for b in STRATEGY_BASES],
-            float("gc" in strat[1:]),
-            float("adam8" in strat[1:]),
+            *[float(strat.base == b) for b in STRATEGY_BASES],
+            float(strat.gc),
+            float(strat.adam8),
             r.kept_fraction,
             r.lr_frac,
             r.lam,

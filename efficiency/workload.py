@@ -20,7 +20,6 @@ eval split is always clean. Nothing here touches a hub: every load is ``local_fi
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import logging
@@ -44,6 +43,7 @@ from govgym.efficiency.basemodel import (  # noqa: F401  (build_base_model, base
     short_hash,
 )
 from govgym.efficiency.config import NOISE_KINDS, RunConfig, default_cache_dir
+from govgym.errors import did_you_mean
 from govgym.typed import ConfigError
 
 if TYPE_CHECKING:
@@ -123,8 +123,7 @@ def _load_local_dataset(cfg: RunConfig) -> datasets.Dataset:
             f"data.source: could not load {str(path)!r} ({type(err).__name__}: {err}). {fix}"
         ) from err
     if field not in ds.column_names:
-        close = difflib.get_close_matches(field, ds.column_names, n=1, cutoff=0.5)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
+        hint = did_you_mean(field, ds.column_names)
         raise ConfigError(
             f"data.text_field: {field!r} is not a column of {str(path)!r}; its columns are "
             f"{', '.join(ds.column_names)}.{hint} Set data.text_field to the text column."

@@ -11,8 +11,8 @@ import numpy as np
 from gymnasium import spaces
 
 from govgym import __version__
-from govgym.efficiency.memory import Strategy
 from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, Reading, SignalTracker, spec_hash
+from govgym.efficiency.strategy import Strategy
 from govgym.envs.instances import Instance, InstanceSet, load_instances
 from govgym.envs.probe import strategy_peaks
 
@@ -78,6 +78,9 @@ class FineTuneEnv(gym.Env):
         if interval_steps is not None:
             self.ecfg.interval_steps = int(interval_steps)
         self.targets = [Strategy.parse(s) for s in self.ecfg.switch_targets]
+        # what each action does, as (kind, argument): step() dispatches on these, never on the names
+        self.actions: list[tuple[str, Any]] = [("continue", None), ("reprune", "hardest"), ("reprune", "easiest"),
+                                               *[("switch", t) for t in self.targets], ("stop", None)]  # fmt: skip
         self.action_names = ["continue", "reprune_hardest", "reprune_easiest", *[f"switch:{s}" for s in self.targets], "stop"]
         self.action_space = spaces.Discrete(len(self.action_names))
         self.observation_space = spaces.Box(LOW, HIGH, dtype=np.float32)
@@ -95,7 +98,7 @@ class FineTuneEnv(gym.Env):
         self.e0 = self.prev_eval = self.run.evaluate()
         self.tracker.reset(self.e0, 0.0)
         self.done = False
-        obs = self.tracker.observe(self._reading(self.e0, self.e0, None))
+        obs = self.tracker.observe(self._reading(self.e0, None))
         self.log: dict[str, Any] = {"actions": [], "observations": [obs.tolist()], "rewards": []}
         return obs, self._info(error=None)
 
@@ -138,18 +141,18 @@ class FineTuneEnv(gym.Env):
             info_extra["invalid_action"] = self.action_names[a]
             a = 0
         self.log["actions"].append(int(action))
-        name = self.action_names[a]
+        kind, arg = self.actions[a]
         run, lam = self.run, self.instance.lam
         flops_before = run.flops_total
         error: str | None = None
-        if name == "stop":
+        if kind == "stop":
             return self._finish(0.0, True, False, None, info_extra, stats=None)
         stats = None
         try:
-            if name.startswith("reprune"):
-                info_extra["reprune"] = run.reprune(self.ecfg.reprune_scorer, self.ecfg.reprune_fraction, name.split("_")[1])
-            elif name.startswith("switch:"):
-                info_extra["switch"] = run.switch_strategy(name.split(":", 1)[1])
+            if kind == "reprune":
+                info_extra["reprune"] = run.reprune(self.ecfg.reprune_scorer, self.ecfg.reprune_fraction, arg)
+            elif kind == "switch":
+                info_extra["switch"] = run.switch_strategy(arg)
             stats = run.advance(self.ecfg.interval_steps)
             if not stats.finite:
                 error = f"diverged: non-finite training loss under {run.strategy} (lr too high for this instance?)"
@@ -172,7 +175,7 @@ class FineTuneEnv(gym.Env):
         frac = run.flops_total / self.budget
         truncated = frac >= 1.0
         run.set_cap(self.instance.cap_at(frac))  # a co-located job arrives / leaves
-        obs = self.tracker.observe(self._reading(e, stats.train_loss, stats))
+        obs = self.tracker.observe(self._reading(e, stats))
         self.prev_eval = e
         self.log["observations"].append(obs.tolist())
         self.log["rewards"].append(float(reward))
@@ -188,16 +191,9 @@ class FineTuneEnv(gym.Env):
         return obs, float(reward), terminated, truncated, self._info(error, stats, **extra)
 
     # ------------------------------------------------------------------ helpers
-    def _reading(self, e: float, train_loss: float, stats: Any) -> Reading:
-        run = self.run
-        return Reading(
-            flops_used=run.flops_total, budget=self.budget, eval_loss=e, train_loss=train_loss,
-            grad_norm=stats.grad_norm if stats else 0.0, grad_norm_std=stats.grad_norm_std if stats else 0.0,
-            grad_noise_scale=stats.grad_noise_scale if stats else float("nan"), batch_size=run.cfg.optim.batch_size,
-            mem_peak_mb=run.last_memory.peak / 2**20 if run.last_memory.total else self.peaks.get(run.strategy.name, 0.0),
-            cap_mb=run.cap_mb, strategy=run.strategy.name, kept_fraction=run.kept_fraction,
-            lr_frac=(stats.lr / run.lr) if stats else 0.0, lam=self.instance.lam,
-        )  # fmt: skip
+    def _reading(self, e: float, stats: Any) -> Reading:
+        fallback = self.peaks.get(self.run.strategy.name, 0.0)  # before the first step: the probed peak
+        return Reading.from_run(self.run, e, stats, self.budget, self.instance.lam, mem_fallback_mb=fallback)
 
     def _info(self, error: str | None, stats: Any = None, **extra: Any) -> dict[str, Any]:
         run = self.run

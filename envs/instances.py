@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from govgym.efficiency.config import RunConfig
-from govgym.efficiency.memory import Strategy
+from govgym.efficiency.strategy import Strategy
+from govgym.errors import did_you_mean
 from govgym.typed import ConfigError, check_range, deep_merge, from_dict, load_yaml, to_dict
 
 SPLITS = ("train", "test")
@@ -155,10 +156,7 @@ class InstanceSet:
         for inst in self.train + self.test:
             if inst.name == name:
                 return inst
-        import difflib
-
-        close = difflib.get_close_matches(name, [i.name for i in self.train + self.test], n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
+        hint = did_you_mean(name, [i.name for i in self.train + self.test])
         raise ConfigError(f"instance {name!r} is not in {self.source or 'this set'}.{hint}")
 
     def run_config(self, inst: Instance, episode_seed: int = 0) -> RunConfig:

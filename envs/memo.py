@@ -32,6 +32,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from govgym.results import atomic_path
+
 # info keys kept per step: the deterministic ones (wall time would differ between a run and its memo)
 STEP_KEYS = ("eval_loss", "train_loss", "flops_used", "budget_frac", "strategy", "kept_fraction", "cap_mb", "step",
              "error", "invalid_action", "instance", "episode_seed")  # fmt: skip
@@ -201,10 +203,8 @@ def save_tree(tree: EpisodeTree, folder: Path) -> Path:
     """Write ``tree``'s nodes (outcomes only, no snapshots: a few KB) atomically into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{tree.instance}-{tree.episode_seed}.pkl"
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with tmp.open("wb") as f:
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
         pickle.dump(tree.nodes, f)
-    os.replace(tmp, path)
     return path
 
 

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 
 from govgym import __version__
 from govgym.efficiency.signals import FEATURE_NAMES, spec_hash
+from govgym.results import atomic_path, atomic_write
 from govgym.typed import ConfigError
 
 TRACE_FORMAT = 1
@@ -74,9 +74,8 @@ class TraceRecorder(gym.Wrapper):
         meta = {"format": str(TRACE_FORMAT), "govgym_version": __version__, "obs_spec": spec_hash(), "features": json.dumps(FEATURE_NAMES)}
         table = pa.Table.from_pylist(self.rows).replace_schema_metadata(meta)
         name = f"{self.policy}-{r0['instance']}-{r0['episode_seed']}-{uuid.uuid4().hex[:8]}.parquet"
-        tmp = self.folder / f".{name}.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.folder / name)
+        with atomic_path(self.folder / name) as tmp:
+            pq.write_table(table, tmp)
         self.rows = []
         return self.folder / name
 
@@ -97,12 +96,7 @@ def load_traces(folder: str | Path):
 
 
 def save_state(state: dict[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(state, indent=1))
 
 
 def load_state(path: str | Path) -> dict[str, Any]:

@@ -7,8 +7,10 @@ nested dicts into those dataclasses, rejects unknown keys with the closest match
 
 from __future__ import annotations
 
+import ast
 import dataclasses
-import difflib
+import inspect
+import textwrap
 import types
 import typing
 from pathlib import Path
@@ -16,23 +18,16 @@ from typing import Any, TypeVar
 
 import yaml
 
+from govgym.errors import ConfigError, did_you_mean
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A configuration value is wrong. The message names the field, the value and the fix."""
-
-
-def _closest(name: str, options: list[str]) -> str:
-    match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
-    return f" Did you mean '{match[0]}'?" if match else ""
 
 
 def check_choice(field: str, value: Any, allowed: typing.Iterable[Any]) -> None:
     """Raise ConfigError unless ``value`` is one of ``allowed`` (suggests the closest name)."""
     allowed = list(allowed)
     if value not in allowed:
-        hint = _closest(str(value), [str(a) for a in allowed])
+        hint = did_you_mean(value, allowed)
         raise ConfigError(f"{field}: got {value!r}; allowed: {', '.join(map(str, allowed))}.{hint}")
 
 
@@ -121,7 +116,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
     for key in data:
         if key not in names:
             raise ConfigError(
-                f"{prefix}{key}: unknown config key for {cls.__name__}.{_closest(key, names)} "
+                f"{prefix}{key}: unknown config key for {cls.__name__}.{did_you_mean(key, names)} "
                 f"Known keys: {', '.join(names)}."
             )
     kwargs = {k: _coerce(f"{prefix}{k}", hints[k], v) for k, v in data.items()}
@@ -182,3 +177,71 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(p)!r} must hold a mapping at the top level, got {type(data).__name__}.")
     return data
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring written under each field of dataclass ``cls`` (and its bases), by field name.
+
+    Python keeps no attribute docstrings at run time, so they are read from the class source with
+    ``ast`` (a string expression right after an annotated assignment), as Sphinx's autodoc does.
+    Fields without one, or a class whose source is not available, map to ``""``.
+    """
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for stmt, nxt in zip(body, body[1:]):
+            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):  # fmt: skip
+                docs[stmt.target.id] = inspect.cleandoc(nxt.value.value)
+    return {f.name: docs.get(f.name, "") for f in dataclasses.fields(cls)}
+
+
+def config_keys(cls: type, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """Every settable key of dataclass ``cls`` as (dotted key, default, docstring), nested dataclasses flattened.
+
+    What ``govgym <cmd> --help`` lists: ``optim.lr`` for ``RunConfig.optim.lr`` and so on.
+    """
+    out: list[tuple[str, Any, str]] = []
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp = hints.get(f.name)
+        if dataclasses.is_dataclass(tp):
+            out += config_keys(tp, f"{prefix}{f.name}.")
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        out.append((prefix + f.name, default, docs[f.name]))
+    return out
+
+
+def keys_help(*classes: type, width: int = 30, line: int = 110) -> str:
+    """Text block listing each class's config keys: ``key=default`` and its docstring, wrapped beside it."""
+    lines = []
+    for cls in classes:
+        for key, default, doc in config_keys(cls):
+            if default is dataclasses.MISSING:
+                shown = f"{key}=<required>"
+            elif isinstance(default, (list, tuple)):
+                shown = f"{key}=[{','.join(map(str, default))}]"
+            else:
+                shown = f"{key}={default!r}" if isinstance(default, str) else f"{key}={default}"
+            text = textwrap.wrap(" ".join(doc.split()), line - width - 3) or [""]
+            if len(shown) >= width:
+                lines.append(f"  {shown}")
+            else:
+                lines.append(f"  {shown:<{width}} {text.pop(0)}")
+            lines += [f"  {'':<{width}} {t}" for t in text]
+    return "\n".join(lines)

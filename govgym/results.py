@@ -1,0 +1,108 @@
+"""Result files: atomic writes, strict JSON, CSV+JSON row tables, and the terminal table.
+
+Every file govgym writes goes through ``atomic_path``/``atomic_write``: it is written to a hidden temp
+file beside its destination and renamed over it (``os.replace``, atomic on POSIX and Windows), so a
+reader, or a rerun after a kill, sees the old file or the complete new one, never half of one. This
+module is part of the base layer: it imports nothing of govgym.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside ``path`` to write to; on success it replaces ``path``, on error it is removed.
+
+    For writers that want a path (``torch.save``, ``pq.write_table``, ``safetensors.save_file``)::
+
+        with atomic_path(out / "x.parquet") as tmp:
+            pq.write_table(table, tmp)
+
+    The parent folder is created. The temp name is hidden and unique per process and call (two
+    processes writing the same file never share a temp file; the last rename wins, whole).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> Path:
+    """Write ``data`` (text as UTF-8, or bytes) to ``path`` atomically; returns the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data, encoding="utf-8")
+    return path
+
+
+def no_nan(x: Any) -> Any:
+    """NaN/inf -> None (recursively through dicts, lists and tuples), so JSON stays strict JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: no_nan(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [no_nan(v) for v in x]
+    return x
+
+
+def to_json(obj: Any, indent: int | None = 2) -> str:
+    """Strict JSON text of ``obj`` (NaN/inf as null, which every reader accepts; other objects as str)."""
+    return json.dumps(no_nan(obj), indent=indent, default=str, allow_nan=False)
+
+
+def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
+    """``to_json(obj)`` written atomically to ``path``."""
+    return atomic_write(path, to_json(obj, indent))
+
+
+def write_rows(out: Path, name: str, rows: Sequence[dict[str, Any]], meta: dict[str, Any] | None = None) -> None:
+    """``out/name.csv`` and ``out/name.json`` (``{"meta": ..., "rows": ...}``, strict JSON), each written atomically."""
+    out = Path(out)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()) if rows else [])
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(out / f"{name}.csv", buf.getvalue().encode())  # bytes: keep csv's \r\n as written
+    write_json(out / f"{name}.json", {"meta": meta or {}, "rows": list(rows)})
+
+
+def format_table(rows: Sequence[dict[str, Any]], cols: Sequence[str] | None = None) -> str:
+    """Fixed-width text table; floats get 4 significant digits."""
+    if not rows:
+        return "(no rows)"
+    cols = list(cols or rows[0].keys())
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "nan" if math.isnan(v) else f"{v:.4g}"
+        return str(v)
+
+    body = [[cell(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(cols)]
+
+    def line(vals: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) for v, w in zip(vals, widths))
+
+    return "\n".join([line(cols), line(["-" * w for w in widths]), *(line(b) for b in body)])
+
+
+__all__ = ["atomic_path", "atomic_write", "format_table", "no_nan", "to_json", "write_json", "write_rows"]
