@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from govgym.cli import BY_NAME, COMMANDS, build_parser, parse_args
+from govgym.typed import config_keys
+
 TINY = [
     "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64",
     "model.vocab_size=512", "model.pretrain_steps=20", "data.seq_len=48", "data.max_examples=96",
@@ -38,19 +41,19 @@ def test_help_lists_subcommands(cache):
 def test_prepare_then_run_writes_results(cache, tmp_path):
     info = govgym(["prepare", *TINY], cache).stdout
     assert "manifest" in info
-    govgym(["run", "--out", str(tmp_path), "--interval", "4", *TINY], cache)
+    govgym(["run", "--out", str(tmp_path), "interval=4", *TINY], cache)
     rows = json.loads((tmp_path / "intervals.json").read_text())["rows"]
     assert [r["step"] for r in rows] == [4, 8, 12]
     assert (tmp_path / "intervals.csv").is_file() and (tmp_path / "curve.png").stat().st_size > 1000
 
 
 def test_strategies_prune_switch(cache, tmp_path):
-    govgym(["strategies", "--out", str(tmp_path / "s"), "--steps", "2", "--only", "full,lora+gc,qlora", *TINY], cache)
+    govgym(["strategies", "--out", str(tmp_path / "s"), "steps=2", "only=[full,lora+gc,qlora]", *TINY], cache)
     rows = json.loads((tmp_path / "s" / "strategies.json").read_text())["rows"]
     assert [r["strategy"] for r in rows] == ["full", "lora+gc", "qlora"]
-    govgym(["prune", "--out", str(tmp_path / "p"), "--warm-steps", "4", *TINY], cache)
+    govgym(["prune", "--out", str(tmp_path / "p"), "warm_steps=4", *TINY], cache)
     assert (tmp_path / "p" / "prune.png").is_file()
-    govgym(["switch", "--out", str(tmp_path / "w"), "--steps", "3", *TINY], cache)
+    govgym(["switch", "--out", str(tmp_path / "w"), "steps=3", *TINY], cache)
     assert (tmp_path / "w" / "switch.png").is_file()
 
 
@@ -63,6 +66,13 @@ def test_strategies_prune_switch(cache, tmp_path):
         (["run", "model.source=/nonexistent/model"], "model.source"),
         (["run", "--config", "/nonexistent.yaml"], "--config"),
         (["prune", "data.noise_rate=0"], "data.noise_rate"),
+        (["run", "budget_flops=-5"], "budget_flops"),
+        (["run", "--budget-flops", "-5"], "budget_flops"),
+        (["run", "intervall=3"], "Did you mean 'interval'"),
+        (["strategies", "only=[full,lorra]"], "only[1]"),
+        (["collect", "policies=[patiense]"], "Did you mean 'patience'"),
+        (["tune", "seeds=0"], "seeds"),
+        (["demo", "train_minutes=-1"], "train_minutes"),
     ],
 )
 def test_bad_input_is_one_sentence_not_a_traceback(cache, args, needle):
@@ -80,7 +90,7 @@ def test_bad_model_dir_is_a_clear_error(cache, tmp_path):
 
 
 def test_results_are_not_corrupted_by_a_failed_rerun(cache, tmp_path):
-    govgym(["run", "--out", str(tmp_path), "--interval", "6", *TINY], cache)
+    govgym(["run", "--out", str(tmp_path), "interval=6", *TINY], cache)
     before = (tmp_path / "intervals.json").read_text()
     govgym(["run", "--out", str(tmp_path), *TINY, "optim.schedule=cosnie"], cache, check=False)
     assert (tmp_path / "intervals.json").read_text() == before
@@ -89,15 +99,15 @@ def test_results_are_not_corrupted_by_a_failed_rerun(cache, tmp_path):
 
 def test_collect_replay_plot(cache, tmp_path):
     tiny = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
-    govgym(["collect", "--instances", tiny, "--episodes", "1", "--policy", "continue,random", "--out", str(tmp_path)], cache)
+    govgym(["collect", f"instances={tiny}", "episodes=1", "policies=[continue,random]", "--out", str(tmp_path)], cache)
     states = sorted((tmp_path / "states").glob("*.json"))
     assert len(states) == 2 and len(list((tmp_path / "traces").glob("*.parquet"))) == 2
-    assert "VALID" in govgym(["replay", str(states[0]), "--instances", tiny], cache).stdout
+    assert "VALID" in govgym(["replay", str(states[0]), f"instances={tiny}"], cache).stdout
     s = json.loads(states[0].read_text())
     s["actions"] = [1] + s["actions"][1:]
     bad = tmp_path / "tampered.json"
     bad.write_text(json.dumps(s))
-    r = govgym(["replay", str(bad), "--instances", tiny], cache, check=False)
+    r = govgym(["replay", str(bad), f"instances={tiny}"], cache, check=False)
     assert r.returncode == 1 and "INVALID" in r.stdout
     govgym(["plot-traces", str(tmp_path / "traces"), "--out", str(tmp_path / "p.png")], cache)
     assert (tmp_path / "p.png").stat().st_size > 1000
@@ -108,10 +118,58 @@ def test_collect_replay_plot(cache, tmp_path):
 def test_demo_trains_then_evaluates_on_held_out_runs(cache, tmp_path):
     """The main job end to end on the tiny instance set: train (real env, memoized), evaluate, leaderboard."""
     tiny = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
-    r = govgym(["demo", "--out", str(tmp_path), "--instances", tiny, "--timesteps", "16", "--seeds", "1", "--workers", "1",
-                "--no-progress"], cache)  # fmt: skip
+    r = govgym(["demo", "--out", str(tmp_path), f"instances={tiny}", "timesteps=16", "seeds=1", "workers=1", "--no-progress"], cache)
     assert "[4/4] evaluate" in r.stdout and "oracle" in r.stdout and "agent" in r.stdout and "pretrain: cloned" in r.stdout
     board = json.loads((tmp_path / "evaluate" / "leaderboard.json").read_text())
     assert {"agent", "fixed_budget", "oracle", "patience"} <= {row["policy"] for row in board["rows"]}
     assert board["meta"]["config"]["split"] == "test"
     assert (tmp_path / "train" / "final.zip").is_file() and (tmp_path / "evaluate" / "curves.png").is_file()
+
+
+# ---------------------------------------------------------------------------- one option style, keys in --help
+@pytest.mark.parametrize("name", [c.name for c in COMMANDS])
+def test_help_lists_every_config_key_with_its_doc(name):
+    """`govgym <cmd> --help` names each key the subcommand takes, with its default and docstring."""
+    cmd = BY_NAME[name]
+    _, subs = build_parser()
+    text = " ".join(subs[name].format_help().split())  # help text re-wrapped: compare as one line
+    keys = [k for c in cmd.keys for k in config_keys(c)]
+    assert keys
+    for key, _, doc in keys:
+        assert f" {key}=" in text, key
+        assert doc and " ".join(doc.split()) in text, key
+
+
+def test_every_config_field_has_a_docstring():
+    """What --help shows comes from the field docstrings; a field without one would show a blank line."""
+    from govgym.efficiency.config import RunConfig
+    from govgym.envs.instances import EnvConfig, Instance
+
+    for cls in [*(c for cmd in COMMANDS for c in cmd.keys), RunConfig, EnvConfig, Instance]:
+        missing = [k for k, _, doc in config_keys(cls) if not doc]
+        assert not missing, f"{cls.__name__}: no docstring under {missing}"
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        (["tune", "--seeds", "3", "--workers", "1"], ["tune", "seeds=3", "workers=1"]),
+        (["run", "--interval", "4", "--budget-flops", "1e9"], ["run", "interval=4", "budget_flops=1e9"]),
+        (["strategies", "--only", "full,lora+gc"], ["strategies", "only=full,lora+gc"]),
+        (["collect", "--policy", "patience,zeus", "--split", "test"], ["collect", "policies=patience,zeus", "split=test"]),
+        (["demo", "--train-minutes", "0.5", "--seeds", "1"], ["demo", "train_minutes=0.5", "seeds=1"]),
+        (["train", "--timesteps", "64"], ["train", "timesteps=64"]),
+    ],
+)
+def test_earlier_flag_spellings_mean_the_same_keys(old, new):
+    a, b = parse_args(old)[1], parse_args(new)[1]
+    assert a == b and a
+
+
+def test_flags_and_pairs_in_any_order():
+    """Pairs after a flag (`--interval 4 seed=1`) used to fail in argparse; they are all collected."""
+    args, pairs = parse_args(["run", "optim.lr=0.001", "--out", "x", "--interval", "4", "seed=1", "memory.strategy=lora"])
+    assert args.out == "x"
+    assert pairs == {"optim": {"lr": 1e-3}, "interval": 4, "seed": 1, "memory": {"strategy": "lora"}}
+    with pytest.raises(SystemExit):
+        parse_args(["run", "--interval", "4", "stray"])  # neither a flag nor key=value

@@ -7,20 +7,30 @@ import sys
 import zipfile
 from pathlib import Path
 
-import tomllib
-
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"govgym": "govgym", "govgym.efficiency": "efficiency", "govgym.envs": "envs", "govgym.agents": "agents", "govgym.configs": "configs"}
 
 
+def _setuptools_table() -> dict:
+    # setuptools' own reader (its vendored TOML parser): works on Python 3.10, which has no tomllib
+    from setuptools.config.pyprojecttoml import read_configuration
+
+    return read_configuration(ROOT / "pyproject.toml", expand=False)["tool"]["setuptools"]
+
+
 def test_package_list_matches_folders():
-    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    """Every folder with an __init__.py under a mapped folder is listed in `packages`, and nothing else is."""
+    tool = _setuptools_table()
     assert tool["package-dir"] == FOLDERS
-    assert sorted(tool["packages"]) == sorted(FOLDERS)
+    found = set()
     for pkg, folder in FOLDERS.items():
         assert (ROOT / folder / "__init__.py").is_file(), f"{folder}/ needs an __init__.py to install as {pkg}"
-        subdirs = [p for p in (ROOT / folder).iterdir() if p.is_dir() and (p / "__init__.py").exists()]
-        assert not subdirs, f"subpackages {subdirs} must be listed in pyproject packages"
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            if not any(part.startswith((".", "__pycache__")) for part in rel.parts):
+                found.add(".".join([pkg, *rel.parts]))
+    assert "govgym.cli" in found  # the CLI is its own subpackage (nothing below imports it: tests/test_layers.py)
+    assert sorted(tool["packages"]) == sorted(found), "subpackages must be listed in pyproject packages"
 
 
 def test_imports_resolve_to_the_folders():
@@ -41,5 +51,5 @@ def test_wheel_has_one_import_root(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"govgym"}, tops
-    for mod in ("govgym/efficiency/run.py", "govgym/configs/default.yaml", "govgym/py.typed", "govgym/cli.py"):
+    for mod in ("govgym/efficiency/run.py", "govgym/configs/default.yaml", "govgym/py.typed", "govgym/cli/__init__.py", "govgym/cli/__main__.py"):
         assert mod in names

@@ -1,6 +1,6 @@
-"""The one command line: ``govgym <subcommand> [--config X.yaml] [key=value ...]``.
+"""The one command line: ``govgym <subcommand> [--config X.yaml] [key=value ...] [--out DIR]``.
 
-Subcommands (``govgym <cmd> --help`` for each):
+Subcommands (``govgym <cmd> --help`` lists each one's config keys with their docs):
   prepare     build (or reuse) the embedded base model and data; print what was built
   run         one real fine-tuning run under a fixed budget, signals printed interval by interval
   demo        the main job: train a governor (MaskablePPO), evaluate it vs tuned heuristics on held-out runs
@@ -13,16 +13,87 @@ Subcommands (``govgym <cmd> --help`` for each):
   train       train an SB3 governor (MaskablePPO / PPO / DQN) on the train split; --resume after a kill
   tune        grid-search each heuristic's knobs on the train split (mean return); writes heuristics.yaml
   evaluate    every policy x held-out instances x seeds: leaderboard (terminal, CSV/JSON) and plots
+
+One option style for every subcommand:
+  key=value   every setting: a config key, listed with its doc by `govgym <cmd> --help`
+              (e.g. `govgym run interval=10 optim.lr=3e-4`, `govgym evaluate seeds=5 split=test`)
+  --flag      only where files go and how the process behaves: --config, --out, --write, --agent,
+              --resume, --no-progress, -v
+  positional  the file a command acts on: `replay STATE.json`, `plot-traces FOLDER`
+Flags and key=value pairs may come in any order. Earlier spellings of a key as a flag (`--seeds 2`,
+`--interval 10`) still work and mean the same key=value.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from govgym.typed import ConfigError, parse_overrides
+from govgym.agents.evaluate import EvalConfig
+from govgym.agents.train import TrainConfig
+from govgym.cli.options import (
+    CollectJob,
+    DemoJob,
+    PlotJob,
+    PruneJob,
+    ReplayJob,
+    RunJob,
+    StrategiesJob,
+    SwitchJob,
+    TuneJob,
+)
+from govgym.efficiency.config import RunConfig
+from govgym.errors import USER_ERRORS, ConfigError, did_you_mean
+from govgym.typed import config_keys, from_dict, keys_help, parse_overrides
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: what it does, which config classes its key=value pairs fill, which flags it has."""
+
+    name: str
+    help: str
+    keys: tuple[type, ...]
+    """Config dataclasses, in order: the subcommand's own keys first, then a library config (RunConfig, ...)."""
+    out: str | None = None
+    """Default of --out (None: no --out)."""
+    out_help: str = "folder for CSV/JSON/PNG results"
+    config: bool = False
+    """Takes --config X.yaml (a RunConfig YAML) under the key=value pairs."""
+    aliases: tuple[tuple[str, str], ...] = ()
+    """Extra earlier flag spellings: (flag, key)."""
+
+
+COMMANDS = [
+    Command("prepare", "build or reuse the embedded base model and data", (RunConfig,), config=True),
+    Command("run", "one real fine-tuning run under a fixed budget", (RunJob, RunConfig), "runs/run", config=True),
+    Command("demo", "the main job: train a governor, evaluate it against the heuristics on held-out runs", (DemoJob,),
+            "runs/demo", "folder for train/ (agent) and evaluate/ (leaderboard, plots)"),
+    Command("strategies", "per-strategy ms/step, memory by category, estimate, FLOPs vs 6ND", (StrategiesJob, RunConfig),
+            "results/strategies", config=True),
+    Command("prune", "noise removed by each scorer's drop-hardest prune vs random", (PruneJob, RunConfig), "results/prune",
+            config=True),
+    Command("switch", "full->LoRA->full and full->QLoRA mid-run: loss curves and plot", (SwitchJob, RunConfig),
+            "results/switch", config=True),
+    Command("collect", "run policies over an instance split; record traces (Parquet) and states (JSON)", (CollectJob,),
+            "runs/collect", "folder for traces/, states/, episodes.csv, traces.png", aliases=(("--policy", "policies"),)),
+    Command("replay", "re-run an episode state and validate it", (ReplayJob,)),
+    Command("plot-traces", "plot recorded episodes", (PlotJob,), "traces.png", "the PNG to write"),
+    Command("train", "train an SB3 governor on the train split (checkpoints, TensorBoard, resume)", (TrainConfig,),
+            "runs/train", "folder for checkpoints/, tb/, final.zip, vecnormalize.pkl"),
+    Command("tune", "tune the heuristics' knobs on the train split", (TuneJob,), "runs/tune",
+            "folder for heuristics.yaml and grid.csv/json"),
+    Command("evaluate", "policies x held-out instances x seeds: leaderboard and plots", (EvalConfig,), "runs/evaluate",
+            "folder for leaderboard.csv/json, episodes.csv/json, PNGs"),
+]  # fmt: skip
+BY_NAME = {c.name: c for c in COMMANDS}
+LEGACY = "_legacy_"  # argparse dest prefix of the hidden flag spelling of a key
 
 
 def _default_config() -> Path:
@@ -31,164 +102,159 @@ def _default_config() -> Path:
     return Path(str(files("govgym.configs") / "default.yaml"))
 
 
-def _load_cfg(args: argparse.Namespace):
-    from govgym.efficiency.config import RunConfig
+def _top_keys(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.init]
 
+
+def _epilog(cmd: Command) -> str:
+    parts = [f"config keys (key=value; defaults shown):\n{keys_help(*cmd.keys)}"]
+    if cmd.config:
+        parts.append("The run config defaults shown are the built-in ones; --config (default: the packaged\n"
+                     "configs/default.yaml) sets its own values, and key=value pairs apply on top of it.")
+    return "\n\n".join(parts)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top parser and one subparser per subcommand (for its own usage line in errors)."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    ap = argparse.ArgumentParser(prog="govgym", description=__doc__, formatter_class=fmt)
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="<subcommand>")
+    subs: dict[str, argparse.ArgumentParser] = {}
+    for cmd in COMMANDS:
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, epilog=_epilog(cmd), formatter_class=fmt)
+        subs[cmd.name] = p
+        if cmd.name == "replay":
+            p.add_argument("state", help="STATE.json written by collect / env.state()")
+        elif cmd.name == "plot-traces":
+            p.add_argument("traces", help="folder of .parquet episodes (e.g. runs/collect/traces)")
+        if cmd.config:
+            p.add_argument("--config", default="", help="YAML run config (default: the packaged configs/default.yaml)")
+        if cmd.out is not None:
+            p.add_argument("--out", default=cmd.out, help=f"{cmd.out_help} (default: {cmd.out})")
+        if cmd.name == "train":
+            p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+        if cmd.name == "tune":
+            p.add_argument("--write", default="", help="also write the tuned knobs here (e.g. configs/heuristics.yaml)")
+        if cmd.name == "evaluate":
+            p.add_argument("--agent", action="append", default=[],
+                           help="a trained agent (DIR/final.zip or label=DIR/final.zip), added to policies; repeatable")  # fmt: skip
+        if cmd.name in ("demo", "train", "evaluate", "collect", "tune"):
+            p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="config keys (listed below)")
+        # earlier spellings of the subcommand's own keys as flags (--seeds 2 = seeds=2): accepted, not listed
+        for key in _top_keys(cmd.keys[0]) if cmd.keys[0] is not RunConfig else []:
+            p.add_argument(f"--{key.replace('_', '-')}", dest=LEGACY + key, default=None, help=argparse.SUPPRESS)
+        for flag, key in cmd.aliases:
+            p.add_argument(flag, dest=LEGACY + key, default=None, help=argparse.SUPPRESS)
+    return ap, subs
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """Parse the command line; returns the namespace and the key=value pairs as one nested dict.
+
+    Flags and pairs may be interleaved (``run --out x optim.lr=1e-3 --interval 4 seed=1``): argparse
+    leaves pairs after a flag unparsed, so they are collected here; anything else unknown is an error.
+    """
+    ap, subs = build_parser()
+    args, extra = ap.parse_known_args(argv)
+    stray = [a for a in [*args.overrides, *extra] if a.startswith("-") or "=" not in a]
+    if stray:
+        subs[args.cmd].error(f"unrecognized arguments: {' '.join(stray)} (settings are key=value; see --help)")
+    legacy = [f"{k[len(LEGACY):]}={v}" for k, v in vars(args).items() if k.startswith(LEGACY) and v is not None]
+    try:
+        return args, parse_overrides([*legacy, *args.overrides, *extra])
+    except ConfigError as err:
+        subs[args.cmd].error(str(err))
+
+
+def _split(cmd: Command, pairs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the subcommand's own keys, the library config's keys); an unknown key names the closest known one."""
+    own = _top_keys(cmd.keys[0]) if cmd.keys[0] is not RunConfig else []
+    lib = _top_keys(cmd.keys[-1]) if cmd.keys[-1] is RunConfig else []
+    for key in pairs:
+        if key not in own and key not in lib:
+            known = own + lib + [k for c in cmd.keys for k, _, _ in config_keys(c)]
+            raise ConfigError(
+                f"{key}: unknown config key for `govgym {cmd.name}`.{did_you_mean(key, known)} "
+                f"`govgym {cmd.name} --help` lists the keys it takes."
+            )
+    return {k: v for k, v in pairs.items() if k in own}, {k: v for k, v in pairs.items() if k in lib}
+
+
+def _run_config(args: argparse.Namespace, pairs: dict[str, Any]) -> RunConfig:
     path = Path(args.config) if args.config else _default_config()
     if not path.is_file():
         raise ConfigError(f"--config: {path} is not a file. Pass a YAML such as configs/default.yaml.")
-    return RunConfig.from_yaml(path, parse_overrides(args.overrides))
+    return RunConfig.from_yaml(path, pairs)
 
 
-def _common(p: argparse.ArgumentParser, out: str) -> None:
-    p.add_argument("--config", default="", help="YAML run config (default: the packaged configs/default.yaml)")
-    p.add_argument("--out", default=out, help=f"folder for CSV/JSON/PNG results (default: {out})")
-    p.add_argument("overrides", nargs="*", help="config overrides, e.g. memory.strategy=lora+gc optim.lr=3e-4")
+def dispatch(args: argparse.Namespace, pairs: dict[str, Any]) -> int:
+    """Run subcommand ``args.cmd`` with its key=value ``pairs``; returns the exit status."""
+    cmd = BY_NAME[args.cmd]
+    own, lib = _split(cmd, pairs)
+    job: Any = from_dict(cmd.keys[0], own) if cmd.keys[0] is not RunConfig else None
+    progress = not getattr(args, "no_progress", False)
+    if cmd.config:
+        from govgym.cli import reports
 
+        cfg = _run_config(args, lib)
+        if cmd.name == "prepare":
+            reports.prepare(cfg)
+        elif cmd.name == "run":
+            reports.fixed_budget_run(cfg, Path(args.out), job.interval, job.budget_flops)
+        elif cmd.name == "strategies":
+            reports.strategy_table(cfg, Path(args.out), job.steps, job.only or None)
+        elif cmd.name == "prune":
+            reports.prune_noise(cfg, Path(args.out), job.fraction, job.warm_steps)
+        elif cmd.name == "switch":
+            reports.switch_curves(cfg, Path(args.out), job.steps)
+    elif cmd.name == "collect":
+        from govgym.cli import envjobs
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="govgym", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+        envjobs.collect(job.instances or None, job.split, job.policies, job.episodes, Path(args.out), job.seed, progress=progress)
+    elif cmd.name == "replay":
+        from govgym.cli import envjobs
 
-    p = sub.add_parser("prepare", help="build or reuse the embedded base model and data")
-    _common(p, "")
+        return 0 if envjobs.replay_state(Path(args.state), job.instances or None)["valid"] else 1
+    elif cmd.name == "plot-traces":
+        from govgym.cli import envjobs
 
-    p = sub.add_parser("run", help="one real fine-tuning run under a fixed budget")
-    _common(p, "runs/run")
-    p.add_argument("--interval", type=int, default=20, help="optimizer steps per decision interval (K)")
-    p.add_argument("--budget-flops", type=float, default=0.0, help="stop once this many FLOPs are spent (0 = optim.total_steps)")
+        print(f"wrote {envjobs.plot_traces(Path(args.traces), Path(args.out), job.max_episodes)}")
+    elif cmd.name == "train":
+        from govgym.agents.train import train
 
-    p = sub.add_parser("demo", help="the main job: train a governor, evaluate it against the heuristics on held-out runs")
-    p.add_argument("--out", default="runs/demo", help="folder for train/ (agent) and evaluate/ (leaderboard, plots)")
-    p.add_argument("--timesteps", type=int, default=4096, help="env steps of MaskablePPO training (at most)")
-    p.add_argument("--train-minutes", type=float, default=1.5, help="... or stop training after this many minutes (0 = no limit)")
-    p.add_argument("--seeds", type=int, default=1, help="episode seeds per held-out instance (the README's table: 5)")
-    p.add_argument("--workers", type=int, default=2, help="processes (one core each) for training envs and evaluation")
-    p.add_argument("--instances", default="", help="instance-set YAML (default: packaged configs/instances.yaml)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-    p = sub.add_parser("strategies", help="per-strategy ms/step, memory by category, estimate, FLOPs vs 6ND")
-    _common(p, "results/strategies")
-    p.add_argument("--steps", type=int, default=12, help="timed optimizer steps per strategy (after 2 warm-up steps)")
-    p.add_argument("--only", default="", help="comma-separated strategies (default: all bases, +gc, +adam8)")
-
-    p = sub.add_parser("prune", help="noise removed by each scorer's drop-hardest prune vs random")
-    _common(p, "results/prune")
-    p.add_argument("--fraction", type=float, default=0.2, help="fraction of the training set to drop")
-    p.add_argument("--warm-steps", type=int, default=40, help="fine-tuning steps before scoring")
-
-    p = sub.add_parser("switch", help="full->LoRA->full and full->QLoRA mid-run: loss curves and plot")
-    _common(p, "results/switch")
-    p.add_argument("--steps", type=int, default=60, help="optimizer steps per segment")
-    p = sub.add_parser("collect", help="run policies over an instance split; record traces (Parquet) and states (JSON)")
-    p.add_argument("--instances", default="", help="instance-set YAML (default: packaged configs/instances.yaml)")
-    p.add_argument("--split", default="train", help="train | test")
-    p.add_argument("--policy", default="continue,random", help="comma-separated: fixed_budget (= continue), patience, marginal_gain, zeus, memory_reactive, random")
-    p.add_argument("--episodes", type=int, default=2, help="episodes per policy (instances taken in order)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/collect", help="folder for traces/, states/, episodes.csv, traces.png")
-
-    p = sub.add_parser("replay", help="re-run an episode state and validate it")
-    p.add_argument("state", help="STATE.json written by collect / env.state()")
-    p.add_argument("--instances", default="", help="instance-set YAML (default: the one named in the state)")
-
-    p = sub.add_parser("train", help="train an SB3 governor on the train split (checkpoints, TensorBoard, resume)")
-    p.add_argument("--out", default="runs/train", help="folder for checkpoints/, tb/, final.zip, vecnormalize.pkl")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("overrides", nargs="*", help="TrainConfig fields, e.g. algo=ppo timesteps=4000 n_envs=2")
-
-    p = sub.add_parser("tune", help="tune the heuristics' knobs on the train split")
-    p.add_argument("--instances", default="", help="instance-set YAML (default: packaged configs/instances.yaml)")
-    p.add_argument("--seeds", type=int, default=2, help="episode seeds per train instance")
-    p.add_argument("--workers", type=int, default=2, help="worker processes (one core each)")
-    p.add_argument("--out", default="runs/tune", help="folder for heuristics.yaml and grid.csv/json")
-    p.add_argument("--write", default="", help="also write the tuned knobs here (e.g. configs/heuristics.yaml)")
-    p.add_argument("--memo", default="runs/memo", help="folder of saved exact step trees to reuse/extend ('' = none)")
-
-    p = sub.add_parser("evaluate", help="policies x held-out instances x seeds: leaderboard and plots")
-    p.add_argument("--agent", action="append", default=[], help="a trained agent (DIR/final.zip or label=DIR/final.zip); repeatable")
-    p.add_argument("--out", default="runs/evaluate", help="folder for leaderboard.csv/json, episodes.csv/json, PNGs")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("overrides", nargs="*", help="EvalConfig fields, e.g. seeds=5 split=test workers=2 policies=[patience,zeus]")
-
-    p = sub.add_parser("plot-traces", help="plot recorded episodes")
-    p.add_argument("traces", help="folder of .parquet episodes")
-    p.add_argument("--out", default="traces.png")
-    return ap
-
-
-def _env_cmd(args: argparse.Namespace) -> int:
-    from govgym import envjobs
-
-    if args.cmd == "collect":
-        envjobs.collect(args.instances or None, args.split, [p for p in args.policy.split(",") if p], args.episodes, Path(args.out), args.seed)
-    elif args.cmd == "replay":
-        return 0 if envjobs.replay_state(Path(args.state), args.instances or None)["valid"] else 1
-    elif args.cmd == "train":
-        from govgym.agents.train import TrainConfig, train
-        from govgym.typed import from_dict
-
-        cfg = from_dict(TrainConfig, parse_overrides(args.overrides))
-        print(f"wrote {train(cfg, Path(args.out), resume=args.resume, progress=not args.no_progress)}")
-    elif args.cmd == "tune":
+        print(f"wrote {train(job, Path(args.out), resume=args.resume, progress=progress)}")
+    elif cmd.name == "tune":
         from govgym.agents.tune import tune
 
-        tune(Path(args.out), args.instances, args.seeds, args.workers, args.write, memo=args.memo)
-    elif args.cmd == "evaluate":
-        from govgym.agents.evaluate import EvalConfig, evaluate
-        from govgym.typed import from_dict
+        tune(Path(args.out), job.instances, job.seeds, job.workers, args.write, progress=progress, memo=job.memo)
+    elif cmd.name == "evaluate":
+        from govgym.agents.evaluate import evaluate
 
-        cfg = from_dict(EvalConfig, parse_overrides(args.overrides))
-        cfg.policies = [*cfg.policies, *args.agent]
-        evaluate(cfg, Path(args.out), progress=not args.no_progress)
-    elif args.cmd == "demo":
-        from govgym.demo import demo
-        from govgym.typed import check_range
+        job.policies = [*job.policies, *args.agent]
+        evaluate(job, Path(args.out), progress=progress)
+    elif cmd.name == "demo":
+        from govgym.cli.demo import demo
 
-        for name in ("timesteps", "seeds", "workers"):
-            check_range(f"--{name}", getattr(args, name), 1)
-        check_range("--train-minutes", args.train_minutes, 0.0)
-        demo(Path(args.out), args.timesteps, args.seeds, args.workers, args.instances, not args.no_progress, args.train_minutes)
-    elif args.cmd == "plot-traces":
-        print(f"wrote {envjobs.plot_traces(Path(args.traces), Path(args.out))}")
+        demo(Path(args.out), job.timesteps, job.seeds, job.workers, job.instances, progress, job.train_minutes)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    import warnings
-
+    """``govgym``: parse, run the subcommand; a user error is one sentence on stderr and exit status 2."""
+    args, pairs = parse_args(argv)
     # Library deprecation chatter (peft probing transformers' renamed attributes) is not the user's concern.
     warnings.filterwarnings("ignore", category=FutureWarning)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from govgym import reports
-    from govgym.errors import USER_ERRORS
-
     try:
-        if args.cmd in ("collect", "replay", "plot-traces", "train", "tune", "evaluate", "demo"):
-            return _env_cmd(args)
-        cfg = _load_cfg(args)
-        if args.cmd == "prepare":
-            reports.prepare(cfg)
-        elif args.cmd == "run":
-            reports.fixed_budget_run(cfg, Path(args.out), args.interval, args.budget_flops)
-        elif args.cmd == "strategies":
-            only = [s for s in args.only.split(",") if s] or None
-            reports.strategy_table(cfg, Path(args.out), args.steps, only)
-        elif args.cmd == "prune":
-            reports.prune_noise(cfg, Path(args.out), args.fraction, args.warm_steps)
-        elif args.cmd == "switch":
-            reports.switch_curves(cfg, Path(args.out), args.steps)
+        return dispatch(args, pairs)
     except USER_ERRORS as err:
         print(f"govgym {args.cmd}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"govgym {args.cmd}: interrupted; files already written are complete.", file=sys.stderr)
         return 130
-    return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["COMMANDS", "build_parser", "dispatch", "main", "parse_args"]

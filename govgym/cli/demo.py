@@ -10,7 +10,7 @@
 
 To fit 15 minutes on 2 cores the demo trains for minutes (real env steps off the demonstrated paths
 cost 1-3 s each, so PPO gets one or two rollouts of updates on top of the cloned policy) and evaluates
-one seed per held-out instance (``--seeds``, default 1); ``govgym evaluate --agent runs/demo/train/final.zip seeds=5`` gives the full table.
+one seed per held-out instance (``seeds=``, default 1); ``govgym evaluate --agent runs/demo/train/final.zip seeds=5`` gives the full table.
 """
 
 from __future__ import annotations

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from govgym.reports import _plt, format_table, write_rows
+from govgym.plots import pyplot
+from govgym.results import format_table, write_rows
 
 
-def collect(instances: str | None, split: str, policies: list[str], episodes: int, out: Path, seed: int = 0) -> list[dict[str, Any]]:
+def collect(instances: str | None, split: str, policies: list[str], episodes: int, out: Path, seed: int = 0,
+            progress: bool = True) -> list[dict[str, Any]]:  # fmt: skip
     """Run each policy over ``episodes`` instances of ``split``; record traces and episode states."""
     from tqdm.auto import tqdm
 
@@ -23,7 +24,7 @@ def collect(instances: str | None, split: str, policies: list[str], episodes: in
     iset = load_instances(instances)
     pool = iset.split(split)
     rows = []
-    bar = tqdm(total=len(policies) * episodes, desc="collect", unit="episode", dynamic_ncols=True)
+    bar = tqdm(total=len(policies) * episodes, desc="collect", unit="episode", dynamic_ncols=True, disable=not progress)
     for pname in policies:
         env = TraceRecorder(FineTuneEnv(iset, split=split), out / "traces", policy=pname)
         policy = make_policy(pname, env.unwrapped.action_names, seed)
@@ -65,7 +66,7 @@ def plot_traces(folder: Path, out: Path, max_episodes: int = 6) -> Path:
 
     ds = load_traces(folder)
     df = ds.to_pandas()
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     markers = {"reprune_hardest": "v", "reprune_easiest": "^", "stop": "X"}
     # round-robin over policies, so a folder of many continue episodes still shows the others' actions
@@ -99,4 +100,4 @@ def plot_traces(folder: Path, out: Path, max_episodes: int = 6) -> Path:
     return out
 
 
-__all__ = ["collect", "plot_traces", "replay_state", "json"]
+__all__ = ["collect", "plot_traces", "replay_state"]

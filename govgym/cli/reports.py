@@ -6,10 +6,8 @@ readable top to bottom: config, build, loop, write.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,68 +15,17 @@ from typing import Any
 import numpy as np
 
 from govgym.efficiency.config import RunConfig
-from govgym.typed import ConfigError, to_dict
+from govgym.efficiency.signals import FEATURE_NAMES, Reading, SignalTracker
+from govgym.efficiency.strategy import Strategy
+from govgym.errors import ConfigError
+from govgym.plots import pyplot
+from govgym.results import format_table, write_rows
+from govgym.typed import to_dict
 
 DEFAULT_STRATEGIES = ("full", "full+gc", "full+adam8", "lora", "lora+gc", "qlora", "qlora+gc", "int8", "int8+adam8")
 
 
-# ---------------------------------------------------------------------------- output helpers
-def format_table(rows: Sequence[dict[str, Any]], cols: Sequence[str] | None = None) -> str:
-    """Fixed-width text table; floats get 4 significant digits."""
-    if not rows:
-        return "(no rows)"
-    cols = list(cols or rows[0].keys())
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return "nan" if math.isnan(v) else f"{v:.4g}"
-        return str(v)
-
-    body = [[cell(r.get(c, "")) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(cols)]
-    line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))  # noqa: E731
-    return "\n".join([line(cols), line(["-" * w for w in widths]), *(line(b) for b in body)])
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_rows(out: Path, name: str, rows: Sequence[dict[str, Any]], meta: dict[str, Any] | None = None) -> None:
-    """``name.csv`` and ``name.json`` (rows + meta), each written atomically."""
-    out.mkdir(parents=True, exist_ok=True)
-    cols = list(rows[0].keys()) if rows else []
-    tmp = out / f".{name}.csv.tmp{os.getpid()}"
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, out / f"{name}.csv")
-    _atomic_write(out / f"{name}.json", json.dumps(_no_nan({"meta": meta or {}, "rows": list(rows)}), indent=2, default=str, allow_nan=False))
-
-
-def _no_nan(x: Any) -> Any:
-    """NaN/inf -> null, so the JSON files are strict JSON (what every reader accepts)."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _no_nan(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_no_nan(v) for v in x]
-    return x
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
+# ---------------------------------------------------------------------------- helpers
 def _progress(total: int, desc: str):
     from tqdm.auto import tqdm
 
@@ -103,10 +50,8 @@ def prepare(cfg: RunConfig) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- run / demo
 def fixed_budget_run(cfg: RunConfig, out: Path, interval: int, budget_flops: float = 0.0) -> list[dict[str, Any]]:
     """One real run under a fixed budget; signals printed interval by interval; curve plotted."""
-    from govgym.efficiency.signals import FEATURE_NAMES, Reading, SignalTracker
-
     if interval < 1:
-        raise ConfigError(f"--interval: got {interval}; it must be >= 1 optimizer step.")
+        raise ConfigError(f"interval: got {interval}; it must be >= 1 optimizer step.")
     run = _new_run(cfg)
     total = cfg.optim.total_steps
     e0 = run.evaluate()
@@ -127,12 +72,7 @@ def fixed_budget_run(cfg: RunConfig, out: Path, interval: int, budget_flops: flo
             # Fixed budget = every step of the schedule plus one eval per interval (+ the initial one).
             per_step = stats.flops / k if run.step > k else (run.flops["train"]) / k
             budget = per_step * total + eval_flops * (math.ceil(total / interval) + 1)
-        reading = Reading(
-            flops_used=run.flops_total, budget=budget, eval_loss=e, train_loss=stats.train_loss,
-            grad_norm=stats.grad_norm, grad_norm_std=stats.grad_norm_std, grad_noise_scale=stats.grad_noise_scale,
-            batch_size=cfg.optim.batch_size, mem_peak_mb=run.last_memory.peak / 2**20, cap_mb=run.cap_mb,
-            strategy=run.strategy.name, kept_fraction=run.kept_fraction, lr_frac=stats.lr / run.lr, lam=0.0,
-        )  # fmt: skip
+        reading = Reading.from_run(run, e, stats, budget, lam=0.0)
         obs = tracker.observe(reading)
         row = {"step": run.step, "flops": run.flops_total, "eval_loss": e, "train_loss": stats.train_loss,
                "grad_norm": stats.grad_norm, "noise_scale": stats.grad_noise_scale, "lr": stats.lr,
@@ -151,7 +91,7 @@ def fixed_budget_run(cfg: RunConfig, out: Path, interval: int, budget_flops: flo
     meta = {"config": to_dict(cfg), "info": run.info, "initial_eval": e0, "budget_flops": budget, "flops": run.flops,
             "memory_mb": run.last_memory.as_mb(), "params": run.n_params}  # fmt: skip
     write_rows(out, "intervals", rows, meta)
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     fl = [0] + [r["flops"] for r in rows]
     ax.plot(np.array(fl) / 1e12, [e0] + [r["eval_loss"] for r in rows], "o-", label="eval loss")
@@ -172,15 +112,14 @@ def fixed_budget_run(cfg: RunConfig, out: Path, interval: int, budget_flops: flo
 def strategy_table(cfg: RunConfig, out: Path, steps: int, only: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Per strategy on the same workload: ms/step, measured memory by category, estimate, FLOPs vs 6ND."""
     from govgym.efficiency.compute import six_nd
-    from govgym.efficiency.memory import Strategy
     from govgym.efficiency.workload import load_workload
 
     names = list(only or DEFAULT_STRATEGIES)
-    for n in names:
+    for i, n in enumerate(names):
         try:
             Strategy.parse(n)
-        except ValueError as err:
-            raise ConfigError(f"--only: {err}") from None
+        except ConfigError as err:
+            raise ConfigError(f"only[{i}]: {err}") from None
     rows = []
     mb = 2**20
     for name in names:
@@ -216,7 +155,7 @@ def prune_noise(cfg: RunConfig, out: Path, fraction: float, warm_steps: int) -> 
     if cfg.data.noise_rate <= 0:
         raise ConfigError("prune needs injected noise to find: set data.noise_rate (e.g. data.noise_rate=0.2).")
     if not 0 < fraction < 1:
-        raise ConfigError(f"--fraction: got {fraction}; it must lie in (0, 1).")
+        raise ConfigError(f"fraction: got {fraction}; it must lie in (0, 1).")
     run = _new_run(cfg)
     if warm_steps:
         run.advance(warm_steps)
@@ -239,7 +178,7 @@ def prune_noise(cfg: RunConfig, out: Path, fraction: float, warm_steps: int) -> 
     meta = {"config": to_dict(cfg), "fraction": fraction, "warm_steps": warm_steps,
             "noise_examples": int((run.noise != 0).sum()), "train_examples": len(run.noise)}  # fmt: skip
     write_rows(out, "prune", rows, meta)
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     labels = [f"{r['scorer']}\n{r['mode']}" for r in rows]
     ax.bar(labels, [r["noise_removed"] for r in rows], color=["C0"] * 3 + ["C1"] * 3 + ["C7"])
@@ -278,7 +217,7 @@ def switch_curves(cfg: RunConfig, out: Path, steps: int) -> dict[str, Any]:
     rows = [{"run": k, **s, "jump": s["eval_after"] - s["eval_before"]} for k, v in result.items() for s in v["switches"]]
     print(format_table(rows))
     write_rows(out, "switch", rows, {"config": to_dict(cfg), "steps": steps, "curves": {k: v["losses"] for k, v in result.items()}})
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     w = 5
     for i, (label, v) in enumerate(result.items()):

@@ -1,0 +1,165 @@
+"""The settings of each subcommand that are not a library config, as typed dataclasses.
+
+One rule across the CLI: every setting is a config key given as ``key=value`` (validated here, in
+``__post_init__``, with errors that name the key) and listed with its docstring by ``govgym <cmd>
+--help``. A subcommand over one run (``run``, ``strategies``, ``prune``, ``switch``) takes these keys
+beside the ``RunConfig`` keys (``optim.lr=...``); ``train`` and ``evaluate`` take ``TrainConfig`` /
+``EvalConfig`` keys. Flags are only for where things go and how the process behaves (``--config``,
+``--out``, ``--write``, ``--agent``, ``--resume``, ``--no-progress``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from govgym.agents.heuristics import POLICIES
+from govgym.efficiency.strategy import Strategy
+from govgym.errors import ConfigError
+from govgym.typed import check_choice, check_range
+
+SPLITS = ("train", "test")
+
+
+@dataclass
+class RunJob:
+    """``govgym run``: one fine-tuning run under a fixed budget."""
+
+    interval: int = 20
+    """Optimizer steps per decision interval (K): the run is evaluated and its signals printed every K steps."""
+    budget_flops: float = 0.0
+    """Stop once this many FLOPs are spent (0 = run every step of optim.total_steps)."""
+
+    def __post_init__(self) -> None:
+        check_range("interval", self.interval, 1)
+        check_range("budget_flops", self.budget_flops, 0.0)
+
+
+@dataclass
+class StrategiesJob:
+    """``govgym strategies``: one row per memory strategy."""
+
+    steps: int = 12
+    """Timed optimizer steps per strategy (after 2 warm-up steps)."""
+    only: list[str] = field(default_factory=list)
+    """Strategies to measure, e.g. [full,lora+gc] ([] = every base, with +gc and +adam8 variants)."""
+
+    def __post_init__(self) -> None:
+        check_range("steps", self.steps, 1)
+        for i, name in enumerate(self.only):
+            try:
+                Strategy.parse(name)
+            except ConfigError as err:
+                raise ConfigError(f"only[{i}]: {err}") from None
+
+
+@dataclass
+class PruneJob:
+    """``govgym prune``: injected noise removed by each scorer's prune."""
+
+    fraction: float = 0.2
+    """Fraction of the training set each prune drops (strictly between 0 and 1)."""
+    warm_steps: int = 40
+    """Fine-tuning steps before the examples are scored."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fraction < 1:  # also refuses NaN
+            raise ConfigError(f"fraction: got {self.fraction!r}; it must lie strictly between 0 and 1, e.g. fraction=0.2.")
+        check_range("warm_steps", self.warm_steps, 0)
+
+
+@dataclass
+class SwitchJob:
+    """``govgym switch``: strategies switched mid-run."""
+
+    steps: int = 60
+    """Optimizer steps per segment (three segments per run)."""
+
+    def __post_init__(self) -> None:
+        check_range("steps", self.steps, 1)
+
+
+@dataclass
+class CollectJob:
+    """``govgym collect``: policies over an instance split, recorded."""
+
+    instances: str = ""
+    """Instance-set YAML ('' = packaged configs/instances.yaml)."""
+    split: str = "train"
+    """Instance split to run: train | test."""
+    policies: list[str] = field(default_factory=lambda: ["continue", "random"])
+    """Heuristics to run: fixed_budget (= continue), patience, marginal_gain, zeus, memory_reactive, random."""
+    episodes: int = 2
+    """Episodes per policy (instances of the split taken in order)."""
+    seed: int = 0
+    """Seed of the episodes (episode seeds are seed * 10000 + episode) and of the random policy."""
+
+    def __post_init__(self) -> None:
+        check_choice("split", self.split, SPLITS)
+        if not self.policies:
+            raise ConfigError("policies: empty; name at least one, e.g. policies=[continue,random].")
+        for i, name in enumerate(self.policies):
+            check_choice(f"policies[{i}]", name, POLICIES)
+        check_range("episodes", self.episodes, 1)
+        check_range("seed", self.seed, 0)
+
+
+@dataclass
+class ReplayJob:
+    """``govgym replay``: re-run a saved episode and validate it."""
+
+    instances: str = ""
+    """Instance-set YAML ('' = the one named in the state)."""
+
+
+@dataclass
+class PlotJob:
+    """``govgym plot-traces``: eval loss vs FLOPs of recorded episodes."""
+
+    max_episodes: int = 6
+    """Episodes drawn (round-robin over the policies recorded)."""
+
+    def __post_init__(self) -> None:
+        check_range("max_episodes", self.max_episodes, 1)
+
+
+@dataclass
+class TuneJob:
+    """``govgym tune``: grid-search each heuristic's knobs on the train split."""
+
+    instances: str = ""
+    """Instance-set YAML ('' = packaged configs/instances.yaml)."""
+    seeds: int = 2
+    """Episode seeds per train instance."""
+    workers: int = 2
+    """Worker processes (one core each)."""
+    memo: str = "runs/memo"
+    """Folder of saved exact step trees to reuse and extend ('' = none)."""
+
+    def __post_init__(self) -> None:
+        check_range("seeds", self.seeds, 1)
+        check_range("workers", self.workers, 1)
+
+
+@dataclass
+class DemoJob:
+    """``govgym demo``: prepare, demonstrations, train, evaluate on held-out runs."""
+
+    timesteps: int = 4096
+    """Env steps of MaskablePPO training (at most)."""
+    train_minutes: float = 1.5
+    """... or stop training after this many minutes, whichever comes first (0 = no time limit)."""
+    seeds: int = 1
+    """Episode seeds per held-out instance (the README's table: 5)."""
+    workers: int = 2
+    """Processes (one core each) for the training envs and the evaluation."""
+    instances: str = ""
+    """Instance-set YAML ('' = packaged configs/instances.yaml)."""
+
+    def __post_init__(self) -> None:
+        check_range("timesteps", self.timesteps, 1)
+        check_range("train_minutes", self.train_minutes, 0.0)
+        check_range("seeds", self.seeds, 1)
+        check_range("workers", self.workers, 1)
+
+
+__all__ = ["CollectJob", "DemoJob", "PlotJob", "PruneJob", "ReplayJob", "RunJob", "StrategiesJob", "SwitchJob", "TuneJob"]
