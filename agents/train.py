@@ -1,6 +1,6 @@
 """Train governor agents with Stable-Baselines3 on vectorized FineTuneEnvs (train split only).
 
-    govgym train --algo maskable_ppo --timesteps 2000 --out runs/train/mppo
+    govgym train algo=maskable_ppo timesteps=2000 --out runs/train/mppo
     govgym train ... --resume          # continue from the last checkpoint after the process was killed
 
 A script in CleanRL's order: config, seeding, build (SubprocVecEnv on both cores + VecNormalize,

@@ -83,7 +83,7 @@ def tune(out: Path, instances: str = "", seeds: int = 2, workers: int = 2, write
     write_rows(out, "grid", grid, {"instances": iset.source, "seeds": seeds, "steps": steps, "seconds": round(seconds, 1)})
     header = (
         "# Tuned heuristic knobs: the grid point with the highest mean return on the TRAIN split.\n"
-        f"# Written by: govgym tune --seeds {seeds}{' --instances ' + instances if instances else ''}\n"
+        f"# Written by: govgym tune seeds={seeds}{' instances=' + instances if instances else ''}\n"
         f"# ({len(names)} train instances x {seeds} seeds; grid and every point's return in grid.csv beside the run.)\n"
         "# govgym evaluate reads this file (packaged copy: configs/heuristics.yaml) for each heuristic named plainly.\n"
     )
