@@ -1,8 +1,11 @@
 """govgym: learned compute governors for LLM fine-tuning.
 
-The installed package is one import root: ``govgym.efficiency`` (the real fine-tuning run and its
-levers), ``govgym.envs`` (Gymnasium environments), ``govgym.agents`` (governors) and
-``govgym.configs`` (YAML presets).
+The installed package is one import root, in layers whose imports point one way (tests/test_layers.py):
+the base (``govgym.typed``, ``govgym.errors``, ``govgym.results``, ``govgym.plots``, and the YAML presets
+of ``govgym.configs``) -> ``govgym.efficiency`` (the real fine-tuning run and its levers) ->
+``govgym.envs`` (Gymnasium environments) -> ``govgym.agents`` (governors) -> ``govgym.cli`` (the
+``govgym`` command). This root holds ``__version__`` and registers the env; it is the one module that
+imports upward, and only ``govgym.envs.register_envs`` (a string entry point: nothing heavy loads).
 """
 
 from __future__ import annotations
