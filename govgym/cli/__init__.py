@@ -86,7 +86,8 @@ COMMANDS = [
     Command("replay", "re-run an episode state and validate it", (ReplayJob,)),
     Command("plot-traces", "plot recorded episodes", (PlotJob,), "traces.png", "the PNG to write"),
     Command("train", "train an SB3 governor on the train split (checkpoints, TensorBoard, resume)", (TrainConfig,),
-            "runs/train", "folder for checkpoints/, tb/, final.zip, vecnormalize.pkl"),
+            "runs/train", "folder for agent.json, policy.safetensors, obs_norm.json (the agent) and checkpoints/, tb/, "
+            "final.zip, vecnormalize.pkl (resume)"),
     Command("tune", "tune the heuristics' knobs on the train split", (TuneJob,), "runs/tune",
             "folder for heuristics.yaml and grid.csv/json"),
     Command("evaluate", "policies x held-out instances x seeds: leaderboard and plots", (EvalConfig,), "runs/evaluate",
@@ -133,7 +134,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         if cmd.out is not None:
             p.add_argument("--out", default=cmd.out, help=f"{cmd.out_help} (default: {cmd.out})")
         if cmd.name == "train":
-            p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+            p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out (trusted files only: resuming unpickles SB3's own files)")
         if cmd.name == "tune":
             p.add_argument("--write", default="", help="also write the tuned knobs here (e.g. configs/heuristics.yaml)")
         if cmd.name == "evaluate":
