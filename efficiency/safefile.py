@@ -26,14 +26,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from govgym.typed import ConfigError
+
 HEADER_LIMIT = 64 * 1024
 """The header line is short (~200 bytes); a file whose first 64 KiB hold no newline is not one of ours."""
 ARRAY_DTYPES = ("bool", "int8", "uint8", "int16", "int32", "int64", "float16", "float32", "float64")
 """numpy dtypes an inline array (``pack`` without a tensor store) may have."""
 
 
-class UnsafeFileError(ValueError):
-    """A file is not what it claims (format, version, length or content hash); nothing of it was used."""
+class UnsafeFileError(ConfigError):
+    """A file is not what it claims (format, version, length, content hash, a name outside its folder);
+    nothing of it was used. A ConfigError, so the CLI reports it as one sentence."""
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -106,7 +106,7 @@ def test_evaluation_is_reproducible_for_a_fixed_seed(cache):
 def test_saved_memo_is_reused_exactly(cache):
     a = _evaluate(cache / "a", memo=str(cache / "memo"))
     assert a["meta"]["steps"]["real_steps"] > 0
-    saved = list((cache / "memo").rglob("*.pkl"))
+    saved = list((cache / "memo").rglob("*.tree"))
     assert len(saved) == 4  # 2 instances x 2 seeds, under one namespace
     b = _evaluate(cache / "b", memo=str(cache / "memo"))
     assert b["meta"]["steps"]["real_steps"] == 0 and b["rows"] == a["rows"]
