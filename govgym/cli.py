@@ -94,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instances", default="", help="instance-set YAML (default: the one named in the state)")
 
     p = sub.add_parser("train", help="train an SB3 governor on the train split (checkpoints, TensorBoard, resume)")
-    p.add_argument("--out", default="runs/train", help="folder for checkpoints/, tb/, final.zip, vecnormalize.pkl")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--out", default="runs/train", help="folder for agent.json, policy.safetensors, obs_norm.json (the agent) and checkpoints/, tb/, final.zip, vecnormalize.pkl (resume)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out (trusted files only: resuming unpickles SB3's own files)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", help="TrainConfig fields, e.g. algo=ppo timesteps=4000 n_envs=2")
 
