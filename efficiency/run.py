@@ -377,7 +377,7 @@ class FineTuneRun:
         self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
         self.scheduler.load_state_dict(copy.deepcopy(snap["scheduler"]))
         torch.set_rng_state(snap["rng"]["torch"])
-        if snap["rng"]["cuda"] is not None:
+        if snap["rng"]["cuda"] is not None and torch.cuda.is_available():  # a CUDA run's file read on CPU: no CUDA RNG to set
             torch.cuda.set_rng_state_all(snap["rng"]["cuda"])
         self.sampler.load_state_dict(snap["sampler"])
         self.flops = dict(snap["flops"])
@@ -422,9 +422,18 @@ class FineTuneRun:
         except (safefile.UnsafeFileError, KeyError, TypeError, ValueError, AttributeError) as err:
             raise RunError(f"{err}" if isinstance(err, safefile.UnsafeFileError) else
                            f"run snapshot {path} lacks or garbles a field ({type(err).__name__}: {err}); write it again.") from None  # fmt: skip
+        missing = {"optimizer", "scheduler", "rng", "sampler", "step", "flops", "flop_cache", "cap_mb", "gns"} - set(state)
+        if missing or not isinstance(model_sd, dict):
+            raise RunError(f"run snapshot {path} lacks {sorted(missing) or 'the model state'}; it was not written by FineTuneRun.save(). Write it again.")
         self.switch_strategy(saved)
         load_model_state(self.model, model_sd, saved, path)
-        self._restore_state(state)
+        try:
+            self._restore_state(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise RunError(
+                f"run snapshot {path}: its optimizer/schedule/data state does not fit this run ({type(err).__name__}: {str(err)[:200]}); "
+                "the run is left half-restored: build a new run and load a snapshot of the same config."
+            ) from None
 
 
 SNAPSHOT_FORMAT = "govgym-run-snapshot"

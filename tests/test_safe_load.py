@@ -95,6 +95,28 @@ def test_agent_from_safetensors_acts_exactly_as_sb3s_own_load(agent):
     assert one.shape == () and int(one) == mine[3]
 
 
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_ppo_and_dqn_agents_round_trip(algo, tmp_path):
+    """The other policy classes (ActorCriticPolicy, DQNPolicy), written as train() writes them, untrained."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from govgym.agents.policies import AgentPolicy, write_agent
+    from govgym.agents.train import algo_class
+    from govgym.efficiency.signals import spec_hash
+    from govgym.envs.finetune_env import FineTuneEnv
+
+    venv = VecNormalize(DummyVecEnv([lambda: FineTuneEnv(TINY, wall_time_info=False)]), norm_reward=False)
+    kw = {"policy_kwargs": {"net_arch": [16, 16], "activation_fn": torch.nn.ReLU}}
+    model = algo_class(algo)("MlpPolicy", venv, seed=1, device="cpu", **({"learning_starts": 0} if algo == "dqn" else {}), **kw)
+    obs, _ = _obs_batch(256, seed=2)
+    venv.obs_rms.update(obs.astype(np.float64))
+    write_agent(tmp_path, model, venv, {"algo": algo, "obs_spec": spec_hash()})
+    ours = AgentPolicy(tmp_path)
+    theirs, _ = model.predict(venv.normalize_obs(obs), deterministic=True)
+    assert np.array_equal(ours.predict(obs)[0], theirs)
+    assert type(ours.policy).__name__ == type(model.policy).__name__ and ours.meta["policy_kwargs"]["activation_fn"] == "ReLU"
+
+
 def test_agent_runs_under_sb3_evaluate_policy(agent, module_cache):
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import DummyVecEnv
