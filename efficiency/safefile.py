@@ -63,7 +63,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
 
 def check_name(what: str, name: str) -> str:
     """``name`` if it can be one file name inside a folder: no separator, no '..', not empty or hidden-relative."""
-    bad = not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name
+    bad = (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+    )
     if bad or name.startswith(".."):
         raise UnsafeFileError(
             f"{what}: {name!r} is not a plain file name (it must not be empty, contain '/', '\\\\' or start "
@@ -97,8 +104,16 @@ def pack(obj: Any, tensors: dict[str, torch.Tensor] | None = None) -> Any:
             tensors[key] = torch.from_numpy(np.ascontiguousarray(obj).copy())
             return {"__ndarray__": key}
         if obj.dtype.name not in ARRAY_DTYPES:
-            raise TypeError(f"pack: numpy arrays of dtype {obj.dtype} are not stored; allowed: {', '.join(ARRAY_DTYPES)}.")
-        return {"__array__": {"dtype": obj.dtype.name, "shape": list(obj.shape), "data": [pack(x) for x in obj.ravel().tolist()]}}
+            raise TypeError(
+                f"pack: numpy arrays of dtype {obj.dtype} are not stored; allowed: {', '.join(ARRAY_DTYPES)}."
+            )
+        return {
+            "__array__": {
+                "dtype": obj.dtype.name,
+                "shape": list(obj.shape),
+                "data": [pack(x) for x in obj.ravel().tolist()],
+            }
+        }
     if isinstance(obj, np.generic):
         return pack(obj.item())
     if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
@@ -113,7 +128,9 @@ def pack(obj: Any, tensors: dict[str, torch.Tensor] | None = None) -> Any:
         if all(isinstance(k, str) and not k.startswith("__") for k in obj):
             return {k: pack(v, tensors) for k, v in obj.items()}
         return {"__items__": [[pack(k, tensors), pack(v, tensors)] for k, v in obj.items()]}
-    raise TypeError(f"pack: {type(obj).__name__} is not stored in a safe file (only JSON types, tensors and arrays).")
+    raise TypeError(
+        f"pack: {type(obj).__name__} is not stored in a safe file (only JSON types, tensors and arrays)."
+    )
 
 
 def unpack(obj: Any, tensors: dict[str, torch.Tensor] | None = None) -> Any:
@@ -134,7 +151,9 @@ def unpack(obj: Any, tensors: dict[str, torch.Tensor] | None = None) -> Any:
         return tensors[val] if tag == "__tensor__" else tensors[val].numpy()
     if tag == "__array__":
         if not isinstance(val, dict) or val.get("dtype") not in ARRAY_DTYPES:
-            raise UnsafeFileError(f"a stored array has dtype {val.get('dtype') if isinstance(val, dict) else val!r}; allowed: {', '.join(ARRAY_DTYPES)}.")
+            raise UnsafeFileError(
+                f"a stored array has dtype {val.get('dtype') if isinstance(val, dict) else val!r}; allowed: {', '.join(ARRAY_DTYPES)}."
+            )
         return np.asarray(unpack(val["data"]), dtype=val["dtype"]).reshape(val["shape"])
     if tag == "__float__" and val in ("nan", "inf", "-inf"):
         return float(val)
@@ -152,7 +171,9 @@ def _hashable(k: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- the verified file
-def dumps(fmt: str, version: int, state: Any, tensors: dict[str, torch.Tensor] | None = None, **extra: Any) -> bytes:
+def dumps(
+    fmt: str, version: int, state: Any, tensors: dict[str, torch.Tensor] | None = None, **extra: Any
+) -> bytes:
     """The bytes of a verified file: header line, JSON state, safetensors tensors (see the module docstring)."""
     body = json.dumps(state, allow_nan=False, separators=(",", ":")).encode()
     blob = b""
@@ -160,16 +181,32 @@ def dumps(fmt: str, version: int, state: Any, tensors: dict[str, torch.Tensor] |
         from safetensors.torch import save
 
         blob = save(tensors)
-    header = {"format": fmt, "version": version, "sha256": sha256_bytes(body + blob), "json_bytes": len(body), "tensor_bytes": len(blob), **extra}
+    header = {
+        "format": fmt,
+        "version": version,
+        "sha256": sha256_bytes(body + blob),
+        "json_bytes": len(body),
+        "tensor_bytes": len(blob),
+        **extra,
+    }
     return json.dumps(header, allow_nan=False).encode() + b"\n" + body + blob
 
 
-def write(path: str | Path, fmt: str, version: int, state: Any, tensors: dict[str, torch.Tensor] | None = None, **extra: Any) -> Path:
+def write(
+    path: str | Path,
+    fmt: str,
+    version: int,
+    state: Any,
+    tensors: dict[str, torch.Tensor] | None = None,
+    **extra: Any,
+) -> Path:
     """Write a verified file atomically."""
     return atomic_write_bytes(Path(path), dumps(fmt, version, state, tensors, **extra))
 
 
-def read(path: str | Path, fmt: str, version: int, what: str) -> tuple[dict[str, Any], Any, dict[str, torch.Tensor]]:
+def read(
+    path: str | Path, fmt: str, version: int, what: str
+) -> tuple[dict[str, Any], Any, dict[str, torch.Tensor]]:
     """(header, JSON state, tensors) of a verified file; ``UnsafeFileError`` naming ``what`` otherwise.
 
     Checked in this order, each before anything later is parsed: the header line (format, version),
@@ -178,7 +215,9 @@ def read(path: str | Path, fmt: str, version: int, what: str) -> tuple[dict[str,
     path = Path(path)
     data = path.read_bytes()
     if not data:
-        raise UnsafeFileError(f"{what} {path} is empty (0 bytes); it was cut off while being written. Write it again.")
+        raise UnsafeFileError(
+            f"{what} {path} is empty (0 bytes); it was cut off while being written. Write it again."
+        )
     nl = data.find(b"\n", 0, HEADER_LIMIT)
     try:
         header = json.loads(data[:nl]) if nl > 0 else None
@@ -191,13 +230,19 @@ def read(path: str | Path, fmt: str, version: int, what: str) -> tuple[dict[str,
             "files from older govgym versions were pickles and are not loaded, because unpickling can run code."
         )
     if header.get("version") != version:
-        raise UnsafeFileError(f"{what} {path} has format version {header.get('version')!r}; this govgym reads version {version}. Write it again with this version.")
+        raise UnsafeFileError(
+            f"{what} {path} has format version {header.get('version')!r}; this govgym reads version {version}. Write it again with this version."
+        )
     rest = data[nl + 1 :]
     a, b = header.get("json_bytes"), header.get("tensor_bytes")
     if not isinstance(a, int) or not isinstance(b, int) or a < 0 or b < 0 or len(rest) != a + b:
-        raise UnsafeFileError(f"{what} {path} holds {len(rest)} bytes after its header, expected {a} + {b}: it was truncated or edited. Write it again.")
+        raise UnsafeFileError(
+            f"{what} {path} holds {len(rest)} bytes after its header, expected {a} + {b}: it was truncated or edited. Write it again."
+        )
     if sha256_bytes(rest) != header.get("sha256"):
-        raise UnsafeFileError(f"{what} {path} fails its content hash (sha256): its bytes were changed after it was written (corruption or tampering). It was not loaded; write it again.")
+        raise UnsafeFileError(
+            f"{what} {path} fails its content hash (sha256): its bytes were changed after it was written (corruption or tampering). It was not loaded; write it again."
+        )
     try:
         state = json.loads(rest[:a])
         tensors: dict[str, torch.Tensor] = {}
@@ -206,9 +251,22 @@ def read(path: str | Path, fmt: str, version: int, what: str) -> tuple[dict[str,
 
             tensors = load(rest[a:])
     except Exception as err:  # the hash matched: a file written by a broken writer, still never executed
-        raise UnsafeFileError(f"{what} {path} cannot be parsed ({type(err).__name__}: {err}); write it again.") from None
+        raise UnsafeFileError(
+            f"{what} {path} cannot be parsed ({type(err).__name__}: {err}); write it again."
+        ) from None
     return header, state, tensors
 
 
-__all__ = ["UnsafeFileError", "atomic_write_bytes", "check_name", "confined", "dumps", "pack", "read", "sha256_bytes", "sha256_file", "unpack",
-           "write"]
+__all__ = [
+    "UnsafeFileError",
+    "atomic_write_bytes",
+    "check_name",
+    "confined",
+    "dumps",
+    "pack",
+    "read",
+    "sha256_bytes",
+    "sha256_file",
+    "unpack",
+    "write",
+]

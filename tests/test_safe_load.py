@@ -59,7 +59,9 @@ def agent_dir(tmp_path_factory, module_cache):
 @pytest.fixture
 def agent(agent_dir, tmp_path):
     """A private copy of the trained agent's folder (tests edit it)."""
-    return Path(shutil.copytree(agent_dir, tmp_path / "agent", ignore=shutil.ignore_patterns("tb", "checkpoints")))
+    return Path(
+        shutil.copytree(agent_dir, tmp_path / "agent", ignore=shutil.ignore_patterns("tb", "checkpoints"))
+    )
 
 
 def _obs_batch(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -107,14 +109,19 @@ def test_ppo_and_dqn_agents_round_trip(algo, tmp_path):
 
     venv = VecNormalize(DummyVecEnv([lambda: FineTuneEnv(TINY, wall_time_info=False)]), norm_reward=False)
     kw = {"policy_kwargs": {"net_arch": [16, 16], "activation_fn": torch.nn.ReLU}}
-    model = algo_class(algo)("MlpPolicy", venv, seed=1, device="cpu", **({"learning_starts": 0} if algo == "dqn" else {}), **kw)
+    model = algo_class(algo)(
+        "MlpPolicy", venv, seed=1, device="cpu", **({"learning_starts": 0} if algo == "dqn" else {}), **kw
+    )
     obs, _ = _obs_batch(256, seed=2)
     venv.obs_rms.update(obs.astype(np.float64))
     write_agent(tmp_path, model, venv, {"algo": algo, "obs_spec": spec_hash()})
     ours = AgentPolicy(tmp_path)
     theirs, _ = model.predict(venv.normalize_obs(obs), deterministic=True)
     assert np.array_equal(ours.predict(obs)[0], theirs)
-    assert type(ours.policy).__name__ == type(model.policy).__name__ and ours.meta["policy_kwargs"]["activation_fn"] == "ReLU"
+    assert (
+        type(ours.policy).__name__ == type(model.policy).__name__
+        and ours.meta["policy_kwargs"]["activation_fn"] == "ReLU"
+    )
 
 
 def test_agent_runs_under_sb3_evaluate_policy(agent, module_cache):
@@ -124,7 +131,9 @@ def test_agent_runs_under_sb3_evaluate_policy(agent, module_cache):
     from govgym.agents.policies import AgentPolicy
     from govgym.envs.memo import MemoFineTuneEnv
 
-    venv = DummyVecEnv([lambda: MemoFineTuneEnv(TINY, split="train", seeds=[0])] * 2)  # batched observations (2, 20)
+    venv = DummyVecEnv(
+        [lambda: MemoFineTuneEnv(TINY, split="train", seeds=[0])] * 2
+    )  # batched observations (2, 20)
     mean, std = evaluate_policy(AgentPolicy(agent), venv, n_eval_episodes=2, warn=False)
     assert np.isfinite(mean) and np.isfinite(std)
 
@@ -139,7 +148,10 @@ def test_s1_payload_in_agent_zip_never_runs(agent, tmp_path):
     with zipfile.ZipFile(zpath) as z:
         files = {n: z.read(n) for n in z.namelist()}
     data = json.loads(files["data"])
-    data["policy_kwargs"] = {":type:": "<class 'dict'>", ":serialized:": base64.b64encode(pickle.dumps(Payload(marker))).decode()}
+    data["policy_kwargs"] = {
+        ":type:": "<class 'dict'>",
+        ":serialized:": base64.b64encode(pickle.dumps(Payload(marker))).decode(),
+    }
     files["data"] = json.dumps(data).encode()
     with zipfile.ZipFile(zpath, "w") as z:
         for n, b in files.items():
@@ -226,7 +238,10 @@ def test_agent_metadata_is_checked(agent):
     _rehash(agent, lambda m: m.update(format=2, policy_class="builtins.eval"))
     with pytest.raises(ConfigError, match="policy class"):
         AgentPolicy(agent)
-    _rehash(agent, lambda m: m.update(policy_class="MaskableActorCriticPolicy", policy_kwargs={"activation_fn": "Exec"}))
+    _rehash(
+        agent,
+        lambda m: m.update(policy_class="MaskableActorCriticPolicy", policy_kwargs={"activation_fn": "Exec"}),
+    )
     with pytest.raises(ConfigError, match="activation_fn"):
         AgentPolicy(agent)
     _rehash(agent, lambda m: m.update(policy_kwargs={}))
@@ -254,7 +269,9 @@ def test_s4_snapshot_payload_is_refused_without_running(tmp_path):
     torch.load(path, weights_only=False)  # the old loader: the payload is live
     assert marker.exists()
     marker.unlink()
-    with pytest.raises(RunError, match="not a 'govgym-run-snapshot' file.*not loaded, because unpickling can run code"):
+    with pytest.raises(
+        RunError, match="not a 'govgym-run-snapshot' file.*not loaded, because unpickling can run code"
+    ):
         _fresh_run().load(path)
     assert not marker.exists()
 
@@ -284,22 +301,25 @@ def test_f6_f7_broken_snapshots_are_clear_errors(saved_run, tmp_path):
     for p, msg in cases.values():
         with pytest.raises(RunError, match=msg):
             other.load(p)
-    assert all(torch.equal(a, b) for a, b in zip(before, other.model.parameters()))  # refused before touching the run
+    assert all(
+        torch.equal(a, b) for a, b in zip(before, other.model.parameters())
+    )  # refused before touching the run
     other.load(path)  # the intact file still loads
     assert other.step == run.step
 
 
-@pytest.mark.parametrize("strategy", ["qlora+gc", "int8+adam8"])
+@pytest.mark.parametrize("strategy", ["qlora", "int8+adam8"])
 def test_quantized_snapshots_round_trip_exactly(strategy, tmp_path):
+    """bitsandbytes 4-bit (packed weights + quant state) and int8 (+ 8-bit AdamW state) resume bit-identically."""
     run = _fresh_run()
-    run.advance(2)
+    run.advance(1)
     run.switch_strategy(strategy)
-    run.advance(2)
+    run.advance(1)  # adapters' optimizer state exists when saved
     path = run.save(tmp_path / "q.gvs")
-    first = run.advance(3).losses
+    first = run.advance(2).losses
     other = _fresh_run()
     other.load(path)
-    assert other.strategy.name == strategy and other.advance(3).losses == first
+    assert other.strategy.name == strategy and other.advance(2).losses == first
 
 
 def test_snapshot_of_another_model_is_refused(saved_run):
@@ -343,7 +363,14 @@ def test_memo_tree_crafted_content_is_refused(tmp_path):
         assert memo.load_tree(memo.EpisodeTree(None, "t-free", 0), folder) is False
     # a real tree with one byte changed: the content hash refuses it
     good = memo.EpisodeTree(None, "t-free", 1)
-    good.nodes[()] = memo.StepOutcome(np.linspace(0, 1, 20, dtype=np.float32) / 3, 0.0, False, False, {"eval_loss": float("nan")}, np.ones(7, bool))
+    good.nodes[()] = memo.StepOutcome(
+        np.linspace(0, 1, 20, dtype=np.float32) / 3,
+        0.0,
+        False,
+        False,
+        {"eval_loss": float("nan")},
+        np.ones(7, bool),
+    )
     path = memo.tree_path(folder, "t-free", 1)
     memo.save_tree(good, folder)
     back = memo.EpisodeTree(None, "t-free", 1)
