@@ -5,14 +5,25 @@ A spec is what the CLI and the evaluation harness pass around (plain, picklable 
 - ``patience`` — a heuristic with its *tuned* knobs from the knobs YAML (packaged
   ``configs/heuristics.yaml``, written by ``govgym tune``), or its defaults if the file has none;
 - ``patience:patience=3,threshold=0.01`` — a heuristic with explicit knobs;
-- ``runs/train/final.zip`` or ``mppo=runs/train/final.zip`` — a trained agent (the folder's
-  ``agent.json`` names the algorithm; ``vecnormalize.pkl`` beside it normalizes observations exactly
-  as in training).
+- ``runs/train/final.zip``, ``runs/train`` or ``mppo=runs/train/final.zip`` — a trained agent: its
+  folder's ``agent.json``, ``policy.safetensors`` and ``obs_norm.json`` (see ``AgentPolicy``).
+
+An agent folder written by ``govgym train`` (format 2):
+
+- ``agent.json`` — what the agent is (algorithm, SB3 policy class and kwargs, number of actions, the
+  observation spec it was trained on, training config and statistics), the sha256 of every file it
+  names, its own format version and a sha256 of its own content (canonical JSON without that field);
+- ``policy.safetensors`` — ``model.policy.state_dict()``;
+- ``obs_norm.json`` — VecNormalize's observation statistics (mean, var, count, clip_obs, epsilon);
+- ``final.zip``, ``vecnormalize.pkl``, ``checkpoints/`` — SB3's own pickled files, for ``govgym train
+  --resume`` only. **Trusted files only: resuming unpickles SB3's own files.** Evaluating, replaying,
+  deploying or sharing an agent never opens them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +31,17 @@ from typing import Any
 import numpy as np
 import yaml
 
+from govgym.efficiency import safefile
+from govgym.results import atomic_write
 from govgym.typed import ConfigError, load_yaml
 
 AGENT_META = "agent.json"
-AGENT_FORMAT = 1
+AGENT_FORMAT = 2
+"""2: policy in safetensors + observation statistics in JSON, content hashes (1 loaded SB3's pickles)."""
+POLICY_FILE = "policy.safetensors"
+OBS_NORM_FILE = "obs_norm.json"
+ACTIVATIONS = ("Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU")
+"""torch.nn activations a policy's ``activation_fn`` may name in agent.json."""
 
 
 def default_knobs_path() -> Path:
@@ -69,9 +87,8 @@ def parse_spec(spec: str, knobs_file: str | Path | None = None) -> PolicySpec:
     target = rest if label else s
     if target.endswith(".zip") or Path(target).is_dir():
         path = Path(target)
-        if path.is_dir():
-            path = path / "final.zip"
-        if not path.is_file():
+        folder = path if path.is_dir() else path.parent
+        if not (folder / AGENT_META).is_file() and not (path.is_dir() or path.is_file()):
             raise ConfigError(f"policy {spec!r}: no trained agent at {path}; train one with `govgym train --out DIR` and pass DIR/final.zip.")
         meta = _agent_meta(path)
         try:  # load it here, in the caller's process: a broken file is one clear error, not a worker's traceback
@@ -97,20 +114,51 @@ def _pair(spec: str, p: str) -> tuple[str, str]:
     return k.strip(), v.strip()
 
 
+def _canonical(meta: dict[str, Any]) -> bytes:
+    """The bytes agent.json's own hash covers: its content without ``sha256``, keys sorted, no spaces."""
+    return json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with non-finite floats as None (agent.json is strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def agent_folder(path: str | Path) -> Path:
+    """The folder of an agent given as the folder itself or as a file in it (``DIR/final.zip``)."""
+    path = Path(path)
+    return path if path.is_dir() else path.parent
+
+
 def _agent_meta(path: Path) -> dict[str, Any]:
-    meta_path = path.parent / AGENT_META
+    """agent.json of the agent at ``path``, checked: format, own content hash, algorithm, observation spec."""
+    meta_path = agent_folder(path) / AGENT_META
     if not meta_path.is_file():
         raise ConfigError(f"agent {path}: no {AGENT_META} beside it; it was not written by `govgym train` (retrain, or copy the whole folder).")
     try:
         meta = json.loads(meta_path.read_text())
-        from govgym.agents.train import ALGOS
-
-        if meta.get("algo") not in ALGOS:
-            raise ValueError(f"algo {meta.get('algo')!r} is not one of {', '.join(ALGOS)}")
+        if not isinstance(meta, dict):
+            raise ValueError(f"expected a JSON object, got {type(meta).__name__}")
     except (OSError, ValueError) as err:
         raise ConfigError(f"agent {path}: {meta_path} is unreadable ({err}); it was not written by `govgym train`.") from None
+    if meta.get("format") != AGENT_FORMAT:
+        raise ConfigError(
+            f"agent {path}: {meta_path} has format {meta.get('format')!r}, this govgym reads format {AGENT_FORMAT} "
+            "(policy in safetensors with content hashes; format 1 agents loaded SB3 pickles and are not loaded). Retrain it with this version."
+        )
+    if meta.get("sha256") != safefile.sha256_bytes(_canonical(meta)):
+        raise ConfigError(f"agent {path}: {meta_path} fails its content hash: it was edited after `govgym train` wrote it. Refused; retrain or restore the file.")
+    from govgym.agents.train import ALGOS
     from govgym.efficiency.signals import spec_hash
 
+    if meta.get("algo") not in ALGOS:
+        raise ConfigError(f"agent {path}: {meta_path}: algo {meta.get('algo')!r} is not one of {', '.join(ALGOS)}.")
     if meta.get("obs_spec") != spec_hash():
         raise ConfigError(
             f"agent {path}: trained on observation spec {meta.get('obs_spec')}, this govgym computes {spec_hash()}; "
@@ -119,41 +167,153 @@ def _agent_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
+def _verified_bytes(path: Path, meta: dict[str, Any], role: str) -> bytes:
+    """The bytes of the file agent.json names for ``role``, confined to the agent's folder and hash-checked."""
+    entry = (meta.get("files") or {}).get(role)
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise ConfigError(f"agent {path}: {AGENT_META} names no '{role}' file; it was not written by this govgym's `govgym train`.")
+    file = safefile.confined(agent_folder(path), entry["name"], what=f"agent {path}: {AGENT_META} files.{role}")
+    if not file.is_file():
+        raise ConfigError(f"agent {path}: {file.name} is missing; copy the whole agent folder.")
+    data = file.read_bytes()
+    if safefile.sha256_bytes(data) != entry.get("sha256"):
+        raise ConfigError(f"agent {path}: {file.name} fails the content hash in {AGENT_META}: it was changed after training. Refused.")
+    return data
+
+
+def policy_class(name: str) -> Any:
+    """The SB3 policy class agent.json names (an allowlist: nothing else is constructed)."""
+    from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+    from stable_baselines3.common.policies import ActorCriticPolicy
+    from stable_baselines3.dqn.policies import DQNPolicy
+
+    classes = {c.__name__: c for c in (MaskableActorCriticPolicy, ActorCriticPolicy, DQNPolicy)}
+    if name not in classes:
+        raise ConfigError(f"agent: policy class {name!r} is not one of {', '.join(classes)}.")
+    return classes[name]
+
+
+def _policy_kwargs(kw: dict[str, Any], out: bool) -> dict[str, Any]:
+    """SB3 policy kwargs to JSON (``out``) or back: plain values, and ``activation_fn`` by torch.nn name."""
+    import torch
+
+    res = dict(kw)
+    act = res.get("activation_fn")
+    if act is not None:
+        name = act.__name__ if out else act
+        if name not in ACTIVATIONS:
+            raise ConfigError(f"agent: policy activation_fn {name!r} is not one of {', '.join(ACTIVATIONS)}.")
+        res["activation_fn"] = name if out else getattr(torch.nn, name)
+    for k, v in res.items():
+        if k != "activation_fn" and not isinstance(v, (int, float, str, bool, list, dict, type(None))):
+            raise ConfigError(f"agent: policy_kwargs[{k!r}] = {v!r} cannot be described in {AGENT_META}; train with JSON-able policy kwargs.")
+    return res
+
+
+def write_agent(folder: Path, model: Any, venv: Any, meta: dict[str, Any]) -> Path:
+    """Write the safe agent files beside SB3's: ``policy.safetensors``, ``obs_norm.json``, ``agent.json``.
+
+    ``venv`` is the VecNormalize the model trained under; ``meta`` the descriptive fields (algo,
+    config, ...). agent.json gets the files' sha256, the policy's class, kwargs and spaces, and its own hash.
+    """
+    from safetensors.torch import save
+
+    sd = {k: v.detach().cpu().contiguous().clone() for k, v in model.policy.state_dict().items()}
+    policy_bytes = save(sd)
+    rms = venv.obs_rms
+    norm = {"norm_obs": bool(venv.norm_obs), "mean": [float(x) for x in rms.mean], "var": [float(x) for x in rms.var],
+            "count": float(rms.count), "clip_obs": float(venv.clip_obs), "epsilon": float(venv.epsilon)}  # fmt: skip
+    norm_bytes = json.dumps(norm, allow_nan=False).encode()
+    atomic_write(folder / POLICY_FILE, policy_bytes)
+    atomic_write(folder / OBS_NORM_FILE, norm_bytes)
+    meta = _finite({
+        **meta, "format": AGENT_FORMAT, "policy_class": type(model.policy).__name__, "n_actions": int(venv.action_space.n),
+        "policy_kwargs": _policy_kwargs(model.policy_kwargs or {}, out=True),
+        "files": {"policy": {"name": POLICY_FILE, "sha256": safefile.sha256_bytes(policy_bytes)},
+                  "obs_norm": {"name": OBS_NORM_FILE, "sha256": safefile.sha256_bytes(norm_bytes)}},
+        "resume_only": "final.zip, vecnormalize.pkl and checkpoints/ are SB3 pickles for `govgym train --resume` (trusted files only)",
+    })  # fmt: skip
+    meta["sha256"] = safefile.sha256_bytes(_canonical(meta))
+    atomic_write(folder / AGENT_META, json.dumps(meta, indent=1, allow_nan=False).encode())
+    return folder / AGENT_META
+
+
 class AgentPolicy:
-    """A trained SB3 agent with its saved VecNormalize statistics, deterministic by default."""
+    """A trained agent loaded from its safe files only, deterministic by default.
+
+    Reads ``agent.json`` (format, own hash, observation spec checked), then ``policy.safetensors`` and
+    ``obs_norm.json`` after checking their sha256 against agent.json; builds the SB3 policy object
+    (MaskableActorCriticPolicy / ActorCriticPolicy / DQNPolicy) for the env's spaces and loads its
+    weights. Observations are normalized as VecNormalize did in training. Nothing is unpickled:
+    ``final.zip`` and ``vecnormalize.pkl`` are never opened.
+
+    Args:
+        path: the agent's folder, or a file in it (``DIR/final.zip``, as ``govgym train`` prints).
+    """
 
     def __init__(self, path: str | Path):
+        from gymnasium import spaces
+        from safetensors.torch import load
+
+        from govgym.efficiency.signals import HIGH, LOW
+
         path = Path(path)
         self.meta = _agent_meta(path)
         self.algo = self.meta["algo"]
-        from govgym.agents.train import algo_class
+        policy_bytes = _verified_bytes(path, self.meta, "policy")
+        norm = json.loads(_verified_bytes(path, self.meta, "obs_norm"))
+        n = self.meta.get("n_actions")
+        if not isinstance(n, int) or n < 1:
+            raise ConfigError(f"agent {path}: {AGENT_META} n_actions={n!r} is not a positive integer.")
+        self.n_actions = n
+        cls = policy_class(str(self.meta.get("policy_class")))
+        self.masked = cls.__name__ == "MaskableActorCriticPolicy"
+        kwargs = _policy_kwargs(self.meta.get("policy_kwargs") or {}, out=False)
+        self.policy = cls(spaces.Box(LOW, HIGH, dtype=np.float32), spaces.Discrete(n), lambda _: 0.0, **kwargs)
+        try:
+            self.policy.load_state_dict(load(policy_bytes), strict=True)
+        except RuntimeError as err:
+            raise ConfigError(f"agent {path}: {POLICY_FILE} does not fit a {cls.__name__} with {kwargs} ({str(err)[:300]}).") from None
+        self.policy.set_training_mode(False)
+        self.norm_obs = bool(norm["norm_obs"])
+        self.mean = np.asarray(norm["mean"], dtype=np.float64)
+        self.var = np.asarray(norm["var"], dtype=np.float64)
+        self.clip_obs, self.epsilon = float(norm["clip_obs"]), float(norm["epsilon"])
+        if self.mean.shape != LOW.shape or self.var.shape != LOW.shape:
+            raise ConfigError(f"agent {path}: {OBS_NORM_FILE} holds statistics of {self.mean.shape} features, the observation has {LOW.shape}.")
 
-        self.model = algo_class(self.algo).load(str(path), device="cpu")
-        self.vecnorm = None
-        vn = path.parent / self.meta.get("vecnormalize", "vecnormalize.pkl")
-        if vn.is_file():
-            import pickle
-
-            with vn.open("rb") as f:
-                self.vecnorm = pickle.load(f)  # VecNormalize without its venv: normalize_obs only
-            self.vecnorm.training = False
+    def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
+        """VecNormalize.normalize_obs: clip((obs - mean) / sqrt(var + eps), -clip, clip) as float32."""
+        if not self.norm_obs:
+            return obs
+        return np.clip((obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip_obs, self.clip_obs).astype(np.float32)
 
     def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True, action_masks: Any = None):
-        o = np.asarray(obs, dtype=np.float32).reshape(1, -1)
-        if self.vecnorm is not None:
-            o = self.vecnorm.normalize_obs(o)
-        kw = {"action_masks": np.asarray(action_masks, dtype=bool).reshape(1, -1)} if self.algo == "maskable_ppo" and action_masks is not None else {}
-        a, state = self.model.predict(o, state=state, episode_start=episode_start, deterministic=deterministic, **kw)
-        return int(np.asarray(a).reshape(-1)[0]), state
+        """SB3's predict: one observation (n_features,) -> a 0-d action array; a batch (n, n_features) -> (n,)."""
+        o = np.asarray(obs, dtype=np.float32)
+        single = o.ndim == 1
+        o = o.reshape(1, -1) if single else o
+        if o.ndim != 2 or o.shape[1] != self.mean.shape[0]:
+            raise ValueError(f"AgentPolicy.predict: expected observations of shape ({self.mean.shape[0]},) or (n, {self.mean.shape[0]}), got {np.shape(obs)}.")
+        kw = {}
+        if self.masked and action_masks is not None:
+            kw["action_masks"] = np.asarray(action_masks, dtype=bool).reshape(len(o), self.n_actions)
+        a, state = self.policy.predict(self.normalize_obs(o), state=state, episode_start=episode_start, deterministic=deterministic, **kw)
+        a = np.asarray(a).reshape(-1)
+        return (a.reshape(()) if single else a), state
 
 
 def build_policy(spec: PolicySpec, action_names: list[str], seed: int = 0) -> Any:
     """The live policy object of ``spec`` for an env with ``action_names``."""
     if spec.kind == "agent":
-        return AgentPolicy(spec.path)
+        policy = AgentPolicy(spec.path)
+        names = policy.meta.get("action_names")
+        if names is not None and list(names) != list(action_names):
+            raise ConfigError(f"agent {spec.path}: trained with actions {names}, this env has {list(action_names)}; retrain it for this env.")
+        return policy
     from govgym.agents.heuristics import make_policy
 
     return make_policy(spec.name, action_names, seed, **dict(spec.knobs))
 
 
-__all__ = ["AgentPolicy", "PolicySpec", "build_policy", "load_knobs", "parse_spec"]
+__all__ = ["AGENT_FORMAT", "AgentPolicy", "PolicySpec", "agent_folder", "build_policy", "load_knobs", "parse_spec", "policy_class", "write_agent"]

@@ -70,18 +70,21 @@ def tree_labels(nodes: dict[tuple[int, ...], Any], stop: int) -> list[tuple[np.n
 
 def load_demonstrations(folders: list[Path], instances: list[str], stop: int) -> Demonstrations:
     """Labels from every saved tree of ``instances`` in ``folders`` (the first folder holding a tree wins)."""
-    from govgym.envs.memo import load_nodes
+    from govgym.envs.memo import TREE_SUFFIX, load_nodes
 
     rows: list[tuple[np.ndarray, np.ndarray, int, float]] = []
     seen: set[str] = set()
     n = 0
     for folder in folders:
-        for path in sorted(Path(folder).glob("*.pkl")):
+        for path in sorted(Path(folder).glob(f"*{TREE_SUFFIX}")):
             inst = path.stem.rsplit("-", 1)[0]
             if inst not in instances or path.name in seen:
                 continue
+            nodes = load_nodes(path)  # a file that fails its checks is skipped with a warning
+            if not nodes:
+                continue
             seen.add(path.name)
-            rows += tree_labels(load_nodes(path), stop)
+            rows += tree_labels(nodes, stop)
             n += 1
     if not rows:
         return Demonstrations(np.zeros((0, 0), np.float32), np.zeros((0, 0), bool), np.zeros(0, np.int64), np.zeros(0, np.float32))

@@ -3,6 +3,11 @@
     govgym train algo=maskable_ppo timesteps=2000 --out runs/train/mppo
     govgym train ... --resume          # continue from the last checkpoint after the process was killed
 
+Writes ``<out>/agent.json``, ``policy.safetensors`` and ``obs_norm.json``: the agent as evaluation,
+replay and deployment load it, with content hashes and no pickle (agents/policies.py). SB3's own
+``final.zip``, ``vecnormalize.pkl`` and ``checkpoints/`` are kept for ``--resume`` only. **Trusted
+files only: resuming unpickles SB3's own files** — resume only from a folder you trained yourself.
+
 A script in CleanRL's order: config, seeding, build (SubprocVecEnv on both cores + VecNormalize,
 whose statistics are saved with every checkpoint), callbacks (checkpoints, periodic evaluation on
 train instances, progress bar), learn, save. TensorBoard logs go to ``<out>/tb``.
@@ -15,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from govgym.results import atomic_write
 from govgym.typed import ConfigError, check_choice, check_range
 
 ALGOS = ("maskable_ppo", "ppo", "dqn")
@@ -166,7 +170,11 @@ def latest_checkpoint(folder: Path) -> tuple[Path, Path | None, int] | None:
 
 
 def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = True) -> Path:
-    """Train (or resume) and save ``out/final.zip`` + ``out/vecnormalize.pkl``; returns the model path."""
+    """Train (or resume) and save the agent in ``out`` (safe files + SB3's own); returns ``out/final.zip``.
+
+    ``resume=True`` loads the newest SB3 checkpoint in ``out/checkpoints`` (trusted files only:
+    SB3's zip and VecNormalize files are pickles, and unpickling runs whatever they hold).
+    """
     _require_rl()
     import json
 
@@ -226,19 +234,22 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
     remaining = cfg.timesteps - model.num_timesteps
     if remaining > 0:
         model.learn(remaining, callback=callbacks, progress_bar=progress, reset_num_timesteps=found is None, tb_log_name=cfg.algo)
+    # SB3's own files (pickles), for `govgym train --resume` and SB3 users: trusted files only
     model.save(str(out / "final.zip"))
     venv.save(str(out / "vecnormalize.pkl"))
-    venv.close()
     from govgym import __version__
+    from govgym.agents.policies import write_agent
     from govgym.efficiency.signals import FEATURE_NAMES, spec_hash
     from govgym.typed import to_dict
 
-    # the saved agent describes itself: loading checks the observation spec (agents/policies.py)
+    # the safe files everything else loads (agents/policies.py): policy.safetensors, obs_norm.json and
+    # agent.json, which describes the agent, hashes each file and itself, and pins the observation spec
     meta = {
-        "format": 1, "govgym_version": __version__, "algo": cfg.algo, "obs_spec": spec_hash(), "features": list(FEATURE_NAMES),
+        "govgym_version": __version__, "algo": cfg.algo, "obs_spec": spec_hash(), "features": list(FEATURE_NAMES),
+        "action_names": list(venv.get_attr("action_names")[0]),
         "env_id": "govgym/FineTune-v0", "split": "train", "env_steps": int(model.num_timesteps),
-        "wall_seconds": round(clock.total(), 1),
-        "vecnormalize": "vecnormalize.pkl", "config": to_dict(cfg), "pretrain": pretrained,
+        "wall_seconds": round(clock.total(), 1), "config": to_dict(cfg), "pretrain": pretrained,
     }  # fmt: skip
-    atomic_write(meta_path, json.dumps(meta, indent=1))
+    write_agent(out, model, venv, meta)
+    venv.close()
     return out / "final.zip"

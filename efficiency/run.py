@@ -29,15 +29,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from govgym.efficiency import memstats
+from govgym.efficiency import memstats, safefile
 from govgym.efficiency.compute import FlopCache, count_flops, param_counts
 from govgym.efficiency.config import RunConfig
 from govgym.efficiency.memory import Strategy, apply_strategy, make_optimizer, trainable_parameters
 from govgym.efficiency.sampler import EpochSampler
 from govgym.errors import RunError as RunError  # re-exported: defined in the base, caught by the CLI
-from govgym.results import atomic_path
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+"""2: JSON + safetensors behind a content hash (1 was a pickle, no longer loaded)."""
 
 
 class RunOOM(RunError):
@@ -343,11 +343,10 @@ class FineTuneRun:
         return memstats.estimate(self.model, self.strategy, self.cfg.optim.batch_size, self.train_ids.shape[1], self.trainable)
 
     # ------------------------------------------------------------------ snapshot / restore
-    def snapshot(self) -> dict[str, Any]:
-        """Everything needed to resume or branch the run: model, optimizer, schedule, RNG, data order."""
+    def _state(self) -> dict[str, Any]:
+        """Everything but the model: optimizer, schedule, RNG, data order, counters (copies)."""
         return {
             "version": SNAPSHOT_VERSION,
-            "model": copy.deepcopy(self.model),
             "strategy": self.strategy.name,
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "scheduler": copy.deepcopy(self.scheduler.state_dict()),
@@ -357,18 +356,25 @@ class FineTuneRun:
             "memory": copy.deepcopy(self.memory), "last_memory": copy.deepcopy(self.last_memory), "cap_mb": self.cap_mb, "gns": self._gns,
         }  # fmt: skip
 
+    def snapshot(self) -> dict[str, Any]:
+        """Everything needed to resume or branch the run, in memory: model, optimizer, schedule, RNG, data order."""
+        return {**self._state(), "model": copy.deepcopy(self.model)}
+
     def restore(self, snap: dict[str, Any]) -> None:
         """Return the run to ``snap`` exactly (continuing gives bit-identical results on CPU)."""
         if snap.get("version") != SNAPSHOT_VERSION:
             raise RunError(f"snapshot version {snap.get('version')} is not {SNAPSHOT_VERSION}; it was written by another govgym.")
         self.model = copy.deepcopy(snap["model"])
+        self._restore_state(snap)
+
+    def _restore_state(self, snap: dict[str, Any]) -> None:
         self.strategy = Strategy.parse(snap["strategy"])
         self.step = snap["step"]
         self._build_optimizer(None)
         self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
         self.scheduler.load_state_dict(copy.deepcopy(snap["scheduler"]))
         torch.set_rng_state(snap["rng"]["torch"])
-        if snap["rng"]["cuda"] is not None:
+        if snap["rng"]["cuda"] is not None and torch.cuda.is_available():  # a CUDA run's file read on CPU: no CUDA RNG to set
             torch.cuda.set_rng_state_all(snap["rng"]["cuda"])
         self.sampler.load_state_dict(snap["sampler"])
         self.flops = dict(snap["flops"])
@@ -380,19 +386,91 @@ class FineTuneRun:
         self.n_params = param_counts(self.model)
 
     def save(self, path: str | Path) -> Path:
-        """Write a snapshot to disk atomically (a crash mid-write never corrupts an earlier file)."""
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            torch.save(self.snapshot(), tmp)
-        return path
+        """Write a snapshot file atomically (a crash mid-write never corrupts an earlier file).
+
+        The file holds no pickle: the model's and optimizer's tensors in safetensors, the rest in JSON,
+        behind a header with the format version and a sha256 of the content (``efficiency/safefile.py``).
+        """
+        from govgym import __version__
+
+        state = self._state()
+        state["memory"] = {k: asdict(v) for k, v in state["memory"].items()}
+        state["last_memory"] = asdict(state["last_memory"])
+        tensors: dict[str, torch.Tensor] = {}
+        packed = {"state": safefile.pack(state, tensors), "model": safefile.pack(self.model.state_dict(), tensors)}
+        return safefile.write(path, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, packed, tensors, govgym_version=__version__, strategy=self.strategy.name)
 
     def load(self, path: str | Path) -> None:
-        """Restore from a file written by ``save`` (a local, trusted file: it holds pickled modules)."""
+        """Restore from a file written by ``save``: format, version and content hash are checked first.
+
+        The run is brought to the saved strategy (its model structure) and the saved tensors are loaded
+        into it; a file from a run of another model is refused.
+        """
+        path = Path(path)
         try:
-            snap = torch.load(Path(path), map_location=self.device, weights_only=False)
-        except (OSError, RuntimeError, EOFError) as err:
+            _, packed, tensors = safefile.read(path, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, "run snapshot")
+            state = safefile.unpack(packed["state"], tensors)
+            model_sd = safefile.unpack(packed["model"], tensors)
+            state["memory"] = {k: memstats.MemoryStats(**v) for k, v in state["memory"].items()}
+            state["last_memory"] = memstats.MemoryStats(**state["last_memory"])
+            saved = Strategy.parse(state["strategy"])
+        except OSError as err:
             raise RunError(f"cannot read run snapshot {path}: {err}. Point to a file written by FineTuneRun.save().") from None
-        self.restore(snap)
+        except (safefile.UnsafeFileError, KeyError, TypeError, ValueError, AttributeError) as err:
+            raise RunError(f"{err}" if isinstance(err, safefile.UnsafeFileError) else
+                           f"run snapshot {path} lacks or garbles a field ({type(err).__name__}: {err}); write it again.") from None  # fmt: skip
+        missing = {"optimizer", "scheduler", "rng", "sampler", "step", "flops", "flop_cache", "cap_mb", "gns"} - set(state)
+        if missing or not isinstance(model_sd, dict):
+            raise RunError(f"run snapshot {path} lacks {sorted(missing) or 'the model state'}; it was not written by FineTuneRun.save(). Write it again.")
+        self.switch_strategy(saved)
+        load_model_state(self.model, model_sd, saved, path)
+        try:
+            self._restore_state(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise RunError(
+                f"run snapshot {path}: its optimizer/schedule/data state does not fit this run ({type(err).__name__}: {str(err)[:200]}); "
+                "the run is left half-restored: build a new run and load a snapshot of the same config."
+            ) from None
+
+
+SNAPSHOT_FORMAT = "govgym-run-snapshot"
+
+
+def load_model_state(model: torch.nn.Module, sd: dict[str, torch.Tensor], strategy: Strategy, path: Path | str = "") -> None:
+    """Load a saved ``model.state_dict()`` into ``model`` (already under ``strategy``), exactly or not at all.
+
+    4-bit (qlora) weights are rebuilt from their packed data and quantization state
+    (``Params4bit.from_prequantized``); int8 and plain weights load through ``load_state_dict``. The
+    state dict read back must equal the saved one bit for bit, else a RunError names the strategy.
+    """
+    sd = dict(sd)
+    prequantized: set[str] = set()
+    if strategy.base == "qlora":
+        import bitsandbytes as bnb
+
+        for name, mod in model.named_modules():
+            key = f"{name}.weight" if name else "weight"
+            if isinstance(mod, bnb.nn.Linear4bit) and key in sd:
+                stats = {k[len(key) + 1 :]: v for k, v in sd.items() if k.startswith(key + ".")}
+                prequantized |= {key} | {f"{key}.{k}" for k in stats}
+                mod.weight = bnb.nn.Params4bit.from_prequantized(data=sd[key], quantized_stats=dict(stats), requires_grad=False,
+                                                                 device=mod.weight.device, module=mod)  # fmt: skip
+    try:
+        res = model.load_state_dict({k: v for k, v in sd.items() if k not in prequantized}, strict=False)
+        missing = set(res.missing_keys) - prequantized
+        if missing or res.unexpected_keys:
+            raise RuntimeError(f"missing keys {sorted(missing)[:3]}, unexpected keys {sorted(res.unexpected_keys)[:3]}")
+    except RuntimeError as err:
+        raise RunError(
+            f"run snapshot {path}: its model does not fit this run's model under strategy {strategy} ({str(err)[:300]}); "
+            "load it into a run built from the same config (model, LoRA settings) as the run that saved it."
+        ) from None
+    back = model.state_dict()
+    if set(back) != set(sd) or not all(back[k].dtype == sd[k].dtype and torch.equal(back[k].cpu(), sd[k].cpu()) for k in sd):
+        raise RunError(
+            f"run snapshot {path}: the weights of strategy {strategy} do not round-trip exactly through this "
+            "torch/bitsandbytes; refusing to resume from an approximation. Switch the run to 'full' or 'lora' before saving."
+        )
 
 
 def noise_estimates(small_sq: float, big_sq: float, b_small: int, b_big: int) -> tuple[float, float]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from govgym.results import atomic_path
+from govgym.efficiency import safefile
 
 # info keys kept per step: the deterministic ones (wall time would differ between a run and its memo)
 STEP_KEYS = ("eval_loss", "train_loss", "flops_used", "budget_frac", "strategy", "kept_fraction", "cap_mb", "step",
@@ -184,28 +184,56 @@ def memo_siblings(folder: Path) -> list[Path]:
     return [folder] + sorted(p for p in folder.parent.glob(f"{base}-t*") if p != folder)
 
 
+TREE_FORMAT = "govgym-memo-tree"
+TREE_VERSION = 2
+"""2: JSON behind a content hash (1 was a pickle, no longer read: a memo is a cache, recomputed)."""
+TREE_SUFFIX = ".tree"
+
+
+def tree_path(folder: Path, instance: str, episode_seed: int) -> Path:
+    """``folder/<instance>-<seed>.tree``, refused (UnsafeFileError) if the name would leave ``folder``."""
+    return safefile.confined(folder, f"{instance}-{int(episode_seed)}{TREE_SUFFIX}", what=f"memo tree of instance {instance!r}")
+
+
 def load_nodes(path: Path) -> dict[tuple[int, ...], StepOutcome]:
-    """The nodes of one saved tree (``<instance>-<seed>.pkl``, written by ``save_tree``)."""
-    with Path(path).open("rb") as f:  # a local file govgym wrote itself
-        return pickle.load(f)
+    """The nodes of one saved tree (``<instance>-<seed>.tree``, written by ``save_tree``).
+
+    The file is JSON behind a format version and a sha256 of its content; one that fails a check is
+    skipped with a warning (it is a cache: its steps are run again) and never executed.
+    """
+    try:
+        _, body, _ = safefile.read(path, TREE_FORMAT, TREE_VERSION, "memo tree")
+        nodes = {}
+        for n in body["nodes"]:
+            obs, mask = safefile.unpack(n["obs"]), safefile.unpack(n["mask"])
+            if not (isinstance(obs, np.ndarray) and obs.dtype == np.float32 and isinstance(mask, np.ndarray) and mask.dtype == bool):
+                raise ValueError("obs must be float32 and mask bool arrays")
+            info = safefile.unpack(n["info"])
+            nodes[tuple(int(a) for a in n["prefix"])] = StepOutcome(obs, float(n["reward"]), bool(n["terminated"]), bool(n["truncated"]),
+                                                                    {k: info[k] for k in STEP_KEYS if k in info}, mask)  # fmt: skip
+        return nodes
+    except (OSError, ValueError, KeyError, TypeError) as err:  # UnsafeFileError is a ValueError
+        warnings.warn(f"memo: skipping {path} ({err}); its steps will be run again.", stacklevel=2)
+        return {}
 
 
 def load_tree(tree: EpisodeTree, folder: Path) -> bool:
     """Fill ``tree`` with the nodes saved in ``folder`` (if any); True when something was loaded."""
-    path = folder / f"{tree.instance}-{tree.episode_seed}.pkl"
+    path = tree_path(folder, tree.instance, tree.episode_seed)
     if not path.is_file():
         return False
-    tree.nodes.update(load_nodes(path))
-    return True
+    nodes = load_nodes(path)
+    tree.nodes.update(nodes)
+    return bool(nodes)
 
 
 def save_tree(tree: EpisodeTree, folder: Path) -> Path:
-    """Write ``tree``'s nodes (outcomes only, no snapshots: a few KB) atomically into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{tree.instance}-{tree.episode_seed}.pkl"
-    with atomic_path(path) as tmp, tmp.open("wb") as f:
-        pickle.dump(tree.nodes, f)
-    return path
+    """Write ``tree``'s nodes (outcomes only, no snapshots: a few KB of JSON) atomically into ``folder``."""
+    path = tree_path(folder, tree.instance, tree.episode_seed)
+    nodes = [{"prefix": list(k), "obs": safefile.pack(np.asarray(v.obs)), "reward": safefile.pack(float(v.reward)),
+              "terminated": bool(v.terminated), "truncated": bool(v.truncated), "info": safefile.pack(_keep(v.info)),
+              "mask": safefile.pack(np.asarray(v.mask, dtype=bool))} for k, v in tree.nodes.items()]  # fmt: skip
+    return safefile.write(path, TREE_FORMAT, TREE_VERSION, {"instance": tree.instance, "episode_seed": tree.episode_seed, "nodes": nodes})
 
 
 class MemoFineTuneEnv(gym.Env):
@@ -298,5 +326,5 @@ class MemoFineTuneEnv(gym.Env):
         return {k: sum(getattr(t, k) for t in self.trees.values()) for k in ("real_steps", "replayed_steps", "memo_hits")}
 
 
-__all__ = ["EpisodeTree", "MemoFineTuneEnv", "StepOutcome", "load_nodes", "load_tree", "memo_folder", "memo_namespace", "memo_siblings",
-           "save_tree", "worker_threads"]
+__all__ = ["TREE_SUFFIX", "EpisodeTree", "MemoFineTuneEnv", "StepOutcome", "load_nodes", "load_tree", "memo_folder", "memo_namespace",
+           "memo_siblings", "save_tree", "tree_path", "worker_threads"]

@@ -106,7 +106,7 @@ def test_evaluation_is_reproducible_for_a_fixed_seed(cache):
 def test_saved_memo_is_reused_exactly(cache):
     a = _evaluate(cache / "a", memo=str(cache / "memo"))
     assert a["meta"]["steps"]["real_steps"] > 0
-    saved = list((cache / "memo").rglob("*.pkl"))
+    saved = list((cache / "memo").rglob("*.tree"))
     assert len(saved) == 4  # 2 instances x 2 seeds, under one namespace
     b = _evaluate(cache / "b", memo=str(cache / "memo"))
     assert b["meta"]["steps"]["real_steps"] == 0 and b["rows"] == a["rows"]
@@ -141,14 +141,24 @@ def test_bad_policy_specs_are_clear(cache):
     (cache / "m" / "final.zip").write_bytes(b"PK")
     with pytest.raises(ConfigError, match="agent.json"):
         parse_spec(str(cache / "m"))
-    (cache / "m" / "agent.json").write_text(json.dumps({"algo": "ppo", "obs_spec": "0000"}))
+    from govgym.agents.policies import AGENT_FORMAT, _canonical
+    from govgym.efficiency.safefile import sha256_bytes
+
+    def write_meta(**meta):
+        meta = {"format": AGENT_FORMAT, **meta}
+        (cache / "m" / "agent.json").write_text(json.dumps({**meta, "sha256": sha256_bytes(_canonical(meta))}))
+
+    write_meta(algo="ppo", obs_spec="0000")
     with pytest.raises(ConfigError, match="observation spec"):
         parse_spec(str(cache / "m" / "final.zip"))
     from govgym.efficiency.signals import spec_hash
 
-    (cache / "m" / "agent.json").write_text(json.dumps({"algo": "ppo", "obs_spec": spec_hash()}))
+    (cache / "m" / "policy.safetensors").write_bytes(b"not safetensors")
+    write_meta(algo="ppo", obs_spec=spec_hash(), policy_class="ActorCriticPolicy", n_actions=7, files={
+        "policy": {"name": "policy.safetensors", "sha256": sha256_bytes(b"not safetensors")},
+        "obs_norm": {"name": "policy.safetensors", "sha256": sha256_bytes(b"not safetensors")}})  # fmt: skip
     with pytest.raises(ConfigError, match="cannot be loaded"):
-        parse_spec(str(cache / "m" / "final.zip"))  # a corrupt zip: one sentence, no traceback
+        parse_spec(str(cache / "m" / "final.zip"))  # a corrupt policy file: one sentence, no traceback
 
 
 def test_evaluate_and_tune_cli(cache):

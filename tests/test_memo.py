@@ -106,7 +106,15 @@ def test_memo_env_saves_and_reloads_its_trees(tmp_path):
 
     first = MemoFineTuneEnv(TINY, seeds=[0], memo=str(tmp_path / "memo"))
     a = episode(first)
-    assert len(list((tmp_path / "memo").rglob("t-free-0.pkl"))) == 1
+    (path,) = (tmp_path / "memo").rglob("t-free-0.tree")
+    from govgym.envs.memo import load_nodes
+
+    saved, live = load_nodes(path), first.trees[("t-free", 0)].nodes
+    assert saved.keys() == live.keys()
+    for k, node in live.items():  # float32 observations, masks and infos come back exactly
+        back = saved[k]
+        assert back.obs.dtype == np.float32 and np.array_equal(back.obs, node.obs) and np.array_equal(back.mask, node.mask)
+        assert (back.reward, back.terminated, back.truncated, back.info) == (node.reward, node.terminated, node.truncated, node.info)
     second = MemoFineTuneEnv(TINY, seeds=[0], memo=str(tmp_path / "memo"))  # a new process, say, after a kill
     assert episode(second) == a and second.stats()["real_steps"] == 0
 
