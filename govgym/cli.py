@@ -156,8 +156,25 @@ def _env_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; ``key=value`` overrides may come before, between and after options.
+
+    argparse fills a ``nargs="*"`` positional once, so ``run a=1 --interval 5 b=2`` would leave ``b=2``
+    unrecognized (and ``parse_intermixed_args`` does not support subcommands): overrides left over are
+    appended in order; anything else left over is still an error.
+    """
+    ap = build_parser()
+    args, extra = ap.parse_known_args(argv)
+    bad = [x for x in extra if x.startswith("-") or "=" not in x]
+    if bad or (extra and not hasattr(args, "overrides")):
+        ap.error(f"unrecognized arguments: {' '.join(bad or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     import warnings
 
     # Library deprecation chatter (peft probing transformers' renamed attributes) is not the user's concern.
@@ -173,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "prepare":
             reports.prepare(cfg)
         elif args.cmd == "run":
+            from govgym.typed import check_range
+
+            check_range("--interval", args.interval, 1)
+            check_range("--budget-flops", args.budget_flops, 0.0)
             reports.fixed_budget_run(cfg, Path(args.out), args.interval, args.budget_flops)
         elif args.cmd == "strategies":
             only = [s for s in args.only.split(",") if s] or None

@@ -25,7 +25,7 @@ def collect(instances: str | None, split: str, policies: list[str], episodes: in
     rows = []
     bar = tqdm(total=len(policies) * episodes, desc="collect", unit="episode", dynamic_ncols=True)
     for pname in policies:
-        env = TraceRecorder(FineTuneEnv(iset, split=split), out / "traces", policy=pname)
+        env = TraceRecorder(FineTuneEnv(iset, split=split, wall_time_info=True), out / "traces", policy=pname)
         policy = make_policy(pname, env.unwrapped.action_names, seed)
         for ep in range(episodes):
             inst = pool[ep % len(pool)].name
