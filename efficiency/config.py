@@ -53,7 +53,7 @@ class ModelConfig:
                     f"model.source: {self.source!r} has no config.json, so it is not a Hugging Face model "
                     "directory. Save one with model.save_pretrained(dir) and tokenizer.save_pretrained(dir)."
                 )
-        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size", "pretrain_steps"):
+        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size", "max_position_embeddings", "pretrain_steps"):
             check_range(f"model.{name}", getattr(self, name), 1)
         if self.hidden_size % self.num_heads:
             raise ConfigError(
@@ -98,6 +98,8 @@ class DataConfig:
                 f"data.source: {self.source!r} does not exist. Use 'default' or the path of a local dataset "
                 "(json/jsonl/txt/parquet/arrow file, a folder of them, or a save_to_disk folder)."
             )
+        if not self.text_field.strip():
+            raise ConfigError("data.text_field: got an empty string; name the column holding the text, e.g. text.")
         check_range("data.seq_len", self.seq_len, 8, 8192)
         check_range("data.max_examples", self.max_examples, 16)
         check_range("data.eval_examples", self.eval_examples, 1)

@@ -300,6 +300,18 @@ def test_E5_integer_kinds_accepted(env: FineTuneEnv) -> None:
     assert all(type(a) is int for a in env.log["actions"])
 
 
+def test_E5_memo_env_refuses_non_integers_and_held_out_instances(env_cache) -> None:
+    from govgym.envs.memo import MemoFineTuneEnv
+
+    memo = MemoFineTuneEnv(TINY_SET, seeds=(0,))
+    memo.reset(options={"instance": "t-free", "episode_seed": 0})
+    for bad in (3.99, np.float32(1.0), "0", None, np.array([0])):
+        with pytest.raises(TypeError, match="expected one integer"):
+            memo.step(bad)
+    with pytest.raises(ConfigError, match="not in this env's 'train' split"):
+        memo.reset(options={"instance": "t-lora", "episode_seed": 0})
+
+
 @pytest.mark.parametrize("action", [np.array([0]), None, math.nan, np.array([[1]]), [0], np.array(0.0)], ids=repr)
 def test_E6_malformed_actions_give_the_envs_own_error(env: FineTuneEnv, action: Any) -> None:
     with pytest.raises(TypeError, match=r"expected one integer in \[0, \d+\).*pass an int such as env.step\(0\)"):
