@@ -50,7 +50,9 @@ def check_range(
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigError(f"{field}: got {value!r}; expected a number.")
-    span = f"{'(' if lo_open else '['}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+    left = "(-inf" if lo is None else f"{'(' if lo_open else '['}{lo}"
+    right = f"{hi}]" if hi is not None else ("inf]" if allow_inf else "inf)")
+    span = f"{left}, {right}"
     if math.isnan(value):
         raise ConfigError(f"{field}: got nan; must be a number in {span}.")
     if math.isinf(value) and not allow_inf:

@@ -100,7 +100,7 @@ def test_C8_key_beside_run_block_is_an_error_naming_it(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", ["0", "-1e-3"])
 def test_C9_lr_zero_or_negative_refused_at_load(value: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(ConfigError, match=r"optim.lr: got .*must lie in \(0.0, inf\]"):
+    with pytest.raises(ConfigError, match=r"optim.lr: got .*must lie in \(0.0, inf\)"):
         RunConfig.from_yaml(DEFAULT_YAML, parse_overrides([f"optim.lr={value}"]))
     with pytest.raises(ConfigError, match="optim.lora_lr"):
         RunConfig.from_yaml(DEFAULT_YAML, parse_overrides([f"optim.lora_lr={value}"]))
