@@ -235,6 +235,7 @@ def ensure_base(cfg: RunConfig, progress: bool) -> tuple[Path, dict[str, Any], d
     current = corpus.current_manifest()
     recipe_key = short_hash(_base_recipe(cfg))
     root = default_cache_dir(cfg) / "base"
+    clean_stale_tmp(root)  # left by a build killed mid-way (kill -9 during prepare)
     final = root / f"{recipe_key}-{current['hash'][:10]}"
     if not _is_complete(final):
         # Same recipe built from a different stdlib (another machine, a Python update): reuse it, since
@@ -286,28 +287,109 @@ def build_base_model(cfg: RunConfig, progress: bool = True) -> Path:
         return ensure_base(cfg, progress)[0]
 
 
-def load_model(path: Path) -> tuple[Any, Any]:
-    """A fresh fp32 model and its tokenizer from a local directory; library errors -> ConfigError."""
+def clean_stale_tmp(root: Path) -> None:
+    """Remove ``.tmp-<name>-<pid>-<uid>`` build folders whose process is gone (killed mid-build).
+
+    A build writes into such a folder and renames it into place; a ``kill -9`` leaves it behind. A
+    folder of a live process (a concurrent build) is kept.
+    """
+    if not root.is_dir():
+        return
+    for tmp in root.glob(".tmp-*"):
+        parts = tmp.name.rsplit("-", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue
+        pid = int(parts[1])
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (PermissionError, OSError):
+            continue  # alive under another user, or unknown: leave it
+
+
+def _causal_lm_check(path: Path) -> None:
+    """Refuse model directories that are not decoder-only causal LMs, before loading weights."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+    except Exception:
+        return  # from_pretrained below reports a broken config.json with the fix
+    kind = getattr(config, "model_type", "?")
+    archs = ", ".join(getattr(config, "architectures", None) or []) or "no architectures listed"
+    if getattr(config, "is_encoder_decoder", False) or kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ConfigError(
+            f"model.source: {str(path)!r} holds a {kind!r} model ({archs}), which is not a decoder-only causal "
+            "language model. govgym fine-tunes causal LMs (Llama, GPT-2, Qwen, Mistral, ...); point model.source "
+            "at one, or use 'default'."
+        )
+
+
+def _sees_future(model: Any) -> bool:
+    """True when changing a later token changes the logits at an earlier position (not a causal LM).
+
+    Two forwards of 8 tokens: what separates a decoder from an encoder (e.g. BERT loaded through its
+    LM head with ``is_decoder=False``), whatever the config says.
+    """
+    import torch
+
+    vocab = model.get_input_embeddings().num_embeddings
+    ids = torch.arange(1, 9).remainder(vocab).unsqueeze(0)
+    changed = ids.clone()
+    changed[0, -1] = (changed[0, -1] + 1) % vocab
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        a, b = model(input_ids=ids).logits, model(input_ids=changed).logits
+    model.train(was_training)
+    return not torch.allclose(a[0, :-1], b[0, :-1], atol=1e-5)
+
+
+def load_model(path: Path, cached: bool = False) -> tuple[Any, Any]:
+    """A fresh fp32 model and its tokenizer from a local directory; library errors -> ConfigError.
+
+    Args:
+        path: A Hugging Face model directory.
+        cached: ``path`` is govgym's own cache of the embedded base (so the fix is to delete it).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    fix = (
-        "Point model.source at a directory written by model.save_pretrained(dir) and "
-        "tokenizer.save_pretrained(dir), or use 'default'."
-    )
+    if cached:
+        fix = (
+            f"This is govgym's cached base model, damaged (an interrupted copy or disk error?): delete the folder "
+            f"{str(path)!r} and it is rebuilt on next use."
+        )
+    else:
+        fix = (
+            "Point model.source at a directory written by model.save_pretrained(dir) and "
+            "tokenizer.save_pretrained(dir), or use 'default'."
+        )
+        _causal_lm_check(path)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     except Exception as err:  # any library failure is a config problem from the user's point of view
         raise ConfigError(
             f"model.source: could not load a causal LM from {str(path)!r} "
-            f"({type(err).__name__}: {err}). {fix}"
+            f"({type(err).__name__}: {str(err)[:300]}). {fix}"
         ) from err
+    if not cached and _sees_future(model):
+        raise ConfigError(
+            f"model.source: {str(path)!r} loads as {type(model).__name__}, whose predictions at a position change "
+            "when a later token changes: it attends to future tokens (an encoder such as BERT), so it is not a "
+            "causal LM and training it to predict the next token would be meaningless. Point model.source at a "
+            "decoder-only causal LM (Llama, GPT-2, Qwen, ...), or use 'default'."
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except Exception as err:
         raise ConfigError(
             f"model.source: could not load a tokenizer from {str(path)!r} "
-            f"({type(err).__name__}: {err}). {fix}"
+            f"({type(err).__name__}: {str(err)[:300]}). {fix}"
         ) from err
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:

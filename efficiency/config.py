@@ -36,6 +36,11 @@ class ModelConfig:
     """Embedded default only: pretraining peak learning rate."""
 
     def __post_init__(self) -> None:
+        if not self.source.strip():
+            raise ConfigError(
+                "model.source: got an empty string. Use 'default' for the embedded model or the path of a "
+                "local Hugging Face model directory (with config.json)."
+            )
         if self.source != "default":
             p = Path(self.source).expanduser()
             if not p.is_dir():
@@ -48,14 +53,14 @@ class ModelConfig:
                     f"model.source: {self.source!r} has no config.json, so it is not a Hugging Face model "
                     "directory. Save one with model.save_pretrained(dir) and tokenizer.save_pretrained(dir)."
                 )
-        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size", "pretrain_steps"):
+        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size", "max_position_embeddings", "pretrain_steps"):
             check_range(f"model.{name}", getattr(self, name), 1)
         if self.hidden_size % self.num_heads:
             raise ConfigError(
                 f"model.hidden_size: {self.hidden_size} is not divisible by model.num_heads={self.num_heads}."
             )
         check_range("model.vocab_size", self.vocab_size, 300)
-        check_range("model.pretrain_lr", self.pretrain_lr, 0.0, 1.0)
+        check_range("model.pretrain_lr", self.pretrain_lr, 0.0, 1.0, lo_open=True)
 
 
 @dataclass
@@ -73,8 +78,8 @@ class DataConfig:
     """Cap on fine-tuning examples (before noise duplication)."""
     eval_examples: int = 64
     """Clean held-out examples used by evaluate()."""
-    noise_rate: float = 0.0
-    """Fraction of training examples replaced by noise (0 = clean)."""
+    noise_rate: float = 0.2
+    """Fraction of training examples replaced by noise (0 = clean; the default workload's 0.2 = 20%)."""
     noise_kinds: list[str] = field(default_factory=lambda: list(NOISE_KINDS))
     """Kinds of injected noise, drawn uniformly: corrupt (random tokens), shuffle (doc paired with the
     wrong code / words shuffled), duplicate (copies of other examples)."""
@@ -82,15 +87,24 @@ class DataConfig:
     """Seed of the split and the noise injection (independent of the run seed)."""
 
     def __post_init__(self) -> None:
+        if not self.source.strip():
+            # Path("") is the current folder: an empty source would train on every data file under it.
+            raise ConfigError(
+                "data.source: got an empty string. Use 'default' or the path of a local dataset "
+                "(json/jsonl/txt/parquet/arrow file, a folder of them, or a save_to_disk folder)."
+            )
         if self.source != "default" and not Path(self.source).expanduser().exists():
             raise ConfigError(
                 f"data.source: {self.source!r} does not exist. Use 'default' or the path of a local dataset "
                 "(json/jsonl/txt/parquet/arrow file, a folder of them, or a save_to_disk folder)."
             )
+        if not self.text_field.strip():
+            raise ConfigError("data.text_field: got an empty string; name the column holding the text, e.g. text.")
         check_range("data.seq_len", self.seq_len, 8, 8192)
         check_range("data.max_examples", self.max_examples, 16)
         check_range("data.eval_examples", self.eval_examples, 1)
         check_range("data.noise_rate", self.noise_rate, 0.0, 0.9)
+        check_range("data.seed", self.seed, 0, 2**63 - 1)
         for i, kind in enumerate(self.noise_kinds):
             check_choice(f"data.noise_kinds[{i}]", kind, NOISE_KINDS)
         if self.noise_rate > 0 and not self.noise_kinds:
@@ -123,8 +137,8 @@ class OptimConfig:
     """Examples per optimizer step (8 x 128 tokens = 1,024 tokens/step by default)."""
 
     def __post_init__(self) -> None:
-        check_range("optim.lr", self.lr, 0.0)
-        check_range("optim.lora_lr", self.lora_lr, 0.0)
+        check_range("optim.lr", self.lr, 0.0, lo_open=True)  # 0 trains nothing and divides the LR fraction
+        check_range("optim.lora_lr", self.lora_lr, 0.0, lo_open=True)
         check_range("optim.weight_decay", self.weight_decay, 0.0, 1.0)
         check_range("optim.beta1", self.beta1, 0.0, 0.999999)
         check_range("optim.beta2", self.beta2, 0.0, 0.999999)
@@ -190,6 +204,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check_choice("device", self.device, ("cpu", "cuda", "auto"))
+        check_range("seed", self.seed, 0, 2**63 - 1)
         if self.device == "cuda":
             import torch
 
@@ -198,11 +213,27 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-        """Load a RunConfig from YAML (optionally under a top-level ``run:`` key) plus overrides."""
+        """Load a RunConfig from YAML (optionally under a top-level ``run:`` key) plus overrides.
+
+        Keys the file leaves out take the dataclass defaults, which equal ``configs/default.yaml``
+        (a test keeps the two identical), so an empty file is the default run.
+
+        Raises:
+            ConfigError: a key beside ``run:`` (it would be silently ignored), or any bad field.
+        """
         from govgym.typed import deep_merge
 
         data = load_yaml(path)
-        data = data.get("run", data) if isinstance(data.get("run"), dict) else data
+        if "run" in data:
+            stray = [k for k in data if k != "run"]
+            if stray:
+                raise ConfigError(
+                    f"config file {str(path)!r}: top-level key {stray[0]!r} sits beside 'run:' and would be "
+                    f"ignored; move it under 'run:' (e.g. run: {{{stray[0]}: ...}}) or drop the 'run:' level."
+                )
+            data = data["run"] if data["run"] is not None else {}
+            if not isinstance(data, dict):
+                raise ConfigError(f"config file {str(path)!r}: 'run:' must hold a mapping of RunConfig fields, got {data!r}.")
         return from_dict(cls, deep_merge(data, overrides or {}))
 
 

@@ -52,7 +52,7 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def check_name(what: str, name: str) -> str:
+def _plain_file_name(what: str, name: str) -> str:
     """``name`` if it can be one file name inside a folder: no separator, no '..', not empty or hidden-relative."""
     bad = (
         not isinstance(name, str)
@@ -72,7 +72,7 @@ def check_name(what: str, name: str) -> str:
 
 def confined(folder: str | Path, name: str, what: str = "file") -> Path:
     """``folder/name``, refused unless ``name`` is a plain file name that resolves inside ``folder``."""
-    check_name(what, name)
+    _plain_file_name(what, name)
     root = Path(folder).resolve()
     path = (root / name).resolve()
     if path.parent != root:
@@ -250,7 +250,6 @@ def read(
 
 __all__ = [
     "UnsafeFileError",
-    "check_name",
     "confined",
     "dumps",
     "pack",

@@ -37,6 +37,7 @@ from govgym.efficiency import corpus
 from govgym.efficiency.basemodel import (  # noqa: F401  (build_base_model, base_manifest_diff: public API here too)
     base_manifest_diff,
     build_base_model,
+    clean_stale_tmp,
     ensure_base,
     load_model,
     progress_bars,
@@ -110,8 +111,15 @@ def _load_local_dataset(cfg: RunConfig) -> datasets.Dataset:
                     f"data.source: {str(path)!r} holds no single supported file type "
                     f"(found {sorted(p.suffix for p in files) or 'no data files'}). {fix}"
                 )
+            builder = builders.pop()
+            if builder in ("json", "text", "csv"):
+                if not any([_check_text_file(f, fix) for f in files]):  # every file checked
+                    raise ConfigError(
+                        f"data.source: {str(path)!r} has no rows: "
+                        f"{'the file is' if len(files) == 1 else f'all {len(files)} files are'} empty. {fix}"
+                    )
             ds = datasets.load_dataset(
-                builders.pop(),
+                builder,
                 data_files=[str(p) for p in files],
                 split="train",
                 cache_dir=str(default_cache_dir(cfg) / "hf_datasets"),
@@ -120,8 +128,10 @@ def _load_local_dataset(cfg: RunConfig) -> datasets.Dataset:
         raise
     except Exception as err:  # a parse error deep in pyarrow is still a bad data.source
         raise ConfigError(
-            f"data.source: could not load {str(path)!r} ({type(err).__name__}: {err}). {fix}"
+            f"data.source: could not load {str(path)!r} ({_root_cause(err)}). {fix}"
         ) from err
+    if len(ds) == 0:
+        raise ConfigError(f"data.source: {str(path)!r} has no rows. {fix}")
     if field not in ds.column_names:
         hint = did_you_mean(field, ds.column_names)
         raise ConfigError(
@@ -137,6 +147,50 @@ def _load_local_dataset(cfg: RunConfig) -> datasets.Dataset:
     ds = ds.rename_column(field, "text") if field != "text" else ds
     ds = ds.filter(lambda b: [bool(t and t.strip()) for t in b["text"]], batched=True)
     return ds.map(lambda b, idx: {"key": [str(i) for i in idx]}, batched=True, with_indices=True)
+
+
+def _check_text_file(f: Path, fix: str) -> bool:
+    """ConfigError naming ``f`` unless it is UTF-8 text (what the json/text/csv builders read).
+
+    Returns:
+        Whether ``f`` holds anything but whitespace.
+    """
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, content = 0, False
+    with f.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            if b"\0" in chunk:
+                raise ConfigError(
+                    f"data.source: {str(f)!r} is a binary file (a NUL byte at offset {offset + chunk.index(bytes(1))}), "
+                    f"not {f.suffix} text. {fix}"
+                )
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                bad = chunk[err.start : err.start + 4]
+                raise ConfigError(
+                    f"data.source: {str(f)!r} is not UTF-8 text (byte {bad[:1].hex()} at offset {offset + err.start} "
+                    f"cannot start or continue a UTF-8 character; Latin-1 or Windows-1252?). Re-save it as UTF-8, "
+                    f"e.g. iconv -f latin1 -t utf-8 {f.name} > {f.stem}-utf8{f.suffix}."
+                ) from None
+            offset += len(chunk)
+            content = content or bool(chunk.strip())
+    return content
+
+
+def _root_cause(err: BaseException) -> str:
+    """``Type: message`` of the innermost cause (datasets wraps parse errors in DatasetGenerationError)."""
+    seen = []
+    while err is not None and err not in seen:
+        seen.append(err)
+        err = err.__cause__ or err.__context__
+    inner = seen[-1]
+    text = f"{type(inner).__name__}: {str(inner)[:300]}".rstrip(": ")
+    if isinstance(inner, StopIteration) or not str(inner).strip():
+        text = f"{type(seen[0]).__name__}: {str(seen[0])[:300]}"
+    return text
 
 
 def _split(texts: datasets.Dataset, cfg: RunConfig) -> tuple[datasets.Dataset, datasets.Dataset]:
@@ -296,13 +350,20 @@ def _default_data(
             "seed": d.seed,
         }
         cache = default_cache_dir(cfg) / "data" / short_hash(key, 16)
+        clean_stale_tmp(cache.parent)  # left by a build killed mid-way
         if (cache / "govgym_data.json").is_file():
-            dd = datasets.load_from_disk(str(cache))
-            return (
-                dd["train"],
-                dd["eval"],
-                json.loads((cache / "govgym_data.json").read_text(encoding="utf-8")),
-            )
+            try:
+                dd = datasets.load_from_disk(str(cache))
+                meta = json.loads((cache / "govgym_data.json").read_text(encoding="utf-8"))
+                for split in ("train", "eval"):  # touch every column's buffers: a truncated arrow fails here
+                    dd[split].with_format("numpy")[len(dd[split]) - 1]
+            except Exception as err:
+                raise ConfigError(
+                    f"the cached tokenized dataset {str(cache)!r} is damaged ({type(err).__name__}: "
+                    f"{str(err)[:200]}); an interrupted copy or a disk error? Delete that folder and it is "
+                    "rebuilt on next use."
+                ) from err
+            return dd["train"], dd["eval"], meta
     examples = corpus.doc_code_examples(manifest)
     texts = datasets.Dataset.from_dict({k: [e[k] for e in examples] for k in ("key", "doc", "code", "text")})
     train, eval_, meta = _prepare(texts, cfg, tokenizer, vocab_ids)
@@ -357,7 +418,7 @@ def _load_workload(cfg: RunConfig, progress: bool) -> Workload:
             )
         base_dir, saved, diff = ensure_base(cfg, progress)
     model_dir = base_dir or Path(cfg.model.source).expanduser()
-    model, tokenizer = load_model(model_dir)
+    model, tokenizer = load_model(model_dir, cached=base_dir is not None)
     max_pos = getattr(model.config, "max_position_embeddings", None)
     if max_pos and cfg.data.seq_len > max_pos:
         raise ConfigError(

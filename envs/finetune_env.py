@@ -13,10 +13,34 @@ from gymnasium import spaces
 from govgym import __version__
 from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, Reading, SignalTracker, spec_hash
 from govgym.efficiency.strategy import Strategy
-from govgym.envs.instances import Instance, InstanceSet, load_instances
+from govgym.envs.instances import EnvConfig, Instance, InstanceSet, load_instances
 from govgym.envs.probe import strategy_peaks
+from govgym.typed import ConfigError, from_dict, to_dict
 
 STATE_FORMAT = 1
+
+
+def action_index(action: Any, n: int, names: list[str] | None = None) -> int:
+    """``action`` as an int in [0, n): what ``Discrete(n).contains`` accepts, bools excepted.
+
+    Raises:
+        TypeError: not an integer (a float such as 3.99 is never truncated to 3), or an array that
+            is not 0-d (``np.array([0])``), ``None``, a string ...
+        ValueError: an integer outside [0, n).
+    """
+    value = action
+    if isinstance(value, np.ndarray) and value.shape == () and np.issubdtype(value.dtype, np.integer):
+        value = value.item()  # a 0-d integer array, as SB3's predict returns for one observation
+    listed = f" ({', '.join(f'{i} {a}' for i, a in enumerate(names))})" if names else ""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        shape = f" of shape {value.shape} and dtype {value.dtype}" if isinstance(value, np.ndarray) else ""
+        raise TypeError(
+            f"action {action!r}{shape}: expected one integer in [0, {n}) ({type(action).__name__} given); "
+            f"pass an int such as env.step(0){listed}."
+        )
+    if not 0 <= int(value) < n:
+        raise ValueError(f"action {action!r} is outside Discrete({n}): use 0 to {n - 1}{listed}.")
+    return int(value)
 
 
 class FineTuneEnv(gym.Env):
@@ -33,8 +57,10 @@ class FineTuneEnv(gym.Env):
     ``env.reprune_fraction`` of the kept data by ``env.reprune_scorer``); 3 … 2+S switch to
     ``env.switch_targets[i]``; 3+S stop. ``action_masks()`` marks impossible actions: switching to
     the strategy in use or to one whose measured peak exceeds the current cap, repruning below
-    ``env.min_kept_fraction``. An invalid action taken anyway acts as continue and sets
-    ``info["invalid_action"]``.
+    ``env.min_kept_fraction``. A masked action taken anyway acts as continue and sets
+    ``info["invalid_action"]``. An action must be an integer (``int``, a numpy integer or a 0-d integer
+    array, as ``Discrete.contains`` accepts; not a bool): a float, string, ``None`` or an array of
+    another shape raises ``TypeError``, an integer outside ``[0, n)`` raises ``ValueError``.
 
     ## Observation Space
     ``Box(LOW, HIGH, (20,), float32)``: the scale-free features of ``govgym.efficiency.signals``
@@ -46,7 +72,10 @@ class FineTuneEnv(gym.Env):
     minus λ × budget fraction used. OOM or a crashed/diverged run: −penalty − λ·(FLOPs spent).
 
     ## Starting State
-    A fresh run of the instance under its start strategy, evaluated once (E_0; counted).
+    A fresh run of the instance under its start strategy, evaluated once (E_0; counted). Only instances
+    of the env's ``split`` can be reset (``options={"instance": name}`` with a name from the other split
+    raises ConfigError), and an instance whose starting cap lies below the measured peak of every
+    strategy the episode can reach is refused at reset (it could only OOM).
 
     ## Episode End
     Terminated: stop action, OOM (measured peak above the cap; a real allocator cap on CUDA), a
@@ -54,20 +83,20 @@ class FineTuneEnv(gym.Env):
 
     ## Arguments
     ``instances``: an InstanceSet or a YAML path (default: packaged ``configs/instances.yaml``);
-    ``split``: 'train' or 'test'; ``interval_steps``: overrides ``env.interval_steps``;
-    ``wall_time_info``: put wall-clock seconds in ``info`` (``wall_time``, and ``seconds`` of a reprune or
-    switch). Everything else in ``info`` is deterministic; gymnasium's ``check_env`` demands that of
-    the whole dict, so it is run with ``wall_time_info=False``.
+    ``split``: 'train' or 'test'; ``interval_steps``: overrides ``env.interval_steps`` for this env
+    (validated, >= 1; the shared InstanceSet is not changed); ``wall_time_info`` (default False): also
+    put wall-clock seconds in ``info`` (``wall_time``, and ``seconds`` of a reprune or switch). Off by
+    default so that ``info`` is deterministic, as gymnasium's ``check_env`` demands.
 
     ## Version History
-    - v0: initial version.
+    - v0: initial version (wall-clock seconds in ``info`` became opt-in with ``wall_time_info=True``).
     """
 
     metadata = {"render_modes": []}
 
     def __init__(
         self, instances: InstanceSet | str | None = None, split: str = "train", interval_steps: int | None = None,
-        wall_time_info: bool = True,
+        wall_time_info: bool = False,
     ):  # fmt: skip
         super().__init__()
         self.wall_time_info = wall_time_info
@@ -75,8 +104,8 @@ class FineTuneEnv(gym.Env):
         self.split = split
         self.pool = self.iset.split(split)
         self.ecfg = self.iset.env
-        if interval_steps is not None:
-            self.ecfg.interval_steps = int(interval_steps)
+        if interval_steps is not None:  # a validated copy: the InstanceSet may be shared by other envs
+            self.ecfg = from_dict(EnvConfig, {**to_dict(self.ecfg), "interval_steps": interval_steps}, prefix="env.")
         self.targets = [Strategy.parse(s) for s in self.ecfg.switch_targets]
         # what each action does, as (kind, argument): step() dispatches on these, never on the names
         self.actions: list[tuple[str, Any]] = [("continue", None), ("reprune", "hardest"), ("reprune", "easiest"),
@@ -93,6 +122,12 @@ class FineTuneEnv(gym.Env):
         super().reset(seed=seed)
         options = options or {}
         name = options.get("instance")
+        if name is not None and name not in {i.name for i in self.pool}:
+            other = self.iset.get(name)  # an unknown name: ConfigError with the closest match
+            raise ConfigError(
+                f"reset: instance {other.name!r} is not in this env's {self.split!r} split; make the env with "
+                f"split={'test' if self.split == 'train' else 'train'!r} to run it (held-out instances stay held out)."
+            )
         instance = self.iset.get(name) if name else self.pool[int(self.np_random.integers(len(self.pool)))]
         self._build(instance, int(options.get("episode_seed", self.np_random.integers(2**31 - 1))))
         self.e0 = self.prev_eval = self.run.evaluate()
@@ -110,6 +145,13 @@ class FineTuneEnv(gym.Env):
         self.instance, self.episode_seed = instance, episode_seed
         cfg = self.iset.run_config(instance, episode_seed)
         self.peaks = strategy_peaks(cfg, [t.name for t in self.targets] + [cfg.memory.strategy])
+        if instance.cap_mb > 0 and instance.cap_mb < min(self.peaks.values()):
+            fits = ", ".join(f"{k} {v:.1f}" for k, v in sorted(self.peaks.items(), key=lambda kv: kv[1]))
+            raise ConfigError(
+                f"instance {instance.name!r}: cap_mb={instance.cap_mb:g} is below the measured peak of every "
+                f"strategy this episode can reach ({fits} MiB), so every episode would OOM at its first step. "
+                "Raise cap_mb (or set 0 for no cap), or add a smaller strategy to env.switch_targets."
+            )
         self.run = FineTuneRun(cfg, workload=load_workload(cfg, progress=False), progress=False)
         self.budget = instance.budget_tflops * 1e12
         self.t0 = time.perf_counter()
@@ -133,14 +175,12 @@ class FineTuneEnv(gym.Env):
     def step(self, action: Any):
         if self.run is None or self.done:
             raise RuntimeError("step() called before reset() or after the episode ended; call reset().")
-        a = int(action)
-        if not 0 <= a < self.action_space.n:
-            raise ValueError(f"action {action!r} is outside Discrete({self.action_space.n}).")
+        a = taken = self._action_index(action)
         info_extra: dict[str, Any] = {}
         if not self.action_masks()[a]:
             info_extra["invalid_action"] = self.action_names[a]
             a = 0
-        self.log["actions"].append(int(action))
+        self.log["actions"].append(taken)
         kind, arg = self.actions[a]
         run, lam = self.run, self.instance.lam
         flops_before = run.flops_total
@@ -191,6 +231,9 @@ class FineTuneEnv(gym.Env):
         return obs, float(reward), terminated, truncated, self._info(error, stats, **extra)
 
     # ------------------------------------------------------------------ helpers
+    def _action_index(self, action: Any) -> int:
+        return action_index(action, int(self.action_space.n), self.action_names)
+
     def _reading(self, e: float, stats: Any) -> Reading:
         fallback = self.peaks.get(self.run.strategy.name, 0.0)  # before the first step: the probed peak
         return Reading.from_run(self.run, e, stats, self.budget, self.instance.lam, mem_fallback_mb=fallback)

@@ -6,7 +6,7 @@ FLOPs, memory cap and its availability schedule, start strategy, λ and seed::
 
     run: {...}                      # RunConfig fields shared by every instance
     env: {interval_steps: 20, ...}  # EnvConfig
-    train:
+    train:                          # name, budget_tflops and lam are required; the rest default
       - name: noisy-full-80mb
         budget_tflops: 2.0
         cap_mb: 80
@@ -27,7 +27,7 @@ from typing import Any
 from govgym.efficiency.config import RunConfig
 from govgym.efficiency.strategy import Strategy
 from govgym.errors import did_you_mean
-from govgym.typed import ConfigError, check_range, deep_merge, from_dict, load_yaml, to_dict
+from govgym.typed import ConfigError, check_name, check_range, deep_merge, from_dict, load_yaml, to_dict
 
 SPLITS = ("train", "test")
 
@@ -50,18 +50,20 @@ class CapChange:
 class Instance:
     """One episode's problem: workload, budget, memory, price, seed."""
 
-    name: str = ""
-    """Unique name; ``reset(options={'instance': name})`` picks it."""
-    budget_tflops: float = 2.0
-    """Compute budget in TFLOPs (every FLOP counts: training, evals, scoring, measurement)."""
+    name: str
+    """Unique name; ``reset(options={'instance': name})`` picks it. Letters, digits, '.', '_', '-' only
+    (it becomes part of file names: traces, states, memo trees)."""
+    budget_tflops: float
+    """Compute budget in TFLOPs (every FLOP counts: training, evals, scoring, measurement). Required."""
+    lam: float
+    """Compute price λ: reward = normalized eval improvement − λ × budget fraction used. Required."""
     cap_mb: float = 0.0
-    """Memory cap in MiB at the start (0 = none). Virtual on CPU, real on CUDA."""
+    """Memory cap in MiB at the start (0 = none). Virtual on CPU, real on CUDA. A cap below the
+    measured peak of every strategy the episode can reach is refused at reset."""
     cap_schedule: list[CapChange] = field(default_factory=list)
     """Changes of the cap during the episode, by budget fraction."""
     start_strategy: str = "full"
     """Memory strategy at reset."""
-    lam: float = 0.3
-    """Compute price λ: reward = normalized eval improvement − λ × budget fraction used."""
     seed: int = 0
     """Instance seed (combined with the episode seed for the run)."""
     run: dict[str, Any] = field(default_factory=dict)
@@ -70,9 +72,11 @@ class Instance:
     def __post_init__(self) -> None:
         if not self.name:
             raise ConfigError("instance.name: every instance needs a unique name.")
+        check_name("instance.name", self.name)
         check_range(f"{self.name}.budget_tflops", self.budget_tflops, 1e-6)
         check_range(f"{self.name}.cap_mb", self.cap_mb, 0.0)
         check_range(f"{self.name}.lam", self.lam, 0.0, 10.0)
+        check_range(f"{self.name}.seed", self.seed, 0, 2**40)  # x1000 + episode seed stays below 2**63
         try:
             Strategy.parse(self.start_strategy)
         except ValueError as err:
@@ -110,6 +114,8 @@ class EnvConfig:
         check_range("env.interval_steps", self.interval_steps, 1)
         check_range("env.reprune_fraction", self.reprune_fraction, 0.01, 0.9)
         check_range("env.min_kept_fraction", self.min_kept_fraction, 0.0, 1.0)
+        check_range("env.oom_penalty", self.oom_penalty, 0.0)
+        check_range("env.crash_penalty", self.crash_penalty, 0.0)
         if not self.switch_targets:
             raise ConfigError("env.switch_targets: empty; name at least one strategy, e.g. [full, lora].")
         for i, s in enumerate(self.switch_targets):
@@ -156,7 +162,7 @@ class InstanceSet:
         for inst in self.train + self.test:
             if inst.name == name:
                 return inst
-        hint = did_you_mean(name, [i.name for i in self.train + self.test])
+        hint = did_you_mean(str(name), [i.name for i in self.train + self.test])
         raise ConfigError(f"instance {name!r} is not in {self.source or 'this set'}.{hint}")
 
     def run_config(self, inst: Instance, episode_seed: int = 0) -> RunConfig:

@@ -33,6 +33,7 @@ import gymnasium as gym
 import numpy as np
 
 from govgym.efficiency import safefile
+from govgym.envs.finetune_env import action_index
 
 # info keys kept per step: the deterministic ones (wall time would differ between a run and its memo)
 STEP_KEYS = ("eval_loss", "train_loss", "flops_used", "budget_frac", "strategy", "kept_fraction", "cap_mb", "step",
@@ -308,9 +309,7 @@ class MemoFineTuneEnv(gym.Env):
     def step(self, action: Any):
         if self.tree is None or self.node is None or self.node.terminated or self.node.truncated:
             raise RuntimeError("step() called before reset() or after the episode ended; call reset().")
-        a = int(action)
-        if not 0 <= a < self.action_space.n:
-            raise ValueError(f"action {action!r} is outside Discrete({self.action_space.n}).")
+        a = action_index(action, int(self.action_space.n))  # the env's own check: 3.99 is not 3
         self.node = self.tree.step(self.prefix, a)
         self.prefix = (*self.prefix, a)
         key = (self.tree.instance, self.tree.episode_seed)

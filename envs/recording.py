@@ -109,15 +109,70 @@ def load_state(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"state: {path} has no '{key}'; it is not an episode state written by govgym.")
     if state.get("obs_spec") != spec_hash():
         raise ConfigError(f"state: {path} was written with another observation spec ({state.get('obs_spec')}).")
+    check_state(state, str(path))
     return state
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def check_state(state: dict[str, Any], where: str = "state") -> None:
+    """Raise ConfigError unless the state's fields have the types ``FineTuneEnv.state()`` writes.
+
+    Counts are not checked here: a state whose lists disagree in length is reported INVALID by
+    :func:`replay` (with the reason), not refused.
+    """
+    fix = "pass a JSON written by env.state() / govgym collect, unedited."
+    if not isinstance(state.get("instance"), str) or not _is_int(state.get("episode_seed")):
+        raise ConfigError(f"state: {where}: 'instance' must be a name and 'episode_seed' an integer; {fix}")
+    if state.get("interval_steps") is not None and not _is_int(state["interval_steps"]):
+        raise ConfigError(f"state: {where}: 'interval_steps' must be an integer, got {state['interval_steps']!r}; {fix}")
+    for key in ("actions", "observations", "rewards"):
+        if not isinstance(state[key], list):
+            raise ConfigError(f"state: {where}: {key!r} must be a list, got {state[key]!r}; {fix}")
+    for t, a in enumerate(state["actions"]):
+        if not _is_int(a):
+            raise ConfigError(f"state: {where}: actions[{t}] is {a!r}, not an integer action index; {fix}")
+    if not state["observations"]:
+        raise ConfigError(f"state: {where}: 'observations' is empty; it holds at least the reset observation. {fix}")
+    n_feat = len(FEATURE_NAMES)
+    for t, o in enumerate(state["observations"]):
+        if not isinstance(o, list) or len(o) != n_feat or not all(_is_number(v) for v in o):
+            raise ConfigError(f"state: {where}: observations[{t}] is not a list of {n_feat} numbers; {fix}")
+    for t, r in enumerate(state["rewards"]):
+        if not _is_number(r):
+            raise ConfigError(f"state: {where}: rewards[{t}] is {r!r}, not a number; {fix}")
+
+
+def _count_mismatch(state: dict[str, Any]) -> dict[str, Any] | None:
+    n_a, n_o, n_r = (len(state[k]) for k in ("actions", "observations", "rewards"))
+    if n_o == n_a + 1 and n_r == n_a:
+        return None
+    return {
+        "t": 0, "what": f"counts (state holds {n_a} actions, {n_o} observations, {n_r} rewards; an episode has "
+        "one observation more than actions and one reward per action)", "got": [n_a, n_o, n_r], "want": [n_a, n_a + 1, n_a],
+    }  # fmt: skip
 
 
 def replay(state: dict[str, Any], instances: Any = None) -> dict[str, Any]:
     """Re-run an episode from (instance, seed, action log); compare every observation and reward."""
     from govgym.envs.finetune_env import FineTuneEnv
 
+    check_state(state)
+    counts = _count_mismatch(state)
+    if counts is not None:  # an edited or cut log: nothing to re-run it against
+        return {"valid": False, "steps": len(state["actions"]), "mismatches": [counts], "instance": state["instance"]}
     env = FineTuneEnv(instances if instances is not None else (state.get("instances") or None), split=state.get("split", "train"),
                       interval_steps=state.get("interval_steps"))  # fmt: skip
+    n = int(env.action_space.n)
+    for t, a in enumerate(state["actions"]):
+        if not 0 <= a < n:
+            raise ConfigError(f"state: actions[{t}] is {a}, outside this env's Discrete({n}) ({', '.join(env.action_names)}).")
     obs, _ = env.reset(options={"instance": state["instance"], "episode_seed": state["episode_seed"]})
     mismatches: list[dict[str, Any]] = []
 
@@ -128,8 +183,8 @@ def replay(state: dict[str, Any], instances: Any = None) -> dict[str, Any]:
     check(0, "observation", obs, state["observations"][0])
     for t, a in enumerate(state["actions"], start=1):
         obs, r, term, trunc, info = env.step(a)
-        check(t, "observation", obs, state["observations"][t] if t < len(state["observations"]) else None)
-        check(t, "reward", r, state["rewards"][t - 1] if t - 1 < len(state["rewards"]) else None)
+        check(t, "observation", obs, state["observations"][t])
+        check(t, "reward", r, state["rewards"][t - 1])
         if (term or trunc) and t < len(state["actions"]):
             mismatches.append({"t": t, "what": "episode ended early", "got": info.get("error", "end"), "want": "more steps"})
             break

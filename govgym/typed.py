@@ -10,6 +10,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import math
+import numbers
+import re
 import textwrap
 import types
 import typing
@@ -31,11 +34,39 @@ def check_choice(field: str, value: Any, allowed: typing.Iterable[Any]) -> None:
         raise ConfigError(f"{field}: got {value!r}; allowed: {', '.join(map(str, allowed))}.{hint}")
 
 
-def check_range(field: str, value: float, lo: float | None = None, hi: float | None = None) -> None:
-    """Raise ConfigError unless lo <= value <= hi."""
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        span = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+def check_range(
+    field: str, value: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+    allow_inf: bool = False,
+) -> None:
+    """Raise ConfigError unless ``value`` is a real number with lo <= value <= hi (lo < value if ``lo_open``).
+
+    NaN never passes (every comparison with NaN is False, so a plain ``value < lo`` test would let it
+    through); +-inf passes only with ``allow_inf=True`` and inside the bounds.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{field}: got {value!r}; expected a number.")
+    left = "(-inf" if lo is None else f"{'(' if lo_open else '['}{lo}"
+    right = f"{hi}]" if hi is not None else ("inf]" if allow_inf else "inf)")
+    span = f"{left}, {right}"
+    if math.isnan(value):
+        raise ConfigError(f"{field}: got nan; must be a number in {span}.")
+    if math.isinf(value) and not allow_inf:
+        raise ConfigError(f"{field}: got {value!r}; must be a finite number in {span}.")
+    if (lo is not None and (value <= lo if lo_open else value < lo)) or (hi is not None and value > hi):
         raise ConfigError(f"{field}: got {value!r}; must lie in {span}.")
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""Names that may become part of a file name: letters, digits, '.', '_', '-'; no '/', no '..'."""
+
+
+def check_name(field: str, value: Any) -> None:
+    """Raise ConfigError unless ``value`` is a safe name (see ``SAFE_NAME``) that cannot escape a folder."""
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value) or ".." in value or len(value) > 200:
+        raise ConfigError(
+            f"{field}: got {value!r}; a name may hold only letters, digits, '.', '_' and '-' (starting with a "
+            "letter or digit, no '..', at most 200 characters), since it becomes part of file names."
+        )
 
 
 def _coerce(field: str, tp: Any, value: Any) -> Any:
@@ -110,6 +141,8 @@ def _coerce(field: str, tp: Any, value: Any) -> Any:
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and bad values raise ConfigError."""
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{prefix or cls.__name__ + ': '}expected a mapping of {cls.__name__} fields, got {data!r}.")
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
@@ -119,6 +152,17 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
                 f"{prefix}{key}: unknown config key for {cls.__name__}.{did_you_mean(key, names)} "
                 f"Known keys: {', '.join(names)}."
             )
+    required = [
+        f.name for f in dataclasses.fields(cls)
+        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]  # fmt: skip
+    missing = [k for k in required if k not in data]
+    if missing:
+        who = f" {data['name']!r}" if isinstance(data.get("name"), str) else ""
+        raise ConfigError(
+            f"{prefix}{missing[0]}: required field of {cls.__name__}{who} is missing (required: "
+            f"{', '.join(required)}); add {missing[0]}: <value>."
+        )
     kwargs = {k: _coerce(f"{prefix}{k}", hints[k], v) for k, v in data.items()}
     try:
         return cls(**kwargs)
