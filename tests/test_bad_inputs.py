@@ -154,7 +154,7 @@ def test_C13_negative_budget_flops_refused(value: str, capsys: pytest.CaptureFix
     assert code == 2 and "--interval" in err
 
 
-def test_C13_overrides_after_interval_are_parsed() -> None:
+def test_cli_overrides_after_interval_are_parsed() -> None:
     args = cli.parse_args(["run", "optim.lr=1e-3", "--interval", "5", "optim.total_steps=12", "--out", "x", "seed=3"])
     assert args.interval == 5 and args.out == "x" and args.overrides == ["optim.lr=1e-3", "optim.total_steps=12", "seed=3"]
     assert cli.parse_args(["run", "--interval", "5", "a.b=1"]).overrides == ["a.b=1"]
@@ -164,7 +164,7 @@ def test_C13_overrides_after_interval_are_parsed() -> None:
         cli.parse_args(["replay", "s.json", "a=1"])  # replay takes no overrides
 
 
-def test_C13_override_after_interval_is_applied(capsys: pytest.CaptureFixture) -> None:
+def test_cli_override_after_interval_is_applied(capsys: pytest.CaptureFixture) -> None:
     code, err = cli_main(["run", "seed=1", "--interval", "5", "optim.lr=0"], capsys)
     assert code == 2 and "optim.lr" in err  # the late override reached the config
 
