@@ -155,7 +155,7 @@ def test_C13_negative_budget_flops_refused(value: str, capsys: pytest.CaptureFix
     assert code == 2 and "interval" in err
 
 
-def test_C13_overrides_after_interval_are_parsed() -> None:
+def test_cli_overrides_after_interval_are_parsed() -> None:
     args, pairs = cli.parse_args(["run", "optim.lr=0.001", "--interval", "5", "optim.total_steps=12", "--out", "x", "seed=3"])
     assert args.out == "x" and pairs == {"interval": 5, "optim": {"lr": 1e-3, "total_steps": 12}, "seed": 3}
     assert cli.parse_args(["run", "--interval", "5", "a.b=1"])[1] == {"interval": 5, "a": {"b": 1}}
@@ -163,7 +163,7 @@ def test_C13_overrides_after_interval_are_parsed() -> None:
         cli.parse_args(["run", "a=1", "--interval", "5", "stray"])  # not key=value: still an error
 
 
-def test_C13_override_after_interval_is_applied(capsys: pytest.CaptureFixture) -> None:
+def test_cli_override_after_interval_is_applied(capsys: pytest.CaptureFixture) -> None:
     code, err = cli_main(["run", "seed=1", "--interval", "5", "optim.lr=0"], capsys)
     assert code == 2 and "optim.lr" in err  # the late override reached the config
 
