@@ -28,6 +28,8 @@ import math
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -344,8 +346,30 @@ def load_workload(cfg: RunConfig, progress: bool = True) -> Workload:
         ConfigError: A local model or dataset cannot be loaded, the text column is missing, or
             ``data.seq_len`` exceeds the model's positions.
     """
-    with progress_bars(progress):
+    with progress_bars(progress), quiet_datasets():
         return _load_workload(cfg, progress)
+
+
+@contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """Turn off datasets' own bars and info lines while a workload loads, whatever ``progress`` says.
+
+    Each workload's maps, ``save_to_disk`` and loads print their own "Map", "Saving the dataset",
+    "Flattening the indices" and "Generating train split" lines: hundreds under govgym's bars on a
+    first ``make demo``. datasets only has process-wide switches, so both are restored on exit.
+    """
+    import datasets
+    from datasets.utils import logging as ds_logging
+
+    bars, level = datasets.is_progress_bar_enabled(), ds_logging.get_verbosity()
+    datasets.disable_progress_bars()
+    ds_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        ds_logging.set_verbosity(level)
+        if bars:
+            datasets.enable_progress_bars()
 
 
 def _load_workload(cfg: RunConfig, progress: bool) -> Workload:

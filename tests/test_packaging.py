@@ -7,14 +7,15 @@ import sys
 import zipfile
 from pathlib import Path
 
-import tomllib
+# setuptools reads pyproject.toml on Python 3.10 as well (tomllib is 3.11+; govgym declares >=3.10)
+from setuptools.config.pyprojecttoml import read_configuration
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"govgym": "govgym", "govgym.efficiency": "efficiency", "govgym.envs": "envs", "govgym.agents": "agents", "govgym.configs": "configs"}
 
 
 def test_package_list_matches_folders():
-    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    tool = read_configuration(ROOT / "pyproject.toml", expand=False)["tool"]["setuptools"]
     assert tool["package-dir"] == FOLDERS
     assert sorted(tool["packages"]) == sorted(FOLDERS)
     for pkg, folder in FOLDERS.items():
