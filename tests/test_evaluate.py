@@ -15,9 +15,16 @@ import pytest
 TINY = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
 
 
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory):
+    """One GOVGYM_CACHE for the module: the tiny base model and data take ~15 s to build, then load in ~1 s."""
+    return tmp_path_factory.mktemp("govgym_cache")
+
+
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GOVGYM_CACHE", str(tmp_path / "cache"))
+def cache(tmp_path, monkeypatch, tiny_cache):
+    """A fresh folder for the test's outputs (and memo), with the module's shared GOVGYM_CACHE."""
+    monkeypatch.setenv("GOVGYM_CACHE", str(tiny_cache))
     return tmp_path
 
 
@@ -191,7 +198,7 @@ def test_bad_policy_specs_are_clear(cache):
 
 
 def test_evaluate_and_tune_cli(cache):
-    env = {**os.environ, "GOVGYM_CACHE": str(cache / "cache")}
+    env = dict(os.environ)  # the shared GOVGYM_CACHE
     cmd = [sys.executable, "-m", "govgym.cli"]
     r = subprocess.run([*cmd, "evaluate", "--out", str(cache / "e"), "--no-progress", f"instances={TINY}", "seeds=1", "max_instances=1",
                         "workers=1", "policies=[fixed_budget,zeus]", f"memo={cache / 'memo'}"], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
