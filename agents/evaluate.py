@@ -9,9 +9,9 @@ Every number is relative to that (instance, seed)'s fixed-budget run, the run ev
 
 - ``final_eval_rel`` = the policy's last eval loss / the fixed-budget run's final eval loss;
 - ``flops_rel`` = FLOPs the policy used / FLOPs the fixed-budget run used;
-- ``ftq_rel`` (FLOPs-to-equal-quality) = FLOPs at the policy's first evaluation within ``tolerance``
-  (0.5%) of the fixed-budget run's final eval loss / the fixed-budget run's FLOPs; an episode that
-  never gets there counts in ``reached`` only;
+- ``ftq_rel`` (FLOPs-to-equal-quality) = FLOPs at the policy's first evaluation within
+  ``EvalConfig.tolerance`` (0.5% by default) of the fixed-budget run's final eval loss / the
+  fixed-budget run's FLOPs; an episode that never gets there counts in ``reached`` only;
 - ``oracle``: the best stop point in hindsight on the fixed-budget run (highest return), so regret
   is visible.
 
@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from govgym.agents.policies import build_policy, parse_spec
 from govgym.plots import pyplot
 from govgym.results import format_table, write_json, write_rows
 from govgym.typed import ConfigError, check_choice, check_range
@@ -95,9 +96,8 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_task(task: tuple[str, str, str, int, list[Any]]) -> dict[str, Any]:
+def run_task(task: tuple[str, str, str, int, list[Any], str]) -> dict[str, Any]:
     """Run every policy spec on one (instance, seed); returns episode dicts and the tree's step counts."""
-    from govgym.agents.policies import build_policy
     from govgym.agents.rollout import EpisodeTree, run_episode
 
     instances, split, inst, seed, specs, memo = task
@@ -110,8 +110,10 @@ def run_task(task: tuple[str, str, str, int, list[Any]]) -> dict[str, Any]:
         load_tree(tree, Path(memo))
     episodes = []
     for spec in specs:
-        if spec.kind == "agent":
-            policy = _AGENTS.setdefault(spec.path, build_policy(spec, env.action_names))
+        if spec.kind == "agent":  # loaded once per worker process, then reused by every task it runs
+            policy = _AGENTS.get(spec.path)
+            if policy is None:
+                policy = _AGENTS[spec.path] = build_policy(spec, env.action_names)
         else:
             policy = build_policy(spec, env.action_names, seed)
         episodes.append(run_episode(tree, policy, spec.label).to_dict())
@@ -172,8 +174,12 @@ def run_tasks(instances: str, split: str, names: list[str], seeds: list[int], sp
 
 
 # ---------------------------------------------------------------------------- scoring
-def episode_rows(results: list[dict[str, Any]], tolerance: float) -> list[dict[str, Any]]:
-    """One row per (policy, instance, seed), every figure relative to that task's fixed-budget run."""
+def episode_rows(results: list[dict[str, Any]], tolerance: float = EvalConfig.tolerance) -> list[dict[str, Any]]:
+    """One row per (policy, instance, seed), every figure relative to that task's fixed-budget run.
+
+    ``tolerance``: FLOPs-to-equal-quality counts as reached at eval loss <= (1 + tolerance) x the
+    fixed-budget run's final eval loss (``EvalConfig.tolerance``).
+    """
     from govgym.agents.rollout import Episode, oracle_episode
 
     rows = []
@@ -320,7 +326,6 @@ def plot_curves(results: list[dict[str, Any]], path: Path, n_instances: int = 3)
 # ---------------------------------------------------------------------------- the job
 def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any]:
     """Run the harness, print the leaderboard, write CSV/JSON/PNG into ``out``; returns the summary."""
-    from govgym.agents.policies import parse_spec
     from govgym.envs.instances import load_instances
 
     iset = load_instances(cfg.instances or None)
@@ -358,14 +363,16 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
     spread = "± = spread of per-seed means" if cfg.seeds > 1 else "one seed: no spread (seeds=5 for the full table)"
     print(f"\n{len(names)} {cfg.split} instances x {cfg.seeds} seeds; {spread}. "
           f"{steps['real_steps']} real env steps (+{steps['replayed_steps']} replayed), {steps['memo_hits']} shared from the memo; {seconds:.0f} s.")  # fmt: skip
+    within = f"within {cfg.tolerance * 100:g}%"  # 0.005 -> "within 0.5%"
+    print(f"FLOPs-to-equal-quality: FLOPs at the first eval {within} of the fixed run's final eval loss.")
     print(f"best tuned heuristic by return: {best_h}")
     for c in comparisons:
         if c["episodes_both_reached_h"]:
             print(f"{c['agent']}: FLOPs-to-equal-quality {c['ftq_speedup_vs_best_heuristic']:.2f}x fewer than {best_h} "
-                  f"({c['episodes_both_reached_h']} episodes both reached the fixed run's final eval loss within 0.5%)")  # fmt: skip
+                  f"({c['episodes_both_reached_h']} episodes both reached the fixed run's final eval loss {within})")  # fmt: skip
         else:
             print(f"{c['agent']}: FLOPs-to-equal-quality not comparable with {best_h}: no episode where both reached the "
-                  "fixed run's final eval loss within 0.5%")  # fmt: skip
+                  f"fixed run's final eval loss {within}")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     write_rows(out, "leaderboard", board, meta)
     write_rows(out, "episodes", rows, meta)

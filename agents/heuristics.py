@@ -1,51 +1,94 @@
 """Heuristic governors: policies over the env's observation and action space with SB3's ``predict``.
 
 Every policy implements ``predict(obs, state=None, episode_start=None, deterministic=True,
-action_masks=None) -> (action, state)`` so evaluation treats heuristics and SB3 agents alike. They read
-only the scale-free observation (``govgym.efficiency.signals``), never the run, so they deploy as
+action_masks=None) -> (action, state)`` as SB3's policies do, so evaluation, SB3's ``evaluate_policy``
+and VecEnvs treat heuristics and SB3 agents alike: one observation gives a 0-d action array, a batch of
+n (one row per env of a VecEnv) gives shape (n,), and each env keeps its own episode bookkeeping. They
+read only the scale-free observation (``govgym.efficiency.signals``), never the run, so they deploy as
 they evaluate. A new episode is detected by ``episode_start`` or by the budget-left feature rising.
 """
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from govgym.efficiency.signals import FEATURE_NAMES
 from govgym.efficiency.strategy import BASES
+from govgym.typed import ConfigError
 
 F = {name: i for i, name in enumerate(FEATURE_NAMES)}
 CONTINUE = 0
 
 
 class Heuristic:
-    """Shared bookkeeping: per-episode state reset, action lookup by name."""
+    """Shared bookkeeping: one episode state per env, reset when its episode starts; actions by name.
+
+    Subclasses implement ``new_state`` (a fresh episode's bookkeeping for one env) and ``act`` (one
+    env's action from its observation, action mask and state, which ``act`` updates in place).
+    """
 
     name = "heuristic"
 
     def __init__(self, action_names: list[str] | None = None):
         self.action_names = list(action_names or [])
-        self._last_budget_left = -1.0
-        self.reset()
+        self._states: list[SimpleNamespace] = []  # env i of the last batch -> its episode bookkeeping
+        self._budget_left = np.empty(0, dtype=np.float32)
 
-    def reset(self) -> None:
-        """Forget the previous episode."""
+    def new_state(self) -> SimpleNamespace:
+        """A fresh episode's bookkeeping for one env."""
+        return SimpleNamespace()
 
-    def act(self, obs: np.ndarray, mask: np.ndarray | None) -> int:
+    def act(self, obs: np.ndarray, mask: np.ndarray | None, s: SimpleNamespace) -> int:
         raise NotImplementedError
 
     def action(self, name: str) -> int:
         return self.action_names.index(name)
 
-    def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True, action_masks: Any = None):
-        o = np.asarray(obs, dtype=np.float32).reshape(-1)
-        start = bool(np.any(episode_start)) if episode_start is not None else False
-        if start or o[F["budget_left"]] > self._last_budget_left + 1e-9:
-            self.reset()
-        self._last_budget_left = float(o[F["budget_left"]])
-        mask = None if action_masks is None else np.asarray(action_masks, dtype=bool).reshape(-1)
-        return self.act(o, mask), state
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True,
+                action_masks: Any = None) -> tuple[np.ndarray, Any]:  # fmt: skip
+        """SB3's ``predict``: actions for one observation or a batch (row i = env i of a VecEnv).
+
+        Args:
+            observation: Shape (20,) for one env, or (n, 20) for n envs.
+            state: Returned unchanged (heuristics keep their own per-env bookkeeping, so like SB3's
+                non-recurrent policies they need none passed back).
+            episode_start: Bool per env (or one bool): a true entry starts that env's episode afresh.
+                Without it a new episode is still detected by that env's budget-left feature rising.
+            deterministic: Unused (heuristics are deterministic; ``random`` draws from its own seed).
+            action_masks: Shape (A,) or (n, A), True where an action is valid (``env.action_masks()``).
+
+        Returns:
+            ``(actions, state)``: a 0-d int64 array for one observation, shape (n,) for a batch, as
+            SB3's policies return them.
+        """
+        obs = np.asarray(observation, dtype=np.float32)
+        single = obs.ndim == 1
+        batch = obs.reshape(1, -1) if single else obs
+        if batch.ndim != 2 or batch.shape[1] != len(FEATURE_NAMES):
+            raise ConfigError(
+                f"{self.name}.predict: expected an observation of shape ({len(FEATURE_NAMES)},) or a batch "
+                f"(n, {len(FEATURE_NAMES)}); got shape {obs.shape}. Pass what the govgym env returns."
+            )
+        n = len(batch)
+        if len(self._states) != n:  # another number of envs: each starts its own bookkeeping
+            self._states = [self.new_state() for _ in range(n)]
+            self._budget_left = np.full(n, np.inf, dtype=np.float32)
+        starts = np.zeros(n, dtype=bool) if episode_start is None else np.asarray(episode_start, dtype=bool).reshape(-1)
+        masks = None if action_masks is None else np.asarray(action_masks, dtype=bool).reshape(n, -1)
+        if starts.size not in (1, n):
+            raise ConfigError(f"{self.name}.predict: episode_start has {starts.size} entries for {n} observations; pass one per env.")
+        starts = np.broadcast_to(starts, (n,))
+        actions = np.empty(n, dtype=np.int64)
+        for i, o in enumerate(batch):
+            left = o[F["budget_left"]]
+            if starts[i] or left > self._budget_left[i] + 1e-9:  # budget left only falls within an episode
+                self._states[i] = self.new_state()
+            self._budget_left[i] = left
+            actions[i] = self.act(o, None if masks is None else masks[i], self._states[i])
+        return (actions.squeeze(axis=0) if single else actions), state
 
 
 class FixedBudget(Heuristic):
@@ -53,7 +96,7 @@ class FixedBudget(Heuristic):
 
     name = "fixed_budget"
 
-    def act(self, obs: np.ndarray, mask: np.ndarray | None) -> int:
+    def act(self, obs: np.ndarray, mask: np.ndarray | None, s: SimpleNamespace) -> int:
         return CONTINUE
 
 
@@ -67,20 +110,20 @@ class PatienceStop(Heuristic):
         self.patience, self.threshold = patience, threshold
         super().__init__(action_names)
 
-    def reset(self) -> None:
-        self.best, self.bad = float("inf"), 0
+    def new_state(self) -> SimpleNamespace:
+        return SimpleNamespace(best=float("inf"), bad=0)
 
-    def stop_now(self, obs: np.ndarray) -> bool:
+    def stop_now(self, obs: np.ndarray, s: SimpleNamespace) -> bool:
         e = float(obs[F["eval_ratio"]])
-        if self.best - e > self.threshold:
-            self.best, self.bad = min(self.best, e), 0
+        if s.best - e > self.threshold:
+            s.best, s.bad = min(s.best, e), 0
         else:
-            self.bad += 1
-            self.best = min(self.best, e)
-        return self.bad >= self.patience
+            s.bad += 1
+            s.best = min(s.best, e)
+        return s.bad >= self.patience
 
-    def act(self, obs: np.ndarray, mask: np.ndarray | None) -> int:
-        return self.action("stop") if self.stop_now(obs) else CONTINUE
+    def act(self, obs: np.ndarray, mask: np.ndarray | None, s: SimpleNamespace) -> int:
+        return self.action("stop") if self.stop_now(obs, s) else CONTINUE
 
 
 class MarginalGainStop(Heuristic):
@@ -94,15 +137,15 @@ class MarginalGainStop(Heuristic):
         self.kappa, self.patience, self.use_ema = kappa, patience, use_ema
         super().__init__(action_names)
 
-    def reset(self) -> None:
-        self.low, self.seen = 0, 0
+    def new_state(self) -> SimpleNamespace:
+        return SimpleNamespace(low=0, seen=0)
 
-    def act(self, obs: np.ndarray, mask: np.ndarray | None) -> int:
+    def act(self, obs: np.ndarray, mask: np.ndarray | None, s: SimpleNamespace) -> int:
         rate = float(obs[F["gain_rate_ema" if self.use_ema else "gain_rate"]])
-        self.seen += 1
-        if self.seen > 1:  # the reset observation has no interval behind it, hence no rate
-            self.low = self.low + 1 if rate < self.kappa * float(obs[F["lam"]]) else 0
-        return self.action("stop") if self.low >= self.patience else CONTINUE
+        s.seen += 1
+        if s.seen > 1:  # the reset observation has no interval behind it, hence no rate
+            s.low = s.low + 1 if rate < self.kappa * float(obs[F["lam"]]) else 0
+        return self.action("stop") if s.low >= self.patience else CONTINUE
 
 
 class ZeusStop(Heuristic):
@@ -113,21 +156,19 @@ class ZeusStop(Heuristic):
 
     def __init__(self, action_names: list[str] | None = None, beta: float = 1.5):
         if not beta >= 1.0:  # below 1 it stops at the first decision, before any training: not a rule
-            from govgym.typed import ConfigError
-
             raise ConfigError(f"zeus.beta: got {beta}; it must be >= 1 (stop once cost > beta x cost-to-best).")
         self.beta = beta
         super().__init__(action_names)
 
-    def reset(self) -> None:
-        self.best, self.cost_at_best = float("inf"), 0.0
+    def new_state(self) -> SimpleNamespace:
+        return SimpleNamespace(best=float("inf"), cost_at_best=0.0)
 
-    def act(self, obs: np.ndarray, mask: np.ndarray | None) -> int:
+    def act(self, obs: np.ndarray, mask: np.ndarray | None, s: SimpleNamespace) -> int:
         cost = 1.0 - float(obs[F["budget_left"]])
         e = float(obs[F["eval_ratio"]])
-        if e < self.best:
-            self.best, self.cost_at_best = e, cost
-        if self.cost_at_best > 0 and cost > self.beta * self.cost_at_best:
+        if e < s.best:
+            s.best, s.cost_at_best = e, cost
+        if s.cost_at_best > 0 and cost > self.beta * s.cost_at_best:
             return self.action("stop")
         return CONTINUE
 
@@ -150,25 +191,26 @@ class MemoryReactive(PatienceStop):
                 return self.action(name)
         return None
 
-    def reset(self) -> None:
-        super().reset()
-        self.lean_frac: float | None = None  # mem_frac observed under the lean strategy we switched to
+    def new_state(self) -> SimpleNamespace:
+        s = super().new_state()
+        s.lean_frac = None  # mem_frac observed under the lean strategy we switched to
+        return s
 
-    def act(self, obs: np.ndarray, mask: np.ndarray | None) -> int:
-        if self.stop_now(obs):
+    def act(self, obs: np.ndarray, mask: np.ndarray | None, s: SimpleNamespace) -> int:
+        if self.stop_now(obs, s):
             return self.action("stop")
         frac = float(obs[F["mem_frac"]])
         if frac > 1.0 - self.margin:
             a = self._switch(self.LEANEST_FIRST, mask)
-            self.lean_frac = None
+            s.lean_frac = None
             return a if a is not None else CONTINUE
-        if self.lean_frac is None and obs[F["strategy_full"]] < 1:
-            self.lean_frac = frac
+        if s.lean_frac is None and obs[F["strategy_full"]] < 1:
+            s.lean_frac = frac
         # headroom is back when the same strategy's memory fraction fell: the cap grew (by >= 25%).
         # Comparing with the lean strategy's own fraction, not a fixed level, avoids flip-flopping
         # between a lean strategy and one that fits only just.
-        if self.lean_frac is not None and (frac == 0.0 or frac < 0.8 * self.lean_frac):
-            self.lean_frac = None
+        if s.lean_frac is not None and (frac == 0.0 or frac < 0.8 * s.lean_frac):
+            s.lean_frac = None
             fastest_first = tuple(reversed(self.LEANEST_FIRST))
             now = _strategy(obs)
             faster = fastest_first[: fastest_first.index(now)] if now in fastest_first else fastest_first
@@ -192,9 +234,10 @@ class RandomPolicy(Heuristic):
         self.rng = np.random.default_rng(seed)
         super().__init__(action_names)
 
-    def act(self, obs: np.ndarray, mask: np.ndarray | None) -> int:
+    def act(self, obs: np.ndarray, mask: np.ndarray | None, s: SimpleNamespace) -> int:
         if mask is None:
-            raise ValueError("RandomPolicy.predict needs action_masks (env.action_masks()).")
+            raise ConfigError("random.predict: needs action_masks (env.action_masks(), or sb3_contrib's "
+                              "get_action_masks(vec_env) for a VecEnv) to draw among the valid actions.")
         return int(self.rng.choice(np.flatnonzero(mask)))
 
 
@@ -208,7 +251,7 @@ def make_policy(name: str, action_names: list[str], seed: int = 0, **knobs: Any)
     """A heuristic by name with its knobs (e.g. ``patience=3``); a bad name or knob is a clear error."""
     import inspect
 
-    from govgym.typed import ConfigError, check_choice
+    from govgym.typed import check_choice
 
     check_choice("--policy", name, POLICIES)
     cls = POLICIES[name]

@@ -57,7 +57,7 @@ def tune(out: Path, instances: str = "", seeds: int = 2, workers: int = 2, write
     specs = grid_specs()
     t0 = time.perf_counter()
     results = run_tasks(instances, "train", names, list(range(seeds)), specs, workers, desc="tune", progress=progress, memo=memo)
-    rows = episode_rows(results, 0.005)
+    rows = episode_rows(results)  # ranked by return; FLOPs-to-equal-quality uses EvalConfig.tolerance
     by_label: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         by_label[r["policy"]].append(r["return"])

@@ -27,6 +27,8 @@ import math
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -404,8 +406,37 @@ def load_workload(cfg: RunConfig, progress: bool = True) -> Workload:
         ConfigError: A local model or dataset cannot be loaded, the text column is missing, or
             ``data.seq_len`` exceeds the model's positions.
     """
-    with progress_bars(progress):
+    with progress_bars(progress), quiet_libraries():
         return _load_workload(cfg, progress)
+
+
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Turn off datasets' output and transformers' bars while a workload loads, whatever ``progress`` says.
+
+    Each workload's maps, ``save_to_disk`` and loads print "Map", "Saving the dataset", "Flattening the
+    indices", "Generating train split", "Loading weights" and "Writing model shards" bars (and datasets'
+    hashing warnings): hundreds of lines under govgym's own bars on a first ``make demo``. transformers'
+    warnings stay (a checkpoint whose weights did not all load says so). Both libraries only have
+    process-wide switches, so every setting is restored on exit.
+    """
+    import datasets
+    from datasets.utils import logging as ds_logging
+    from transformers.utils import logging as hf_logging
+
+    bars = (datasets.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled())
+    level = ds_logging.get_verbosity()
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    ds_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        ds_logging.set_verbosity(level)
+        if bars[0]:
+            datasets.enable_progress_bars()
+        if bars[1]:
+            hf_logging.enable_progress_bar()
 
 
 def _load_workload(cfg: RunConfig, progress: bool) -> Workload:

@@ -41,8 +41,4 @@ def strategy_peaks(cfg: RunConfig, strategies: list[str]) -> dict[str, float]:
     return {k: table[k] for k in strategies}
 
 
-def clear() -> None:
-    _PEAKS.clear()
-
-
-__all__ = ["clear", "strategy_peaks"]
+__all__ = ["strategy_peaks"]

@@ -15,9 +15,16 @@ import pytest
 TINY = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
 
 
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory):
+    """One GOVGYM_CACHE for the module: the tiny base model and data take ~15 s to build, then load in ~1 s."""
+    return tmp_path_factory.mktemp("govgym_cache")
+
+
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GOVGYM_CACHE", str(tmp_path / "cache"))
+def cache(tmp_path, monkeypatch, tiny_cache):
+    """A fresh folder for the test's outputs (and memo), with the module's shared GOVGYM_CACHE."""
+    monkeypatch.setenv("GOVGYM_CACHE", str(tiny_cache))
     return tmp_path
 
 
@@ -76,6 +83,45 @@ def test_episode_rows_are_relative_to_the_fixed_run():
     assert speed == pytest.approx(2.5) and n == 1
     board = leaderboard(list(rows.values()))
     assert {b["policy"] for b in board} == {"fixed_budget", "gov", "oracle"}
+
+
+def test_an_agent_is_loaded_once_per_worker(cache, monkeypatch):
+    """Every task a worker runs reuses the agent it loaded for the first one (loading reads and checks files)."""
+    import govgym.agents.evaluate as ev
+    from govgym.agents.heuristics import make_policy
+    from govgym.agents.policies import PolicySpec
+
+    real, loads = ev.build_policy, []
+
+    def counting(spec, action_names, seed=0):
+        if spec.kind != "agent":
+            return real(spec, action_names, seed)
+        loads.append(spec.path)
+        return make_policy("patience", action_names, patience=1)  # stands in for the loaded agent: the count is the point
+
+    monkeypatch.setattr(ev, "build_policy", counting)
+    monkeypatch.setattr(ev, "_AGENTS", {})
+    specs = [ev.parse_spec("fixed_budget"), PolicySpec("agent", "agent", path="runs/a/final.zip")]
+    res = ev.run_tasks(TINY, "train", ["t-free"], [0, 1], specs, workers=1, progress=False)
+    assert len(res) == 2 and all(len(r["episodes"]) == 2 for r in res)
+    assert loads == ["runs/a/final.zip"]
+
+
+def test_tolerance_is_one_config_field(cache, capsys):
+    """FLOPs-to-equal-quality uses EvalConfig.tolerance, and the report prints that value, not a fixed 0.5%."""
+    import inspect
+
+    from govgym.agents.evaluate import EvalConfig, episode_rows, evaluate
+
+    assert inspect.signature(episode_rows).parameters["tolerance"].default == EvalConfig().tolerance  # what tune uses
+    cfg = EvalConfig(policies=["fixed_budget"], split="train", seeds=1, instances=TINY, workers=1, max_instances=1, memo="", tolerance=0.02)
+    res = evaluate(cfg, cache / "e", progress=False)
+    out = capsys.readouterr().out
+    assert "first eval within 2% of the fixed run's final eval loss" in out and "0.5%" not in out
+    ftq = {tol: next(r["ftq_rel"] for r in episode_rows(res["results"], tol) if r["policy"] == "fixed_budget") for tol in (0.0, 0.02)}
+    assert next(r["ftq_rel"] for r in res["rows"] if r["policy"] == "fixed_budget") == ftq[0.02]  # evaluate used cfg's
+    # the fixed run's loss still falls at its end: within 0% only there, within 2% some intervals before
+    assert ftq[0.0] == 1.0 and ftq[0.02] < 1.0
 
 
 def _evaluate(out: Path, memo: str = "") -> dict:
@@ -162,7 +208,7 @@ def test_bad_policy_specs_are_clear(cache):
 
 
 def test_evaluate_and_tune_cli(cache):
-    env = {**os.environ, "GOVGYM_CACHE": str(cache / "cache")}
+    env = dict(os.environ)  # the shared GOVGYM_CACHE
     cmd = [sys.executable, "-m", "govgym.cli"]
     r = subprocess.run([*cmd, "evaluate", "--out", str(cache / "e"), "--no-progress", f"instances={TINY}", "seeds=1", "max_instances=1",
                         "workers=1", "policies=[fixed_budget,zeus]", f"memo={cache / 'memo'}"], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
