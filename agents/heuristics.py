@@ -10,6 +10,7 @@ they evaluate. A new episode is detected by ``episode_start`` or by the budget-l
 
 from __future__ import annotations
 
+import inspect
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,7 +18,8 @@ import numpy as np
 
 from govgym.efficiency.signals import FEATURE_NAMES
 from govgym.efficiency.strategy import BASES
-from govgym.typed import ConfigError
+from govgym.errors import did_you_mean
+from govgym.typed import ConfigError, check_choice, check_range, coerce
 
 F = {name: i for i, name in enumerate(FEATURE_NAMES)}
 CONTINUE = 0
@@ -247,18 +249,30 @@ POLICIES = {
 }  # fmt: skip
 
 
+KNOB_RANGES: dict[str, tuple[type, float | None, float | None]] = {
+    "patience": (int, 1, None),  # evaluations without improvement before stopping
+    "threshold": (float, 0.0, None),  # improvement that counts, as a fraction of E_0
+    "kappa": (float, 0.0, None),  # stop once gain per budget fraction < kappa * lambda
+    "beta": (float, 1.0, None),  # zeus: stop once cost > beta x cost-to-best
+    "margin": (float, 0.0, 1.0),  # memory headroom that triggers a switch, as a fraction of the cap
+    "seed": (int, 0, None),
+    "use_ema": (bool, None, None),
+}
+"""Type and range of every heuristic knob: a knob from the CLI, a spec or heuristics.yaml is checked here."""
+
+
 def make_policy(name: str, action_names: list[str], seed: int = 0, **knobs: Any) -> Heuristic:
     """A heuristic by name with its knobs (e.g. ``patience=3``); a bad name or knob is a clear error."""
-    import inspect
-
-    from govgym.typed import check_choice
-
-    check_choice("--policy", name, POLICIES)
+    check_choice("policy", name, POLICIES)
     cls = POLICIES[name]
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "action_names")]
-    for k in knobs:
+    for k, v in knobs.items():
         if k not in allowed:
-            raise ConfigError(f"policy {name}: unknown knob {k!r}; allowed: {', '.join(allowed) or 'none'}.")
+            raise ConfigError(f"policy {name}: unknown knob {k!r}.{did_you_mean(k, allowed)} Allowed: {', '.join(allowed) or 'none'}.")
+        tp, lo, hi = KNOB_RANGES[k]
+        knobs[k] = coerce(f"{name}.{k}", tp, v)
+        if tp is not bool:
+            check_range(f"{name}.{k}", knobs[k], lo, hi)  # NaN and inf fail here too
     if "seed" in allowed:
         knobs.setdefault("seed", seed)
     return cls(action_names, **knobs)

@@ -65,9 +65,6 @@ class IntervalStats:
     memory_mb: dict[str, float] = field(default_factory=dict)
     finite: bool = True
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":

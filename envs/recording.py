@@ -20,6 +20,7 @@ import numpy as np
 
 from govgym import __version__
 from govgym.efficiency.signals import FEATURE_NAMES, spec_hash
+from govgym.efficiency.workload import quiet_libraries
 from govgym.results import atomic_path, atomic_write
 from govgym.typed import ConfigError
 
@@ -92,7 +93,8 @@ def load_traces(folder: str | Path):
         meta = pq.read_schema(f).metadata or {}
         if meta.get(b"obs_spec", b"").decode() != spec_hash():
             raise ConfigError(f"traces: {f} was recorded with another observation spec; re-record it with this govgym.")
-    return datasets.load_dataset("parquet", data_files=files, split="train")
+    with quiet_libraries():  # no "Generating train split" bar per call
+        return datasets.load_dataset("parquet", data_files=files, split="train")
 
 
 def save_state(state: dict[str, Any], path: str | Path) -> Path:

@@ -25,8 +25,9 @@ _quiet_libraries()
 
 
 def _register() -> None:
-    # `import govgym` makes gymnasium.make("govgym/FineTune-v0") work when gymnasium is installed;
-    # deployment installs without it (a missing gymnasium is not an error here).
+    # `import govgym` makes gymnasium.make("govgym/FineTune-v0") work. gymnasium is a core dependency,
+    # but deployment (an exported policy in a Trainer run) needs only torch and transformers, so an
+    # environment without it is not an error here.
     import importlib.util
 
     if importlib.util.find_spec("gymnasium") is not None:

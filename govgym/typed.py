@@ -139,6 +139,11 @@ def _coerce(field: str, tp: Any, value: Any) -> Any:
     return value
 
 
+def coerce(field: str, tp: Any, value: Any) -> Any:
+    """``value`` as type ``tp`` (int, float, bool, str, list[...], a dataclass ...), or ConfigError naming ``field``."""
+    return _coerce(field, tp, value)
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and bad values raise ConfigError."""
     if data is not None and not isinstance(data, dict):

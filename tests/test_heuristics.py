@@ -322,3 +322,34 @@ if __name__ == "__main__":
     import govgym  # noqa: F401  (registers govgym/FineTune-v0)
 
     record_traces()
+
+
+@pytest.mark.parametrize(
+    "name,knobs",
+    [
+        ("patience", {"patience": float("nan")}),
+        ("patience", {"threshold": float("nan")}),
+        ("patience", {"patience": 2.5}),
+        ("patience", {"patience": 0}),
+        ("marginal_gain", {"kappa": -1.0}),
+        ("marginal_gain", {"kappa": float("inf")}),
+        ("marginal_gain", {"use_ema": "maybe"}),
+        ("memory_reactive", {"margin": 1.5}),
+        ("zeus", {"beta": float("nan")}),
+        ("patience", {"patienc": 3}),
+    ],
+)
+def test_knobs_are_typed_and_range_checked(name: str, knobs: dict) -> None:
+    """A knob from a spec, the CLI or heuristics.yaml is checked: NaN, out of range, wrong type, unknown."""
+    with pytest.raises(ConfigError, match=f"{name}|patienc"):
+        make_policy(name, NAMES, **knobs)
+
+
+def test_every_grid_point_and_shipped_knob_is_accepted() -> None:
+    from govgym.agents.policies import load_knobs
+    from govgym.agents.tune import grid_specs
+
+    for spec in grid_specs():
+        make_policy(spec.name, NAMES, **dict(spec.knobs))
+    for name, knobs in load_knobs().items():
+        make_policy(name, NAMES, **knobs)
