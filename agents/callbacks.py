@@ -36,4 +36,6 @@ class WallClock(BaseCallback):
         return not self.limit_s or time.perf_counter() - self.t0 < self.limit_s
 
     def _on_rollout_end(self) -> None:
-        atomic_write(self.path, json.dumps({"seconds": round(self.total(), 1), "env_steps": int(self.num_timesteps)}))
+        atomic_write(
+            self.path, json.dumps({"seconds": round(self.total(), 1), "env_steps": int(self.num_timesteps)})
+        )

@@ -23,14 +23,21 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from govgym.agents.policies import build_policy, parse_spec
+from govgym.agents.rollout import Episode, EpisodeTree, oracle_episode, run_episode
+from govgym.envs.finetune_env import FineTuneEnv
+from govgym.envs.instances import load_instances
+from govgym.envs.memo import memo_folder, worker_threads
 from govgym.plots import pyplot
 from govgym.results import format_table, write_json, write_rows
 from govgym.typed import ConfigError, check_choice, check_range
@@ -70,7 +77,9 @@ class EvalConfig:
         check_range("evaluate.tolerance", self.tolerance, 0.0, 0.5)
         check_range("evaluate.max_instances", self.max_instances, 0)
         if not self.policies:
-            raise ConfigError("evaluate.policies: empty; name at least one policy, e.g. fixed_budget,patience.")
+            raise ConfigError(
+                "evaluate.policies: empty; name at least one policy, e.g. fixed_budget,patience."
+            )
 
 
 # ---------------------------------------------------------------------------- running tasks
@@ -79,7 +88,6 @@ _AGENTS: dict[str, Any] = {}
 
 
 def _env(instances: str, split: str) -> Any:
-    from govgym.envs.finetune_env import FineTuneEnv
 
     key = (instances, split)
     if key not in _ENVS:
@@ -88,9 +96,6 @@ def _env(instances: str, split: str) -> Any:
 
 
 def _init_worker(threads: int) -> None:
-    import warnings
-
-    import torch
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(threads)
@@ -98,7 +103,6 @@ def _init_worker(threads: int) -> None:
 
 def run_task(task: tuple[str, str, str, int, list[Any], str]) -> dict[str, Any]:
     """Run every policy spec on one (instance, seed); returns episode dicts and the tree's step counts."""
-    from govgym.agents.rollout import EpisodeTree, run_episode
 
     instances, split, inst, seed, specs, memo = task
     t0 = time.perf_counter()
@@ -122,26 +126,39 @@ def run_task(task: tuple[str, str, str, int, list[Any], str]) -> dict[str, Any]:
 
         save_tree(tree, Path(memo))
     return {
-        "instance": inst, "episode_seed": seed, "episodes": episodes, "real_steps": tree.real_steps,
-        "replayed_steps": tree.replayed_steps, "memo_hits": tree.memo_hits, "seconds": time.perf_counter() - t0,
-    }  # fmt: skip
+        "instance": inst,
+        "episode_seed": seed,
+        "episodes": episodes,
+        "real_steps": tree.real_steps,
+        "replayed_steps": tree.replayed_steps,
+        "memo_hits": tree.memo_hits,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
-def run_tasks(instances: str, split: str, names: list[str], seeds: list[int], specs: list[Any], workers: int,
-              desc: str = "evaluate", progress: bool = True, memo: str = "") -> list[dict[str, Any]]:  # fmt: skip
+def run_tasks(
+    instances: str,
+    split: str,
+    names: list[str],
+    seeds: list[int],
+    specs: list[Any],
+    workers: int,
+    desc: str = "evaluate",
+    progress: bool = True,
+    memo: str = "",
+) -> list[dict[str, Any]]:
     """All (instance, seed) tasks, in ``workers`` processes (spawned: torch threads and fork do not mix).
 
     ``memo``: a folder of saved step trees to reuse and extend ('' = none); see ``envs/memo.py``.
     """
-    from tqdm.auto import tqdm
-
-    from govgym.envs.memo import memo_folder, worker_threads
 
     threads = worker_threads(workers)
     if memo:
         memo = str(memo_folder(memo, instances, threads))
     tasks = [(instances, split, n, s, specs, memo) for s in seeds for n in names]
-    if workers > 1:  # longest first (by FLOP budget): the pool's last task is a short one, so no core idles long at the end
+    if (
+        workers > 1
+    ):  # longest first (by FLOP budget): the pool's last task is a short one, so no core idles long at the end
         from govgym.envs.instances import load_instances
 
         iset = load_instances(instances or None)
@@ -167,20 +184,23 @@ def run_tasks(instances: str, split: str, names: list[str], seeds: list[int], sp
             for r in pool.imap_unordered(run_task, tasks):
                 out.append(r)
                 bar.update(1)
-                bar.set_postfix(real_steps=sum(x["real_steps"] for x in out), memo_hits=sum(x["memo_hits"] for x in out))
+                bar.set_postfix(
+                    real_steps=sum(x["real_steps"] for x in out), memo_hits=sum(x["memo_hits"] for x in out)
+                )
     bar.close()
     out.sort(key=lambda r: (r["episode_seed"], names.index(r["instance"])))
     return out
 
 
 # ---------------------------------------------------------------------------- scoring
-def episode_rows(results: list[dict[str, Any]], tolerance: float = EvalConfig.tolerance) -> list[dict[str, Any]]:
+def episode_rows(
+    results: list[dict[str, Any]], tolerance: float = EvalConfig.tolerance
+) -> list[dict[str, Any]]:
     """One row per (policy, instance, seed), every figure relative to that task's fixed-budget run.
 
     ``tolerance``: FLOPs-to-equal-quality counts as reached at eval loss <= (1 + tolerance) x the
     fixed-budget run's final eval loss (``EvalConfig.tolerance``).
     """
-    from govgym.agents.rollout import Episode, oracle_episode
 
     rows = []
     for res in results:
@@ -192,15 +212,27 @@ def episode_rows(results: list[dict[str, Any]], tolerance: float = EvalConfig.to
         target = ref.final_eval * (1 + tolerance)
         for e in eps:
             ftq = e.flops_to_reach(target)
-            rows.append({
-                "policy": e.policy, "instance": e.instance, "episode_seed": e.episode_seed, "lam": e.lam,
-                "final_eval": e.final_eval, "final_eval_rel": e.final_eval / ref.final_eval,
-                "flops_used": e.flops_used, "flops_rel": e.flops_used / ref.flops_used, "return": e.ret,
-                "ftq_rel": ftq / ref.flops_used if math.isfinite(ftq) else math.nan, "reached": math.isfinite(ftq),
-                "oom": e.error.startswith("oom"), "crash": bool(e.error) and not e.error.startswith("oom"),
-                "switches": e.count("switch"), "reprunes": e.count("reprune"), "intervals": len(e.actions),
-                "error": e.error,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "policy": e.policy,
+                    "instance": e.instance,
+                    "episode_seed": e.episode_seed,
+                    "lam": e.lam,
+                    "final_eval": e.final_eval,
+                    "final_eval_rel": e.final_eval / ref.final_eval,
+                    "flops_used": e.flops_used,
+                    "flops_rel": e.flops_used / ref.flops_used,
+                    "return": e.ret,
+                    "ftq_rel": ftq / ref.flops_used if math.isfinite(ftq) else math.nan,
+                    "reached": math.isfinite(ftq),
+                    "oom": e.error.startswith("oom"),
+                    "crash": bool(e.error) and not e.error.startswith("oom"),
+                    "switches": e.count("switch"),
+                    "reprunes": e.count("reprune"),
+                    "intervals": len(e.actions),
+                    "error": e.error,
+                }
+            )
     return rows
 
 
@@ -213,7 +245,9 @@ def _mean_spread(rows: list[dict[str, Any]], key: str) -> tuple[float, float]:
         if not (isinstance(r[key], float) and math.isnan(r[key])):
             by_seed[r["episode_seed"]].append(float(r[key]))
     seed_means = [float(np.mean(v)) for v in by_seed.values()]
-    return float(np.mean(vals)), float(np.std(seed_means)) if len(seed_means) > 1 else math.nan  # no spread from one seed
+    return float(np.mean(vals)), float(np.std(seed_means)) if len(
+        seed_means
+    ) > 1 else math.nan  # no spread from one seed
 
 
 def leaderboard(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -253,6 +287,7 @@ def ftq_speedup(rows: list[dict[str, Any]], a: str, b: str) -> tuple[float, int]
 
 def format_board(board: list[dict[str, Any]]) -> str:
     """The leaderboard as a terminal table: '—' where no episode has the figure, no ± from a single seed."""
+
     def pm(r: dict[str, Any], k: str, fmt: str = ".3f") -> str:
         if math.isnan(r[k]):
             return "—"
@@ -260,11 +295,20 @@ def format_board(board: list[dict[str, Any]]) -> str:
         return f"{r[k]:{fmt}}" if math.isnan(spread) else f"{r[k]:{fmt}} ± {spread:{fmt}}"
 
     table = [
-        {"policy": r["policy"], "return": pm(r, "return"), "final eval / fixed": pm(r, "final_eval_rel", ".4f"),
-         "FLOPs / fixed": pm(r, "flops_rel"), "FLOPs-to-equal-quality / fixed": pm(r, "ftq_rel"), "reached": r["reached"],
-         "OOM": r["oom"], "crash": r["crash"], "switches/ep": f"{r['switches_per_ep']:.2f}", "reprunes/ep": f"{r['reprunes_per_ep']:.2f}"}
+        {
+            "policy": r["policy"],
+            "return": pm(r, "return"),
+            "final eval / fixed": pm(r, "final_eval_rel", ".4f"),
+            "FLOPs / fixed": pm(r, "flops_rel"),
+            "FLOPs-to-equal-quality / fixed": pm(r, "ftq_rel"),
+            "reached": r["reached"],
+            "OOM": r["oom"],
+            "crash": r["crash"],
+            "switches/ep": f"{r['switches_per_ep']:.2f}",
+            "reprunes/ep": f"{r['reprunes_per_ep']:.2f}",
+        }
         for r in board
-    ]  # fmt: skip
+    ]
     return format_table(table)
 
 
@@ -278,10 +322,25 @@ def plot_quality_vs_flops(rows: list[dict[str, Any]], path: Path) -> Path:
         rs = [r for r in rows if r["policy"] == pol]
         x, y = np.array([r["flops_rel"] for r in rs]), np.array([r["final_eval_rel"] for r in rs])
         ax.scatter(x, y, s=14, alpha=0.35, color=f"C{i}")
-        ax.scatter([x.mean()], [y.mean()], s=140, color=f"C{i}", edgecolor="k", marker="*" if pol == "oracle" else "o", label=pol, zorder=3)
+        ax.scatter(
+            [x.mean()],
+            [y.mean()],
+            s=140,
+            color=f"C{i}",
+            edgecolor="k",
+            marker="*" if pol == "oracle" else "o",
+            label=pol,
+            zorder=3,
+        )
         oom = [r for r in rs if r["oom"]]
         if oom:
-            ax.scatter([r["flops_rel"] for r in oom], [r["final_eval_rel"] for r in oom], s=40, marker="x", color="red")
+            ax.scatter(
+                [r["flops_rel"] for r in oom],
+                [r["final_eval_rel"] for r in oom],
+                s=40,
+                marker="x",
+                color="red",
+            )
     ax.axhline(1.0, color="0.6", lw=0.8)
     ax.axvline(1.0, color="0.6", lw=0.8)
     ax.set_xlabel("FLOPs used / fixed-budget run")
@@ -326,7 +385,6 @@ def plot_curves(results: list[dict[str, Any]], path: Path, n_instances: int = 3)
 # ---------------------------------------------------------------------------- the job
 def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any]:
     """Run the harness, print the leaderboard, write CSV/JSON/PNG into ``out``; returns the summary."""
-    from govgym.envs.instances import load_instances
 
     iset = load_instances(cfg.instances or None)
     names = [i.name for i in iset.split(cfg.split)]
@@ -339,9 +397,20 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
     labels = [s.label for s in specs]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
-        raise ConfigError(f"evaluate: policy labels must be unique; repeated: {', '.join(dup)}. Name them, e.g. a=runs/a/final.zip.")
+        raise ConfigError(
+            f"evaluate: policy labels must be unique; repeated: {', '.join(dup)}. Name them, e.g. a=runs/a/final.zip."
+        )
     t0 = time.perf_counter()
-    results = run_tasks(cfg.instances, cfg.split, names, list(range(cfg.seeds)), specs, cfg.workers, progress=progress, memo=cfg.memo)
+    results = run_tasks(
+        cfg.instances,
+        cfg.split,
+        names,
+        list(range(cfg.seeds)),
+        specs,
+        cfg.workers,
+        progress=progress,
+        memo=cfg.memo,
+    )
     seconds = time.perf_counter() - t0
     rows = episode_rows(results, cfg.tolerance)
     board = leaderboard(rows)
@@ -353,33 +422,63 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
         if s.kind == "agent":
             vs_h, n_h = ftq_speedup(rows, s.label, best_h)
             vs_f, n_f = ftq_speedup(rows, s.label, REFERENCE)
-            comparisons.append({"agent": s.label, "best_heuristic": best_h, "ftq_speedup_vs_best_heuristic": vs_h, "episodes_both_reached_h": n_h,
-                                "ftq_speedup_vs_fixed_run_crossing": vs_f, "episodes_both_reached_f": n_f})  # fmt: skip
+            comparisons.append(
+                {
+                    "agent": s.label,
+                    "best_heuristic": best_h,
+                    "ftq_speedup_vs_best_heuristic": vs_h,
+                    "episodes_both_reached_h": n_h,
+                    "ftq_speedup_vs_fixed_run_crossing": vs_f,
+                    "episodes_both_reached_f": n_f,
+                }
+            )
     steps = {k: sum(r[k] for r in results) for k in ("real_steps", "replayed_steps", "memo_hits")}
-    meta = {"config": {**cfg.__dict__}, "instances": iset.source, "instance_names": names, "seconds": round(seconds, 1),
-            "steps": steps, "best_heuristic": best_h, "comparisons": comparisons,
-            "specs": [{"label": s.label, "kind": s.kind, "name": s.name, "knobs": dict(s.knobs), "path": s.path} for s in specs]}  # fmt: skip
+    meta = {
+        "config": {**cfg.__dict__},
+        "instances": iset.source,
+        "instance_names": names,
+        "seconds": round(seconds, 1),
+        "steps": steps,
+        "best_heuristic": best_h,
+        "comparisons": comparisons,
+        "specs": [
+            {"label": s.label, "kind": s.kind, "name": s.name, "knobs": dict(s.knobs), "path": s.path}
+            for s in specs
+        ],
+    }
     print(format_board(board))
-    spread = "± = spread of per-seed means" if cfg.seeds > 1 else "one seed: no spread (seeds=5 for the full table)"
-    print(f"\n{len(names)} {cfg.split} instances x {cfg.seeds} seeds; {spread}. "
-          f"{steps['real_steps']} real env steps (+{steps['replayed_steps']} replayed), {steps['memo_hits']} shared from the memo; {seconds:.0f} s.")  # fmt: skip
+    spread = (
+        "± = spread of per-seed means"
+        if cfg.seeds > 1
+        else "one seed: no spread (seeds=5 for the full table)"
+    )
+    print(
+        f"\n{len(names)} {cfg.split} instances x {cfg.seeds} seeds; {spread}. "
+        f"{steps['real_steps']} real env steps (+{steps['replayed_steps']} replayed), {steps['memo_hits']} shared from the memo; {seconds:.0f} s."
+    )
     within = f"within {cfg.tolerance * 100:g}%"  # 0.005 -> "within 0.5%"
     print(f"FLOPs-to-equal-quality: FLOPs at the first eval {within} of the fixed run's final eval loss.")
     print(f"best tuned heuristic by return: {best_h}")
     for c in comparisons:
         if c["episodes_both_reached_h"]:
-            print(f"{c['agent']}: FLOPs-to-equal-quality {c['ftq_speedup_vs_best_heuristic']:.2f}x fewer than {best_h} "
-                  f"({c['episodes_both_reached_h']} episodes both reached the fixed run's final eval loss {within})")  # fmt: skip
+            print(
+                f"{c['agent']}: FLOPs-to-equal-quality {c['ftq_speedup_vs_best_heuristic']:.2f}x fewer than {best_h} "
+                f"({c['episodes_both_reached_h']} episodes both reached the fixed run's final eval loss {within})"
+            )
         else:
-            print(f"{c['agent']}: FLOPs-to-equal-quality not comparable with {best_h}: no episode where both reached the "
-                  f"fixed run's final eval loss {within}")  # fmt: skip
+            print(
+                f"{c['agent']}: FLOPs-to-equal-quality not comparable with {best_h}: no episode where both reached the "
+                f"fixed run's final eval loss {within}"
+            )
     out.mkdir(parents=True, exist_ok=True)
     write_rows(out, "leaderboard", board, meta)
     write_rows(out, "episodes", rows, meta)
     write_json(out / "trajectories.json", results, indent=None)  # strict JSON, as the other result files
     plot_quality_vs_flops(rows, out / "quality_vs_flops.png")
     plot_curves(results, out / "curves.png")
-    print(f"wrote {out}/leaderboard.csv/json, episodes.csv/json, trajectories.json, quality_vs_flops.png, curves.png")
+    print(
+        f"wrote {out}/leaderboard.csv/json, episodes.csv/json, trajectories.json, quality_vs_flops.png, curves.png"
+    )
     return {"board": board, "rows": rows, "results": results, "meta": meta}
 
 

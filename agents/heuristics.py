@@ -49,8 +49,14 @@ class Heuristic:
     def action(self, name: str) -> int:
         return self.action_names.index(name)
 
-    def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True,
-                action_masks: Any = None) -> tuple[np.ndarray, Any]:  # fmt: skip
+    def predict(
+        self,
+        observation: Any,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = True,
+        action_masks: Any = None,
+    ) -> tuple[np.ndarray, Any]:
         """SB3's ``predict``: actions for one observation or a batch (row i = env i of a VecEnv).
 
         Args:
@@ -78,10 +84,16 @@ class Heuristic:
         if len(self._states) != n:  # another number of envs: each starts its own bookkeeping
             self._states = [self.new_state() for _ in range(n)]
             self._budget_left = np.full(n, np.inf, dtype=np.float32)
-        starts = np.zeros(n, dtype=bool) if episode_start is None else np.asarray(episode_start, dtype=bool).reshape(-1)
+        starts = (
+            np.zeros(n, dtype=bool)
+            if episode_start is None
+            else np.asarray(episode_start, dtype=bool).reshape(-1)
+        )
         masks = None if action_masks is None else np.asarray(action_masks, dtype=bool).reshape(n, -1)
         if starts.size not in (1, n):
-            raise ConfigError(f"{self.name}.predict: episode_start has {starts.size} entries for {n} observations; pass one per env.")
+            raise ConfigError(
+                f"{self.name}.predict: episode_start has {starts.size} entries for {n} observations; pass one per env."
+            )
         starts = np.broadcast_to(starts, (n,))
         actions = np.empty(n, dtype=np.int64)
         for i, o in enumerate(batch):
@@ -135,7 +147,13 @@ class MarginalGainStop(Heuristic):
 
     name = "marginal_gain"
 
-    def __init__(self, action_names: list[str] | None = None, kappa: float = 1.0, patience: int = 1, use_ema: bool = True):
+    def __init__(
+        self,
+        action_names: list[str] | None = None,
+        kappa: float = 1.0,
+        patience: int = 1,
+        use_ema: bool = True,
+    ):
         self.kappa, self.patience, self.use_ema = kappa, patience, use_ema
         super().__init__(action_names)
 
@@ -158,7 +176,9 @@ class ZeusStop(Heuristic):
 
     def __init__(self, action_names: list[str] | None = None, beta: float = 1.5):
         if not beta >= 1.0:  # below 1 it stops at the first decision, before any training: not a rule
-            raise ConfigError(f"zeus.beta: got {beta}; it must be >= 1 (stop once cost > beta x cost-to-best).")
+            raise ConfigError(
+                f"zeus.beta: got {beta}; it must be >= 1 (stop once cost > beta x cost-to-best)."
+            )
         self.beta = beta
         super().__init__(action_names)
 
@@ -182,7 +202,13 @@ class MemoryReactive(PatienceStop):
     name = "memory_reactive"
     LEANEST_FIRST = ("qlora+gc", "lora+gc", "qlora", "lora", "full")
 
-    def __init__(self, action_names: list[str] | None = None, margin: float = 0.1, patience: int = 2, threshold: float = 0.0):
+    def __init__(
+        self,
+        action_names: list[str] | None = None,
+        margin: float = 0.1,
+        patience: int = 2,
+        threshold: float = 0.0,
+    ):
         self.margin = margin
         super().__init__(action_names, patience, threshold)
 
@@ -224,7 +250,11 @@ class MemoryReactive(PatienceStop):
 def _strategy(obs: np.ndarray) -> str:
     """The strategy in use, read back from the observation's one-hot and modifier flags."""
     base = next((b for b in BASES if obs[F[f"strategy_{b}"]] > 0.5), "full")
-    return base + ("+gc" if obs[F["strategy_gc"]] > 0.5 else "") + ("+adam8" if obs[F["strategy_adam8"]] > 0.5 else "")
+    return (
+        base
+        + ("+gc" if obs[F["strategy_gc"]] > 0.5 else "")
+        + ("+adam8" if obs[F["strategy_adam8"]] > 0.5 else "")
+    )
 
 
 class RandomPolicy(Heuristic):
@@ -238,15 +268,22 @@ class RandomPolicy(Heuristic):
 
     def act(self, obs: np.ndarray, mask: np.ndarray | None, s: SimpleNamespace) -> int:
         if mask is None:
-            raise ConfigError("random.predict: needs action_masks (env.action_masks(), or sb3_contrib's "
-                              "get_action_masks(vec_env) for a VecEnv) to draw among the valid actions.")
+            raise ConfigError(
+                "random.predict: needs action_masks (env.action_masks(), or sb3_contrib's "
+                "get_action_masks(vec_env) for a VecEnv) to draw among the valid actions."
+            )
         return int(self.rng.choice(np.flatnonzero(mask)))
 
 
 POLICIES = {
-    "fixed_budget": FixedBudget, "continue": FixedBudget, "patience": PatienceStop, "marginal_gain": MarginalGainStop,
-    "zeus": ZeusStop, "memory_reactive": MemoryReactive, "random": RandomPolicy,
-}  # fmt: skip
+    "fixed_budget": FixedBudget,
+    "continue": FixedBudget,
+    "patience": PatienceStop,
+    "marginal_gain": MarginalGainStop,
+    "zeus": ZeusStop,
+    "memory_reactive": MemoryReactive,
+    "random": RandomPolicy,
+}
 
 
 KNOB_RANGES: dict[str, tuple[type, float | None, float | None]] = {
@@ -268,7 +305,9 @@ def make_policy(name: str, action_names: list[str], seed: int = 0, **knobs: Any)
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "action_names")]
     for k, v in knobs.items():
         if k not in allowed:
-            raise ConfigError(f"policy {name}: unknown knob {k!r}.{did_you_mean(k, allowed)} Allowed: {', '.join(allowed) or 'none'}.")
+            raise ConfigError(
+                f"policy {name}: unknown knob {k!r}.{did_you_mean(k, allowed)} Allowed: {', '.join(allowed) or 'none'}."
+            )
         tp, lo, hi = KNOB_RANGES[k]
         knobs[k] = coerce(f"{name}.{k}", tp, v)
         if tp is not bool:

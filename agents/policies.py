@@ -25,16 +25,24 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
+from gymnasium import spaces
+from safetensors.torch import load, save
 
+from govgym.agents.heuristics import POLICIES, make_policy
 from govgym.efficiency import safefile
+from govgym.efficiency.signals import HIGH, LOW, spec_hash
 from govgym.results import atomic_write
-from govgym.typed import ConfigError, load_yaml
+from govgym.typed import ConfigError, check_choice, load_yaml
 
+ALGOS = ("maskable_ppo", "ppo", "dqn")
+"""The algorithms an agent may be trained with (agents/train.py) and loaded as."""
 AGENT_META = "agent.json"
 AGENT_FORMAT = 2
 """2: policy in safetensors + observation statistics in JSON, content hashes (1 loaded SB3's pickles)."""
@@ -45,7 +53,6 @@ ACTIVATIONS = ("Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU")
 
 
 def default_knobs_path() -> Path:
-    from importlib.resources import files
 
     return Path(str(files("govgym.configs") / "heuristics.yaml"))
 
@@ -55,14 +62,17 @@ def load_knobs(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     p = Path(path) if path else default_knobs_path()
     if not p.is_file():
         if path:
-            raise ConfigError(f"knobs: {p} is not a file; pass a YAML written by `govgym tune` (or leave it empty).")
+            raise ConfigError(
+                f"knobs: {p} is not a file; pass a YAML written by `govgym tune` (or leave it empty)."
+            )
         return {}
     data = load_yaml(p).get("heuristics", {})
-    from govgym.agents.heuristics import POLICIES
 
     for name, knobs in data.items():
         if name not in POLICIES or not isinstance(knobs, dict):
-            raise ConfigError(f"knobs: {p}: '{name}' is not a heuristic with a mapping of knobs; heuristics: {', '.join(POLICIES)}.")
+            raise ConfigError(
+                f"knobs: {p}: '{name}' is not a heuristic with a mapping of knobs; heuristics: {', '.join(POLICIES)}."
+            )
     return data
 
 
@@ -79,8 +89,6 @@ class PolicySpec:
 
 def parse_spec(spec: str, knobs_file: str | Path | None = None) -> PolicySpec:
     """Parse one spec string (see the module docstring); a bad one is a clear error."""
-    from govgym.agents.heuristics import POLICIES
-    from govgym.typed import check_choice
 
     s = spec.strip()
     label, _, rest = s.partition("=") if "=" in s.split(":", 1)[0] else ("", "", s)
@@ -89,14 +97,18 @@ def parse_spec(spec: str, knobs_file: str | Path | None = None) -> PolicySpec:
         path = Path(target)
         folder = path if path.is_dir() else path.parent
         if not (folder / AGENT_META).is_file() and not (path.is_dir() or path.is_file()):
-            raise ConfigError(f"policy {spec!r}: no trained agent at {path}; train one with `govgym train --out DIR` and pass DIR/final.zip.")
+            raise ConfigError(
+                f"policy {spec!r}: no trained agent at {path}; train one with `govgym train --out DIR` and pass DIR/final.zip."
+            )
         meta = _agent_meta(path)
         try:  # load it here, in the caller's process: a broken file is one clear error, not a worker's traceback
             AgentPolicy(path)
         except ConfigError:
             raise
         except Exception as err:
-            raise ConfigError(f"agent {path}: cannot be loaded ({type(err).__name__}: {err}); point to a final.zip written by `govgym train`.") from None
+            raise ConfigError(
+                f"agent {path}: cannot be loaded ({type(err).__name__}: {err}); point to a final.zip written by `govgym train`."
+            ) from None
         return PolicySpec(label or meta.get("algo", "agent"), "agent", path=str(path))
     name, _, kv = target.partition(":")
     check_choice("policy", name, POLICIES)
@@ -109,14 +121,18 @@ def parse_spec(spec: str, knobs_file: str | Path | None = None) -> PolicySpec:
 
 def _pair(spec: str, p: str) -> tuple[str, str]:
     if "=" not in p:
-        raise ConfigError(f"policy {spec!r}: knob {p!r} must be key=value, e.g. patience:patience=3,threshold=0.01.")
+        raise ConfigError(
+            f"policy {spec!r}: knob {p!r} must be key=value, e.g. patience:patience=3,threshold=0.01."
+        )
     k, v = p.split("=", 1)
     return k.strip(), v.strip()
 
 
 def _canonical(meta: dict[str, Any]) -> bytes:
     """The bytes agent.json's own hash covers: its content without ``sha256``, keys sorted, no spaces."""
-    return json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(
+        {k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True, separators=(",", ":")
+    ).encode()
 
 
 def _finite(obj: Any) -> Any:
@@ -140,25 +156,31 @@ def _agent_meta(path: Path) -> dict[str, Any]:
     """agent.json of the agent at ``path``, checked: format, own content hash, algorithm, observation spec."""
     meta_path = agent_folder(path) / AGENT_META
     if not meta_path.is_file():
-        raise ConfigError(f"agent {path}: no {AGENT_META} beside it; it was not written by `govgym train` (retrain, or copy the whole folder).")
+        raise ConfigError(
+            f"agent {path}: no {AGENT_META} beside it; it was not written by `govgym train` (retrain, or copy the whole folder)."
+        )
     try:
         meta = json.loads(meta_path.read_text())
         if not isinstance(meta, dict):
             raise ValueError(f"expected a JSON object, got {type(meta).__name__}")
     except (OSError, ValueError) as err:
-        raise ConfigError(f"agent {path}: {meta_path} is unreadable ({err}); it was not written by `govgym train`.") from None
+        raise ConfigError(
+            f"agent {path}: {meta_path} is unreadable ({err}); it was not written by `govgym train`."
+        ) from None
     if meta.get("format") != AGENT_FORMAT:
         raise ConfigError(
             f"agent {path}: {meta_path} has format {meta.get('format')!r}, this govgym reads format {AGENT_FORMAT} "
             "(policy in safetensors with content hashes; format 1 agents loaded SB3 pickles and are not loaded). Retrain it with this version."
         )
     if meta.get("sha256") != safefile.sha256_bytes(_canonical(meta)):
-        raise ConfigError(f"agent {path}: {meta_path} fails its content hash: it was edited after `govgym train` wrote it. Refused; retrain or restore the file.")
-    from govgym.agents.train import ALGOS
-    from govgym.efficiency.signals import spec_hash
+        raise ConfigError(
+            f"agent {path}: {meta_path} fails its content hash: it was edited after `govgym train` wrote it. Refused; retrain or restore the file."
+        )
 
     if meta.get("algo") not in ALGOS:
-        raise ConfigError(f"agent {path}: {meta_path}: algo {meta.get('algo')!r} is not one of {', '.join(ALGOS)}.")
+        raise ConfigError(
+            f"agent {path}: {meta_path}: algo {meta.get('algo')!r} is not one of {', '.join(ALGOS)}."
+        )
     if meta.get("obs_spec") != spec_hash():
         raise ConfigError(
             f"agent {path}: trained on observation spec {meta.get('obs_spec')}, this govgym computes {spec_hash()}; "
@@ -171,13 +193,19 @@ def _verified_bytes(path: Path, meta: dict[str, Any], role: str) -> bytes:
     """The bytes of the file agent.json names for ``role``, confined to the agent's folder and hash-checked."""
     entry = (meta.get("files") or {}).get(role)
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-        raise ConfigError(f"agent {path}: {AGENT_META} names no '{role}' file; it was not written by this govgym's `govgym train`.")
-    file = safefile.confined(agent_folder(path), entry["name"], what=f"agent {path}: {AGENT_META} files.{role}")
+        raise ConfigError(
+            f"agent {path}: {AGENT_META} names no '{role}' file; it was not written by this govgym's `govgym train`."
+        )
+    file = safefile.confined(
+        agent_folder(path), entry["name"], what=f"agent {path}: {AGENT_META} files.{role}"
+    )
     if not file.is_file():
         raise ConfigError(f"agent {path}: {file.name} is missing; copy the whole agent folder.")
     data = file.read_bytes()
     if safefile.sha256_bytes(data) != entry.get("sha256"):
-        raise ConfigError(f"agent {path}: {file.name} fails the content hash in {AGENT_META}: it was changed after training. Refused.")
+        raise ConfigError(
+            f"agent {path}: {file.name} fails the content hash in {AGENT_META}: it was changed after training. Refused."
+        )
     return data
 
 
@@ -195,7 +223,6 @@ def policy_class(name: str) -> Any:
 
 def _policy_kwargs(kw: dict[str, Any], out: bool) -> dict[str, Any]:
     """SB3 policy kwargs to JSON (``out``) or back: plain values, and ``activation_fn`` by torch.nn name."""
-    import torch
 
     res = dict(kw)
     act = res.get("activation_fn")
@@ -206,7 +233,9 @@ def _policy_kwargs(kw: dict[str, Any], out: bool) -> dict[str, Any]:
         res["activation_fn"] = name if out else getattr(torch.nn, name)
     for k, v in res.items():
         if k != "activation_fn" and not isinstance(v, (int, float, str, bool, list, dict, type(None))):
-            raise ConfigError(f"agent: policy_kwargs[{k!r}] = {v!r} cannot be described in {AGENT_META}; train with JSON-able policy kwargs.")
+            raise ConfigError(
+                f"agent: policy_kwargs[{k!r}] = {v!r} cannot be described in {AGENT_META}; train with JSON-able policy kwargs."
+            )
     return res
 
 
@@ -216,23 +245,35 @@ def write_agent(folder: Path, model: Any, venv: Any, meta: dict[str, Any]) -> Pa
     ``venv`` is the VecNormalize the model trained under; ``meta`` the descriptive fields (algo,
     config, ...). agent.json gets the files' sha256, the policy's class, kwargs and spaces, and its own hash.
     """
-    from safetensors.torch import save
 
     sd = {k: v.detach().cpu().contiguous().clone() for k, v in model.policy.state_dict().items()}
     policy_bytes = save(sd)
     rms = venv.obs_rms
-    norm = {"norm_obs": bool(venv.norm_obs), "mean": [float(x) for x in rms.mean], "var": [float(x) for x in rms.var],
-            "count": float(rms.count), "clip_obs": float(venv.clip_obs), "epsilon": float(venv.epsilon)}  # fmt: skip
+    norm = {
+        "norm_obs": bool(venv.norm_obs),
+        "mean": [float(x) for x in rms.mean],
+        "var": [float(x) for x in rms.var],
+        "count": float(rms.count),
+        "clip_obs": float(venv.clip_obs),
+        "epsilon": float(venv.epsilon),
+    }
     norm_bytes = json.dumps(norm, allow_nan=False).encode()
     atomic_write(folder / POLICY_FILE, policy_bytes)
     atomic_write(folder / OBS_NORM_FILE, norm_bytes)
-    meta = _finite({
-        **meta, "format": AGENT_FORMAT, "policy_class": type(model.policy).__name__, "n_actions": int(venv.action_space.n),
-        "policy_kwargs": _policy_kwargs(model.policy_kwargs or {}, out=True),
-        "files": {"policy": {"name": POLICY_FILE, "sha256": safefile.sha256_bytes(policy_bytes)},
-                  "obs_norm": {"name": OBS_NORM_FILE, "sha256": safefile.sha256_bytes(norm_bytes)}},
-        "resume_only": "final.zip, vecnormalize.pkl and checkpoints/ are SB3 pickles for `govgym train --resume` (trusted files only)",
-    })  # fmt: skip
+    meta = _finite(
+        {
+            **meta,
+            "format": AGENT_FORMAT,
+            "policy_class": type(model.policy).__name__,
+            "n_actions": int(venv.action_space.n),
+            "policy_kwargs": _policy_kwargs(model.policy_kwargs or {}, out=True),
+            "files": {
+                "policy": {"name": POLICY_FILE, "sha256": safefile.sha256_bytes(policy_bytes)},
+                "obs_norm": {"name": OBS_NORM_FILE, "sha256": safefile.sha256_bytes(norm_bytes)},
+            },
+            "resume_only": "final.zip, vecnormalize.pkl and checkpoints/ are SB3 pickles for `govgym train --resume` (trusted files only)",
+        }
+    )
     meta["sha256"] = safefile.sha256_bytes(_canonical(meta))
     atomic_write(folder / AGENT_META, json.dumps(meta, indent=1, allow_nan=False).encode())
     return folder / AGENT_META
@@ -252,10 +293,6 @@ class AgentPolicy:
     """
 
     def __init__(self, path: str | Path):
-        from gymnasium import spaces
-        from safetensors.torch import load
-
-        from govgym.efficiency.signals import HIGH, LOW
 
         path = Path(path)
         self.meta = _agent_meta(path)
@@ -269,36 +306,55 @@ class AgentPolicy:
         cls = policy_class(str(self.meta.get("policy_class")))
         self.masked = cls.__name__ == "MaskableActorCriticPolicy"
         kwargs = _policy_kwargs(self.meta.get("policy_kwargs") or {}, out=False)
-        self.policy = cls(spaces.Box(LOW, HIGH, dtype=np.float32), spaces.Discrete(n), lambda _: 0.0, **kwargs)
+        self.policy = cls(
+            spaces.Box(LOW, HIGH, dtype=np.float32), spaces.Discrete(n), lambda _: 0.0, **kwargs
+        )
         try:
             self.policy.load_state_dict(load(policy_bytes), strict=True)
         except RuntimeError as err:
-            raise ConfigError(f"agent {path}: {POLICY_FILE} does not fit a {cls.__name__} with {kwargs} ({str(err)[:300]}).") from None
+            raise ConfigError(
+                f"agent {path}: {POLICY_FILE} does not fit a {cls.__name__} with {kwargs} ({str(err)[:300]})."
+            ) from None
         self.policy.set_training_mode(False)
         self.norm_obs = bool(norm["norm_obs"])
         self.mean = np.asarray(norm["mean"], dtype=np.float64)
         self.var = np.asarray(norm["var"], dtype=np.float64)
         self.clip_obs, self.epsilon = float(norm["clip_obs"]), float(norm["epsilon"])
         if self.mean.shape != LOW.shape or self.var.shape != LOW.shape:
-            raise ConfigError(f"agent {path}: {OBS_NORM_FILE} holds statistics of {self.mean.shape} features, the observation has {LOW.shape}.")
+            raise ConfigError(
+                f"agent {path}: {OBS_NORM_FILE} holds statistics of {self.mean.shape} features, the observation has {LOW.shape}."
+            )
 
     def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
         """VecNormalize.normalize_obs: clip((obs - mean) / sqrt(var + eps), -clip, clip) as float32."""
         if not self.norm_obs:
             return obs
-        return np.clip((obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip_obs, self.clip_obs).astype(np.float32)
+        return np.clip(
+            (obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip_obs, self.clip_obs
+        ).astype(np.float32)
 
-    def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True, action_masks: Any = None):
+    def predict(
+        self,
+        obs: Any,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = True,
+        action_masks: Any = None,
+    ):
         """SB3's predict: one observation (n_features,) -> a 0-d action array; a batch (n, n_features) -> (n,)."""
         o = np.asarray(obs, dtype=np.float32)
         single = o.ndim == 1
         o = o.reshape(1, -1) if single else o
         if o.ndim != 2 or o.shape[1] != self.mean.shape[0]:
-            raise ValueError(f"AgentPolicy.predict: expected observations of shape ({self.mean.shape[0]},) or (n, {self.mean.shape[0]}), got {np.shape(obs)}.")
+            raise ValueError(
+                f"AgentPolicy.predict: expected observations of shape ({self.mean.shape[0]},) or (n, {self.mean.shape[0]}), got {np.shape(obs)}."
+            )
         kw = {}
         if self.masked and action_masks is not None:
             kw["action_masks"] = np.asarray(action_masks, dtype=bool).reshape(len(o), self.n_actions)
-        a, state = self.policy.predict(self.normalize_obs(o), state=state, episode_start=episode_start, deterministic=deterministic, **kw)
+        a, state = self.policy.predict(
+            self.normalize_obs(o), state=state, episode_start=episode_start, deterministic=deterministic, **kw
+        )
         a = np.asarray(a).reshape(-1)
         return (a.reshape(()) if single else a), state
 
@@ -309,11 +365,22 @@ def build_policy(spec: PolicySpec, action_names: list[str], seed: int = 0) -> An
         policy = AgentPolicy(spec.path)
         names = policy.meta.get("action_names")
         if names is not None and list(names) != list(action_names):
-            raise ConfigError(f"agent {spec.path}: trained with actions {names}, this env has {list(action_names)}; retrain it for this env.")
+            raise ConfigError(
+                f"agent {spec.path}: trained with actions {names}, this env has {list(action_names)}; retrain it for this env."
+            )
         return policy
-    from govgym.agents.heuristics import make_policy
 
     return make_policy(spec.name, action_names, seed, **dict(spec.knobs))
 
 
-__all__ = ["AGENT_FORMAT", "AgentPolicy", "PolicySpec", "agent_folder", "build_policy", "load_knobs", "parse_spec", "policy_class", "write_agent"]
+__all__ = [
+    "AGENT_FORMAT",
+    "AgentPolicy",
+    "PolicySpec",
+    "agent_folder",
+    "build_policy",
+    "load_knobs",
+    "parse_spec",
+    "policy_class",
+    "write_agent",
+]

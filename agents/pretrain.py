@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+
+from govgym.envs.memo import TREE_SUFFIX, load_nodes
 
 
 @dataclass
@@ -36,7 +39,9 @@ class Demonstrations:
     trees: int = 0
 
 
-def tree_labels(nodes: dict[tuple[int, ...], Any], stop: int) -> list[tuple[np.ndarray, np.ndarray, int, float]]:
+def tree_labels(
+    nodes: dict[tuple[int, ...], Any], stop: int
+) -> list[tuple[np.ndarray, np.ndarray, int, float]]:
     """(obs, mask, best action, value) at every explored, non-terminal node of one tree."""
     children: dict[tuple[int, ...], list[int]] = defaultdict(list)
     for key in nodes:
@@ -64,13 +69,14 @@ def tree_labels(nodes: dict[tuple[int, ...], Any], stop: int) -> list[tuple[np.n
         if node.terminated or node.truncated or not children[prefix]:
             continue  # a leaf nobody continued from: its best action is not known
         v = solve(prefix)
-        out.append((np.asarray(node.obs, dtype=np.float32), np.asarray(node.mask, dtype=bool), values[prefix][1], v))
+        out.append(
+            (np.asarray(node.obs, dtype=np.float32), np.asarray(node.mask, dtype=bool), values[prefix][1], v)
+        )
     return out
 
 
 def load_demonstrations(folders: list[Path], instances: list[str], stop: int) -> Demonstrations:
     """Labels from every saved tree of ``instances`` in ``folders`` (the first folder holding a tree wins)."""
-    from govgym.envs.memo import TREE_SUFFIX, load_nodes
 
     rows: list[tuple[np.ndarray, np.ndarray, int, float]] = []
     seen: set[str] = set()
@@ -87,21 +93,31 @@ def load_demonstrations(folders: list[Path], instances: list[str], stop: int) ->
             rows += tree_labels(nodes, stop)
             n += 1
     if not rows:
-        return Demonstrations(np.zeros((0, 0), np.float32), np.zeros((0, 0), bool), np.zeros(0, np.int64), np.zeros(0, np.float32))
+        return Demonstrations(
+            np.zeros((0, 0), np.float32),
+            np.zeros((0, 0), bool),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.float32),
+        )
     obs, masks, acts, vals = zip(*rows)
-    return Demonstrations(np.stack(obs), np.stack(masks), np.asarray(acts, np.int64), np.asarray(vals, np.float32), n)
+    return Demonstrations(
+        np.stack(obs), np.stack(masks), np.asarray(acts, np.int64), np.asarray(vals, np.float32), n
+    )
 
 
-def behaviour_clone(model: Any, venv: Any, demos: Demonstrations, epochs: int = 300, lr: float = 1e-3, seed: int = 0) -> dict[str, float]:
+def behaviour_clone(
+    model: Any, venv: Any, demos: Demonstrations, epochs: int = 300, lr: float = 1e-3, seed: int = 0
+) -> dict[str, float]:
     """Fit ``model.policy`` (PPO / MaskablePPO) to the demonstrations; set ``venv``'s obs statistics from them.
 
     Returns the final cross-entropy, the agreement with the labels, and the value-head error.
     """
-    import torch
     from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 
     masked = isinstance(model.policy, MaskableActorCriticPolicy)
-    venv.obs_rms.update(demos.obs.astype(np.float64))  # VecNormalize starts from the demonstrations' statistics
+    venv.obs_rms.update(
+        demos.obs.astype(np.float64)
+    )  # VecNormalize starts from the demonstrations' statistics
     obs = torch.as_tensor(venv.normalize_obs(demos.obs), dtype=torch.float32)
     acts = torch.as_tensor(demos.actions)
     vals = torch.as_tensor(demos.values)
@@ -128,7 +144,13 @@ def behaviour_clone(model: Any, venv: Any, demos: Demonstrations, epochs: int = 
         ce = float(-dist.log_prob(acts).mean())
         agree = float((dist.get_actions(deterministic=True) == acts).float().mean())
         v_rmse = float(torch.sqrt(torch.nn.functional.mse_loss(policy.predict_values(obs).flatten(), vals)))
-    return {"samples": len(obs), "trees": demos.trees, "cross_entropy": ce, "agreement": agree, "value_rmse": v_rmse}
+    return {
+        "samples": len(obs),
+        "trees": demos.trees,
+        "cross_entropy": ce,
+        "agreement": agree,
+        "value_rmse": v_rmse,
+    }
 
 
 __all__ = ["Demonstrations", "behaviour_clone", "load_demonstrations", "tree_labels"]

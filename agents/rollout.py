@@ -63,10 +63,18 @@ class Episode:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "policy": self.policy, "instance": self.instance, "episode_seed": self.episode_seed, "e0": self.e0,
-            "budget": self.budget, "lam": self.lam, "actions": self.actions, "evals": self.evals, "flops": self.flops,
-            "rewards": self.rewards, "error": self.error,
-        }  # fmt: skip
+            "policy": self.policy,
+            "instance": self.instance,
+            "episode_seed": self.episode_seed,
+            "e0": self.e0,
+            "budget": self.budget,
+            "lam": self.lam,
+            "actions": self.actions,
+            "evals": self.evals,
+            "flops": self.flops,
+            "rewards": self.rewards,
+            "error": self.error,
+        }
 
 
 def run_episode(tree: EpisodeTree, policy: Any, name: str) -> Episode:
@@ -74,13 +82,22 @@ def run_episode(tree: EpisodeTree, policy: Any, name: str) -> Episode:
     env = tree.env
     node = tree.root()
     inst = env.iset.get(tree.instance)
-    ep = Episode(name, tree.instance, tree.episode_seed, e0=float(node.info["eval_loss"]), budget=inst.budget_tflops * 1e12, lam=inst.lam)
+    ep = Episode(
+        name,
+        tree.instance,
+        tree.episode_seed,
+        e0=float(node.info["eval_loss"]),
+        budget=inst.budget_tflops * 1e12,
+        lam=inst.lam,
+    )
     ep.evals.append(ep.e0)
     ep.flops.append(float(node.info["flops_used"]))
     prefix: tuple[int, ...] = ()
     start = True
     while True:
-        a, _ = policy.predict(node.obs, episode_start=np.array([start]), deterministic=True, action_masks=node.mask)
+        a, _ = policy.predict(
+            node.obs, episode_start=np.array([start]), deterministic=True, action_masks=node.mask
+        )
         a = int(np.asarray(a).reshape(-1)[0])
         start = False
         node = tree.step(prefix, a)
@@ -89,7 +106,11 @@ def run_episode(tree: EpisodeTree, policy: Any, name: str) -> Episode:
         ep.actions.append(taken)
         ep.rewards.append(node.reward)
         e = node.info.get("eval_loss")
-        ep.evals.append(float(e) if e is not None and math.isfinite(float(e)) and not node.info.get("error") else ep.evals[-1])
+        ep.evals.append(
+            float(e)
+            if e is not None and math.isfinite(float(e)) and not node.info.get("error")
+            else ep.evals[-1]
+        )
         ep.flops.append(float(node.info["flops_used"]))
         if node.terminated or node.truncated:
             ep.error = str(node.info.get("error") or "")

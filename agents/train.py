@@ -15,14 +15,24 @@ train instances, progress bar), learn, save. TensorBoard logs go to ``<out>/tb``
 
 from __future__ import annotations
 
+import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from govgym.typed import ConfigError, check_choice, check_range
+import torch
 
-ALGOS = ("maskable_ppo", "ppo", "dqn")
+from govgym import __version__
+from govgym.agents.callbacks import WallClock
+from govgym.agents.policies import ALGOS, write_agent
+from govgym.agents.pretrain import behaviour_clone, load_demonstrations
+from govgym.efficiency.signals import FEATURE_NAMES, spec_hash
+from govgym.envs.finetune_env import FineTuneEnv
+from govgym.envs.instances import load_instances
+from govgym.envs.memo import memo_folder, memo_siblings, worker_threads
+from govgym.typed import ConfigError, check_choice, check_range, to_dict
 
 
 @dataclass
@@ -93,19 +103,25 @@ def algo_class(algo: str) -> Any:
     return {"ppo": PPO, "dqn": DQN}[algo]
 
 
-def _make_env(instances: str, rank: int, seed: int, threads: int = 0, seeds_per_instance: int = 0, n_envs: int = 1,
-              memo: str = ""):  # fmt: skip
+def _make_env(
+    instances: str,
+    rank: int,
+    seed: int,
+    threads: int = 0,
+    seeds_per_instance: int = 0,
+    n_envs: int = 1,
+    memo: str = "",
+):
     def thunk():
-        import warnings
 
         warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation chatter, per process
         if threads:
             import torch
 
-            torch.set_num_threads(threads)  # one core per env: n_envs processes x all cores would oversubscribe
+            torch.set_num_threads(
+                threads
+            )  # one core per env: n_envs processes x all cores would oversubscribe
         from stable_baselines3.common.monitor import Monitor
-
-        from govgym.envs.finetune_env import FineTuneEnv
 
         if seeds_per_instance:
             from govgym.envs.memo import MemoFineTuneEnv
@@ -124,8 +140,6 @@ def _make_env(instances: str, rank: int, seed: int, threads: int = 0, seeds_per_
 def _vec_env(cfg: TrainConfig, n: int, seed: int, memo: str | None = None):
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    from govgym.envs.memo import worker_threads
-
     threads = worker_threads(n) if n > 1 else 0
     memo = cfg.memo if memo is None else memo
     fns = [_make_env(cfg.instances, i, seed, threads, cfg.seeds_per_instance, n, memo) for i in range(n)]
@@ -135,11 +149,6 @@ def _vec_env(cfg: TrainConfig, n: int, seed: int, memo: str | None = None):
 
 def _pretrain(cfg: TrainConfig, model: Any, venv: Any) -> dict[str, Any]:
     """Behaviour-clone the hindsight-best actions of the saved train trees (agents/pretrain.py), if any."""
-    import torch
-
-    from govgym.agents.pretrain import behaviour_clone, load_demonstrations
-    from govgym.envs.instances import load_instances
-    from govgym.envs.memo import memo_folder, memo_siblings, worker_threads
 
     if not cfg.memo:
         return {}
@@ -149,12 +158,16 @@ def _pretrain(cfg: TrainConfig, model: Any, venv: Any) -> dict[str, Any]:
     names = [i.name for i in load_instances(cfg.instances or None).train]
     demos = load_demonstrations(memo_siblings(folder), names, stop=int(venv.action_space.n) - 1)
     if not len(demos.actions):
-        print(f"pretrain: no saved train trees under {folder.parent}; starting from scratch "
-              "(run `govgym tune` first to give the agent demonstrations).")  # fmt: skip
+        print(
+            f"pretrain: no saved train trees under {folder.parent}; starting from scratch "
+            "(run `govgym tune` first to give the agent demonstrations)."
+        )
         return {}
     stats = behaviour_clone(model, venv, demos, epochs=cfg.pretrain_epochs, seed=cfg.seed)
-    print(f"pretrain: cloned the hindsight-best action at {stats['samples']} explored states of {stats['trees']} train runs: "
-          f"agreement {stats['agreement']:.1%}, value RMSE {stats['value_rmse']:.3f}")  # fmt: skip
+    print(
+        f"pretrain: cloned the hindsight-best action at {stats['samples']} explored states of {stats['trees']} train runs: "
+        f"agreement {stats['agreement']:.1%}, value RMSE {stats['value_rmse']:.3f}"
+    )
     return stats
 
 
@@ -176,12 +189,9 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
     SB3's zip and VecNormalize files are pickles, and unpickling runs whatever they hold).
     """
     _require_rl()
-    import json
 
     from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
     from stable_baselines3.common.vec_env import VecNormalize
-
-    from govgym.agents.callbacks import WallClock
 
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / "checkpoints"
@@ -190,7 +200,9 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
     cls: Any = algo_class(cfg.algo)
     meta_path = out / "agent.json"
     clock = WallClock(out / "wall.json", resume, limit_s=60 * cfg.max_minutes)
-    pretrained: dict[str, Any] = json.loads(meta_path.read_text()).get("pretrain", {}) if resume and meta_path.is_file() else {}
+    pretrained: dict[str, Any] = (
+        json.loads(meta_path.read_text()).get("pretrain", {}) if resume and meta_path.is_file() else {}
+    )
     if resume and found is None:
         raise ConfigError(f"--resume: no checkpoint in {ckpt_dir}; train without --resume first.")
     if found is not None:
@@ -203,9 +215,22 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
         venv = VecNormalize(venv, norm_obs=True, norm_reward=False)
         kw: dict[str, Any] = {"seed": cfg.seed, "verbose": 0, "tensorboard_log": str(out / "tb")}
         if cfg.algo in ("ppo", "maskable_ppo"):
-            kw.update(n_steps=cfg.n_steps, batch_size=min(64, cfg.n_steps * cfg.n_envs), n_epochs=10, gamma=1.0, gae_lambda=0.95, ent_coef=0.01)
+            kw.update(
+                n_steps=cfg.n_steps,
+                batch_size=min(64, cfg.n_steps * cfg.n_envs),
+                n_epochs=10,
+                gamma=1.0,
+                gae_lambda=0.95,
+                ent_coef=0.01,
+            )
         else:
-            kw.update(learning_starts=min(200, cfg.timesteps // 4), buffer_size=50_000, train_freq=4, gamma=1.0, exploration_fraction=0.5)
+            kw.update(
+                learning_starts=min(200, cfg.timesteps // 4),
+                buffer_size=50_000,
+                train_freq=4,
+                gamma=1.0,
+                exploration_fraction=0.5,
+            )
         model = cls("MlpPolicy", venv, **kw)
         if cfg.algo != "dqn" and cfg.pretrain:
             pretrained = _pretrain(cfg, model, venv)
@@ -217,39 +242,59 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
     callbacks = [
         clock,
         CheckpointCallback(
-            save_freq=max(cfg.checkpoint_every // cfg.n_envs, 1), save_path=str(ckpt_dir),
-            save_vecnormalize=True, save_replay_buffer=cfg.algo == "dqn",
-        )  # fmt: skip
+            save_freq=max(cfg.checkpoint_every // cfg.n_envs, 1),
+            save_path=str(ckpt_dir),
+            save_vecnormalize=True,
+            save_replay_buffer=cfg.algo == "dqn",
+        ),
     ]
     if cfg.eval_every:
         # the eval env keeps its memo in memory: the training envs own the saved files of their seeds
-        eval_env = VecNormalize(_vec_env(cfg, 1, cfg.seed + 10_000, memo=""), norm_obs=True, norm_reward=False, training=False)
+        eval_env = VecNormalize(
+            _vec_env(cfg, 1, cfg.seed + 10_000, memo=""), norm_obs=True, norm_reward=False, training=False
+        )
         eval_env.obs_rms = venv.obs_rms  # shared statistics: evaluation sees what the policy sees
         if cfg.algo == "maskable_ppo":
             from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback as EvalCb
         else:
             EvalCb = EvalCallback
-        callbacks.append(EvalCb(eval_env, n_eval_episodes=2, eval_freq=max(cfg.eval_every // cfg.n_envs, 1),
-                                best_model_save_path=str(out / "best"), log_path=str(out / "eval")))  # fmt: skip
+        callbacks.append(
+            EvalCb(
+                eval_env,
+                n_eval_episodes=2,
+                eval_freq=max(cfg.eval_every // cfg.n_envs, 1),
+                best_model_save_path=str(out / "best"),
+                log_path=str(out / "eval"),
+            )
+        )
     remaining = cfg.timesteps - model.num_timesteps
     if remaining > 0:
-        model.learn(remaining, callback=callbacks, progress_bar=progress, reset_num_timesteps=found is None, tb_log_name=cfg.algo)
+        model.learn(
+            remaining,
+            callback=callbacks,
+            progress_bar=progress,
+            reset_num_timesteps=found is None,
+            tb_log_name=cfg.algo,
+        )
     # SB3's own files (pickles), for `govgym train --resume` and SB3 users: trusted files only
     model.save(str(out / "final.zip"))
     venv.save(str(out / "vecnormalize.pkl"))
-    from govgym import __version__
-    from govgym.agents.policies import write_agent
-    from govgym.efficiency.signals import FEATURE_NAMES, spec_hash
-    from govgym.typed import to_dict
 
     # the safe files everything else loads (agents/policies.py): policy.safetensors, obs_norm.json and
     # agent.json, which describes the agent, hashes each file and itself, and pins the observation spec
     meta = {
-        "govgym_version": __version__, "algo": cfg.algo, "obs_spec": spec_hash(), "features": list(FEATURE_NAMES),
+        "govgym_version": __version__,
+        "algo": cfg.algo,
+        "obs_spec": spec_hash(),
+        "features": list(FEATURE_NAMES),
         "action_names": list(venv.get_attr("action_names")[0]),
-        "env_id": "govgym/FineTune-v0", "split": "train", "env_steps": int(model.num_timesteps),
-        "wall_seconds": round(clock.total(), 1), "config": to_dict(cfg), "pretrain": pretrained,
-    }  # fmt: skip
+        "env_id": "govgym/FineTune-v0",
+        "split": "train",
+        "env_steps": int(model.num_timesteps),
+        "wall_seconds": round(clock.total(), 1),
+        "config": to_dict(cfg),
+        "pretrain": pretrained,
+    }
     write_agent(out, model, venv, meta)
     venv.close()
     return out / "final.zip"

@@ -18,22 +18,33 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
+from govgym.agents.evaluate import episode_rows, run_tasks
+from govgym.agents.policies import PolicySpec
+from govgym.envs.instances import load_instances
 from govgym.results import atomic_write, format_table, write_rows
 
 # knob -> values; every combination is one grid point (a small grid, as the issue allows)
 # (ranges widened where the first tuning picked an edge: kappa 3, threshold 0.01, beta 1.1)
 GRID: dict[str, dict[str, list[Any]]] = {
     "patience": {"patience": [1, 2, 3, 4], "threshold": [0.0, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08]},
-    "marginal_gain": {"kappa": [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0], "patience": [1, 2], "use_ema": [True, False]},
+    "marginal_gain": {
+        "kappa": [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0],
+        "patience": [1, 2],
+        "use_ema": [True, False],
+    },
     "zeus": {"beta": [1.0, 1.02, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0]},
-    "memory_reactive": {"margin": [0.02, 0.05, 0.1, 0.2], "patience": [1, 2, 3], "threshold": [0.0, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08]},
+    "memory_reactive": {
+        "margin": [0.02, 0.05, 0.1, 0.2],
+        "patience": [1, 2, 3],
+        "threshold": [0.0, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08],
+    },
 }
 
 
 def grid_specs() -> list[Any]:
     """Every grid point as a PolicySpec labelled ``name:knob=v,...``."""
-    from govgym.agents.policies import PolicySpec
 
     specs = [PolicySpec("fixed_budget", "heuristic", "fixed_budget")]
     for name, knobs in GRID.items():
@@ -44,19 +55,32 @@ def grid_specs() -> list[Any]:
     return specs
 
 
-def tune(out: Path, instances: str = "", seeds: int = 2, workers: int = 2, write: str = "", progress: bool = True,
-         memo: str = "runs/memo") -> dict[str, Any]:  # fmt: skip
+def tune(
+    out: Path,
+    instances: str = "",
+    seeds: int = 2,
+    workers: int = 2,
+    write: str = "",
+    progress: bool = True,
+    memo: str = "runs/memo",
+) -> dict[str, Any]:
     """Run the grid on the train split; write ``heuristics.yaml`` (best knobs) and ``grid.csv``."""
-    import yaml
-
-    from govgym.agents.evaluate import episode_rows, run_tasks
-    from govgym.envs.instances import load_instances
 
     iset = load_instances(instances or None)
     names = [i.name for i in iset.split("train")]
     specs = grid_specs()
     t0 = time.perf_counter()
-    results = run_tasks(instances, "train", names, list(range(seeds)), specs, workers, desc="tune", progress=progress, memo=memo)
+    results = run_tasks(
+        instances,
+        "train",
+        names,
+        list(range(seeds)),
+        specs,
+        workers,
+        desc="tune",
+        progress=progress,
+        memo=memo,
+    )
     rows = episode_rows(results)  # ranked by return; FLOPs-to-equal-quality uses EvalConfig.tolerance
     by_label: dict[str, list[float]] = defaultdict(list)
     for r in rows:
@@ -64,23 +88,44 @@ def tune(out: Path, instances: str = "", seeds: int = 2, workers: int = 2, write
     grid = []
     for s in specs:
         vals = by_label[s.label]
-        grid.append({"heuristic": s.name, "knobs": ",".join(f"{k}={v}" for k, v in s.knobs) or "-", "mean_return": float(np.mean(vals)),
-                     "std_return": float(np.std(vals)), "episodes": len(vals)})  # fmt: skip
+        grid.append(
+            {
+                "heuristic": s.name,
+                "knobs": ",".join(f"{k}={v}" for k, v in s.knobs) or "-",
+                "mean_return": float(np.mean(vals)),
+                "std_return": float(np.std(vals)),
+                "episodes": len(vals),
+            }
+        )
     best: dict[str, dict[str, Any]] = {}
     summary = []
     for name in GRID:
         cands = [(g, s) for g, s in zip(grid, specs) if s.name == name]
         g, s = max(cands, key=lambda gs: gs[0]["mean_return"])
         best[name] = {k: (v.item() if hasattr(v, "item") else v) for k, v in s.knobs}
-        summary.append({"heuristic": name, "best knobs": g["knobs"], "mean return": g["mean_return"], "grid points": len(cands),
-                        "worst grid point": min(c[0]["mean_return"] for c in cands)})  # fmt: skip
+        summary.append(
+            {
+                "heuristic": name,
+                "best knobs": g["knobs"],
+                "mean return": g["mean_return"],
+                "grid points": len(cands),
+                "worst grid point": min(c[0]["mean_return"] for c in cands),
+            }
+        )
     steps = {k: sum(r[k] for r in results) for k in ("real_steps", "replayed_steps", "memo_hits")}
     seconds = time.perf_counter() - t0
     print(format_table(summary))
-    print(f"\n{len(names)} train instances x {seeds} seeds, {len(specs)} grid points; {steps['real_steps']} real env steps "
-          f"(+{steps['replayed_steps']} replayed), {steps['memo_hits']} from the memo; {seconds:.0f} s.")  # fmt: skip
+    print(
+        f"\n{len(names)} train instances x {seeds} seeds, {len(specs)} grid points; {steps['real_steps']} real env steps "
+        f"(+{steps['replayed_steps']} replayed), {steps['memo_hits']} from the memo; {seconds:.0f} s."
+    )
     out.mkdir(parents=True, exist_ok=True)
-    write_rows(out, "grid", grid, {"instances": iset.source, "seeds": seeds, "steps": steps, "seconds": round(seconds, 1)})
+    write_rows(
+        out,
+        "grid",
+        grid,
+        {"instances": iset.source, "seeds": seeds, "steps": steps, "seconds": round(seconds, 1)},
+    )
     header = (
         "# Tuned heuristic knobs: the grid point with the highest mean return on the TRAIN split.\n"
         f"# Written by: govgym tune seeds={seeds}{' instances=' + instances if instances else ''}\n"

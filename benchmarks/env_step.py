@@ -17,18 +17,20 @@ from __future__ import annotations
 import argparse
 import time
 
+from govgym.efficiency.run import FineTuneRun
+from govgym.efficiency.workload import load_workload
+from govgym.envs.finetune_env import FineTuneEnv
+from govgym.envs.instances import load_instances
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--instances", default="", help="instance-set YAML (default: packaged configs/instances.yaml)")
+    ap.add_argument(
+        "--instances", default="", help="instance-set YAML (default: packaged configs/instances.yaml)"
+    )
     ap.add_argument("--instance", default="", help="instance name (default: first of the train split)")
     ap.add_argument("--rounds", type=int, default=8)
     args = ap.parse_args()
-
-    from govgym.efficiency.run import FineTuneRun
-    from govgym.efficiency.workload import load_workload
-    from govgym.envs.finetune_env import FineTuneEnv
-    from govgym.envs.instances import load_instances
 
     iset = load_instances(args.instances or None)
     inst = iset.get(args.instance) if args.instance else iset.train[0]
@@ -66,13 +68,19 @@ def main() -> None:
         t_env, t_run, t_adv = t_env + env_s, t_run + run_s, t_adv + adv_s
         ratios.append(env_s / run_s)
     n = args.rounds
-    print(f"instance {inst.name}: K = {k} optimizer steps per env step, {n} timed rounds, strategy {env.run.strategy}")
+    print(
+        f"instance {inst.name}: K = {k} optimizer steps per env step, {n} timed rounds, strategy {env.run.strategy}"
+    )
     print(f"env.step(continue)            : {1e3 * t_env / n:8.1f} ms")
     print(f"run.advance(K) + evaluate()   : {1e3 * t_run / n:8.1f} ms")
     print(f"run.advance(K) alone          : {1e3 * t_adv / n:8.1f} ms")
-    print(f"ratio env / (advance+evaluate): {t_env / t_run:.4f}   (goal <= 1.01); median of per-round ratios "
-          f"{sorted(ratios)[n // 2]:.4f}, range {min(ratios):.3f}-{max(ratios):.3f}")  # fmt: skip
-    print(f"ratio env / advance alone     : {t_env / t_adv:.4f}   (the interval's held-out eval is part of an env step)")
+    print(
+        f"ratio env / (advance+evaluate): {t_env / t_run:.4f}   (goal <= 1.01); median of per-round ratios "
+        f"{sorted(ratios)[n // 2]:.4f}, range {min(ratios):.3f}-{max(ratios):.3f}"
+    )
+    print(
+        f"ratio env / advance alone     : {t_env / t_adv:.4f}   (the interval's held-out eval is part of an env step)"
+    )
 
 
 if __name__ == "__main__":

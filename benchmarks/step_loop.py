@@ -18,6 +18,13 @@ import copy
 import time
 
 import torch
+from transformers import get_scheduler
+
+from govgym.cli import _default_config
+from govgym.efficiency.config import RunConfig
+from govgym.efficiency.run import FineTuneRun
+from govgym.efficiency.workload import load_workload
+from govgym.typed import parse_overrides
 
 
 def main() -> None:
@@ -27,14 +34,6 @@ def main() -> None:
     ap.add_argument("--config", default="", help="run config YAML (default: packaged default)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
-
-    from transformers import get_scheduler
-
-    from govgym.cli import _default_config
-    from govgym.efficiency.config import RunConfig
-    from govgym.efficiency.run import FineTuneRun
-    from govgym.efficiency.workload import load_workload
-    from govgym.typed import parse_overrides
 
     cfg = RunConfig.from_yaml(args.config or _default_config(), parse_overrides(args.overrides))
     cfg.optim.total_steps = max(cfg.optim.total_steps, args.interval * (args.rounds + 2))
@@ -49,7 +48,9 @@ def main() -> None:
     model = plain_model.to(run.device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
-    sched = get_scheduler(o.schedule if o.schedule != "constant" else "constant_with_warmup", opt, o.warmup_steps, o.total_steps)
+    sched = get_scheduler(
+        o.schedule if o.schedule != "constant" else "constant_with_warmup", opt, o.warmup_steps, o.total_steps
+    )
     order = copy.deepcopy(run.sampler)  # same batches, drawn from a copy of the run's sampler
     train_ids, train_labels = run.train_ids, run.train_labels
 
@@ -91,12 +92,16 @@ def main() -> None:
             i = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
             raise SystemExit(f"the two loops diverged at step {i} of a round: {a[i]} vs {b[i]}")
     steps = k * args.rounds
-    print(f"workload: {run.n_params['total']:,} params, batch {o.batch_size} x {train_ids.shape[1]} tokens, "
-          f"strategy {run.strategy}, {torch.get_num_threads()} threads, device {run.device}")  # fmt: skip
+    print(
+        f"workload: {run.n_params['total']:,} params, batch {o.batch_size} x {train_ids.shape[1]} tokens, "
+        f"strategy {run.strategy}, {torch.get_num_threads()} threads, device {run.device}"
+    )
     print(f"losses identical in both loops for all {steps} timed steps")
     print(f"plain loop      : {1e3 * t_plain / steps:8.2f} ms/step")
     print(f"FineTuneRun     : {1e3 * t_run / steps:8.2f} ms/step")
-    print(f"first interval  : run {t_first_run:.2f} s vs plain {t_first_plain:.2f} s (one-off FLOP + memory measurement)")
+    print(
+        f"first interval  : run {t_first_run:.2f} s vs plain {t_first_plain:.2f} s (one-off FLOP + memory measurement)"
+    )
     print(f"ratio run/plain : {t_run / t_plain:.4f}   (goal <= 1.01)")
 
 

@@ -17,10 +17,26 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import datasets
 import numpy as np
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tqdm.auto import tqdm
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    get_cosine_schedule_with_warmup,
+)
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+from transformers.utils import logging as hf_logging
 
 from govgym import __version__
 from govgym.efficiency import corpus
@@ -81,8 +97,6 @@ def _is_complete(path: Path) -> bool:
 
 def _train_tokenizer(texts: list[str], vocab_size: int, max_len: int) -> transformers.PreTrainedTokenizerFast:
     """Byte-level BPE on the pretrain texts (~0.5 s for 4 MB); deterministic for a fixed input."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
 
     specials = [SPECIAL_TOKENS["pad_token"], SPECIAL_TOKENS["bos_token"], SPECIAL_TOKENS["eos_token"]]
     tok = Tokenizer(models.BPE())
@@ -105,7 +119,6 @@ def _train_tokenizer(texts: list[str], vocab_size: int, max_len: int) -> transfo
 
 def _pretrain_chunks(texts: list[str], tokenizer: Any, seq_len: int) -> tuple[Any, Any]:
     """Pack ``bos text eos`` of every file into one stream; cut it into train and held-out chunks."""
-    import torch
 
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     stream: list[int] = []
@@ -119,7 +132,6 @@ def _pretrain_chunks(texts: list[str], tokenizer: Any, seq_len: int) -> tuple[An
 
 
 def _mean_loss(model: Any, chunks: Any, batch: int) -> float:
-    import torch
 
     model.eval()
     with torch.no_grad():
@@ -133,9 +145,6 @@ def _mean_loss(model: Any, chunks: Any, batch: int) -> float:
 
 def _build_base(cfg: RunConfig, manifest: dict[str, Any], out: Path, progress: bool) -> dict[str, Any]:
     """Train the tokenizer, pretrain the tiny Llama and save both into ``out``; returns the summary."""
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import LlamaConfig, LlamaForCausalLM, get_cosine_schedule_with_warmup
 
     m, t0 = cfg.model, time.time()
     texts = corpus.pretrain_texts(manifest)
@@ -209,7 +218,6 @@ def _build_base(cfg: RunConfig, manifest: dict[str, Any], out: Path, progress: b
 
 
 def _version(name: str) -> str:
-    from importlib.metadata import version
 
     return version(name)
 
@@ -312,8 +320,6 @@ def clean_stale_tmp(root: Path) -> None:
 
 def _causal_lm_check(path: Path) -> None:
     """Refuse model directories that are not decoder-only causal LMs, before loading weights."""
-    from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
@@ -335,7 +341,6 @@ def _sees_future(model: Any) -> bool:
     Two forwards of 8 tokens: what separates a decoder from an encoder (e.g. BERT loaded through its
     LM head with ``is_decoder=False``), whatever the config says.
     """
-    import torch
 
     vocab = model.get_input_embeddings().num_embeddings
     ids = torch.arange(1, 9).remainder(vocab).unsqueeze(0)
@@ -356,8 +361,6 @@ def load_model(path: Path, cached: bool = False) -> tuple[Any, Any]:
         path: A Hugging Face model directory.
         cached: ``path`` is govgym's own cache of the embedded base (so the fix is to delete it).
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if cached:
         fix = (
@@ -411,8 +414,6 @@ def progress_bars(progress: bool) -> Iterator[None]:
 
     Both libraries only offer a process-wide switch, so the previous setting is restored on exit.
     """
-    import datasets
-    from transformers.utils import logging as hf_logging
 
     switches = [
         (datasets.is_progress_bar_enabled, datasets.disable_progress_bars, datasets.enable_progress_bars),

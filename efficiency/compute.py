@@ -58,6 +58,7 @@ from typing import Any, TypeVar
 
 import torch
 from torch import nn
+from torch.utils import flop_counter as fc
 from torch.utils.flop_counter import FlopCounterMode
 
 T = TypeVar("T")
@@ -98,7 +99,6 @@ def _register_formulas() -> None:
     if _REGISTERED:
         return
     _REGISTERED = True
-    from torch.utils import flop_counter as fc
 
     def register(op: Any, formula: Callable[..., int]) -> None:
         if op is not None and op not in fc.flop_registry:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from govgym.efficiency.strategy import Strategy
-from govgym.typed import ConfigError, check_choice, check_range, from_dict, load_yaml
+from govgym.typed import ConfigError, check_choice, check_range, deep_merge, from_dict, load_yaml
 
 NOISE_KINDS = ("corrupt", "shuffle", "duplicate")
 
@@ -53,7 +54,15 @@ class ModelConfig:
                     f"model.source: {self.source!r} has no config.json, so it is not a Hugging Face model "
                     "directory. Save one with model.save_pretrained(dir) and tokenizer.save_pretrained(dir)."
                 )
-        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size", "max_position_embeddings", "pretrain_steps"):
+        for name in (
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "intermediate_size",
+            "vocab_size",
+            "max_position_embeddings",
+            "pretrain_steps",
+        ):
             check_range(f"model.{name}", getattr(self, name), 1)
         if self.hidden_size % self.num_heads:
             raise ConfigError(
@@ -99,7 +108,9 @@ class DataConfig:
                 "(json/jsonl/txt/parquet/arrow file, a folder of them, or a save_to_disk folder)."
             )
         if not self.text_field.strip():
-            raise ConfigError("data.text_field: got an empty string; name the column holding the text, e.g. text.")
+            raise ConfigError(
+                "data.text_field: got an empty string; name the column holding the text, e.g. text."
+            )
         check_range("data.seq_len", self.seq_len, 8, 8192)
         check_range("data.max_examples", self.max_examples, 16)
         check_range("data.eval_examples", self.eval_examples, 1)
@@ -209,7 +220,9 @@ class RunConfig:
             import torch
 
             if not torch.cuda.is_available():
-                raise ConfigError("device: 'cuda' was asked for but torch sees no CUDA device; use device=cpu or auto.")
+                raise ConfigError(
+                    "device: 'cuda' was asked for but torch sees no CUDA device; use device=cpu or auto."
+                )
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -221,7 +234,6 @@ class RunConfig:
         Raises:
             ConfigError: a key beside ``run:`` (it would be silently ignored), or any bad field.
         """
-        from govgym.typed import deep_merge
 
         data = load_yaml(path)
         if "run" in data:
@@ -233,13 +245,14 @@ class RunConfig:
                 )
             data = data["run"] if data["run"] is not None else {}
             if not isinstance(data, dict):
-                raise ConfigError(f"config file {str(path)!r}: 'run:' must hold a mapping of RunConfig fields, got {data!r}.")
+                raise ConfigError(
+                    f"config file {str(path)!r}: 'run:' must hold a mapping of RunConfig fields, got {data!r}."
+                )
         return from_dict(cls, deep_merge(data, overrides or {}))
 
 
 def default_cache_dir(cfg: RunConfig) -> Path:
     """The cache folder for built base models and tokenized datasets."""
-    import os
 
     if cfg.cache_dir:
         return Path(cfg.cache_dir).expanduser()

@@ -22,6 +22,8 @@ import logging
 from typing import Any
 
 import torch
+from peft import LoraConfig, get_peft_model
+from peft.tuners.lora import LoraLayer
 from torch import nn
 
 # re-exported: the type lives in the torch-free efficiency/strategy.py, the error in the base
@@ -58,9 +60,13 @@ def _quantize(model: nn.Module, kind: str, targets: list[str]) -> None:
         w = lin.weight.data
         if kind == "qlora":
             q = bnb.nn.Linear4bit(
-                lin.in_features, lin.out_features, bias=lin.bias is not None,
-                compute_dtype=torch.float32, quant_type="nf4", device="cpu",
-            )  # fmt: skip
+                lin.in_features,
+                lin.out_features,
+                bias=lin.bias is not None,
+                compute_dtype=torch.float32,
+                quant_type="nf4",
+                device="cpu",
+            )
             q.weight = bnb.nn.Params4bit(w.detach().to("cpu").clone(), requires_grad=False, quant_type="nf4")
             # bitsandbytes >= 0.50.2 repacks the weight in place for its AVX512-BF16 gemv on the first
             # no-grad eval forward on such CPUs: the packed layout breaks dequantize_4bit (merging,
@@ -69,10 +75,16 @@ def _quantize(model: nn.Module, kind: str, targets: list[str]) -> None:
             q.support_avx512bf16_for_cpu = False
         else:
             q = bnb.nn.Linear8bitLt(
-                lin.in_features, lin.out_features, bias=lin.bias is not None,
-                has_fp16_weights=False, threshold=0.0, device="cpu",
-            )  # fmt: skip
-            q.weight = bnb.nn.Int8Params(w.detach().to("cpu").clone(), requires_grad=False, has_fp16_weights=False)
+                lin.in_features,
+                lin.out_features,
+                bias=lin.bias is not None,
+                has_fp16_weights=False,
+                threshold=0.0,
+                device="cpu",
+            )
+            q.weight = bnb.nn.Int8Params(
+                w.detach().to("cpu").clone(), requires_grad=False, has_fp16_weights=False
+            )
         if lin.bias is not None:
             q.bias = nn.Parameter(lin.bias.detach().clone(), requires_grad=False)
         setattr(parent, cname, q.to(device))  # .to() quantizes
@@ -119,7 +131,6 @@ def _to_linear(layer: nn.Module, delta: torch.Tensor | None) -> nn.Linear:
 
 def to_full(model: nn.Module) -> nn.Module:
     """Bring any strategy's model back to plain, fully trainable fp32 weights (adapters merged)."""
-    from peft.tuners.lora import LoraLayer
 
     if hasattr(model, "get_base_model"):
         deltas: dict[str, torch.Tensor] = {}
@@ -154,14 +165,17 @@ def _targets_all(model: nn.Module) -> list[tuple[str, nn.Module, str, nn.Module]
 
 def add_adapters(model: nn.Module, strategy: Strategy, mem: Any, seed: int) -> nn.Module:
     """Quantize the base if asked, then wrap the live model with fresh LoRA adapters (B = 0)."""
-    from peft import LoraConfig, get_peft_model
 
     if strategy.base in ("qlora", "int8"):
         _quantize(model, strategy.base, list(mem.lora_targets))
     cfg = LoraConfig(
-        r=mem.lora_rank, lora_alpha=mem.lora_alpha, lora_dropout=mem.lora_dropout,
-        target_modules=list(mem.lora_targets), bias="none", task_type="CAUSAL_LM",
-    )  # fmt: skip
+        r=mem.lora_rank,
+        lora_alpha=mem.lora_alpha,
+        lora_dropout=mem.lora_dropout,
+        target_modules=list(mem.lora_targets),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     # Adapter init (kaiming A) draws from torch's global RNG; fork it so the switch is reproducible
     # from (seed, step) and does not shift the run's own random stream.
     with torch.random.fork_rng(devices=[]):
@@ -217,7 +231,11 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def make_optimizer(
-    params: list[nn.Parameter], strategy: Strategy, lr: float, optim: Any, old: torch.optim.Optimizer | None = None
+    params: list[nn.Parameter],
+    strategy: Strategy,
+    lr: float,
+    optim: Any,
+    old: torch.optim.Optimizer | None = None,
 ) -> torch.optim.Optimizer:
     """AdamW (torch) or 8-bit AdamW (bitsandbytes) over ``params``; state of ``old`` carried where it applies.
 

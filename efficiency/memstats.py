@@ -47,6 +47,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
+
+from govgym.efficiency.memory import base_model, set_checkpointing
 
 # torch 2.13's kineto prints "USDT ... profiler_start/stop" to stderr on every profiled step (the
 # memory measurement profiles one step per strategy); read at the profiler's first start, so setting
@@ -168,7 +171,9 @@ def decoder_layers(model: nn.Module) -> list[nn.Module]:
         from transformers.modeling_layers import GradientCheckpointingLayer
     except ImportError:  # older transformers: fall back to the usual ModuleList of blocks
         GradientCheckpointingLayer = ()  # type: ignore[assignment]
-    layers = [m for m in model.modules() if GradientCheckpointingLayer and isinstance(m, GradientCheckpointingLayer)]
+    layers = [
+        m for m in model.modules() if GradientCheckpointingLayer and isinstance(m, GradientCheckpointingLayer)
+    ]
     if not layers:
         lists = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
         layers = list(max(lists, key=len)) if lists else []
@@ -180,10 +185,13 @@ def max_layer_saved_bytes(model: nn.Module, forward: Callable[[], torch.Tensor])
 
     Runs ``forward`` once with checkpointing temporarily off and attributes saved bytes to layers.
     """
-    from govgym.efficiency.memory import base_model
 
     bm = base_model(model)
-    flag = "is_activation_checkpointing" if hasattr(type(bm), "is_activation_checkpointing") else "is_gradient_checkpointing"
+    flag = (
+        "is_activation_checkpointing"
+        if hasattr(type(bm), "is_activation_checkpointing")
+        else "is_gradient_checkpointing"
+    )
     was = getattr(bm, flag, False)
     meter = ActivationMeter(model)
     per_layer: list[int] = []
@@ -197,7 +205,6 @@ def max_layer_saved_bytes(model: nn.Module, forward: Callable[[], torch.Tensor])
 
     layers = decoder_layers(model)
     handles = [h for m in layers for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
-    from govgym.efficiency.memory import set_checkpointing
 
     if was:
         set_checkpointing(model, False)
@@ -226,7 +233,6 @@ def profile_peak(device: torch.device) -> Iterator[dict[str, int]]:
         result["peak"] = torch.cuda.max_memory_allocated(device)
         result["base"] = base
         return
-    from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         yield result
@@ -241,11 +247,11 @@ def profile_peak(device: torch.device) -> Iterator[dict[str, int]]:
     result["peak_delta"] = peak  # caller adds the bytes live before the block
 
 
-def estimate(model: nn.Module, strategy: Any, batch: int, seq: int, trainable: list[nn.Parameter]) -> MemoryStats:
+def estimate(
+    model: nn.Module, strategy: Any, batch: int, seq: int, trainable: list[nn.Parameter]
+) -> MemoryStats:
     """The analytic estimate M_θ + M_G + M_O + M_A (see the module docstring)."""
     import bitsandbytes as bnb
-
-    from govgym.efficiency.memory import base_model
 
     m_theta = 0.0
     for mod in model.modules():

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from govgym.efficiency.compute import FlopCache, param_counts
+from govgym.efficiency.memory import base_model
 
 SCORERS = ("loss", "el2n", "gradnorm")
 MODES = ("hardest", "easiest", "random")
@@ -61,7 +62,6 @@ class Scores:
 
 
 def _output_layer(model: nn.Module) -> nn.Module:
-    from govgym.efficiency.memory import base_model
 
     out = base_model(model).get_output_embeddings()
     if out is None:

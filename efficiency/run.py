@@ -28,11 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers import get_scheduler
 
+from govgym import __version__
 from govgym.efficiency import memstats, safefile
 from govgym.efficiency.compute import FlopCache, count_flops, param_counts
 from govgym.efficiency.config import RunConfig
 from govgym.efficiency.memory import Strategy, apply_strategy, make_optimizer, trainable_parameters
+from govgym.efficiency.pruning import score_examples, select
 from govgym.efficiency.sampler import EpochSampler
 from govgym.errors import RunError as RunError  # re-exported: defined in the base, caught by the CLI
 
@@ -94,7 +97,9 @@ class FineTuneRun:
         self.train_ids = torch.tensor(workload.train["input_ids"], dtype=torch.long, device=self.device)
         self.train_labels = torch.tensor(workload.train["labels"], dtype=torch.long, device=self.device)
         cols = workload.train.column_names
-        self.noise = np.asarray(workload.train["noise"]) if "noise" in cols else np.zeros(len(self.train_ids), int)
+        self.noise = (
+            np.asarray(workload.train["noise"]) if "noise" in cols else np.zeros(len(self.train_ids), int)
+        )
         self.eval_ids = torch.tensor(workload.eval["input_ids"], dtype=torch.long, device=self.device)
         self.eval_labels = torch.tensor(workload.eval["labels"], dtype=torch.long, device=self.device)
         self.sampler = EpochSampler(len(self.train_ids), cfg.seed)
@@ -124,7 +129,6 @@ class FineTuneRun:
         return self.cfg.optim.lora_lr if self.strategy.adapters else self.cfg.optim.lr
 
     def _build_optimizer(self, old: torch.optim.Optimizer | None) -> None:
-        from transformers import get_scheduler
 
         o = self.cfg.optim
         self.trainable = trainable_parameters(self.model)
@@ -175,7 +179,12 @@ class FineTuneRun:
             gn = self._update()
         peak = pk.get("peak") or (params_b + opt_before + pk.get("peak_delta", 0))
         stats = memstats.MemoryStats(
-            params_b, grads_b, memstats.optimizer_bytes(self.optimizer), meter.bytes, peak, allocator=self.device.type == "cuda"
+            params_b,
+            grads_b,
+            memstats.optimizer_bytes(self.optimizer),
+            meter.bytes,
+            peak,
+            allocator=self.device.type == "cuda",
         )
         self.memory[self._mem_key(ids)] = stats
         if self.strategy.gc:  # the recompute peak needs one more forward, run outside the step's FLOP count
@@ -186,7 +195,9 @@ class FineTuneRun:
         """Under checkpointing, add one layer's recompute to the measured activations (FLOPs counted)."""
         ids, labels = self._probe
         self._probe = None
-        recompute, fl = count_flops(partial(memstats.max_layer_saved_bytes, self.model, partial(self._loss, ids, labels)))
+        recompute, fl = count_flops(
+            partial(memstats.max_layer_saved_bytes, self.model, partial(self._loss, ids, labels))
+        )
         self.flops["measure"] += fl
         self.memory[self._mem_key(ids)].activations += recompute
 
@@ -219,7 +230,9 @@ class FineTuneRun:
                 norms.append(gn)
         except torch.OutOfMemoryError as err:
             self.optimizer.zero_grad(set_to_none=True)
-            raise RunOOM(f"out of memory under the {self.cap_mb:.0f} MiB cap with strategy {self.strategy}: {err}") from None
+            raise RunOOM(
+                f"out of memory under the {self.cap_mb:.0f} MiB cap with strategy {self.strategy}: {err}"
+            ) from None
         ls = torch.stack(losses).float().cpu().numpy()
         gn = torch.stack([g.float() for g in norms]).cpu().numpy()
         noise_scale = float("nan")
@@ -230,17 +243,29 @@ class FineTuneRun:
                 # EMA of numerator and denominator separately, then the ratio (McCandlish et al. 2018):
                 # one interval's |G|² estimate is too noisy to divide by.
                 a = 0.5
-                self._gns = (g2, trace) if self._gns is None else (a * self._gns[0] + (1 - a) * g2, a * self._gns[1] + (1 - a) * trace)
+                self._gns = (
+                    (g2, trace)
+                    if self._gns is None
+                    else (a * self._gns[0] + (1 - a) * g2, a * self._gns[1] + (1 - a) * trace)
+                )
             if self._gns is not None and self._gns[0] > 0:
                 noise_scale = max(self._gns[1], 0.0) / self._gns[0]
         self.last_memory = self.memory.get(key, self.last_memory)
         return IntervalStats(
-            step=self.step, steps=n, train_loss=float(ls.mean()), losses=ls.tolist(),
-            grad_norm=float(gn.mean()), grad_norm_std=float(gn.std()), grad_noise_scale=noise_scale,
-            lr=float(self.optimizer.param_groups[0]["lr"]), flops=self.flops["train"] + self.flops["measure"] - flops0,
-            seconds=time.perf_counter() - t0, strategy=self.strategy.name, memory_mb=self.last_memory.as_mb(),
+            step=self.step,
+            steps=n,
+            train_loss=float(ls.mean()),
+            losses=ls.tolist(),
+            grad_norm=float(gn.mean()),
+            grad_norm_std=float(gn.std()),
+            grad_noise_scale=noise_scale,
+            lr=float(self.optimizer.param_groups[0]["lr"]),
+            flops=self.flops["train"] + self.flops["measure"] - flops0,
+            seconds=time.perf_counter() - t0,
+            strategy=self.strategy.name,
+            memory_mb=self.last_memory.as_mb(),
             finite=bool(np.isfinite(ls).all() and np.isfinite(gn).all()),
-        )  # fmt: skip
+        )
 
     # ------------------------------------------------------------------ evaluation
     def _logits(self, ids: torch.Tensor) -> torch.Tensor:
@@ -260,7 +285,9 @@ class FineTuneRun:
                 )
                 self.flops["eval"] += fl
                 tgt = labels[:, 1:]
-                loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tgt.flatten(), ignore_index=-100, reduction="sum")
+                loss = F.cross_entropy(
+                    logits[:, :-1].flatten(0, 1).float(), tgt.flatten(), ignore_index=-100, reduction="sum"
+                )
                 total += float(loss)
                 count += int((tgt != -100).sum())
         finally:
@@ -275,7 +302,9 @@ class FineTuneRun:
             return {"from": new.name, "to": new.name, "seconds": 0.0}
         t0 = time.perf_counter()
         old, old_opt = self.strategy, self.optimizer
-        self.model = apply_strategy(self.model, old, new, self.cfg.memory, seed=self.cfg.seed * 100_003 + self.step)
+        self.model = apply_strategy(
+            self.model, old, new, self.cfg.memory, seed=self.cfg.seed * 100_003 + self.step
+        )
         self.strategy = new
         self._gns = None  # another parameter space: the noise-scale EMA starts over
         self._build_optimizer(old_opt)
@@ -284,7 +313,6 @@ class FineTuneRun:
 
     def reprune(self, scorer: str, fraction: float, mode: str = "hardest") -> dict[str, Any]:
         """Score the kept examples and drop ``fraction`` of them, hardest or easiest (or random) first."""
-        from govgym.efficiency.pruning import score_examples, select
 
         kept = self.sampler.kept
         n_drop = int(round(fraction * len(kept)))
@@ -309,11 +337,15 @@ class FineTuneRun:
         self.sampler.set_kept(kept[keep_pos])
         noisy = self.noise[dropped] != 0
         return {
-            "scorer": scorer, "mode": mode, "dropped": int(len(dropped)), "kept": int(len(keep_pos)),
+            "scorer": scorer,
+            "mode": mode,
+            "dropped": int(len(dropped)),
+            "kept": int(len(keep_pos)),
             "noise_in_dropped": float(noisy.mean()) if len(dropped) else 0.0,
             "noise_removed": float(noisy.sum() / max((self.noise[kept] != 0).sum(), 1)),
-            "flops": int(flops), "seconds": time.perf_counter() - t0,
-        }  # fmt: skip
+            "flops": int(flops),
+            "seconds": time.perf_counter() - t0,
+        }
 
     def set_cap(self, cap_mb: float) -> None:
         """Set the memory cap (MiB, 0 = none): a real allocator limit on CUDA, virtual on CPU."""
@@ -337,7 +369,9 @@ class FineTuneRun:
         return len(self.sampler.kept) / len(self.train_ids)
 
     def memory_estimate(self) -> memstats.MemoryStats:
-        return memstats.estimate(self.model, self.strategy, self.cfg.optim.batch_size, self.train_ids.shape[1], self.trainable)
+        return memstats.estimate(
+            self.model, self.strategy, self.cfg.optim.batch_size, self.train_ids.shape[1], self.trainable
+        )
 
     # ------------------------------------------------------------------ snapshot / restore
     def _state(self) -> dict[str, Any]:
@@ -347,11 +381,19 @@ class FineTuneRun:
             "strategy": self.strategy.name,
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "scheduler": copy.deepcopy(self.scheduler.state_dict()),
-            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
             "sampler": self.sampler.state_dict(),
-            "step": self.step, "flops": dict(self.flops), "flop_cache": self.flop_cache.state_dict(),
-            "memory": copy.deepcopy(self.memory), "last_memory": copy.deepcopy(self.last_memory), "cap_mb": self.cap_mb, "gns": self._gns,
-        }  # fmt: skip
+            "step": self.step,
+            "flops": dict(self.flops),
+            "flop_cache": self.flop_cache.state_dict(),
+            "memory": copy.deepcopy(self.memory),
+            "last_memory": copy.deepcopy(self.last_memory),
+            "cap_mb": self.cap_mb,
+            "gns": self._gns,
+        }
 
     def snapshot(self) -> dict[str, Any]:
         """Everything needed to resume or branch the run, in memory: model, optimizer, schedule, RNG, data order."""
@@ -360,7 +402,9 @@ class FineTuneRun:
     def restore(self, snap: dict[str, Any]) -> None:
         """Return the run to ``snap`` exactly (continuing gives bit-identical results on CPU)."""
         if snap.get("version") != SNAPSHOT_VERSION:
-            raise RunError(f"snapshot version {snap.get('version')} is not {SNAPSHOT_VERSION}; it was written by another govgym.")
+            raise RunError(
+                f"snapshot version {snap.get('version')} is not {SNAPSHOT_VERSION}; it was written by another govgym."
+            )
         self.model = copy.deepcopy(snap["model"])
         self._restore_state(snap)
 
@@ -371,7 +415,9 @@ class FineTuneRun:
         self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
         self.scheduler.load_state_dict(copy.deepcopy(snap["scheduler"]))
         torch.set_rng_state(snap["rng"]["torch"])
-        if snap["rng"]["cuda"] is not None and torch.cuda.is_available():  # a CUDA run's file read on CPU: no CUDA RNG to set
+        if (
+            snap["rng"]["cuda"] is not None and torch.cuda.is_available()
+        ):  # a CUDA run's file read on CPU: no CUDA RNG to set
             torch.cuda.set_rng_state_all(snap["rng"]["cuda"])
         self.sampler.load_state_dict(snap["sampler"])
         self.flops = dict(snap["flops"])
@@ -388,14 +434,24 @@ class FineTuneRun:
         The file holds no pickle: the model's and optimizer's tensors in safetensors, the rest in JSON,
         behind a header with the format version and a sha256 of the content (``efficiency/safefile.py``).
         """
-        from govgym import __version__
 
         state = self._state()
         state["memory"] = {k: asdict(v) for k, v in state["memory"].items()}
         state["last_memory"] = asdict(state["last_memory"])
         tensors: dict[str, torch.Tensor] = {}
-        packed = {"state": safefile.pack(state, tensors), "model": safefile.pack(self.model.state_dict(), tensors)}
-        return safefile.write(path, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, packed, tensors, govgym_version=__version__, strategy=self.strategy.name)
+        packed = {
+            "state": safefile.pack(state, tensors),
+            "model": safefile.pack(self.model.state_dict(), tensors),
+        }
+        return safefile.write(
+            path,
+            SNAPSHOT_FORMAT,
+            SNAPSHOT_VERSION,
+            packed,
+            tensors,
+            govgym_version=__version__,
+            strategy=self.strategy.name,
+        )
 
     def load(self, path: str | Path) -> None:
         """Restore from a file written by ``save``: format, version and content hash are checked first.
@@ -412,13 +468,30 @@ class FineTuneRun:
             state["last_memory"] = memstats.MemoryStats(**state["last_memory"])
             saved = Strategy.parse(state["strategy"])
         except OSError as err:
-            raise RunError(f"cannot read run snapshot {path}: {err}. Point to a file written by FineTuneRun.save().") from None
+            raise RunError(
+                f"cannot read run snapshot {path}: {err}. Point to a file written by FineTuneRun.save()."
+            ) from None
         except (safefile.UnsafeFileError, KeyError, TypeError, ValueError, AttributeError) as err:
-            raise RunError(f"{err}" if isinstance(err, safefile.UnsafeFileError) else
-                           f"run snapshot {path} lacks or garbles a field ({type(err).__name__}: {err}); write it again.") from None  # fmt: skip
-        missing = {"optimizer", "scheduler", "rng", "sampler", "step", "flops", "flop_cache", "cap_mb", "gns"} - set(state)
+            raise RunError(
+                f"{err}"
+                if isinstance(err, safefile.UnsafeFileError)
+                else f"run snapshot {path} lacks or garbles a field ({type(err).__name__}: {err}); write it again."
+            ) from None
+        missing = {
+            "optimizer",
+            "scheduler",
+            "rng",
+            "sampler",
+            "step",
+            "flops",
+            "flop_cache",
+            "cap_mb",
+            "gns",
+        } - set(state)
         if missing or not isinstance(model_sd, dict):
-            raise RunError(f"run snapshot {path} lacks {sorted(missing) or 'the model state'}; it was not written by FineTuneRun.save(). Write it again.")
+            raise RunError(
+                f"run snapshot {path} lacks {sorted(missing) or 'the model state'}; it was not written by FineTuneRun.save(). Write it again."
+            )
         self.switch_strategy(saved)
         load_model_state(self.model, model_sd, saved, path)
         try:
@@ -433,7 +506,9 @@ class FineTuneRun:
 SNAPSHOT_FORMAT = "govgym-run-snapshot"
 
 
-def load_model_state(model: torch.nn.Module, sd: dict[str, torch.Tensor], strategy: Strategy, path: Path | str = "") -> None:
+def load_model_state(
+    model: torch.nn.Module, sd: dict[str, torch.Tensor], strategy: Strategy, path: Path | str = ""
+) -> None:
     """Load a saved ``model.state_dict()`` into ``model`` (already under ``strategy``), exactly or not at all.
 
     4-bit (qlora) weights are rebuilt from their packed data and quantization state
@@ -450,20 +525,29 @@ def load_model_state(model: torch.nn.Module, sd: dict[str, torch.Tensor], strate
             if isinstance(mod, bnb.nn.Linear4bit) and key in sd:
                 stats = {k[len(key) + 1 :]: v for k, v in sd.items() if k.startswith(key + ".")}
                 prequantized |= {key} | {f"{key}.{k}" for k in stats}
-                mod.weight = bnb.nn.Params4bit.from_prequantized(data=sd[key], quantized_stats=dict(stats), requires_grad=False,
-                                                                 device=mod.weight.device, module=mod)  # fmt: skip
+                mod.weight = bnb.nn.Params4bit.from_prequantized(
+                    data=sd[key],
+                    quantized_stats=dict(stats),
+                    requires_grad=False,
+                    device=mod.weight.device,
+                    module=mod,
+                )
     try:
         res = model.load_state_dict({k: v for k, v in sd.items() if k not in prequantized}, strict=False)
         missing = set(res.missing_keys) - prequantized
         if missing or res.unexpected_keys:
-            raise RuntimeError(f"missing keys {sorted(missing)[:3]}, unexpected keys {sorted(res.unexpected_keys)[:3]}")
+            raise RuntimeError(
+                f"missing keys {sorted(missing)[:3]}, unexpected keys {sorted(res.unexpected_keys)[:3]}"
+            )
     except RuntimeError as err:
         raise RunError(
             f"run snapshot {path}: its model does not fit this run's model under strategy {strategy} ({str(err)[:300]}); "
             "load it into a run built from the same config (model, LoRA settings) as the run that saved it."
         ) from None
     back = model.state_dict()
-    if set(back) != set(sd) or not all(back[k].dtype == sd[k].dtype and torch.equal(back[k].cpu(), sd[k].cpu()) for k in sd):
+    if set(back) != set(sd) or not all(
+        back[k].dtype == sd[k].dtype and torch.equal(back[k].cpu(), sd[k].cpu()) for k in sd
+    ):
         raise RunError(
             f"run snapshot {path}: the weights of strategy {strategy} do not round-trip exactly through this "
             "torch/bitsandbytes; refusing to resume from an approximation. Switch the run to 'full' or 'lora' before saving."

@@ -40,7 +40,13 @@ class EpochSampler:
         self._new_epoch()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"gen": self.gen.get_state(), "kept": self.kept.copy(), "perm": self.perm.clone(), "pos": self.pos, "epoch": self.epoch}
+        return {
+            "gen": self.gen.get_state(),
+            "kept": self.kept.copy(),
+            "perm": self.perm.clone(),
+            "pos": self.pos,
+            "epoch": self.epoch,
+        }
 
     def load_state_dict(self, st: dict[str, Any]) -> None:
         self.gen.set_state(st["gen"])

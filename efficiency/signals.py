@@ -36,13 +36,23 @@ FEATURES: tuple[Feature, ...] = (
     Feature("budget_left", "1 − FLOPs used / budget", 0.0, 1.0),
     Feature("eval_ratio", "E_t / E_0 (eval loss over the initial eval loss)", 0.0, 2.0),
     Feature("best_gap", "E_t / min_{s≤t} E_s − 1 (how far above the best so far)", 0.0, 1.0),
-    Feature("gain_rate", "((E_{t−1} − E_t)/E_0) / (budget fraction spent in the interval); compare with λ", -10.0, 10.0),
+    Feature(
+        "gain_rate",
+        "((E_{t−1} − E_t)/E_0) / (budget fraction spent in the interval); compare with λ",
+        -10.0,
+        10.0,
+    ),
     Feature("gain_rate_ema", "exponential moving average (α = 0.5) of gain_rate", -10.0, 10.0),
     Feature("train_eval_gap", "(E_t − L_train,t) / E_0", -1.0, 1.0),
     Feature("since_best", "min(intervals since the best eval loss, 20) / 20", 0.0, 1.0),
     Feature("log_grad_norm_ratio", "ln(mean grad norm_t / mean grad norm of the first interval)", -5.0, 5.0),
     Feature("grad_norm_cv", "std / mean of the per-step grad norms in the interval", 0.0, 5.0),
-    Feature("log_noise_scale", "ln(B_simple / batch size), B_simple = tr(Σ)/|G|² (0 when not estimable)", -5.0, 10.0),
+    Feature(
+        "log_noise_scale",
+        "ln(B_simple / batch size), B_simple = tr(Σ)/|G|² (0 when not estimable)",
+        -5.0,
+        10.0,
+    ),
     Feature("mem_frac", "measured peak memory / cap (0 when there is no cap)", 0.0, 2.0),
     Feature("strategy_full", "1 if the base is full fine-tuning", 0.0, 1.0),
     Feature("strategy_lora", "1 if LoRA on an fp32 base", 0.0, 1.0),
@@ -91,7 +101,9 @@ class Reading:
     lam: float
 
     @classmethod
-    def from_run(cls, run: Any, eval_loss: float, stats: Any, budget: float, lam: float, mem_fallback_mb: float = 0.0) -> Reading:
+    def from_run(
+        cls, run: Any, eval_loss: float, stats: Any, budget: float, lam: float, mem_fallback_mb: float = 0.0
+    ) -> Reading:
         """The Reading of a ``FineTuneRun`` after one interval: the one place that maps a run onto the features.
 
         Args:
@@ -106,15 +118,21 @@ class Reading:
         """
         mem = run.last_memory
         return cls(
-            flops_used=run.flops_total, budget=budget, eval_loss=eval_loss,
+            flops_used=run.flops_total,
+            budget=budget,
+            eval_loss=eval_loss,
             train_loss=stats.train_loss if stats is not None else eval_loss,
             grad_norm=stats.grad_norm if stats is not None else 0.0,
             grad_norm_std=stats.grad_norm_std if stats is not None else 0.0,
             grad_noise_scale=stats.grad_noise_scale if stats is not None else float("nan"),
-            batch_size=run.cfg.optim.batch_size, mem_peak_mb=mem.peak / 2**20 if mem.total else mem_fallback_mb,
-            cap_mb=run.cap_mb, strategy=run.strategy.name, kept_fraction=run.kept_fraction,
-            lr_frac=stats.lr / run.lr if stats is not None else 0.0, lam=lam,
-        )  # fmt: skip
+            batch_size=run.cfg.optim.batch_size,
+            mem_peak_mb=mem.peak / 2**20 if mem.total else mem_fallback_mb,
+            cap_mb=run.cap_mb,
+            strategy=run.strategy.name,
+            kept_fraction=run.kept_fraction,
+            lr_frac=stats.lr / run.lr if stats is not None else 0.0,
+            lam=lam,
+        )
 
 
 def _finite(x: float, default: float = 0.0) -> float:

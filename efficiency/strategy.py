@@ -33,7 +33,9 @@ class Strategy:
 
     def __post_init__(self) -> None:
         if self.base not in BASES:
-            raise ConfigError(f"strategy base: got {self.base!r}; allowed: {', '.join(BASES)}.{did_you_mean(self.base, BASES)}")
+            raise ConfigError(
+                f"strategy base: got {self.base!r}; allowed: {', '.join(BASES)}.{did_you_mean(self.base, BASES)}"
+            )
 
     @classmethod
     def parse(cls, name: str | Strategy) -> Strategy:
@@ -54,7 +56,9 @@ class Strategy:
         mods = parts[1:]
         for m in mods:
             if m not in MODIFIERS:
-                raise ConfigError(f"got {name!r}: unknown modifier '+{m}'; allowed: +adam8, +gc.{did_you_mean(m, MODIFIERS)}")
+                raise ConfigError(
+                    f"got {name!r}: unknown modifier '+{m}'; allowed: +adam8, +gc.{did_you_mean(m, MODIFIERS)}"
+                )
         return cls(base=parts[0], adam8="adam8" in mods, gc="gc" in mods)
 
     @property

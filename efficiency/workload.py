@@ -20,6 +20,7 @@ eval split is always clean. Nothing here touches a hub: every load is ``local_fi
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import logging
@@ -33,7 +34,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import datasets
 import numpy as np
+from datasets.utils import logging as ds_logging
+from transformers.utils import logging as hf_logging
 
 from govgym.efficiency import corpus
 from govgym.efficiency.basemodel import (  # noqa: F401  (build_base_model, base_manifest_diff: public API here too)
@@ -88,7 +92,6 @@ class Workload:
 
 def _load_local_dataset(cfg: RunConfig) -> datasets.Dataset:
     """A local dataset reduced to columns ``text`` and ``key`` (row index); errors -> ConfigError."""
-    import datasets
 
     path, field = Path(cfg.data.source).expanduser(), cfg.data.text_field
     markers = ("dataset_info.json", "state.json", "dataset_dict.json")  # written by save_to_disk
@@ -129,9 +132,7 @@ def _load_local_dataset(cfg: RunConfig) -> datasets.Dataset:
     except ConfigError:
         raise
     except Exception as err:  # a parse error deep in pyarrow is still a bad data.source
-        raise ConfigError(
-            f"data.source: could not load {str(path)!r} ({_root_cause(err)}). {fix}"
-        ) from err
+        raise ConfigError(f"data.source: could not load {str(path)!r} ({_root_cause(err)}). {fix}") from err
     if len(ds) == 0:
         raise ConfigError(f"data.source: {str(path)!r} has no rows. {fix}")
     if field not in ds.column_names:
@@ -157,7 +158,6 @@ def _check_text_file(f: Path, fix: str) -> bool:
     Returns:
         Whether ``f`` holds anything but whitespace.
     """
-    import codecs
 
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset, content = 0, False
@@ -336,7 +336,6 @@ def _default_data(
     cfg: RunConfig, tokenizer: Any, manifest: dict[str, Any], base_dir: Path | None, vocab_ids: np.ndarray
 ) -> tuple[Any, Any, dict]:
     """The doc -> code task; cached with save_to_disk when the tokenizer is the embedded base's."""
-    import datasets
 
     cache = None
     if base_dir is not None:  # the base dir name pins the tokenizer and the corpus
@@ -420,9 +419,6 @@ def quiet_libraries() -> Iterator[None]:
     warnings stay (a checkpoint whose weights did not all load says so). Both libraries only have
     process-wide switches, so every setting is restored on exit.
     """
-    import datasets
-    from datasets.utils import logging as ds_logging
-    from transformers.utils import logging as hf_logging
 
     bars = (datasets.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled())
     level = ds_logging.get_verbosity()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from typing import Any
@@ -11,8 +12,10 @@ import numpy as np
 from gymnasium import spaces
 
 from govgym import __version__
+from govgym.efficiency.run import FineTuneRun
 from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, Reading, SignalTracker, spec_hash
 from govgym.efficiency.strategy import Strategy
+from govgym.efficiency.workload import load_workload
 from govgym.envs.instances import EnvConfig, Instance, InstanceSet, load_instances
 from govgym.envs.probe import strategy_peaks
 from govgym.typed import ConfigError, from_dict, to_dict
@@ -95,9 +98,12 @@ class FineTuneEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(
-        self, instances: InstanceSet | str | None = None, split: str = "train", interval_steps: int | None = None,
+        self,
+        instances: InstanceSet | str | None = None,
+        split: str = "train",
+        interval_steps: int | None = None,
         wall_time_info: bool = False,
-    ):  # fmt: skip
+    ):
         super().__init__()
         self.wall_time_info = wall_time_info
         self.iset = instances if isinstance(instances, InstanceSet) else load_instances(instances)
@@ -105,12 +111,25 @@ class FineTuneEnv(gym.Env):
         self.pool = self.iset.split(split)
         self.ecfg = self.iset.env
         if interval_steps is not None:  # a validated copy: the InstanceSet may be shared by other envs
-            self.ecfg = from_dict(EnvConfig, {**to_dict(self.ecfg), "interval_steps": interval_steps}, prefix="env.")
+            self.ecfg = from_dict(
+                EnvConfig, {**to_dict(self.ecfg), "interval_steps": interval_steps}, prefix="env."
+            )
         self.targets = [Strategy.parse(s) for s in self.ecfg.switch_targets]
         # what each action does, as (kind, argument): step() dispatches on these, never on the names
-        self.actions: list[tuple[str, Any]] = [("continue", None), ("reprune", "hardest"), ("reprune", "easiest"),
-                                               *[("switch", t) for t in self.targets], ("stop", None)]  # fmt: skip
-        self.action_names = ["continue", "reprune_hardest", "reprune_easiest", *[f"switch:{s}" for s in self.targets], "stop"]
+        self.actions: list[tuple[str, Any]] = [
+            ("continue", None),
+            ("reprune", "hardest"),
+            ("reprune", "easiest"),
+            *[("switch", t) for t in self.targets],
+            ("stop", None),
+        ]
+        self.action_names = [
+            "continue",
+            "reprune_hardest",
+            "reprune_easiest",
+            *[f"switch:{s}" for s in self.targets],
+            "stop",
+        ]
         self.action_space = spaces.Discrete(len(self.action_names))
         self.observation_space = spaces.Box(LOW, HIGH, dtype=np.float32)
         self.run: Any = None
@@ -139,8 +158,6 @@ class FineTuneEnv(gym.Env):
 
     def _build(self, instance: Instance, episode_seed: int) -> None:
         """A fresh run of (instance, episode seed), not yet evaluated (reset evaluates; restore overwrites)."""
-        from govgym.efficiency.run import FineTuneRun
-        from govgym.efficiency.workload import load_workload
 
         self.instance, self.episode_seed = instance, episode_seed
         cfg = self.iset.run_config(instance, episode_seed)
@@ -163,7 +180,10 @@ class FineTuneEnv(gym.Env):
         if self.run is None:
             return mask
         kept_after = self.run.kept_fraction * (1 - self.ecfg.reprune_fraction)
-        if kept_after < self.ecfg.min_kept_fraction or len(self.run.sampler.kept) * (1 - self.ecfg.reprune_fraction) < self.run.cfg.optim.batch_size:
+        if (
+            kept_after < self.ecfg.min_kept_fraction
+            or len(self.run.sampler.kept) * (1 - self.ecfg.reprune_fraction) < self.run.cfg.optim.batch_size
+        ):
             mask[1] = mask[2] = False
         cap = self.run.cap_mb
         for i, t in enumerate(self.targets):
@@ -223,7 +243,9 @@ class FineTuneEnv(gym.Env):
         info = self._info(None, stats, **info_extra)
         return obs, float(reward), False, truncated, info
 
-    def _finish(self, reward: float, terminated: bool, truncated: bool, error: str | None, extra: dict, stats: Any):
+    def _finish(
+        self, reward: float, terminated: bool, truncated: bool, error: str | None, extra: dict, stats: Any
+    ):
         self.done = True
         obs = np.asarray(self.log["observations"][-1], dtype=np.float32)
         self.log["observations"].append(obs.tolist())
@@ -241,12 +263,25 @@ class FineTuneEnv(gym.Env):
     def _info(self, error: str | None, stats: Any = None, **extra: Any) -> dict[str, Any]:
         run = self.run
         info = {
-            "instance": self.instance.name, "episode_seed": self.episode_seed, "eval_loss": self.prev_eval if stats is None else None,
-            "e0": self.e0, "flops_used": run.flops_total, "flops": dict(run.flops), "budget": self.budget,
-            "budget_frac": run.flops_total / self.budget, "strategy": run.strategy.name, "kept_fraction": run.kept_fraction,
-            "memory_mb": {k: v for k, v in run.last_memory.as_mb().items() if k != "profile_peak" or run.last_memory.allocator},
-            "cap_mb": run.cap_mb, "step": run.step, "action_mask": self.action_masks().tolist(),
-        }  # fmt: skip
+            "instance": self.instance.name,
+            "episode_seed": self.episode_seed,
+            "eval_loss": self.prev_eval if stats is None else None,
+            "e0": self.e0,
+            "flops_used": run.flops_total,
+            "flops": dict(run.flops),
+            "budget": self.budget,
+            "budget_frac": run.flops_total / self.budget,
+            "strategy": run.strategy.name,
+            "kept_fraction": run.kept_fraction,
+            "memory_mb": {
+                k: v
+                for k, v in run.last_memory.as_mb().items()
+                if k != "profile_peak" or run.last_memory.allocator
+            },
+            "cap_mb": run.cap_mb,
+            "step": run.step,
+            "action_mask": self.action_masks().tolist(),
+        }
         if self.wall_time_info:
             info["wall_time"] = time.perf_counter() - self.t0
         else:
@@ -267,22 +302,31 @@ class FineTuneEnv(gym.Env):
         Holds the run's snapshot (model, optimizer, schedule, RNG, data order), the signal tracker and
         the episode log; a few MB for the default workload.
         """
-        import copy
 
         if self.run is None:
             raise RuntimeError("snapshot() before reset(); call reset() first.")
         return {
-            "instance": self.instance.name, "episode_seed": self.episode_seed, "run": self.run.snapshot(),
-            "tracker": copy.deepcopy(self.tracker), "e0": self.e0, "prev_eval": self.prev_eval, "done": self.done,
+            "instance": self.instance.name,
+            "episode_seed": self.episode_seed,
+            "run": self.run.snapshot(),
+            "tracker": copy.deepcopy(self.tracker),
+            "e0": self.e0,
+            "prev_eval": self.prev_eval,
+            "done": self.done,
             "log": copy.deepcopy(self.log),
-        }  # fmt: skip
+        }
 
     def restore(self, snap: dict[str, Any]) -> None:
         """Continue from ``snap``; steps after it are bit-identical to the episode it was taken from (CPU)."""
-        import copy
 
-        if self.run is None or self.instance.name != snap["instance"] or self.episode_seed != snap["episode_seed"]:
-            self._build(self.iset.get(snap["instance"]), snap["episode_seed"])  # no initial eval: the snapshot has it
+        if (
+            self.run is None
+            or self.instance.name != snap["instance"]
+            or self.episode_seed != snap["episode_seed"]
+        ):
+            self._build(
+                self.iset.get(snap["instance"]), snap["episode_seed"]
+            )  # no initial eval: the snapshot has it
         self.run.restore(snap["run"])
         self.tracker = copy.deepcopy(snap["tracker"])
         self.e0, self.prev_eval, self.done = snap["e0"], snap["prev_eval"], snap["done"]
@@ -297,8 +341,15 @@ class FineTuneEnv(gym.Env):
     def state(self) -> dict[str, Any]:
         """The episode as a small JSON-able state: (instance, seed, action log) + what it produced."""
         return {
-            "format": STATE_FORMAT, "govgym_version": __version__, "env_id": "govgym/FineTune-v0",
-            "instances": self.iset.source, "split": self.split, "interval_steps": self.ecfg.interval_steps,
-            "instance": self.instance.name, "episode_seed": self.episode_seed, "obs_spec": spec_hash(),
-            "features": list(FEATURE_NAMES), **self.log,
-        }  # fmt: skip
+            "format": STATE_FORMAT,
+            "govgym_version": __version__,
+            "env_id": "govgym/FineTune-v0",
+            "instances": self.iset.source,
+            "split": self.split,
+            "interval_steps": self.ecfg.interval_steps,
+            "instance": self.instance.name,
+            "episode_seed": self.episode_seed,
+            "obs_spec": spec_hash(),
+            "features": list(FEATURE_NAMES),
+            **self.log,
+        }

@@ -21,13 +21,24 @@ FLOPs, memory cap and its availability schedule, start strategy, λ and seed::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from govgym.efficiency.config import RunConfig
+from govgym.efficiency.pruning import SCORERS
 from govgym.efficiency.strategy import Strategy
 from govgym.errors import did_you_mean
-from govgym.typed import ConfigError, check_name, check_range, deep_merge, from_dict, load_yaml, to_dict
+from govgym.typed import (
+    ConfigError,
+    check_choice,
+    check_name,
+    check_range,
+    deep_merge,
+    from_dict,
+    load_yaml,
+    to_dict,
+)
 
 SPLITS = ("train", "test")
 
@@ -97,7 +108,9 @@ class EnvConfig:
 
     interval_steps: int = 20
     """K: optimizer steps per env step (decision interval)."""
-    switch_targets: list[str] = field(default_factory=lambda: ["full", "lora", "qlora", "lora+gc", "qlora+gc"])
+    switch_targets: list[str] = field(
+        default_factory=lambda: ["full", "lora", "qlora", "lora+gc", "qlora+gc"]
+    )
     """One switch action per target strategy."""
     reprune_fraction: float = 0.1
     """Fraction of the kept examples each reprune action drops."""
@@ -123,8 +136,6 @@ class EnvConfig:
                 Strategy.parse(s)
             except ValueError as err:
                 raise ConfigError(f"env.switch_targets[{i}]: {err}") from None
-        from govgym.efficiency.pruning import SCORERS
-        from govgym.typed import check_choice
 
         check_choice("env.reprune_scorer", self.reprune_scorer, SCORERS)
 
@@ -144,7 +155,9 @@ class InstanceSet:
         names = [i.name for i in self.train + self.test]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ConfigError(f"instances: names must be unique across train and test; repeated: {', '.join(dup)}.")
+            raise ConfigError(
+                f"instances: names must be unique across train and test; repeated: {', '.join(dup)}."
+            )
         for inst in self.train + self.test:
             self.run_config(inst)  # fail at load time, not forty minutes into training
 
@@ -168,7 +181,13 @@ class InstanceSet:
     def run_config(self, inst: Instance, episode_seed: int = 0) -> RunConfig:
         """The validated RunConfig of ``inst`` (its overrides on the shared base)."""
         data = deep_merge(self.run, inst.run)
-        data = deep_merge(data, {"memory": {"strategy": inst.start_strategy, "cap_mb": inst.cap_mb}, "seed": inst.seed * 1000 + episode_seed})
+        data = deep_merge(
+            data,
+            {
+                "memory": {"strategy": inst.start_strategy, "cap_mb": inst.cap_mb},
+                "seed": inst.seed * 1000 + episode_seed,
+            },
+        )
         try:
             return from_dict(RunConfig, data)
         except ConfigError as err:
@@ -176,7 +195,6 @@ class InstanceSet:
 
 
 def default_instances_path() -> Path:
-    from importlib.resources import files
 
     return Path(str(files("govgym.configs") / "instances.yaml"))
 
@@ -185,7 +203,9 @@ def load_instances(path: str | Path | None = None, overrides: dict[str, Any] | N
     """Load and validate an instance set (default: the packaged ``configs/instances.yaml``)."""
     p = Path(path) if path else default_instances_path()
     if not p.is_file():
-        raise ConfigError(f"instances: {p} is not a file. Pass an instance-set YAML such as configs/instances.yaml.")
+        raise ConfigError(
+            f"instances: {p} is not a file. Pass an instance-set YAML such as configs/instances.yaml."
+        )
     data = deep_merge(load_yaml(p), overrides or {})
     data.pop("source", None)
     s = from_dict(InstanceSet, data)

@@ -31,13 +31,29 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
+from govgym import __version__
 from govgym.efficiency import safefile
-from govgym.envs.finetune_env import action_index
+from govgym.efficiency.signals import spec_hash
+from govgym.envs.finetune_env import FineTuneEnv, action_index
+from govgym.envs.instances import default_instances_path
 
 # info keys kept per step: the deterministic ones (wall time would differ between a run and its memo)
-STEP_KEYS = ("eval_loss", "train_loss", "flops_used", "budget_frac", "strategy", "kept_fraction", "cap_mb", "step",
-             "error", "invalid_action", "instance", "episode_seed")  # fmt: skip
+STEP_KEYS = (
+    "eval_loss",
+    "train_loss",
+    "flops_used",
+    "budget_frac",
+    "strategy",
+    "kept_fraction",
+    "cap_mb",
+    "step",
+    "error",
+    "invalid_action",
+    "instance",
+    "episode_seed",
+)
 
 
 @dataclass
@@ -68,8 +84,14 @@ class EpisodeTree:
             holds for all of them (default: this tree's own).
     """
 
-    def __init__(self, env: Any, instance: str, episode_seed: int, max_snapshots: int = 16,
-                 forks: OrderedDict[tuple[Any, ...], dict[str, Any]] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        env: Any,
+        instance: str,
+        episode_seed: int,
+        max_snapshots: int = 16,
+        forks: OrderedDict[tuple[Any, ...], dict[str, Any]] | None = None,
+    ):
         self.env, self.instance, self.episode_seed = env, instance, int(episode_seed)
         self.nodes: dict[tuple[int, ...], StepOutcome] = {}
         self.snaps = OrderedDict() if forks is None else forks
@@ -112,7 +134,9 @@ class EpisodeTree:
         if at == prefix:
             return
         start: tuple[int, ...] | None = at if at is not None and prefix[: len(at)] == at else None
-        lo = 0 if start is None else len(start) + 1  # a fork point beats the live position only when further on
+        lo = (
+            0 if start is None else len(start) + 1
+        )  # a fork point beats the live position only when further on
         for n in range(len(prefix), lo - 1, -1):
             k = self._key(prefix[:n])
             if k in self.snaps:
@@ -153,10 +177,6 @@ def memo_namespace(instances_path: str | Path, threads: int) -> str:
     instance-set file's bytes, the observation spec, govgym's and torch's versions and the torch
     thread count (a different reduction order changes the last bits of a loss).
     """
-    import torch
-
-    from govgym import __version__
-    from govgym.efficiency.signals import spec_hash
 
     h = hashlib.sha256(Path(instances_path).read_bytes())
     h.update(f"{spec_hash()}|{__version__}|{torch.__version__}".encode())
@@ -170,7 +190,6 @@ def worker_threads(workers: int) -> int:
 
 def memo_folder(memo: str | Path, instances: str | Path | None, threads: int) -> Path:
     """Where saved trees of an instance set (None/'' = the packaged one) live under ``memo`` at ``threads``."""
-    from govgym.envs.instances import default_instances_path
 
     return Path(memo) / memo_namespace(instances or default_instances_path(), threads)
 
@@ -193,7 +212,9 @@ TREE_SUFFIX = ".tree"
 
 def tree_path(folder: Path, instance: str, episode_seed: int) -> Path:
     """``folder/<instance>-<seed>.tree``, refused (UnsafeFileError) if the name would leave ``folder``."""
-    return safefile.confined(folder, f"{instance}-{int(episode_seed)}{TREE_SUFFIX}", what=f"memo tree of instance {instance!r}")
+    return safefile.confined(
+        folder, f"{instance}-{int(episode_seed)}{TREE_SUFFIX}", what=f"memo tree of instance {instance!r}"
+    )
 
 
 def load_nodes(path: Path) -> dict[tuple[int, ...], StepOutcome]:
@@ -207,11 +228,22 @@ def load_nodes(path: Path) -> dict[tuple[int, ...], StepOutcome]:
         nodes = {}
         for n in body["nodes"]:
             obs, mask = safefile.unpack(n["obs"]), safefile.unpack(n["mask"])
-            if not (isinstance(obs, np.ndarray) and obs.dtype == np.float32 and isinstance(mask, np.ndarray) and mask.dtype == bool):
+            if not (
+                isinstance(obs, np.ndarray)
+                and obs.dtype == np.float32
+                and isinstance(mask, np.ndarray)
+                and mask.dtype == bool
+            ):
                 raise ValueError("obs must be float32 and mask bool arrays")
             info = safefile.unpack(n["info"])
-            nodes[tuple(int(a) for a in n["prefix"])] = StepOutcome(obs, float(n["reward"]), bool(n["terminated"]), bool(n["truncated"]),
-                                                                    {k: info[k] for k in STEP_KEYS if k in info}, mask)  # fmt: skip
+            nodes[tuple(int(a) for a in n["prefix"])] = StepOutcome(
+                obs,
+                float(n["reward"]),
+                bool(n["terminated"]),
+                bool(n["truncated"]),
+                {k: info[k] for k in STEP_KEYS if k in info},
+                mask,
+            )
         return nodes
     except (OSError, ValueError, KeyError, TypeError) as err:  # UnsafeFileError is a ValueError
         warnings.warn(f"memo: skipping {path} ({err}); its steps will be run again.", stacklevel=2)
@@ -231,10 +263,24 @@ def load_tree(tree: EpisodeTree, folder: Path) -> bool:
 def save_tree(tree: EpisodeTree, folder: Path) -> Path:
     """Write ``tree``'s nodes (outcomes only, no snapshots: a few KB of JSON) atomically into ``folder``."""
     path = tree_path(folder, tree.instance, tree.episode_seed)
-    nodes = [{"prefix": list(k), "obs": safefile.pack(np.asarray(v.obs)), "reward": safefile.pack(float(v.reward)),
-              "terminated": bool(v.terminated), "truncated": bool(v.truncated), "info": safefile.pack(_keep(v.info)),
-              "mask": safefile.pack(np.asarray(v.mask, dtype=bool))} for k, v in tree.nodes.items()]  # fmt: skip
-    return safefile.write(path, TREE_FORMAT, TREE_VERSION, {"instance": tree.instance, "episode_seed": tree.episode_seed, "nodes": nodes})
+    nodes = [
+        {
+            "prefix": list(k),
+            "obs": safefile.pack(np.asarray(v.obs)),
+            "reward": safefile.pack(float(v.reward)),
+            "terminated": bool(v.terminated),
+            "truncated": bool(v.truncated),
+            "info": safefile.pack(_keep(v.info)),
+            "mask": safefile.pack(np.asarray(v.mask, dtype=bool)),
+        }
+        for k, v in tree.nodes.items()
+    ]
+    return safefile.write(
+        path,
+        TREE_FORMAT,
+        TREE_VERSION,
+        {"instance": tree.instance, "episode_seed": tree.episode_seed, "nodes": nodes},
+    )
 
 
 class MemoFineTuneEnv(gym.Env):
@@ -264,10 +310,15 @@ class MemoFineTuneEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, instances: Any = None, split: str = "train", seeds: Any = (0, 1, 2, 3), max_snapshots: int = 64,
-                 memo: str = ""):  # fmt: skip
+    def __init__(
+        self,
+        instances: Any = None,
+        split: str = "train",
+        seeds: Any = (0, 1, 2, 3),
+        max_snapshots: int = 64,
+        memo: str = "",
+    ):
         super().__init__()
-        from govgym.envs.finetune_env import FineTuneEnv
 
         self.env = FineTuneEnv(instances, split=split, wall_time_info=False)
         self.action_space, self.observation_space = self.env.action_space, self.env.observation_space
@@ -278,12 +329,16 @@ class MemoFineTuneEnv(gym.Env):
             raise ValueError("MemoFineTuneEnv: seeds is empty; pass at least one episode seed.")
         self.trees: dict[tuple[str, int], EpisodeTree] = {}
         self.memo: Path | None = None
-        if memo:  # saved trees of this instance set (e.g. from govgym tune): their paths are free from the start
+        if (
+            memo
+        ):  # saved trees of this instance set (e.g. from govgym tune): their paths are free from the start
             import torch
 
             self.memo = memo_folder(memo, self.env.iset.source, torch.get_num_threads())
         self._saved: dict[tuple[str, int], int] = {}
-        self._forks: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()  # shared by the trees: one bound
+        self._forks: OrderedDict[tuple[Any, ...], dict[str, Any]] = (
+            OrderedDict()
+        )  # shared by the trees: one bound
         self.tree: EpisodeTree | None = None
         self.prefix: tuple[int, ...] = ()
         self.node: StepOutcome | None = None
@@ -313,17 +368,42 @@ class MemoFineTuneEnv(gym.Env):
         self.node = self.tree.step(self.prefix, a)
         self.prefix = (*self.prefix, a)
         key = (self.tree.instance, self.tree.episode_seed)
-        if self.memo is not None and (self.node.terminated or self.node.truncated) and self.tree.real_steps > self._saved[key]:
+        if (
+            self.memo is not None
+            and (self.node.terminated or self.node.truncated)
+            and self.tree.real_steps > self._saved[key]
+        ):
             save_tree(self.tree, self.memo)  # each env owns its seeds: no two processes write one file
             self._saved[key] = self.tree.real_steps
         # info is the step's own, identical whether it ran now or came from the memo (env_checker
         # demands a deterministic info); how many steps were real is in stats()
-        return self.node.obs.copy(), self.node.reward, self.node.terminated, self.node.truncated, dict(self.node.info)
+        return (
+            self.node.obs.copy(),
+            self.node.reward,
+            self.node.terminated,
+            self.node.truncated,
+            dict(self.node.info),
+        )
 
     def stats(self) -> dict[str, int]:
         """Real, replayed and memoized steps so far, over every tree."""
-        return {k: sum(getattr(t, k) for t in self.trees.values()) for k in ("real_steps", "replayed_steps", "memo_hits")}
+        return {
+            k: sum(getattr(t, k) for t in self.trees.values())
+            for k in ("real_steps", "replayed_steps", "memo_hits")
+        }
 
 
-__all__ = ["TREE_SUFFIX", "EpisodeTree", "MemoFineTuneEnv", "StepOutcome", "load_nodes", "load_tree", "memo_folder", "memo_namespace",
-           "memo_siblings", "save_tree", "tree_path", "worker_threads"]
+__all__ = [
+    "TREE_SUFFIX",
+    "EpisodeTree",
+    "MemoFineTuneEnv",
+    "StepOutcome",
+    "load_nodes",
+    "load_tree",
+    "memo_folder",
+    "memo_namespace",
+    "memo_siblings",
+    "save_tree",
+    "tree_path",
+    "worker_threads",
+]

@@ -7,9 +7,12 @@ This is environment setup, not a governor decision, so its FLOPs are not charged
 
 from __future__ import annotations
 
+import copy
 import json
 
 from govgym.efficiency.config import RunConfig
+from govgym.efficiency.run import FineTuneRun
+from govgym.efficiency.workload import load_workload
 from govgym.typed import to_dict
 
 _PEAKS: dict[str, dict[str, float]] = {}
@@ -24,10 +27,6 @@ def _key(cfg: RunConfig) -> str:
 
 def strategy_peaks(cfg: RunConfig, strategies: list[str]) -> dict[str, float]:
     """Peak MiB per strategy (max of category total and profiled peak), measured once per workload."""
-    import copy
-
-    from govgym.efficiency.run import FineTuneRun
-    from govgym.efficiency.workload import load_workload
 
     table = _PEAKS.setdefault(_key(cfg), {})
     for name in strategies:

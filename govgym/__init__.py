@@ -10,11 +10,13 @@ imports upward, and only ``govgym.envs.register_envs`` (a string entry point: no
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+
 __version__ = "0.1.0"
 
 
 def _quiet_libraries() -> None:
-    import logging
 
     # bitsandbytes >= 0.50.2 on AVX512-BF16 CPUs tries to fetch a 4-bit kernel from a hub at import and
     # warns when it cannot; govgym runs offline and turns that packed path off (efficiency/memory.py).
@@ -28,7 +30,6 @@ def _register() -> None:
     # `import govgym` makes gymnasium.make("govgym/FineTune-v0") work. gymnasium is a core dependency,
     # but deployment (an exported policy in a Trainer run) needs only torch and transformers, so an
     # environment without it is not an error here.
-    import importlib.util
 
     if importlib.util.find_spec("gymnasium") is not None:
         from govgym.envs import register_envs

@@ -30,7 +30,12 @@ class StrategyError(GovgymError, RuntimeError):
     """A memory strategy cannot be applied to this model (e.g. no target module matches)."""
 
 
-USER_ERRORS: tuple[type[BaseException], ...] = (GovgymError, FileNotFoundError, NotADirectoryError, PermissionError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    GovgymError,
+    FileNotFoundError,
+    NotADirectoryError,
+    PermissionError,
+)
 """What the CLI reports as one sentence (exit status 2): every GovgymError and the OSErrors of a bad path."""
 
 

@@ -74,7 +74,9 @@ def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
     return atomic_write(path, to_json(obj, indent))
 
 
-def write_rows(out: Path, name: str, rows: Sequence[dict[str, Any]], meta: dict[str, Any] | None = None) -> None:
+def write_rows(
+    out: Path, name: str, rows: Sequence[dict[str, Any]], meta: dict[str, Any] | None = None
+) -> None:
     """``out/name.csv`` and ``out/name.json`` (``{"meta": ..., "rows": ...}``, strict JSON), each written atomically."""
     out = Path(out)
     buf = io.StringIO(newline="")

@@ -35,7 +35,12 @@ def check_choice(field: str, value: Any, allowed: typing.Iterable[Any]) -> None:
 
 
 def check_range(
-    field: str, value: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+    field: str,
+    value: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
     allow_inf: bool = False,
 ) -> None:
     """Raise ConfigError unless ``value`` is a real number with lo <= value <= hi (lo < value if ``lo_open``).
@@ -147,7 +152,9 @@ def coerce(field: str, tp: Any, value: Any) -> Any:
 def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and bad values raise ConfigError."""
     if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{prefix or cls.__name__ + ': '}expected a mapping of {cls.__name__} fields, got {data!r}.")
+        raise ConfigError(
+            f"{prefix or cls.__name__ + ': '}expected a mapping of {cls.__name__} fields, got {data!r}."
+        )
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
@@ -158,9 +165,10 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
                 f"Known keys: {', '.join(names)}."
             )
     required = [
-        f.name for f in dataclasses.fields(cls)
+        f.name
+        for f in dataclasses.fields(cls)
         if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]  # fmt: skip
+    ]
     missing = [k for k in required if k not in data]
     if missing:
         who = f" {data['name']!r}" if isinstance(data.get("name"), str) else ""
@@ -216,7 +224,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with a clear error for a missing file or bad syntax."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist. Pass an existing YAML file, e.g. configs/default.yaml.")
+        raise ConfigError(
+            f"config file {str(p)!r} does not exist. Pass an existing YAML file, e.g. configs/default.yaml."
+        )
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as err:
@@ -224,7 +234,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(p)!r} must hold a mapping at the top level, got {type(data).__name__}.")
+        raise ConfigError(
+            f"config file {str(p)!r} must hold a mapping at the top level, got {type(data).__name__}."
+        )
     return data
 
 
@@ -245,8 +257,13 @@ def field_docs(cls: type) -> dict[str, str]:
             continue
         body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
         for stmt, nxt in zip(body, body[1:]):
-            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(nxt, ast.Expr)
-                    and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):  # fmt: skip
+            if (
+                isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
                 docs[stmt.target.id] = inspect.cleandoc(nxt.value.value)
     return {f.name: docs.get(f.name, "") for f in dataclasses.fields(cls)}
 

@@ -13,14 +13,21 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=UserWarning)
 
 
-def tiny_llama(vocab: int = 256, hidden: int = 32, layers: int = 2, heads: int = 2, inter: int = 88, seed: int = 0):
+def tiny_llama(
+    vocab: int = 256, hidden: int = 32, layers: int = 2, heads: int = 2, inter: int = 88, seed: int = 0
+):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=128,
-    )  # fmt: skip
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=128,
+    )
     return LlamaForCausalLM(cfg)
 
 
@@ -54,8 +61,13 @@ def tiny_cfg(**over):
     from govgym.efficiency.config import RunConfig
     from govgym.typed import deep_merge, from_dict, parse_overrides
 
-    base = {"data": {"seq_len": 32, "max_examples": 128, "eval_examples": 16}, "optim": {"batch_size": 8, "total_steps": 60, "warmup_steps": 2}}
-    return from_dict(RunConfig, deep_merge(base, parse_overrides([f"{k.replace('__', '.')}={v}" for k, v in over.items()])))
+    base = {
+        "data": {"seq_len": 32, "max_examples": 128, "eval_examples": 16},
+        "optim": {"batch_size": 8, "total_steps": 60, "warmup_steps": 2},
+    }
+    return from_dict(
+        RunConfig, deep_merge(base, parse_overrides([f"{k.replace('__', '.')}={v}" for k, v in over.items()]))
+    )
 
 
 @pytest.fixture

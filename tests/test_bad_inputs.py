@@ -33,9 +33,16 @@ DATA = Path(__file__).parent / "data"
 TINY_SET = str(DATA / "tiny_instances.yaml")
 DEFAULT_YAML = Path(cli._default_config())
 TINY_RUN: dict[str, Any] = {
-    "model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "vocab_size": 512, "pretrain_steps": 20},
+    "model": {
+        "hidden_size": 32,
+        "num_layers": 1,
+        "num_heads": 2,
+        "intermediate_size": 64,
+        "vocab_size": 512,
+        "pretrain_steps": 20,
+    },
     "data": {"max_examples": 64, "eval_examples": 8, "seq_len": 64, "noise_rate": 0.3},
-}  # fmt: skip
+}
 
 
 def run_cfg(cache: Path, **over: Any) -> RunConfig:
@@ -73,7 +80,11 @@ def test_C7_empty_config_is_the_default_yaml_run(tmp_path: Path) -> None:
     # One source of defaults: the dataclass defaults equal configs/default.yaml field for field, so an
     # empty --config (or a partial one) runs what default.yaml runs.
     empty = write(tmp_path, "empty.yaml", "")
-    assert to_dict(RunConfig.from_yaml(empty)) == to_dict(RunConfig.from_yaml(DEFAULT_YAML)) == to_dict(RunConfig())
+    assert (
+        to_dict(RunConfig.from_yaml(empty))
+        == to_dict(RunConfig.from_yaml(DEFAULT_YAML))
+        == to_dict(RunConfig())
+    )
     assert RunConfig.from_yaml(empty).data.noise_rate == 0.2  # was 0.0 vs default.yaml's 0.2
     # default.yaml spells out every field (so it documents each default, and the comparison is complete)
     import yaml
@@ -95,24 +106,42 @@ def test_C8_key_beside_run_block_is_an_error_naming_it(tmp_path: Path) -> None:
         RunConfig.from_yaml(p)
     with pytest.raises(ConfigError, match="'run:' must hold a mapping"):
         RunConfig.from_yaml(write(tmp_path, "d.yaml", "run: 5\n"))
-    assert RunConfig.from_yaml(write(tmp_path, "e.yaml", "run:\n")).seed == 0  # an empty run: block is the default
+    assert (
+        RunConfig.from_yaml(write(tmp_path, "e.yaml", "run:\n")).seed == 0
+    )  # an empty run: block is the default
 
 
 @pytest.mark.parametrize("value", ["0", "-1e-3"])
-def test_C9_lr_zero_or_negative_refused_at_load(value: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_C9_lr_zero_or_negative_refused_at_load(
+    value: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     with pytest.raises(ConfigError, match=r"optim.lr: got .*must lie in \(0.0, inf\)"):
         RunConfig.from_yaml(DEFAULT_YAML, parse_overrides([f"optim.lr={value}"]))
     with pytest.raises(ConfigError, match="optim.lora_lr"):
         RunConfig.from_yaml(DEFAULT_YAML, parse_overrides([f"optim.lora_lr={value}"]))
     # the same lr inside an instance (the env divided by it outside its try block): refused at load
-    text = Path(TINY_SET).read_text().replace("optim: {total_steps: 40,", f"optim: {{lr: {value}, total_steps: 40,")
+    text = (
+        Path(TINY_SET)
+        .read_text()
+        .replace("optim: {total_steps: 40,", f"optim: {{lr: {value}, total_steps: 40,")
+    )
     with pytest.raises(ConfigError, match="optim.lr"):
         load_instances(write(tmp_path, "i.yaml", text))
     code, err = cli_main(["run", f"optim.lr={value}"], capsys)
     assert code == 2 and "optim.lr" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("field", ["optim.lr", "optim.beta1", "optim.weight_decay", "data.noise_rate", "memory.cap_mb", "model.pretrain_lr"])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "optim.lr",
+        "optim.beta1",
+        "optim.weight_decay",
+        "data.noise_rate",
+        "memory.cap_mb",
+        "model.pretrain_lr",
+    ],
+)
 def test_C10_nan_fails_every_range_check(field: str, capsys: pytest.CaptureFixture) -> None:
     for spelled in ("nan", ".nan"):
         with pytest.raises(ConfigError, match=f"{field}: got nan"):
@@ -156,7 +185,9 @@ def test_C13_negative_budget_flops_refused(value: str, capsys: pytest.CaptureFix
 
 
 def test_cli_overrides_after_interval_are_parsed() -> None:
-    args, pairs = cli.parse_args(["run", "optim.lr=0.001", "--interval", "5", "optim.total_steps=12", "--out", "x", "seed=3"])
+    args, pairs = cli.parse_args(
+        ["run", "optim.lr=0.001", "--interval", "5", "optim.total_steps=12", "--out", "x", "seed=3"]
+    )
     assert args.out == "x" and pairs == {"interval": 5, "optim": {"lr": 1e-3, "total_steps": 12}, "seed": 3}
     assert cli.parse_args(["run", "--interval", "5", "a.b=1"])[1] == {"interval": 5, "a": {"b": 1}}
     with pytest.raises(SystemExit):
@@ -174,16 +205,26 @@ def test_cli_override_after_interval_is_applied(capsys: pytest.CaptureFixture) -
 def test_I2_budget_and_lam_are_required(tmp_path: Path) -> None:
     text = Path(TINY_SET).read_text()
     with pytest.raises(ConfigError, match=r"train\[0\].budget_tflops: required field of Instance 't-free'"):
-        load_instances(write(tmp_path, "a.yaml", text.replace("budget_tflops: 0.0006, cap_mb: 0,", "cap_mb: 0,", 1)))
+        load_instances(
+            write(tmp_path, "a.yaml", text.replace("budget_tflops: 0.0006, cap_mb: 0,", "cap_mb: 0,", 1))
+        )
     with pytest.raises(ConfigError, match=r"train\[0\].lam: required field of Instance 't-free'"):
         load_instances(write(tmp_path, "b.yaml", text.replace("lam: 0.2, seed: 1", "seed: 1", 1)))
-    assert "Required per instance: name" in (Path(cli._default_config()).parent / "instances.yaml").read_text()
+    assert (
+        "Required per instance: name" in (Path(cli._default_config()).parent / "instances.yaml").read_text()
+    )
 
 
 def test_I4_cap_below_every_strategy_peak_refused_at_reset(env_cache, tmp_path: Path) -> None:
-    text = Path(TINY_SET).read_text().replace("cap_mb: 1.0, start_strategy: full", "cap_mb: 0.01, start_strategy: full")
+    text = (
+        Path(TINY_SET)
+        .read_text()
+        .replace("cap_mb: 1.0, start_strategy: full", "cap_mb: 0.01, start_strategy: full")
+    )
     env = FineTuneEnv(str(write(tmp_path, "i.yaml", text)))
-    with pytest.raises(ConfigError, match=r"'t-oom': cap_mb=0.01 is below the measured peak of every strategy"):
+    with pytest.raises(
+        ConfigError, match=r"'t-oom': cap_mb=0.01 is below the measured peak of every strategy"
+    ):
         env.reset(options={"instance": "t-oom"})
 
 
@@ -213,7 +254,9 @@ def test_D1_empty_jsonl_says_no_rows(cache: Path, tmp_path: Path) -> None:
     assert "StopIteration" not in str(err.value)
     write(tmp_path, "blank.jsonl", "\n  \n")
     with pytest.raises(ConfigError, match="has no rows"):
-        wl.load_workload(run_cfg(cache, data={"source": str(tmp_path)}), progress=False)  # a folder of empty files
+        wl.load_workload(
+            run_cfg(cache, data={"source": str(tmp_path)}), progress=False
+        )  # a folder of empty files
 
 
 def test_D3_binary_file_as_txt_names_file_and_problem(cache: Path, tmp_path: Path) -> None:
@@ -242,7 +285,9 @@ def test_D4_latin1_txt_names_the_encoding(cache: Path, tmp_path: Path) -> None:
 def test_M1_t5_dir_is_refused_in_a_short_sentence(cache: Path, tmp_path: Path) -> None:
     from transformers import T5Config, T5ForConditionalGeneration
 
-    T5ForConditionalGeneration(T5Config(vocab_size=64, d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8)).save_pretrained(tmp_path)
+    T5ForConditionalGeneration(
+        T5Config(vocab_size=64, d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8)
+    ).save_pretrained(tmp_path)
     with pytest.raises(ConfigError, match="'t5' model .*not a decoder-only causal language model") as err:
         wl.load_workload(run_cfg(cache, model={"source": str(tmp_path)}), progress=False)
     assert len(str(err.value)) < 400  # it listed hundreds of model classes
@@ -251,7 +296,11 @@ def test_M1_t5_dir_is_refused_in_a_short_sentence(cache: Path, tmp_path: Path) -
 def test_M3_bert_dir_is_refused_as_non_causal(cache: Path, tmp_path: Path) -> None:
     from transformers import BertConfig, BertForMaskedLM
 
-    BertForMaskedLM(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)).save_pretrained(tmp_path)
+    BertForMaskedLM(
+        BertConfig(
+            vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+        )
+    ).save_pretrained(tmp_path)
     with pytest.raises(ConfigError, match="attends to future tokens"):
         wl.load_workload(run_cfg(cache, model={"source": str(tmp_path)}), progress=False)
 
@@ -311,9 +360,13 @@ def test_E5_memo_env_refuses_non_integers_and_held_out_instances(env_cache) -> N
         memo.reset(options={"instance": "t-lora", "episode_seed": 0})
 
 
-@pytest.mark.parametrize("action", [np.array([0]), None, math.nan, np.array([[1]]), [0], np.array(0.0)], ids=repr)
+@pytest.mark.parametrize(
+    "action", [np.array([0]), None, math.nan, np.array([[1]]), [0], np.array(0.0)], ids=repr
+)
 def test_E6_malformed_actions_give_the_envs_own_error(env: FineTuneEnv, action: Any) -> None:
-    with pytest.raises(TypeError, match=r"expected one integer in \[0, \d+\).*pass an int such as env.step\(0\)"):
+    with pytest.raises(
+        TypeError, match=r"expected one integer in \[0, \d+\).*pass an int such as env.step\(0\)"
+    ):
         env.step(action)
     with pytest.raises(ValueError, match=r"outside Discrete\(\d+\): use 0 to"):
         env.step(-1)
@@ -321,7 +374,9 @@ def test_E6_malformed_actions_give_the_envs_own_error(env: FineTuneEnv, action: 
 
 def test_E8_held_out_instance_refused_from_train_env(env_cache) -> None:
     e = FineTuneEnv(TINY_SET, split="train")
-    with pytest.raises(ConfigError, match=r"'t-lora' is not in this env's 'train' split; make the env with split='test'"):
+    with pytest.raises(
+        ConfigError, match=r"'t-lora' is not in this env's 'train' split; make the env with split='test'"
+    ):
         e.reset(options={"instance": "t-lora"})
     with pytest.raises(ConfigError, match="t-free' is not in this env's 'test' split"):
         FineTuneEnv(TINY_SET, split="test").reset(options={"instance": "t-free"})
@@ -336,7 +391,11 @@ def test_E9_bad_interval_steps_refused_at_make(env_cache, k: Any) -> None:
 def test_E9_interval_steps_does_not_mutate_shared_instance_set(env_cache) -> None:
     iset = load_instances(TINY_SET)
     e = FineTuneEnv(iset, interval_steps=5)
-    assert e.ecfg.interval_steps == 5 and iset.env.interval_steps == 2 and FineTuneEnv(iset).ecfg.interval_steps == 2
+    assert (
+        e.ecfg.interval_steps == 5
+        and iset.env.interval_steps == 2
+        and FineTuneEnv(iset).ecfg.interval_steps == 2
+    )
 
 
 def test_E10_default_env_passes_gymnasium_check_env_as_users_call_it(env_cache) -> None:
@@ -358,7 +417,9 @@ def test_E10_default_env_passes_sb3_check_env(env_cache) -> None:
 
 
 def test_F1_stale_temp_folders_are_cleaned(cache: Path, tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     root = tmp_path / "c"
     shutil.copytree(cache, root)
     stale = [root / "base" / f".tmp-x-{dead}-deadbeef", root / "data" / f".tmp-y-{dead}-deadbeef"]
@@ -378,12 +439,19 @@ def _damaged_copy(cache: Path, tmp_path: Path, pattern: str) -> tuple[Path, Path
     return root, victim
 
 
-@pytest.mark.parametrize("pattern", ["tokenizer.json", "model.safetensors"], ids=["F2_tokenizer", "F3_weights"])
-def test_F2_F3_truncated_cached_base_names_the_folder_to_delete(cache: Path, tmp_path: Path, pattern: str) -> None:
+@pytest.mark.parametrize(
+    "pattern", ["tokenizer.json", "model.safetensors"], ids=["F2_tokenizer", "F3_weights"]
+)
+def test_F2_F3_truncated_cached_base_names_the_folder_to_delete(
+    cache: Path, tmp_path: Path, pattern: str
+) -> None:
     root, victim = _damaged_copy(cache, tmp_path, pattern)
     with pytest.raises(ConfigError, match="govgym's cached base model, damaged") as err:
         wl.load_workload(run_cfg(root), progress=False)
-    assert f"delete the folder {str(victim.parent)!r}" in str(err.value) and "point model.source" not in str(err.value).lower()
+    assert (
+        f"delete the folder {str(victim.parent)!r}" in str(err.value)
+        and "point model.source" not in str(err.value).lower()
+    )
 
 
 def test_F4_truncated_cached_dataset_names_the_folder(cache: Path, tmp_path: Path) -> None:
@@ -414,9 +482,20 @@ def state(env: FineTuneEnv) -> dict[str, Any]:
         ({"rewards": [None, 0, 0]}, r"rewards\[0\] is None"),
         ({"episode_seed": "1"}, "'episode_seed' an integer"),
     ],
-    ids=["actions_abc_str", "actions_abc_item", "action_99", "action_float", "obs_empty", "obs_str", "reward_none", "seed_str"],
+    ids=[
+        "actions_abc_str",
+        "actions_abc_item",
+        "action_99",
+        "action_float",
+        "obs_empty",
+        "obs_str",
+        "reward_none",
+        "seed_str",
+    ],
 )
-def test_F9_malformed_replay_state_is_a_clear_error(env, state: dict[str, Any], edit: dict, needle: str, tmp_path: Path) -> None:
+def test_F9_malformed_replay_state_is_a_clear_error(
+    env, state: dict[str, Any], edit: dict, needle: str, tmp_path: Path
+) -> None:
     bad = {**state, **edit}
     with pytest.raises(ConfigError, match=needle):
         replay(bad, TINY_SET)
@@ -431,6 +510,8 @@ def test_F9_malformed_replay_state_is_a_clear_error(env, state: dict[str, Any], 
 def test_F10_cut_action_list_is_invalid_with_a_reason(env, state: dict[str, Any], cut: list[int]) -> None:
     assert replay(state, TINY_SET)["valid"]
     report = replay({**state, "actions": cut}, TINY_SET)
-    assert not report["valid"] and report["mismatches"][0]["what"].startswith(f"counts (state holds {len(cut)} actions, 4 observations")
+    assert not report["valid"] and report["mismatches"][0]["what"].startswith(
+        f"counts (state holds {len(cut)} actions, 4 observations"
+    )
     report = replay({**state, "rewards": state["rewards"][:-1]}, TINY_SET)
     assert not report["valid"] and "2 rewards" in report["mismatches"][0]["what"]

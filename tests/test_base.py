@@ -53,7 +53,9 @@ def test_result_json_is_strict(tmp_path):
     write_json(tmp_path / "x.json", {"a": float("nan"), "b": [1.0, float("inf")], "c": (2,)})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": None, "b": [1.0, None], "c": [2]}
     write_rows(tmp_path, "t", [{"k": 1, "v": float("nan")}], {"m": float("-inf")})
-    data = json.loads((tmp_path / "t.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict {c}"))
+    data = json.loads(
+        (tmp_path / "t.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict {c}")
+    )
     assert data == {"meta": {"m": None}, "rows": [{"k": 1, "v": None}]}
     assert (tmp_path / "t.csv").read_text().splitlines()[0] == "k,v"
     assert format_table([{"k": 1, "v": 0.123456}]).splitlines()[2].split() == ["1", "0.1235"]
@@ -65,7 +67,11 @@ def test_strategy_is_one_value_type():
     assert (a.base, a.adam8, a.gc, a.name, str(a)) == ("lora", True, True, "lora+adam8+gc", "lora+adam8+gc")
     assert Strategy.parse(a) is a and Strategy.parse("full") == Strategy()
     assert [Strategy.parse(b).base for b in BASES] == list(BASES)
-    for bad, needle in [("lorra", "Did you mean 'lora'"), ("lora+gcc", "Did you mean 'gc'"), ("", "must start with")]:
+    for bad, needle in [
+        ("lorra", "Did you mean 'lora'"),
+        ("lora+gcc", "Did you mean 'gc'"),
+        ("", "must start with"),
+    ]:
         with pytest.raises(ConfigError, match=needle):
             Strategy.parse(bad)
     with pytest.raises(ConfigError):
@@ -74,8 +80,10 @@ def test_strategy_is_one_value_type():
 
 def test_strategy_and_signals_import_no_torch():
     """The strategy type and the observation function load without torch (deployment, config validation)."""
-    code = ("import sys, govgym.efficiency.strategy, govgym.efficiency.signals, govgym.efficiency.config, govgym.errors, "
-            "govgym.results, govgym.typed; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")  # fmt: skip
+    code = (
+        "import sys, govgym.efficiency.strategy, govgym.efficiency.signals, govgym.efficiency.config, govgym.errors, "
+        "govgym.results, govgym.typed; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
 
@@ -109,7 +117,16 @@ def test_reading_from_run(make_run):
     stats = run.advance(4)
     e = run.evaluate()
     r = Reading.from_run(run, e, stats, budget=1e12, lam=0.0)
-    assert (r.eval_loss, r.train_loss, r.grad_norm, r.grad_norm_std) == (e, stats.train_loss, stats.grad_norm, stats.grad_norm_std)
-    assert r.flops_used == run.flops_total and r.batch_size == run.cfg.optim.batch_size and r.cap_mb == run.cap_mb
+    assert (r.eval_loss, r.train_loss, r.grad_norm, r.grad_norm_std) == (
+        e,
+        stats.train_loss,
+        stats.grad_norm,
+        stats.grad_norm_std,
+    )
+    assert (
+        r.flops_used == run.flops_total
+        and r.batch_size == run.cfg.optim.batch_size
+        and r.cap_mb == run.cap_mb
+    )
     assert r.lr_frac == stats.lr / run.lr and r.kept_fraction == run.kept_fraction
     assert r.mem_peak_mb == run.last_memory.peak / 2**20 > 0

@@ -14,10 +14,19 @@ from govgym.cli import BY_NAME, COMMANDS, build_parser, parse_args
 from govgym.typed import config_keys
 
 TINY = [
-    "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64",
-    "model.vocab_size=512", "model.pretrain_steps=20", "data.seq_len=48", "data.max_examples=96",
-    "data.eval_examples=8", "optim.total_steps=12", "optim.batch_size=4", "data.noise_rate=0.25",
-]  # fmt: skip
+    "model.hidden_size=32",
+    "model.num_layers=1",
+    "model.num_heads=2",
+    "model.intermediate_size=64",
+    "model.vocab_size=512",
+    "model.pretrain_steps=20",
+    "data.seq_len=48",
+    "data.max_examples=96",
+    "data.eval_examples=8",
+    "optim.total_steps=12",
+    "optim.batch_size=4",
+    "data.noise_rate=0.25",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +35,9 @@ def cache(tmp_path_factory) -> dict[str, str]:
 
 
 def govgym(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "govgym.cli", *args], capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "govgym.cli", *args], capture_output=True, text=True, env=env, timeout=600
+    )
     if check:
         assert r.returncode == 0, r.stderr[-3000:]
     return r
@@ -99,7 +110,10 @@ def test_results_are_not_corrupted_by_a_failed_rerun(cache, tmp_path):
 
 def test_collect_replay_plot(cache, tmp_path):
     tiny = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
-    govgym(["collect", f"instances={tiny}", "episodes=1", "policies=[continue,random]", "--out", str(tmp_path)], cache)
+    govgym(
+        ["collect", f"instances={tiny}", "episodes=1", "policies=[continue,random]", "--out", str(tmp_path)],
+        cache,
+    )
     states = sorted((tmp_path / "states").glob("*.json"))
     assert len(states) == 2 and len(list((tmp_path / "traces").glob("*.parquet"))) == 2
     assert "VALID" in govgym(["replay", str(states[0]), f"instances={tiny}"], cache).stdout
@@ -118,8 +132,25 @@ def test_collect_replay_plot(cache, tmp_path):
 def test_demo_trains_then_evaluates_on_held_out_runs(cache, tmp_path):
     """The main job end to end on the tiny instance set: train (real env, memoized), evaluate, leaderboard."""
     tiny = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
-    r = govgym(["demo", "--out", str(tmp_path), f"instances={tiny}", "timesteps=16", "seeds=1", "workers=1", "--no-progress"], cache)
-    assert "[4/4] evaluate" in r.stdout and "oracle" in r.stdout and "agent" in r.stdout and "pretrain: cloned" in r.stdout
+    r = govgym(
+        [
+            "demo",
+            "--out",
+            str(tmp_path),
+            f"instances={tiny}",
+            "timesteps=16",
+            "seeds=1",
+            "workers=1",
+            "--no-progress",
+        ],
+        cache,
+    )
+    assert (
+        "[4/4] evaluate" in r.stdout
+        and "oracle" in r.stdout
+        and "agent" in r.stdout
+        and "pretrain: cloned" in r.stdout
+    )
     board = json.loads((tmp_path / "evaluate" / "leaderboard.json").read_text())
     assert {"agent", "fixed_budget", "oracle", "patience"} <= {row["policy"] for row in board["rows"]}
     assert board["meta"]["config"]["split"] == "test"
@@ -156,7 +187,10 @@ def test_every_config_field_has_a_docstring():
         (["tune", "--seeds", "3", "--workers", "1"], ["tune", "seeds=3", "workers=1"]),
         (["run", "--interval", "4", "--budget-flops", "1e9"], ["run", "interval=4", "budget_flops=1e9"]),
         (["strategies", "--only", "full,lora+gc"], ["strategies", "only=full,lora+gc"]),
-        (["collect", "--policy", "patience,zeus", "--split", "test"], ["collect", "policies=patience,zeus", "split=test"]),
+        (
+            ["collect", "--policy", "patience,zeus", "--split", "test"],
+            ["collect", "policies=patience,zeus", "split=test"],
+        ),
         (["demo", "--train-minutes", "0.5", "--seeds", "1"], ["demo", "train_minutes=0.5", "seeds=1"]),
         (["train", "--timesteps", "64"], ["train", "timesteps=64"]),
     ],
@@ -168,7 +202,9 @@ def test_earlier_flag_spellings_mean_the_same_keys(old, new):
 
 def test_flags_and_pairs_in_any_order():
     """Pairs after a flag (`--interval 4 seed=1`) used to fail in argparse; they are all collected."""
-    args, pairs = parse_args(["run", "optim.lr=0.001", "--out", "x", "--interval", "4", "seed=1", "memory.strategy=lora"])
+    args, pairs = parse_args(
+        ["run", "optim.lr=0.001", "--out", "x", "--interval", "4", "seed=1", "memory.strategy=lora"]
+    )
     assert args.out == "x"
     assert pairs == {"optim": {"lr": 1e-3}, "interval": 4, "seed": 1, "memory": {"strategy": "lora"}}
     with pytest.raises(SystemExit):

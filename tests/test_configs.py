@@ -20,7 +20,9 @@ def test_there_are_shipped_configs():
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_yaml_validates(path):
     text = path.read_text()
-    assert text.startswith("#") and ("govgym" in text.split("\n\n")[0] or "gymnasium" in text.split("\n\n")[0])  # header with the run command
+    assert text.startswith("#") and (
+        "govgym" in text.split("\n\n")[0] or "gymnasium" in text.split("\n\n")[0]
+    )  # header with the run command
     if "train:" in text:
         s = load_instances(path)
         assert len(s.train) + len(s.test) >= 24 and len(s.test) >= 8
@@ -28,9 +30,16 @@ def test_shipped_yaml_validates(path):
             s.run_config(inst)
         # the set varies every axis an instance fixes
         alli = s.train + s.test
-        assert len({i.lam for i in alli}) > 2 and len({i.budget_tflops for i in alli}) > 2 and len({i.cap_mb for i in alli}) > 2
+        assert (
+            len({i.lam for i in alli}) > 2
+            and len({i.budget_tflops for i in alli}) > 2
+            and len({i.cap_mb for i in alli}) > 2
+        )
         assert len({i.start_strategy for i in alli}) > 1 and any(i.cap_schedule for i in alli)
-        assert len({str(i.run.get("model")) for i in alli}) > 1 and len({i.run["data"]["noise_rate"] for i in alli}) > 2
+        assert (
+            len({str(i.run.get("model")) for i in alli}) > 1
+            and len({i.run["data"]["noise_rate"] for i in alli}) > 2
+        )
     elif "heuristics:" in text:
         from govgym.agents.heuristics import make_policy
         from govgym.agents.policies import load_knobs

@@ -77,7 +77,9 @@ def test_reward_sums_to_improvement_minus_priced_compute():
         _, r, term, trunc, info = env.step(0)
         total, done = total + r, term or trunc
     lam = env.instance.lam
-    expected = (info["e0"] - info["eval_loss"]) / info["e0"] - lam * (info["flops_used"] - at_reset) / info["budget"]
+    expected = (info["e0"] - info["eval_loss"]) / info["e0"] - lam * (info["flops_used"] - at_reset) / info[
+        "budget"
+    ]
     assert abs(total - expected) < 1e-6 and trunc and info["budget_frac"] >= 1.0
 
 
@@ -131,10 +133,18 @@ def test_invalid_action_is_a_noop_with_info():
 
 def test_bad_instance_field_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(Path(TINY).read_text().replace("start_strategy: full, lam: 0.2, seed: 1", "start_strategy: fulll, lam: 0.2, seed: 1"))
+    bad.write_text(
+        Path(TINY)
+        .read_text()
+        .replace("start_strategy: full, lam: 0.2, seed: 1", "start_strategy: fulll, lam: 0.2, seed: 1")
+    )
     with pytest.raises(ConfigError, match="t-free.start_strategy"):
         load_instances(bad)
-    bad.write_text(Path(TINY).read_text().replace("budget_tflops: 0.0006, cap_mb: 0,", "budget_tflop: 0.0006, cap_mb: 0,", 1))
+    bad.write_text(
+        Path(TINY)
+        .read_text()
+        .replace("budget_tflops: 0.0006, cap_mb: 0,", "budget_tflop: 0.0006, cap_mb: 0,", 1)
+    )
     with pytest.raises(ConfigError, match="budget_tflops"):
         load_instances(bad)
     with pytest.raises(ConfigError, match="t-fre"):
@@ -160,7 +170,9 @@ def test_trace_recorder_is_append_safe(tmp_path):
 def test_vectorized_envs():
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    venv = SubprocVecEnv([partial(FineTuneEnv, TINY), partial(FineTuneEnv, TINY)], start_method="spawn")  # fork after torch threads start is unsafe
+    venv = SubprocVecEnv(
+        [partial(FineTuneEnv, TINY), partial(FineTuneEnv, TINY)], start_method="spawn"
+    )  # fork after torch threads start is unsafe
     try:
         obs = venv.reset()
         assert obs.shape == (2, 20)

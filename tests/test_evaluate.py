@@ -57,14 +57,36 @@ def test_memo_gives_exactly_the_real_episode(cache):
 def test_oracle_is_the_best_stop_in_hindsight():
     from govgym.agents.rollout import Episode, oracle_episode
 
-    fixed = Episode("fixed_budget", "x", 0, e0=4.0, budget=1.0, lam=0.5, actions=["continue"] * 4,
-                    evals=[4.0, 3.6, 3.4, 3.35, 3.34], flops=[0, 0.25, 0.5, 0.75, 1.0], rewards=[0.05, 0.02, -0.1, -0.12])  # fmt: skip
+    fixed = Episode(
+        "fixed_budget",
+        "x",
+        0,
+        e0=4.0,
+        budget=1.0,
+        lam=0.5,
+        actions=["continue"] * 4,
+        evals=[4.0, 3.6, 3.4, 3.35, 3.34],
+        flops=[0, 0.25, 0.5, 0.75, 1.0],
+        rewards=[0.05, 0.02, -0.1, -0.12],
+    )
     o = oracle_episode(fixed)
     assert o.actions == ["continue", "continue", "stop"] and o.ret == pytest.approx(0.07)
     assert o.final_eval == 3.4 and o.flops_used == 0.5
     assert o.flops_to_reach(3.6) == 0.25 and math.isinf(o.flops_to_reach(3.3))
     # an OOM on the last interval is no place to stop after
-    crashed = Episode("fixed_budget", "x", 0, 4.0, 1.0, 0.1, ["continue"] * 2, [4.0, 3.0, 3.0], [0, 0.5, 0.6], [0.25, -1.0], error="oom: x")
+    crashed = Episode(
+        "fixed_budget",
+        "x",
+        0,
+        4.0,
+        1.0,
+        0.1,
+        ["continue"] * 2,
+        [4.0, 3.0, 3.0],
+        [0, 0.5, 0.6],
+        [0.25, -1.0],
+        error="oom: x",
+    )
     assert oracle_episode(crashed).actions == ["continue", "stop"]
 
 
@@ -72,12 +94,38 @@ def test_episode_rows_are_relative_to_the_fixed_run():
     from govgym.agents.evaluate import episode_rows, ftq_speedup, leaderboard
     from govgym.agents.rollout import Episode
 
-    fixed = Episode("fixed_budget", "x", 0, 4.0, 1.0, 0.1, ["continue"] * 4, [4.0, 3.5, 3.2, 3.05, 3.0], [0, 0.25, 0.5, 0.75, 1.0], [0.1] * 4)
-    fast = Episode("gov", "x", 0, 4.0, 1.0, 0.1, ["switch:lora", "continue", "stop"], [4.0, 3.3, 3.01, 3.01], [0, 0.2, 0.4, 0.4], [0.1] * 3)
+    fixed = Episode(
+        "fixed_budget",
+        "x",
+        0,
+        4.0,
+        1.0,
+        0.1,
+        ["continue"] * 4,
+        [4.0, 3.5, 3.2, 3.05, 3.0],
+        [0, 0.25, 0.5, 0.75, 1.0],
+        [0.1] * 4,
+    )
+    fast = Episode(
+        "gov",
+        "x",
+        0,
+        4.0,
+        1.0,
+        0.1,
+        ["switch:lora", "continue", "stop"],
+        [4.0, 3.3, 3.01, 3.01],
+        [0, 0.2, 0.4, 0.4],
+        [0.1] * 3,
+    )
     res = [{"instance": "x", "episode_seed": 0, "episodes": [fixed.to_dict(), fast.to_dict()]}]
     rows = {r["policy"]: r for r in episode_rows(res, 0.005)}
-    assert rows["gov"]["final_eval_rel"] == pytest.approx(3.01 / 3.0) and rows["gov"]["flops_rel"] == pytest.approx(0.4)
-    assert rows["gov"]["ftq_rel"] == pytest.approx(0.4) and rows["fixed_budget"]["ftq_rel"] == pytest.approx(1.0)
+    assert rows["gov"]["final_eval_rel"] == pytest.approx(3.01 / 3.0) and rows["gov"][
+        "flops_rel"
+    ] == pytest.approx(0.4)
+    assert rows["gov"]["ftq_rel"] == pytest.approx(0.4) and rows["fixed_budget"]["ftq_rel"] == pytest.approx(
+        1.0
+    )
     assert rows["gov"]["switches"] == 1 and "oracle" in rows
     speed, n = ftq_speedup(list(rows.values()), "gov", "fixed_budget")
     assert speed == pytest.approx(2.5) and n == 1
@@ -97,7 +145,9 @@ def test_an_agent_is_loaded_once_per_worker(cache, monkeypatch):
         if spec.kind != "agent":
             return real(spec, action_names, seed)
         loads.append(spec.path)
-        return make_policy("patience", action_names, patience=1)  # stands in for the loaded agent: the count is the point
+        return make_policy(
+            "patience", action_names, patience=1
+        )  # stands in for the loaded agent: the count is the point
 
     monkeypatch.setattr(ev, "build_policy", counting)
     monkeypatch.setattr(ev, "_AGENTS", {})
@@ -113,13 +163,29 @@ def test_tolerance_is_one_config_field(cache, capsys):
 
     from govgym.agents.evaluate import EvalConfig, episode_rows, evaluate
 
-    assert inspect.signature(episode_rows).parameters["tolerance"].default == EvalConfig().tolerance  # what tune uses
-    cfg = EvalConfig(policies=["fixed_budget"], split="train", seeds=1, instances=TINY, workers=1, max_instances=1, memo="", tolerance=0.02)
+    assert (
+        inspect.signature(episode_rows).parameters["tolerance"].default == EvalConfig().tolerance
+    )  # what tune uses
+    cfg = EvalConfig(
+        policies=["fixed_budget"],
+        split="train",
+        seeds=1,
+        instances=TINY,
+        workers=1,
+        max_instances=1,
+        memo="",
+        tolerance=0.02,
+    )
     res = evaluate(cfg, cache / "e", progress=False)
     out = capsys.readouterr().out
     assert "first eval within 2% of the fixed run's final eval loss" in out and "0.5%" not in out
-    ftq = {tol: next(r["ftq_rel"] for r in episode_rows(res["results"], tol) if r["policy"] == "fixed_budget") for tol in (0.0, 0.02)}
-    assert next(r["ftq_rel"] for r in res["rows"] if r["policy"] == "fixed_budget") == ftq[0.02]  # evaluate used cfg's
+    ftq = {
+        tol: next(r["ftq_rel"] for r in episode_rows(res["results"], tol) if r["policy"] == "fixed_budget")
+        for tol in (0.0, 0.02)
+    }
+    assert (
+        next(r["ftq_rel"] for r in res["rows"] if r["policy"] == "fixed_budget") == ftq[0.02]
+    )  # evaluate used cfg's
     # the fixed run's loss still falls at its end: within 0% only there, within 2% some intervals before
     assert ftq[0.0] == 1.0 and ftq[0.02] < 1.0
 
@@ -127,17 +193,36 @@ def test_tolerance_is_one_config_field(cache, capsys):
 def _evaluate(out: Path, memo: str = "") -> dict:
     from govgym.agents.evaluate import EvalConfig, evaluate
 
-    cfg = EvalConfig(policies=["fixed_budget", "patience:patience=1", "memory_reactive", "random"], split="train", seeds=2,
-                     instances=TINY, workers=1, max_instances=2, memo=memo)  # fmt: skip
+    cfg = EvalConfig(
+        policies=["fixed_budget", "patience:patience=1", "memory_reactive", "random"],
+        split="train",
+        seeds=2,
+        instances=TINY,
+        workers=1,
+        max_instances=2,
+        memo=memo,
+    )
     return evaluate(cfg, out, progress=False)
 
 
 def test_evaluation_is_reproducible_for_a_fixed_seed(cache):
     a = _evaluate(cache / "a")
     b = _evaluate(cache / "b")
-    assert [e for r in a["results"] for e in r["episodes"]] == [e for r in b["results"] for e in r["episodes"]]
-    assert json.loads((cache / "a" / "episodes.json").read_text())["rows"] == json.loads((cache / "b" / "episodes.json").read_text())["rows"]
-    for name in ("leaderboard.csv", "leaderboard.json", "episodes.csv", "quality_vs_flops.png", "curves.png", "trajectories.json"):
+    assert [e for r in a["results"] for e in r["episodes"]] == [
+        e for r in b["results"] for e in r["episodes"]
+    ]
+    assert (
+        json.loads((cache / "a" / "episodes.json").read_text())["rows"]
+        == json.loads((cache / "b" / "episodes.json").read_text())["rows"]
+    )
+    for name in (
+        "leaderboard.csv",
+        "leaderboard.json",
+        "episodes.csv",
+        "quality_vs_flops.png",
+        "curves.png",
+        "trajectories.json",
+    ):
         assert (cache / "a" / name).is_file(), name
     board = {r["policy"]: r for r in a["board"]}
     assert set(board) == {"fixed_budget", "patience:patience=1", "memory_reactive", "random", "oracle"}
@@ -162,7 +247,9 @@ def test_tune_picks_the_best_grid_point(cache, monkeypatch):
     import govgym.agents.tune as tune_mod
 
     monkeypatch.setattr(tune_mod, "GRID", {"patience": {"patience": [1, 3]}, "zeus": {"beta": [1.1, 3.0]}})
-    res = tune_mod.tune(cache / "t", TINY, seeds=1, workers=1, write=str(cache / "k.yaml"), progress=False, memo="")
+    res = tune_mod.tune(
+        cache / "t", TINY, seeds=1, workers=1, write=str(cache / "k.yaml"), progress=False, memo=""
+    )
     for s in res["summary"]:
         pts = [g for g in res["grid"] if g["heuristic"] == s["heuristic"]]
         assert s["mean return"] == max(g["mean_return"] for g in pts)
@@ -192,7 +279,9 @@ def test_bad_policy_specs_are_clear(cache):
 
     def write_meta(**meta):
         meta = {"format": AGENT_FORMAT, **meta}
-        (cache / "m" / "agent.json").write_text(json.dumps({**meta, "sha256": sha256_bytes(_canonical(meta))}))
+        (cache / "m" / "agent.json").write_text(
+            json.dumps({**meta, "sha256": sha256_bytes(_canonical(meta))})
+        )
 
     write_meta(algo="ppo", obs_spec="0000")
     with pytest.raises(ConfigError, match="observation spec"):
@@ -200,9 +289,16 @@ def test_bad_policy_specs_are_clear(cache):
     from govgym.efficiency.signals import spec_hash
 
     (cache / "m" / "policy.safetensors").write_bytes(b"not safetensors")
-    write_meta(algo="ppo", obs_spec=spec_hash(), policy_class="ActorCriticPolicy", n_actions=7, files={
-        "policy": {"name": "policy.safetensors", "sha256": sha256_bytes(b"not safetensors")},
-        "obs_norm": {"name": "policy.safetensors", "sha256": sha256_bytes(b"not safetensors")}})  # fmt: skip
+    write_meta(
+        algo="ppo",
+        obs_spec=spec_hash(),
+        policy_class="ActorCriticPolicy",
+        n_actions=7,
+        files={
+            "policy": {"name": "policy.safetensors", "sha256": sha256_bytes(b"not safetensors")},
+            "obs_norm": {"name": "policy.safetensors", "sha256": sha256_bytes(b"not safetensors")},
+        },
+    )
     with pytest.raises(ConfigError, match="cannot be loaded"):
         parse_spec(str(cache / "m" / "final.zip"))  # a corrupt policy file: one sentence, no traceback
 
@@ -210,12 +306,31 @@ def test_bad_policy_specs_are_clear(cache):
 def test_evaluate_and_tune_cli(cache):
     env = dict(os.environ)  # the shared GOVGYM_CACHE
     cmd = [sys.executable, "-m", "govgym.cli"]
-    r = subprocess.run([*cmd, "evaluate", "--out", str(cache / "e"), "--no-progress", f"instances={TINY}", "seeds=1", "max_instances=1",
-                        "workers=1", "policies=[fixed_budget,zeus]", f"memo={cache / 'memo'}"], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    r = subprocess.run(
+        [
+            *cmd,
+            "evaluate",
+            "--out",
+            str(cache / "e"),
+            "--no-progress",
+            f"instances={TINY}",
+            "seeds=1",
+            "max_instances=1",
+            "workers=1",
+            "policies=[fixed_budget,zeus]",
+            f"memo={cache / 'memo'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "oracle" in r.stdout and "FLOPs-to-equal-quality" in r.stdout
     assert np.isfinite(json.loads((cache / "e" / "leaderboard.json").read_text())["rows"][0]["return"])
-    r = subprocess.run([*cmd, "evaluate", "--out", str(cache / "e"), "seeds=-1"], capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [*cmd, "evaluate", "--out", str(cache / "e"), "seeds=-1"], capture_output=True, text=True, env=env
+    )
     assert r.returncode == 2 and "evaluate.seeds" in r.stderr and "Traceback" not in r.stderr
     assert (cache / "e" / "leaderboard.json").is_file()  # a bad call leaves earlier results alone
     r = subprocess.run([*cmd, "tune", "--help"], capture_output=True, text=True, env=env)

@@ -105,8 +105,33 @@ def _get(cfg: Any, dotted: str) -> Any:
 
 # ----------------------------------------------------------------------------- value generator
 
-STRINGS = ["", " ", "abc", "0", "1e-3", "nan", "inf", "-inf", "1,2", "default", "cosine", "lora+gc", "full+adam8",
-           "qlora+gc", "fulll", "lora+xx", "corrupt", "../x", "None", "true", "text", "[1]", "cpu", "cuda", "auto"]  # fmt: skip
+STRINGS = [
+    "",
+    " ",
+    "abc",
+    "0",
+    "1e-3",
+    "nan",
+    "inf",
+    "-inf",
+    "1,2",
+    "default",
+    "cosine",
+    "lora+gc",
+    "full+adam8",
+    "qlora+gc",
+    "fulll",
+    "lora+xx",
+    "corrupt",
+    "../x",
+    "None",
+    "true",
+    "text",
+    "[1]",
+    "cpu",
+    "cuda",
+    "auto",
+]
 
 
 def pick(rng: np.random.Generator, items: list[Any]) -> Any:
@@ -121,7 +146,10 @@ def random_value(rng: np.random.Generator) -> Any:
     if kind == 1:
         return pick(rng, [0, 1, 2, 7, 8, 16, 64, 128, 300, 512, 8192, 8193, 2**31, 2**63, -(2**63), 10**30])
     if kind == 2:
-        return pick(rng, [0.0, -0.0, 1e-12, 1e-3, 0.1, 0.5, 0.9, 0.95, 0.999999, 1.0, 1.5, 2.0, 100.0, -1e-3, -1.0, 1e300])
+        return pick(
+            rng,
+            [0.0, -0.0, 1e-12, 1e-3, 0.1, 0.5, 0.9, 0.95, 0.999999, 1.0, 1.5, 2.0, 100.0, -1e-3, -1.0, 1e300],
+        )
     if kind == 3:
         return pick(rng, [math.nan, math.inf, -math.inf])
     if kind == 4:
@@ -133,7 +161,11 @@ def random_value(rng: np.random.Generator) -> Any:
     if kind == 8:
         return None
     if kind == 9:
-        return [random_value(rng) for _ in range(int(rng.integers(0, 3)))] if rng.random() < 0.5 else [pick(rng, sorted(NOISE_KINDS)) for _ in range(int(rng.integers(0, 3)))]
+        return (
+            [random_value(rng) for _ in range(int(rng.integers(0, 3)))]
+            if rng.random() < 0.5
+            else [pick(rng, sorted(NOISE_KINDS)) for _ in range(int(rng.integers(0, 3)))]
+        )
     if kind == 10:
         return {"a": 1} if rng.random() < 0.5 else {}
     return float(rng.integers(0, 100))  # an integral float: int fields accept it (YAML writes 8.0)
@@ -167,7 +199,9 @@ def test_fuzz_run_config_overrides() -> None:
             pytest.fail(f"{data!r} raised {type(err).__name__}: {err}")
         outcomes["accepted"] += 1
         for f in chosen:
-            assert RUN_FIELDS[f](_get(cfg, f)), f"{f}={raw[f]!r} accepted as {_get(cfg, f)!r}, outside its documented range"
+            assert RUN_FIELDS[f](_get(cfg, f)), (
+                f"{f}={raw[f]!r} accepted as {_get(cfg, f)!r}, outside its documented range"
+            )
         assert cfg.model.hidden_size % cfg.model.num_heads == 0
         if cfg.data.noise_rate > 0:
             assert cfg.data.noise_kinds
@@ -182,7 +216,11 @@ def test_fuzz_valid_single_overrides_are_accepted() -> None:
     for f, ok in RUN_FIELDS.items():
         for _ in range(60):
             v = random_value(rng)
-            if not ok(v) or (f.startswith("model.num_heads") and 128 % v) or (f == "model.hidden_size" and v % 4):
+            if (
+                not ok(v)
+                or (f.startswith("model.num_heads") and 128 % v)
+                or (f == "model.hidden_size" and v % 4)
+            ):
                 continue
             if f == "data.noise_kinds" and not v:
                 continue  # empty kinds with the default noise_rate 0.2 is a documented cross-field error
@@ -202,7 +240,9 @@ def test_fuzz_valid_single_overrides_are_accepted() -> None:
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 INSTANCE_FIELDS: dict[str, Any] = {
-    "name": lambda v: isinstance(v, str) and NAME.fullmatch(v) is not None and ".." not in v and len(v) <= 200,
+    "name": lambda v: (
+        isinstance(v, str) and NAME.fullmatch(v) is not None and ".." not in v and len(v) <= 200
+    ),
     "budget_tflops": _in(1e-6),
     "lam": _in(0.0, 10.0),
     "cap_mb": _in(0.0),
@@ -216,7 +256,9 @@ ENV_FIELDS: dict[str, Any] = {
     "oom_penalty": _in(0.0),
     "crash_penalty": _in(0.0),
     "reprune_scorer": lambda v: v in ("loss", "el2n", "gradnorm"),
-    "switch_targets": lambda v: isinstance(v, list) and v and all(isinstance(s, str) and STRATEGY.fullmatch(s) for s in v),
+    "switch_targets": lambda v: (
+        isinstance(v, list) and v and all(isinstance(s, str) and STRATEGY.fullmatch(s) for s in v)
+    ),
 }
 
 
@@ -235,7 +277,11 @@ def mutate(base: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         elif what == 4:  # an env field
             data.setdefault("env", {})[str(rng.choice(sorted(ENV_FIELDS)))] = random_value(rng)
         elif what == 5 and inst is not None:  # a cap schedule entry
-            inst["cap_schedule"] = [{"at": random_value(rng), "cap_mb": random_value(rng)}] if rng.random() < 0.8 else random_value(rng)
+            inst["cap_schedule"] = (
+                [{"at": random_value(rng), "cap_mb": random_value(rng)}]
+                if rng.random() < 0.8
+                else random_value(rng)
+            )
         elif what == 6 and inst is not None:  # a per-instance run override
             f = str(rng.choice(sorted(RUN_FIELDS)))
             node = inst.setdefault("run", {})
@@ -259,7 +305,9 @@ def _check_accepted(s: InstanceSet) -> None:
     assert len(set(names)) == len(names)
     for inst in s.train + s.test:
         for f, ok in INSTANCE_FIELDS.items():
-            assert ok(getattr(inst, f)), f"instance {inst.name!r}: {f}={getattr(inst, f)!r} accepted, outside its documented range"
+            assert ok(getattr(inst, f)), (
+                f"instance {inst.name!r}: {f}={getattr(inst, f)!r} accepted, outside its documented range"
+            )
         for ch in inst.cap_schedule:
             assert _in(0.0, 1.0)(ch.at) and _in(0.0)(ch.cap_mb), f"cap_schedule {ch} accepted"
         rc = s.run_config(inst)
@@ -301,10 +349,23 @@ def random_action(rng: np.random.Generator, n: int) -> Any:
     kind = rng.integers(16)
     v = int(rng.integers(-2, n + 2))
     return [
-        v, np.int64(v), np.int32(v), np.uint8(max(v, 0)), np.array(v), np.array(v, dtype=np.int16),  # integers
-        float(v), np.float32(v + 0.99), str(v), None, math.nan, bool(v % 2),                        # not integers
-        np.array([v]), [v], {"a": v}, Fraction(v, 1),
-    ][kind]  # fmt: skip
+        v,
+        np.int64(v),
+        np.int32(v),
+        np.uint8(max(v, 0)),
+        np.array(v),
+        np.array(v, dtype=np.int16),  # integers
+        float(v),
+        np.float32(v + 0.99),
+        str(v),
+        None,
+        math.nan,
+        bool(v % 2),  # not integers
+        np.array([v]),
+        [v],
+        {"a": v},
+        Fraction(v, 1),
+    ][kind]
 
 
 def is_valid_action(a: Any, n: int) -> bool:

@@ -21,7 +21,9 @@ def test_cuda_peak_is_measured_by_the_allocator(strategy):
 
 
 def test_real_cap_raises_oom_cleanly():
-    run = FineTuneRun(tiny_cfg(device="cuda"), workload=tiny_workload(n=64, seq=64, vocab=4096, hidden=256, inter=704))
+    run = FineTuneRun(
+        tiny_cfg(device="cuda"), workload=tiny_workload(n=64, seq=64, vocab=4096, hidden=256, inter=704)
+    )
     run.set_cap(1.0)  # 1 MiB: any step must hit the allocator limit
     with pytest.raises(RunOOM, match="cap"):
         run.advance(2)

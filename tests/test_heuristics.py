@@ -20,7 +20,15 @@ from govgym.agents.heuristics import POLICIES, F, make_policy
 from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW
 from govgym.typed import ConfigError
 
-NAMES = ["continue", "reprune_hardest", "reprune_easiest", "switch:full", "switch:lora", "switch:qlora+gc", "stop"]
+NAMES = [
+    "continue",
+    "reprune_hardest",
+    "reprune_easiest",
+    "switch:full",
+    "switch:lora",
+    "switch:qlora+gc",
+    "stop",
+]
 DATA = Path(__file__).parent / "data"
 TINY = str(DATA / "tiny_instances.yaml")
 TRACES = DATA / "fixed_budget_traces.json"
@@ -41,8 +49,13 @@ def run(policy, seq):
 
 def test_patience_stops_after_patience_evals_without_improvement():
     p = make_policy("patience", NAMES, patience=2, threshold=0.01)
-    seq = [obs(budget_left=0.9, eval_ratio=0.9), obs(budget_left=0.8, eval_ratio=0.895), obs(budget_left=0.7, eval_ratio=0.85),
-           obs(budget_left=0.6, eval_ratio=0.849), obs(budget_left=0.5, eval_ratio=0.848)]  # fmt: skip
+    seq = [
+        obs(budget_left=0.9, eval_ratio=0.9),
+        obs(budget_left=0.8, eval_ratio=0.895),
+        obs(budget_left=0.7, eval_ratio=0.85),
+        obs(budget_left=0.6, eval_ratio=0.849),
+        obs(budget_left=0.5, eval_ratio=0.848),
+    ]
     assert run(p, seq) == ["continue", "continue", "continue", "continue", "stop"]
     assert run(p, [obs(budget_left=0.9, eval_ratio=0.9)]) == ["continue"]  # new episode: state reset
 
@@ -51,8 +64,14 @@ def test_patience_stops_after_patience_evals_without_improvement():
 def training_args():
     from transformers import TrainingArguments
 
-    return TrainingArguments(output_dir="unused", eval_strategy="steps", metric_for_best_model="loss", greater_is_better=False,
-                             report_to="none", use_cpu=True)  # fmt: skip
+    return TrainingArguments(
+        output_dir="unused",
+        eval_strategy="steps",
+        metric_for_best_model="loss",
+        greater_is_better=False,
+        report_to="none",
+        use_cpu=True,
+    )
 
 
 def callback_stop(losses: list[float], patience: int, threshold: float) -> int | None:
@@ -82,7 +101,9 @@ def test_patience_matches_transformers_early_stopping_callback():
     for trial in range(24):
         n = 30
         # noisy decreasing eval-loss ratios: gains shrink, noise sometimes makes an eval worse
-        gains = rng.exponential(0.02, n) * np.exp(-np.arange(n) / rng.uniform(3, 15)) + rng.normal(0, 0.004, n)
+        gains = rng.exponential(0.02, n) * np.exp(-np.arange(n) / rng.uniform(3, 15)) + rng.normal(
+            0, 0.004, n
+        )
         ratios = np.clip(1.0 - np.cumsum(gains), 0.05, 2.0).astype(np.float32)
         patience, threshold = int(rng.integers(1, 5)), float(rng.choice([0.0, 0.002, 0.005, 0.01]))
         expected = callback_stop([float(r) for r in ratios], patience, threshold)
@@ -91,7 +112,9 @@ def test_patience_matches_transformers_early_stopping_callback():
         got = acts.index("stop") if "stop" in acts else None
         assert got == expected, (trial, patience, threshold, ratios.tolist())
         stops.add(expected)
-    assert len(stops) > 3  # the sequences stop at many different evals (and some never): not a trivial agreement
+    assert (
+        len(stops) > 3
+    )  # the sequences stop at many different evals (and some never): not a trivial agreement
 
 
 def test_marginal_gain_stops_below_lambda():
@@ -102,7 +125,11 @@ def test_marginal_gain_stops_below_lambda():
 
 def test_zeus_stops_after_beta_times_cost_to_best():
     p = make_policy("zeus", NAMES, beta=1.5)
-    seq = [obs(budget_left=0.8, eval_ratio=0.9), obs(budget_left=0.75, eval_ratio=0.95), obs(budget_left=0.6, eval_ratio=0.95)]
+    seq = [
+        obs(budget_left=0.8, eval_ratio=0.9),
+        obs(budget_left=0.75, eval_ratio=0.95),
+        obs(budget_left=0.6, eval_ratio=0.95),
+    ]
     assert run(p, seq) == ["continue", "continue", "stop"]  # best at cost 0.2; 0.4 > 1.5 x 0.2
 
 
@@ -127,7 +154,9 @@ def test_memory_reactive_switches_lean_then_back():
 
 def test_marginal_gain_waits_for_a_rate():
     p = make_policy("marginal_gain", NAMES, kappa=1.0, patience=1)
-    assert run(p, [obs(budget_left=0.99, gain_rate_ema=0.0, lam=0.5)]) == ["continue"]  # reset obs: no interval yet
+    assert run(p, [obs(budget_left=0.99, gain_rate_ema=0.0, lam=0.5)]) == [
+        "continue"
+    ]  # reset obs: no interval yet
 
 
 def test_bad_knob_and_name_are_clear():
@@ -171,11 +200,17 @@ def test_zero_d_and_batched_actions_have_sb3_shapes():
     for name in POLICIES:
         pol = make_policy(name, NAMES, seed=0)
         one, _ = pol.predict(o, action_masks=env.action_masks())
-        many, _ = pol.predict(batch, episode_start=np.ones(3, bool), action_masks=np.stack([env.action_masks()] * 3))
+        many, _ = pol.predict(
+            batch, episode_start=np.ones(3, bool), action_masks=np.stack([env.action_masks()] * 3)
+        )
         assert isinstance(one, np.ndarray) and one.shape == sb3.predict(o)[0].shape == ()
         assert many.shape == sb3.predict(batch)[0].shape == (3,) and many.dtype == np.int64
-        if name != "random":  # each env of the batch starts fresh on the same observation: the single call's action
-            assert many.tolist() == [int(one)] * 3 and NAMES[one] == NAMES[many[0]]  # a 0-d int array indexes like an int
+        if (
+            name != "random"
+        ):  # each env of the batch starts fresh on the same observation: the single call's action
+            assert (
+                many.tolist() == [int(one)] * 3 and NAMES[one] == NAMES[many[0]]
+            )  # a 0-d int array indexes like an int
     with pytest.raises(ConfigError, match=r"shape \(20,\) or a batch"):
         make_policy("patience", NAMES).predict(np.zeros(7, np.float32))
 
@@ -183,7 +218,9 @@ def test_zero_d_and_batched_actions_have_sb3_shapes():
 # ---------------------------------------------------------------------------- VecEnvs, SB3's evaluate_policy
 def load_traces() -> list[dict]:
     data = json.loads(TRACES.read_text())
-    assert data["features"] == list(FEATURE_NAMES), f"{TRACES} predates the observation spec; rerun python tests/test_heuristics.py"
+    assert data["features"] == list(FEATURE_NAMES), (
+        f"{TRACES} predates the observation spec; rerun python tests/test_heuristics.py"
+    )
     return data["episodes"]
 
 
@@ -232,14 +269,23 @@ def alone(name: str, knobs: dict, trace: dict) -> int:
     return t
 
 
-@pytest.mark.parametrize("name,knobs", [("patience", {"patience": 2, "threshold": 0.005}), ("zeus", {"beta": 1.02}),
-                                        ("marginal_gain", {"kappa": 0.15, "patience": 2})])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,knobs",
+    [
+        ("patience", {"patience": 2, "threshold": 0.005}),
+        ("zeus", {"beta": 1.02}),
+        ("marginal_gain", {"kappa": 0.15, "patience": 2}),
+    ],
+)
 def test_evaluate_policy_on_a_vecenv_keeps_state_per_env(name, knobs):
     """SB3's evaluate_policy drives n envs with one policy: each env's episodes end where the policy alone would."""
     traces = load_traces()
     # env 0 replays the 7-interval t-free episodes, env 1 the 5-interval t-lora ones: they stop at different steps,
     # so bookkeeping shared across envs (or reset by the other env's episode start) changes where they stop
-    groups = [[t for t in traces if t["instance"] == "t-free"], [t for t in traces if t["instance"] == "t-lora"]]
+    groups = [
+        [t for t in traces if t["instance"] == "t-free"],
+        [t for t in traces if t["instance"] == "t-lora"],
+    ]
     venv = DummyVecEnv([lambda g=g: Monitor(ReplayEnv(g)) for g in groups])
     pol = make_policy(name, NAMES, **knobs)
     rewards, lengths = evaluate_policy(pol, venv, n_eval_episodes=6, return_episode_rewards=True, warn=False)
@@ -266,17 +312,25 @@ def test_random_policy_through_maskable_evaluate_policy():
     traces = load_traces()
     venv = make_vec_env(lambda: Masked(traces), n_envs=3, vec_env_cls=DummyVecEnv)
     pol = make_policy("random", NAMES, seed=3)
-    _, lengths = maskable_evaluate_policy(pol, venv, n_eval_episodes=9, return_episode_rewards=True, warn=False)
-    assert len(lengths) == 9 and min(lengths) < max(lengths)  # continue or stop only: episodes of several lengths
+    _, lengths = maskable_evaluate_policy(
+        pol, venv, n_eval_episodes=9, return_episode_rewards=True, warn=False
+    )
+    assert len(lengths) == 9 and min(lengths) < max(
+        lengths
+    )  # continue or stop only: episodes of several lengths
 
 
 def test_heuristic_through_evaluate_policy_on_the_real_env(tiny_cache):
     """The real govgym/FineTune-v0 (tiny instances) in a DummyVecEnv of 2, driven by SB3's evaluate_policy."""
-    venv = DummyVecEnv([lambda: Monitor(gym.make("govgym/FineTune-v0", instances=TINY, wall_time_info=False))] * 2)
+    venv = DummyVecEnv(
+        [lambda: Monitor(gym.make("govgym/FineTune-v0", instances=TINY, wall_time_info=False))] * 2
+    )
     starts = [{"instance": "t-free", "episode_seed": 0}, {"instance": "t-free", "episode_seed": 1}]
     venv.set_options(starts)
     knobs = {"patience": 1, "threshold": 0.0075}
-    rewards, lengths = evaluate_policy(make_policy("patience", NAMES, **knobs), venv, n_eval_episodes=2, return_episode_rewards=True)
+    rewards, lengths = evaluate_policy(
+        make_policy("patience", NAMES, **knobs), venv, n_eval_episodes=2, return_episode_rewards=True
+    )
     # each env's first episode equals the same policy governing that (instance, seed) alone
     single = []
     for env, opts in zip(venv.envs, starts):
@@ -289,7 +343,9 @@ def test_heuristic_through_evaluate_policy_on_the_real_env(tiny_cache):
         single.append((n, ret))
     got = sorted(zip(lengths, rewards))
     assert [n for n, _ in got] == [n for n, _ in sorted(single)]
-    assert [r for _, r in got] == pytest.approx([r for _, r in sorted(single)], abs=1e-6)  # Monitor rounds to 6 digits
+    assert [r for _, r in got] == pytest.approx(
+        [r for _, r in sorted(single)], abs=1e-6
+    )  # Monitor rounds to 6 digits
     assert min(lengths) < 7  # patience stopped before the 7-interval budget ran out
 
 
@@ -312,9 +368,15 @@ def record_traces() -> None:
         "note": "Observations and rewards of real fixed-budget episodes (action 0 every interval) of "
         "tests/data/tiny_instances.yaml; written by `python tests/test_heuristics.py`.",
         "features": list(FEATURE_NAMES),
-        "episodes": [{**e, "observations": [[float(f"{v:.7g}") for v in o] for o in e["observations"]],
-                      "rewards": [float(f"{v:.7g}") for v in e["rewards"]]} for e in episodes],
-    }  # fmt: skip
+        "episodes": [
+            {
+                **e,
+                "observations": [[float(f"{v:.7g}") for v in o] for o in e["observations"]],
+                "rewards": [float(f"{v:.7g}") for v in e["rewards"]],
+            }
+            for e in episodes
+        ],
+    }
     TRACES.write_text(json.dumps(data, separators=(",", ":")) + "\n")
 
 

@@ -50,7 +50,9 @@ def layer(module: str) -> str | None:
         return None
     if len(parts) == 1:
         return "root"
-    return {"efficiency": "efficiency", "envs": "envs", "agents": "agents", "cli": "cli"}.get(parts[1], "base")
+    return {"efficiency": "efficiency", "envs": "envs", "agents": "agents", "cli": "cli"}.get(
+        parts[1], "base"
+    )
 
 
 def package_files() -> list[Path]:
@@ -90,16 +92,22 @@ def violations(source: str, module: str, is_package: bool = False) -> list[str]:
         if there is None:
             continue
         # `from govgym import envs` / `from govgym.efficiency import memstats` import submodules
-        targets = [f"{target}.{n}" if there == "root" or _is_module(f"{target}.{n}") else target for n in names] or [target]
+        targets = [
+            f"{target}.{n}" if there == "root" or _is_module(f"{target}.{n}") else target for n in names
+        ] or [target]
         for t in targets:
             there = layer(t)
             if there == "root":
                 if names != ["__version__"]:
-                    bad.append(f"{module}:{line} imports {names or 'govgym'} from the package root; only __version__ may be")
+                    bad.append(
+                        f"{module}:{line} imports {names or 'govgym'} from the package root; only __version__ may be"
+                    )
                 continue
             if me == "root":
                 if t != "govgym.envs":
-                    bad.append(f"{module}:{line}: the package root imports {t}; it may import only govgym.envs (registration)")
+                    bad.append(
+                        f"{module}:{line}: the package root imports {t}; it may import only govgym.envs (registration)"
+                    )
                 continue
             if ORDER.index(there) > ORDER.index(me):
                 bad.append(f"{module}:{line}: {me} module imports {t} ({there}), a higher layer")
@@ -128,7 +136,12 @@ def test_every_module_has_a_layer():
     """The base stays small: a new govgym/*.py is base only if it imports none of the others (checked above)."""
     layers = {module_name(f): layer(module_name(f)) for f in package_files()}
     assert layers["govgym"] == "root"
-    assert {m for m, lay in layers.items() if lay == "base"} >= {"govgym.typed", "govgym.errors", "govgym.results", "govgym.plots"}
+    assert {m for m, lay in layers.items() if lay == "base"} >= {
+        "govgym.typed",
+        "govgym.errors",
+        "govgym.results",
+        "govgym.plots",
+    }
     assert layers["govgym.cli"] == "cli" and layers["govgym.efficiency.strategy"] == "efficiency"
 
 
@@ -141,14 +154,22 @@ def test_envs_init_imports_no_govgym_module():
 def test_no_bare_folder_imports_in_tests_and_benchmarks():
     bad = []
     for f in [*sorted((ROOT / "tests").glob("*.py")), *sorted((ROOT / "benchmarks").glob("*.py"))]:
-        bad += [f"{f.name}:{line} {t}" for line, t, _ in imports(f.read_text(encoding="utf-8"), "tests.x") if t.split(".")[0] in BARE]
+        bad += [
+            f"{f.name}:{line} {t}"
+            for line, t, _ in imports(f.read_text(encoding="utf-8"), "tests.x")
+            if t.split(".")[0] in BARE
+        ]
     assert not bad, bad
 
 
 @pytest.mark.parametrize(
     "module, source, needle",
     [
-        ("govgym.errors", "def f():\n    from govgym.efficiency.run import RunError\n", "higher layer"),  # function-level
+        (
+            "govgym.errors",
+            "def f():\n    from govgym.efficiency.run import RunError\n",
+            "higher layer",
+        ),  # function-level
         ("govgym.efficiency.run", "import govgym.envs.finetune_env\n", "higher layer"),
         ("govgym.envs.memo", "from govgym.agents import heuristics\n", "higher layer"),
         ("govgym.agents.evaluate", "from govgym.cli.reports import format_table\n", "higher layer"),

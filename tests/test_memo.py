@@ -36,7 +36,16 @@ def test_restore_continues_bit_identically_across_switches_and_instances():
     from govgym.envs.finetune_env import FineTuneEnv
 
     env = FineTuneEnv(TINY, wall_time_info=False)
-    acts = [0, env.action_names.index("switch:lora"), 0, env.action_names.index("reprune_hardest"), 0, 0, 0, 0]
+    acts = [
+        0,
+        env.action_names.index("switch:lora"),
+        0,
+        env.action_names.index("reprune_hardest"),
+        0,
+        0,
+        0,
+        0,
+    ]
     whole = _episode(env, acts)
     assert len(whole) >= 4  # the reprune's scoring pass spends much of the tiny budget
     assert _episode(env, acts, fork_at=2) == whole
@@ -86,7 +95,10 @@ def test_memo_env_passes_checkers_and_answers_repeats_from_memory():
     before = env.stats()
     second, info2 = episode()
     after = env.stats()
-    assert after["real_steps"] == before["real_steps"] and after["memo_hits"] == before["memo_hits"] + len(second) - 1
+    assert (
+        after["real_steps"] == before["real_steps"]
+        and after["memo_hits"] == before["memo_hits"] + len(second) - 1
+    )
     assert info1 == info2
     assert all(np.array_equal(a, b) for a, b in zip(first, second))
     assert env.action_masks().dtype == bool
@@ -113,8 +125,17 @@ def test_memo_env_saves_and_reloads_its_trees(tmp_path):
     assert saved.keys() == live.keys()
     for k, node in live.items():  # float32 observations, masks and infos come back exactly
         back = saved[k]
-        assert back.obs.dtype == np.float32 and np.array_equal(back.obs, node.obs) and np.array_equal(back.mask, node.mask)
-        assert (back.reward, back.terminated, back.truncated, back.info) == (node.reward, node.terminated, node.truncated, node.info)
+        assert (
+            back.obs.dtype == np.float32
+            and np.array_equal(back.obs, node.obs)
+            and np.array_equal(back.mask, node.mask)
+        )
+        assert (back.reward, back.terminated, back.truncated, back.info) == (
+            node.reward,
+            node.terminated,
+            node.truncated,
+            node.info,
+        )
     second = MemoFineTuneEnv(TINY, seeds=[0], memo=str(tmp_path / "memo"))  # a new process, say, after a kill
     assert episode(second) == a and second.stats()["real_steps"] == 0
 
@@ -127,8 +148,14 @@ def test_hindsight_labels_pick_the_best_explored_branch():
         return StepOutcome(np.zeros(3, np.float32) + r, r, term, trunc, {}, np.ones(4, bool))
 
     # actions: 0 continue, 1 switch, 3 stop. Continue pays 0.1 then -0.2; switching pays -0.05 then 0.3.
-    nodes = {(): node(0), (0,): node(0.1), (0, 0): node(-0.2), (1,): node(-0.05), (1, 0): node(0.3, trunc=True),
-             (0, 3): node(0.0, term=True)}  # fmt: skip
+    nodes = {
+        (): node(0),
+        (0,): node(0.1),
+        (0, 0): node(-0.2),
+        (1,): node(-0.05),
+        (1, 0): node(0.3, trunc=True),
+        (0, 3): node(0.0, term=True),
+    }
     labels = {round(float(o[0]), 3): (a, v) for o, _, a, v in tree_labels(nodes, stop=3)}
     assert labels[0.0] == (1, pytest.approx(0.25))  # switch beats continue (0.1 + max(0, -0.2))
     assert labels[0.1] == (3, 0.0)  # after one continue, stopping beats going on
@@ -150,4 +177,6 @@ def test_behaviour_cloning_fits_the_demonstrations():
     masks = np.ones((200, venv.action_space.n), bool)
     stats = behaviour_clone(model, venv, Demonstrations(obs, masks, acts, obs[:, 0].clip(0), 1), epochs=60)
     assert stats["agreement"] > 0.95 and stats["samples"] == 200
-    assert np.allclose(venv.obs_rms.mean, obs.mean(0), atol=1e-6)  # normalization comes from the demonstrations
+    assert np.allclose(
+        venv.obs_rms.mean, obs.mean(0), atol=1e-6
+    )  # normalization comes from the demonstrations

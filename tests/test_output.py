@@ -12,8 +12,15 @@ from govgym.efficiency import workload as wl
 from govgym.efficiency.config import RunConfig
 from govgym.typed import from_dict
 
-LIBRARY_LINES = ("Map", "Saving the dataset", "Flattening the indices", "Generating train split", "Loading weights",
-                 "Writing model shards", "examples/s")  # fmt: skip
+LIBRARY_LINES = (
+    "Map",
+    "Saving the dataset",
+    "Flattening the indices",
+    "Generating train split",
+    "Loading weights",
+    "Writing model shards",
+    "examples/s",
+)
 
 
 def test_loading_a_workload_shows_only_govgym_bars(tmp_path: Path, capfd) -> None:
@@ -21,11 +28,28 @@ def test_loading_a_workload_shows_only_govgym_bars(tmp_path: Path, capfd) -> Non
     datasets.Dataset.from_dict({"x": list(range(4))}).map(lambda b: b, batched=True)
     assert "Map" in capfd.readouterr().err
 
-    tiny = {"model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "vocab_size": 512,
-                      "pretrain_steps": 10}, "data": {"max_examples": 32, "eval_examples": 8, "seq_len": 48}, "cache_dir": str(tmp_path)}  # fmt: skip
-    wl.load_workload(from_dict(RunConfig, tiny), progress=True)  # builds base + default data: pretrain, maps, save_to_disk
-    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"text": f"def f{i}(): return {i}"}) + "\n" for i in range(40)))
-    wl.load_workload(from_dict(RunConfig, {**tiny, "data": {**tiny["data"], "source": str(tmp_path / "d.jsonl")}}), progress=True)
+    tiny = {
+        "model": {
+            "hidden_size": 32,
+            "num_layers": 1,
+            "num_heads": 2,
+            "intermediate_size": 64,
+            "vocab_size": 512,
+            "pretrain_steps": 10,
+        },
+        "data": {"max_examples": 32, "eval_examples": 8, "seq_len": 48},
+        "cache_dir": str(tmp_path),
+    }
+    wl.load_workload(
+        from_dict(RunConfig, tiny), progress=True
+    )  # builds base + default data: pretrain, maps, save_to_disk
+    (tmp_path / "d.jsonl").write_text(
+        "".join(json.dumps({"text": f"def f{i}(): return {i}"}) + "\n" for i in range(40))
+    )
+    wl.load_workload(
+        from_dict(RunConfig, {**tiny, "data": {**tiny["data"], "source": str(tmp_path / "d.jsonl")}}),
+        progress=True,
+    )
     err = capfd.readouterr().err
     assert "pretraining base model" in err  # govgym's own bar is on
     assert not [line for line in LIBRARY_LINES if line in err], err[-2000:]

@@ -8,7 +8,13 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = {"govgym": "govgym", "govgym.efficiency": "efficiency", "govgym.envs": "envs", "govgym.agents": "agents", "govgym.configs": "configs"}
+FOLDERS = {
+    "govgym": "govgym",
+    "govgym.efficiency": "efficiency",
+    "govgym.envs": "envs",
+    "govgym.agents": "agents",
+    "govgym.configs": "configs",
+}
 
 
 def _setuptools_table() -> dict:
@@ -24,12 +30,16 @@ def test_package_list_matches_folders():
     assert tool["package-dir"] == FOLDERS
     found = set()
     for pkg, folder in FOLDERS.items():
-        assert (ROOT / folder / "__init__.py").is_file(), f"{folder}/ needs an __init__.py to install as {pkg}"
+        assert (ROOT / folder / "__init__.py").is_file(), (
+            f"{folder}/ needs an __init__.py to install as {pkg}"
+        )
         for init in (ROOT / folder).rglob("__init__.py"):
             rel = init.parent.relative_to(ROOT / folder)
             if not any(part.startswith((".", "__pycache__")) for part in rel.parts):
                 found.add(".".join([pkg, *rel.parts]))
-    assert "govgym.cli" in found  # the CLI is its own subpackage (nothing below imports it: tests/test_layers.py)
+    assert (
+        "govgym.cli" in found
+    )  # the CLI is its own subpackage (nothing below imports it: tests/test_layers.py)
     assert sorted(tool["packages"]) == sorted(found), "subpackages must be listed in pyproject packages"
 
 
@@ -44,12 +54,32 @@ def test_imports_resolve_to_the_folders():
 
 
 def test_wheel_has_one_import_root(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     wheel = next(tmp_path.glob("govgym-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"govgym"}, tops
-    for mod in ("govgym/efficiency/run.py", "govgym/configs/default.yaml", "govgym/py.typed", "govgym/cli/__init__.py", "govgym/cli/__main__.py"):
+    for mod in (
+        "govgym/efficiency/run.py",
+        "govgym/configs/default.yaml",
+        "govgym/py.typed",
+        "govgym/cli/__init__.py",
+        "govgym/cli/__main__.py",
+    ):
         assert mod in names

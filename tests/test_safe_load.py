@@ -50,8 +50,17 @@ def agent_dir(tmp_path_factory, module_cache):
     from govgym.agents.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("agent") / "agent"
-    cfg = TrainConfig(algo="maskable_ppo", timesteps=8, n_envs=1, n_steps=8, checkpoint_every=8, eval_every=0, memo="",
-                      pretrain=False, instances=TINY)  # fmt: skip
+    cfg = TrainConfig(
+        algo="maskable_ppo",
+        timesteps=8,
+        n_envs=1,
+        n_steps=8,
+        checkpoint_every=8,
+        eval_every=0,
+        memo="",
+        pretrain=False,
+        instances=TINY,
+    )
     train(cfg, out, progress=False)
     return out
 
@@ -356,8 +365,19 @@ def test_memo_tree_crafted_content_is_refused(tmp_path):
 
     folder = tmp_path / "memo"
     # a well-formed, correctly hashed file whose content asks for a type govgym never writes
-    body = {"nodes": [{"prefix": [], "obs": {"__reduce__": ["os.system", "touch x"]}, "reward": 0.0, "terminated": False,
-                       "truncated": False, "info": {}, "mask": [True]}]}  # fmt: skip
+    body = {
+        "nodes": [
+            {
+                "prefix": [],
+                "obs": {"__reduce__": ["os.system", "touch x"]},
+                "reward": 0.0,
+                "terminated": False,
+                "truncated": False,
+                "info": {},
+                "mask": [True],
+            }
+        ]
+    }
     safefile.write(memo.tree_path(folder, "t-free", 0), memo.TREE_FORMAT, memo.TREE_VERSION, body)
     with pytest.warns(UserWarning, match="not one govgym writes"):
         assert memo.load_tree(memo.EpisodeTree(None, "t-free", 0), folder) is False

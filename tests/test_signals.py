@@ -20,9 +20,22 @@ from govgym.efficiency.signals import (
 
 
 def reading(**kw) -> Reading:
-    base = dict(flops_used=1e9, budget=1e10, eval_loss=3.0, train_loss=2.9, grad_norm=1.0, grad_norm_std=0.1,
-                grad_noise_scale=80.0, batch_size=8, mem_peak_mb=50.0, cap_mb=100.0, strategy="lora+gc",
-                kept_fraction=0.8, lr_frac=0.5, lam=0.3)  # fmt: skip
+    base = dict(
+        flops_used=1e9,
+        budget=1e10,
+        eval_loss=3.0,
+        train_loss=2.9,
+        grad_norm=1.0,
+        grad_norm_std=0.1,
+        grad_noise_scale=80.0,
+        batch_size=8,
+        mem_peak_mb=50.0,
+        cap_mb=100.0,
+        strategy="lora+gc",
+        kept_fraction=0.8,
+        lr_frac=0.5,
+        lam=0.3,
+    )
     base.update(kw)
     return Reading(**base)
 
@@ -32,9 +45,16 @@ def stream(scale_loss=1.0, scale_flops=1.0, scale_grad=1.0, scale_mem=1.0):
     t.reset(4.0 * scale_loss, 0.0)
     out = []
     for i, e in enumerate([3.5, 3.2, 3.1, 3.15]):
-        r = reading(flops_used=(i + 1) * 1e9 * scale_flops, budget=1e10 * scale_flops, eval_loss=e * scale_loss,
-                    train_loss=(e - 0.1) * scale_loss, grad_norm=(1 + i) * scale_grad, grad_norm_std=0.1 * scale_grad,
-                    mem_peak_mb=50 * scale_mem, cap_mb=100 * scale_mem)  # fmt: skip
+        r = reading(
+            flops_used=(i + 1) * 1e9 * scale_flops,
+            budget=1e10 * scale_flops,
+            eval_loss=e * scale_loss,
+            train_loss=(e - 0.1) * scale_loss,
+            grad_norm=(1 + i) * scale_grad,
+            grad_norm_std=0.1 * scale_grad,
+            mem_peak_mb=50 * scale_mem,
+            cap_mb=100 * scale_mem,
+        )
         out.append(t.observe(r))
     return np.stack(out)
 
@@ -47,7 +67,9 @@ def test_shape_bounds_and_dtype():
 
 def test_features_are_scale_free():
     ref = stream()
-    np.testing.assert_allclose(stream(scale_loss=7.0, scale_flops=1e4, scale_grad=30.0, scale_mem=1e3), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        stream(scale_loss=7.0, scale_flops=1e4, scale_grad=30.0, scale_mem=1e3), ref, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_feature_meanings():

@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 TINY = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
-ARGS = ["algo=maskable_ppo", "n_envs=1", "n_steps=8", "checkpoint_every=8", "eval_every=0", f"instances={TINY}", "memo="]
+ARGS = [
+    "algo=maskable_ppo",
+    "n_envs=1",
+    "n_steps=8",
+    "checkpoint_every=8",
+    "eval_every=0",
+    f"instances={TINY}",
+    "memo=",
+]
 
 
 @pytest.mark.slow
@@ -20,7 +28,13 @@ def test_training_resumes_after_kill(tmp_path):
     env = {**os.environ, "GOVGYM_CACHE": str(tmp_path / "cache")}
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "govgym.cli", "train", "--out", str(out), "--no-progress"]
-    proc = subprocess.Popen([*cmd, *ARGS, "timesteps=400"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [*cmd, *ARGS, "timesteps=400"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not list((out / "checkpoints").glob("rl_model_16_steps.zip")):
         time.sleep(0.5)
@@ -31,7 +45,13 @@ def test_training_resumes_after_kill(tmp_path):
 
     path, vecnorm, steps = latest_checkpoint(out / "checkpoints")
     assert steps >= 16 and vecnorm is not None and not (out / "final.zip").exists()
-    r = subprocess.run([*cmd, "--resume", *ARGS, f"timesteps={steps + 16}"], env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [*cmd, "--resume", *ARGS, f"timesteps={steps + 16}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     from sb3_contrib import MaskablePPO
 
@@ -41,6 +61,10 @@ def test_training_resumes_after_kill(tmp_path):
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "govgym.cli", "train", "--out", str(tmp_path), "--resume", *ARGS],
-                       capture_output=True, text=True, env={**os.environ, "GOVGYM_CACHE": str(tmp_path / "c")})  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "govgym.cli", "train", "--out", str(tmp_path), "--resume", *ARGS],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GOVGYM_CACHE": str(tmp_path / "c")},
+    )
     assert r.returncode == 2 and "no checkpoint" in r.stderr and "Traceback" not in r.stderr

@@ -32,6 +32,7 @@ import logging
 import sys
 import warnings
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -72,33 +73,75 @@ class Command:
 
 COMMANDS = [
     Command("prepare", "build or reuse the embedded base model and data", (RunConfig,), config=True),
-    Command("run", "one real fine-tuning run under a fixed budget", (RunJob, RunConfig), "runs/run", config=True),
-    Command("demo", "the main job: train a governor, evaluate it against the heuristics on held-out runs", (DemoJob,),
-            "runs/demo", "folder for train/ (agent) and evaluate/ (leaderboard, plots)"),
-    Command("strategies", "per-strategy ms/step, memory by category, estimate, FLOPs vs 6ND", (StrategiesJob, RunConfig),
-            "results/strategies", config=True),
-    Command("prune", "noise removed by each scorer's drop-hardest prune vs random", (PruneJob, RunConfig), "results/prune",
-            config=True),
-    Command("switch", "full->LoRA->full and full->QLoRA mid-run: loss curves and plot", (SwitchJob, RunConfig),
-            "results/switch", config=True),
-    Command("collect", "run policies over an instance split; record traces (Parquet) and states (JSON)", (CollectJob,),
-            "runs/collect", "folder for traces/, states/, episodes.csv, traces.png", aliases=(("--policy", "policies"),)),
+    Command(
+        "run", "one real fine-tuning run under a fixed budget", (RunJob, RunConfig), "runs/run", config=True
+    ),
+    Command(
+        "demo",
+        "the main job: train a governor, evaluate it against the heuristics on held-out runs",
+        (DemoJob,),
+        "runs/demo",
+        "folder for train/ (agent) and evaluate/ (leaderboard, plots)",
+    ),
+    Command(
+        "strategies",
+        "per-strategy ms/step, memory by category, estimate, FLOPs vs 6ND",
+        (StrategiesJob, RunConfig),
+        "results/strategies",
+        config=True,
+    ),
+    Command(
+        "prune",
+        "noise removed by each scorer's drop-hardest prune vs random",
+        (PruneJob, RunConfig),
+        "results/prune",
+        config=True,
+    ),
+    Command(
+        "switch",
+        "full->LoRA->full and full->QLoRA mid-run: loss curves and plot",
+        (SwitchJob, RunConfig),
+        "results/switch",
+        config=True,
+    ),
+    Command(
+        "collect",
+        "run policies over an instance split; record traces (Parquet) and states (JSON)",
+        (CollectJob,),
+        "runs/collect",
+        "folder for traces/, states/, episodes.csv, traces.png",
+        aliases=(("--policy", "policies"),),
+    ),
     Command("replay", "re-run an episode state and validate it", (ReplayJob,)),
     Command("plot-traces", "plot recorded episodes", (PlotJob,), "traces.png", "the PNG to write"),
-    Command("train", "train an SB3 governor on the train split (checkpoints, TensorBoard, resume)", (TrainConfig,),
-            "runs/train", "folder for agent.json, policy.safetensors, obs_norm.json (the agent) and checkpoints/, tb/, "
-            "final.zip, vecnormalize.pkl (resume)"),
-    Command("tune", "tune the heuristics' knobs on the train split", (TuneJob,), "runs/tune",
-            "folder for heuristics.yaml and grid.csv/json"),
-    Command("evaluate", "policies x held-out instances x seeds: leaderboard and plots", (EvalConfig,), "runs/evaluate",
-            "folder for leaderboard.csv/json, episodes.csv/json, PNGs"),
-]  # fmt: skip
+    Command(
+        "train",
+        "train an SB3 governor on the train split (checkpoints, TensorBoard, resume)",
+        (TrainConfig,),
+        "runs/train",
+        "folder for agent.json, policy.safetensors, obs_norm.json (the agent) and checkpoints/, tb/, "
+        "final.zip, vecnormalize.pkl (resume)",
+    ),
+    Command(
+        "tune",
+        "tune the heuristics' knobs on the train split",
+        (TuneJob,),
+        "runs/tune",
+        "folder for heuristics.yaml and grid.csv/json",
+    ),
+    Command(
+        "evaluate",
+        "policies x held-out instances x seeds: leaderboard and plots",
+        (EvalConfig,),
+        "runs/evaluate",
+        "folder for leaderboard.csv/json, episodes.csv/json, PNGs",
+    ),
+]
 BY_NAME = {c.name: c for c in COMMANDS}
 LEGACY = "_legacy_"  # argparse dest prefix of the hidden flag spelling of a key
 
 
 def _default_config() -> Path:
-    from importlib.resources import files
 
     return Path(str(files("govgym.configs") / "default.yaml"))
 
@@ -110,8 +153,10 @@ def _top_keys(cls: type) -> list[str]:
 def _epilog(cmd: Command) -> str:
     parts = [f"config keys (key=value; defaults shown):\n{keys_help(*cmd.keys)}"]
     if cmd.config:
-        parts.append("The run config defaults shown are the built-in ones; --config (default: the packaged\n"
-                     "configs/default.yaml) sets its own values, and key=value pairs apply on top of it.")
+        parts.append(
+            "The run config defaults shown are the built-in ones; --config (default: the packaged\n"
+            "configs/default.yaml) sets its own values, and key=value pairs apply on top of it."
+        )
     return "\n\n".join(parts)
 
 
@@ -123,29 +168,45 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="<subcommand>")
     subs: dict[str, argparse.ArgumentParser] = {}
     for cmd in COMMANDS:
-        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, epilog=_epilog(cmd), formatter_class=fmt)
+        p = sub.add_parser(
+            cmd.name, help=cmd.help, description=cmd.help, epilog=_epilog(cmd), formatter_class=fmt
+        )
         subs[cmd.name] = p
         if cmd.name == "replay":
             p.add_argument("state", help="STATE.json written by collect / env.state()")
         elif cmd.name == "plot-traces":
             p.add_argument("traces", help="folder of .parquet episodes (e.g. runs/collect/traces)")
         if cmd.config:
-            p.add_argument("--config", default="", help="YAML run config (default: the packaged configs/default.yaml)")
+            p.add_argument(
+                "--config", default="", help="YAML run config (default: the packaged configs/default.yaml)"
+            )
         if cmd.out is not None:
             p.add_argument("--out", default=cmd.out, help=f"{cmd.out_help} (default: {cmd.out})")
         if cmd.name == "train":
-            p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out (trusted files only: resuming unpickles SB3's own files)")
+            p.add_argument(
+                "--resume",
+                action="store_true",
+                help="continue from the newest checkpoint in --out (trusted files only: resuming unpickles SB3's own files)",
+            )
         if cmd.name == "tune":
-            p.add_argument("--write", default="", help="also write the tuned knobs here (e.g. configs/heuristics.yaml)")
+            p.add_argument(
+                "--write", default="", help="also write the tuned knobs here (e.g. configs/heuristics.yaml)"
+            )
         if cmd.name == "evaluate":
-            p.add_argument("--agent", action="append", default=[],
-                           help="a trained agent (DIR/final.zip or label=DIR/final.zip), added to policies; repeatable")  # fmt: skip
+            p.add_argument(
+                "--agent",
+                action="append",
+                default=[],
+                help="a trained agent (DIR/final.zip or label=DIR/final.zip), added to policies; repeatable",
+            )
         if cmd.name in ("demo", "train", "evaluate", "collect", "tune"):
             p.add_argument("--no-progress", action="store_true", help="no progress bars")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="config keys (listed below)")
         # earlier spellings of the subcommand's own keys as flags (--seeds 2 = seeds=2): accepted, not listed
         for key in _top_keys(cmd.keys[0]) if cmd.keys[0] is not RunConfig else []:
-            p.add_argument(f"--{key.replace('_', '-')}", dest=LEGACY + key, default=None, help=argparse.SUPPRESS)
+            p.add_argument(
+                f"--{key.replace('_', '-')}", dest=LEGACY + key, default=None, help=argparse.SUPPRESS
+            )
         for flag, key in cmd.aliases:
             p.add_argument(flag, dest=LEGACY + key, default=None, help=argparse.SUPPRESS)
     return ap, subs
@@ -161,8 +222,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[
     args, extra = ap.parse_known_args(argv)
     stray = [a for a in [*args.overrides, *extra] if a.startswith("-") or "=" not in a]
     if stray:
-        subs[args.cmd].error(f"unrecognized arguments: {' '.join(stray)} (settings are key=value; see --help)")
-    legacy = [f"{k[len(LEGACY):]}={v}" for k, v in vars(args).items() if k.startswith(LEGACY) and v is not None]
+        subs[args.cmd].error(
+            f"unrecognized arguments: {' '.join(stray)} (settings are key=value; see --help)"
+        )
+    legacy = [
+        f"{k[len(LEGACY) :]}={v}" for k, v in vars(args).items() if k.startswith(LEGACY) and v is not None
+    ]
     try:
         return args, parse_overrides([*legacy, *args.overrides, *extra])
     except ConfigError as err:
@@ -213,7 +278,15 @@ def dispatch(args: argparse.Namespace, pairs: dict[str, Any]) -> int:
     elif cmd.name == "collect":
         from govgym.cli import envjobs
 
-        envjobs.collect(job.instances or None, job.split, job.policies, job.episodes, Path(args.out), job.seed, progress=progress)
+        envjobs.collect(
+            job.instances or None,
+            job.split,
+            job.policies,
+            job.episodes,
+            Path(args.out),
+            job.seed,
+            progress=progress,
+        )
     elif cmd.name == "replay":
         from govgym.cli import envjobs
 
@@ -229,7 +302,15 @@ def dispatch(args: argparse.Namespace, pairs: dict[str, Any]) -> int:
     elif cmd.name == "tune":
         from govgym.agents.tune import tune
 
-        tune(Path(args.out), job.instances, job.seeds, job.workers, args.write, progress=progress, memo=job.memo)
+        tune(
+            Path(args.out),
+            job.instances,
+            job.seeds,
+            job.workers,
+            args.write,
+            progress=progress,
+            memo=job.memo,
+        )
     elif cmd.name == "evaluate":
         from govgym.agents.evaluate import evaluate
 
@@ -238,7 +319,9 @@ def dispatch(args: argparse.Namespace, pairs: dict[str, Any]) -> int:
     elif cmd.name == "demo":
         from govgym.cli.demo import demo
 
-        demo(Path(args.out), job.timesteps, job.seeds, job.workers, job.instances, progress, job.train_minutes)
+        demo(
+            Path(args.out), job.timesteps, job.seeds, job.workers, job.instances, progress, job.train_minutes
+        )
     return 0
 
 
@@ -247,7 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     args, pairs = parse_args(argv)
     # Library deprecation chatter (peft probing transformers' renamed attributes) is not the user's concern.
     warnings.filterwarnings("ignore", category=FutureWarning)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return dispatch(args, pairs)
     except USER_ERRORS as err:

@@ -6,25 +6,37 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from govgym.agents.heuristics import make_policy
+from govgym.envs.finetune_env import FineTuneEnv
+from govgym.envs.instances import load_instances
+from govgym.envs.recording import TraceRecorder, load_state, load_traces, replay, save_state
 from govgym.plots import pyplot
 from govgym.results import format_table, write_rows
 
 
-def collect(instances: str | None, split: str, policies: list[str], episodes: int, out: Path, seed: int = 0,
-            progress: bool = True) -> list[dict[str, Any]]:  # fmt: skip
+def collect(
+    instances: str | None,
+    split: str,
+    policies: list[str],
+    episodes: int,
+    out: Path,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
     """Run each policy over ``episodes`` instances of ``split``; record traces and episode states."""
-    from tqdm.auto import tqdm
-
-    from govgym.agents.heuristics import make_policy
-    from govgym.envs.finetune_env import FineTuneEnv
-    from govgym.envs.instances import load_instances
-    from govgym.envs.recording import TraceRecorder, save_state
 
     iset = load_instances(instances)
     pool = iset.split(split)
     rows = []
-    bar = tqdm(total=len(policies) * episodes, desc="collect", unit="episode", dynamic_ncols=True, disable=not progress)
+    bar = tqdm(
+        total=len(policies) * episodes,
+        desc="collect",
+        unit="episode",
+        dynamic_ncols=True,
+        disable=not progress,
+    )
     for pname in policies:
         env = TraceRecorder(FineTuneEnv(iset, split=split, wall_time_info=True), out / "traces", policy=pname)
         policy = make_policy(pname, env.unwrapped.action_names, seed)
@@ -37,8 +49,18 @@ def collect(instances: str | None, split: str, policies: list[str], episodes: in
                 obs, r, term, trunc, info = env.step(a)
                 ret, n, done = ret + r, n + 1, term or trunc
             save_state(env.unwrapped.state(), out / "states" / f"{pname}-{inst}-{ep}.json")
-            rows.append({"policy": pname, "instance": inst, "steps": n, "return": ret, "final_eval": info.get("eval_loss"),
-                         "budget_frac": info["budget_frac"], "error": info.get("error", ""), "sec": info.get("wall_time", float("nan"))})  # fmt: skip
+            rows.append(
+                {
+                    "policy": pname,
+                    "instance": inst,
+                    "steps": n,
+                    "return": ret,
+                    "final_eval": info.get("eval_loss"),
+                    "budget_frac": info["budget_frac"],
+                    "error": info.get("error", ""),
+                    "sec": info.get("wall_time", float("nan")),
+                }
+            )
             bar.update(1)
             bar.set_postfix(policy=pname, sec_per_step=f"{info['wall_time'] / max(n, 1):.2f}")
     bar.close()
@@ -50,7 +72,6 @@ def collect(instances: str | None, split: str, policies: list[str], episodes: in
 
 
 def replay_state(path: Path, instances: str | None) -> dict[str, Any]:
-    from govgym.envs.recording import load_state, replay
 
     report = replay(load_state(path), instances)
     verdict = "VALID: every observation and reward matches" if report["valid"] else "INVALID"
@@ -62,7 +83,6 @@ def replay_state(path: Path, instances: str | None) -> dict[str, Any]:
 
 def plot_traces(folder: Path, out: Path, max_episodes: int = 6) -> Path:
     """Eval loss vs FLOPs for a few recorded episodes, each non-continue action marked."""
-    from govgym.envs.recording import load_traces
 
     ds = load_traces(folder)
     df = ds.to_pandas()
@@ -73,10 +93,17 @@ def plot_traces(folder: Path, out: Path, max_episodes: int = 6) -> Path:
     by_policy: dict[str, list[tuple]] = {}
     for key in dict.fromkeys(zip(df["policy"], df["instance"], df["episode_seed"])):
         by_policy.setdefault(key[0], []).append(key)
-    rounds = [keys_of[i] for i in range(max(map(len, by_policy.values()))) for keys_of in by_policy.values() if i < len(keys_of)]
+    rounds = [
+        keys_of[i]
+        for i in range(max(map(len, by_policy.values())))
+        for keys_of in by_policy.values()
+        if i < len(keys_of)
+    ]
     keys = rounds[:max_episodes]
     for i, (pol, inst, seed) in enumerate(keys):
-        ep = df[(df["policy"] == pol) & (df["instance"] == inst) & (df["episode_seed"] == seed)].sort_values("t")
+        ep = df[(df["policy"] == pol) & (df["instance"] == inst) & (df["episode_seed"] == seed)].sort_values(
+            "t"
+        )
         x, y = np.asarray(ep["flops_used"]) / 1e12, np.asarray(ep["eval_loss"])
         ax.plot(x, y, "-", color=f"C{i}", label=f"{pol} / {inst}")
         rows = list(ep.to_dict("records"))
@@ -84,12 +111,21 @@ def plot_traces(folder: Path, out: Path, max_episodes: int = 6) -> Path:
             # the action is decided at the previous point, before the interval it shapes
             name, px, py = row["action_name"], prev["flops_used"] / 1e12, prev["eval_loss"]
             if row["error"]:
-                ax.annotate(row["error"].split(":")[0], (px, py), color="red", fontsize=8, xytext=(3, -10), textcoords="offset points")
+                ax.annotate(
+                    row["error"].split(":")[0],
+                    (px, py),
+                    color="red",
+                    fontsize=8,
+                    xytext=(3, -10),
+                    textcoords="offset points",
+                )
             if name == "continue":
                 continue
             ax.plot(px, py, markers.get(name, "s"), color=f"C{i}", ms=9, mec="k")
             if name.startswith("switch"):
-                ax.annotate(name.split(":")[1], (px, py), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                ax.annotate(
+                    name.split(":")[1], (px, py), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                )
     ax.set_xlabel("FLOPs used (TFLOP)")
     ax.set_ylabel("eval loss")
     ax.set_title("recorded episodes (▼ drop-hardest, ▲ drop-easiest, ■ switch, X stop)")

@@ -63,7 +63,9 @@ class PruneJob:
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction < 1:  # also refuses NaN
-            raise ConfigError(f"fraction: got {self.fraction!r}; it must lie strictly between 0 and 1, e.g. fraction=0.2.")
+            raise ConfigError(
+                f"fraction: got {self.fraction!r}; it must lie strictly between 0 and 1, e.g. fraction=0.2."
+            )
         check_range("warm_steps", self.warm_steps, 0)
 
 
@@ -162,4 +164,14 @@ class DemoJob:
         check_range("workers", self.workers, 1)
 
 
-__all__ = ["CollectJob", "DemoJob", "PlotJob", "PruneJob", "ReplayJob", "RunJob", "StrategiesJob", "SwitchJob", "TuneJob"]
+__all__ = [
+    "CollectJob",
+    "DemoJob",
+    "PlotJob",
+    "PruneJob",
+    "ReplayJob",
+    "RunJob",
+    "StrategiesJob",
+    "SwitchJob",
+    "TuneJob",
+]

@@ -13,34 +13,46 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from govgym.efficiency.compute import six_nd
 from govgym.efficiency.config import RunConfig
+from govgym.efficiency.pruning import SCORERS
+from govgym.efficiency.run import FineTuneRun
 from govgym.efficiency.signals import FEATURE_NAMES, Reading, SignalTracker
 from govgym.efficiency.strategy import Strategy
+from govgym.efficiency.workload import load_workload
 from govgym.errors import ConfigError
 from govgym.plots import pyplot
 from govgym.results import format_table, write_rows
 from govgym.typed import to_dict
 
-DEFAULT_STRATEGIES = ("full", "full+gc", "full+adam8", "lora", "lora+gc", "qlora", "qlora+gc", "int8", "int8+adam8")
+DEFAULT_STRATEGIES = (
+    "full",
+    "full+gc",
+    "full+adam8",
+    "lora",
+    "lora+gc",
+    "qlora",
+    "qlora+gc",
+    "int8",
+    "int8+adam8",
+)
 
 
 # ---------------------------------------------------------------------------- helpers
 def _progress(total: int, desc: str):
-    from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, leave=False)
 
 
 def _new_run(cfg: RunConfig, workload: Any = None):
-    from govgym.efficiency.run import FineTuneRun
 
     return FineTuneRun(cfg, workload=workload)
 
 
 # ---------------------------------------------------------------------------- prepare
 def prepare(cfg: RunConfig) -> dict[str, Any]:
-    from govgym.efficiency.workload import load_workload
 
     wl = load_workload(cfg, progress=True)
     print(json.dumps(wl.info, indent=2, default=str))
@@ -48,7 +60,9 @@ def prepare(cfg: RunConfig) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- run / demo
-def fixed_budget_run(cfg: RunConfig, out: Path, interval: int, budget_flops: float = 0.0) -> list[dict[str, Any]]:
+def fixed_budget_run(
+    cfg: RunConfig, out: Path, interval: int, budget_flops: float = 0.0
+) -> list[dict[str, Any]]:
     """One real run under a fixed budget; signals printed interval by interval; curve plotted."""
     if interval < 1:
         raise ConfigError(f"interval: got {interval}; it must be >= 1 optimizer step.")
@@ -60,9 +74,21 @@ def fixed_budget_run(cfg: RunConfig, out: Path, interval: int, budget_flops: flo
     tracker.reset(e0, run.flops_total)
     budget = budget_flops
     rows: list[dict[str, Any]] = []
-    show = ["step", "eval_loss", "train_loss", "budget_left", "gain_rate", "log_noise_scale", "mem_frac", "grad_norm", "sec"]
-    print(f"govgym run: {run.n_params['total']:,} params ({run.n_params['trainable']:,} trainable), strategy "
-          f"{run.strategy}, {len(run.train_ids)} train / {len(run.eval_ids)} eval examples, initial eval loss {e0:.4f}")  # fmt: skip
+    show = [
+        "step",
+        "eval_loss",
+        "train_loss",
+        "budget_left",
+        "gain_rate",
+        "log_noise_scale",
+        "mem_frac",
+        "grad_norm",
+        "sec",
+    ]
+    print(
+        f"govgym run: {run.n_params['total']:,} params ({run.n_params['trainable']:,} trainable), strategy "
+        f"{run.strategy}, {len(run.train_ids)} train / {len(run.eval_ids)} eval examples, initial eval loss {e0:.4f}"
+    )
     bar = _progress(total, "fine-tuning")
     while run.step < total:
         k = min(interval, total - run.step)
@@ -74,9 +100,17 @@ def fixed_budget_run(cfg: RunConfig, out: Path, interval: int, budget_flops: flo
             budget = per_step * total + eval_flops * (math.ceil(total / interval) + 1)
         reading = Reading.from_run(run, e, stats, budget, lam=0.0)
         obs = tracker.observe(reading)
-        row = {"step": run.step, "flops": run.flops_total, "eval_loss": e, "train_loss": stats.train_loss,
-               "grad_norm": stats.grad_norm, "noise_scale": stats.grad_noise_scale, "lr": stats.lr,
-               "sec": stats.seconds, **dict(zip(FEATURE_NAMES, map(float, obs)))}  # fmt: skip
+        row = {
+            "step": run.step,
+            "flops": run.flops_total,
+            "eval_loss": e,
+            "train_loss": stats.train_loss,
+            "grad_norm": stats.grad_norm,
+            "noise_scale": stats.grad_noise_scale,
+            "lr": stats.lr,
+            "sec": stats.seconds,
+            **dict(zip(FEATURE_NAMES, map(float, obs))),
+        }
         if not rows:
             bar.write(format_table([row], show).split("\n", 2)[0])
         rows.append(row)
@@ -88,14 +122,27 @@ def fixed_budget_run(cfg: RunConfig, out: Path, interval: int, budget_flops: flo
         if run.flops_total >= budget:
             break
     bar.close()
-    meta = {"config": to_dict(cfg), "info": run.info, "initial_eval": e0, "budget_flops": budget, "flops": run.flops,
-            "memory_mb": run.last_memory.as_mb(), "params": run.n_params}  # fmt: skip
+    meta = {
+        "config": to_dict(cfg),
+        "info": run.info,
+        "initial_eval": e0,
+        "budget_flops": budget,
+        "flops": run.flops,
+        "memory_mb": run.last_memory.as_mb(),
+        "params": run.n_params,
+    }
     write_rows(out, "intervals", rows, meta)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     fl = [0] + [r["flops"] for r in rows]
     ax.plot(np.array(fl) / 1e12, [e0] + [r["eval_loss"] for r in rows], "o-", label="eval loss")
-    ax.plot(np.array(fl[1:]) / 1e12, [r["train_loss"] for r in rows], "s--", alpha=0.6, label="train loss (interval mean)")
+    ax.plot(
+        np.array(fl[1:]) / 1e12,
+        [r["train_loss"] for r in rows],
+        "s--",
+        alpha=0.6,
+        label="train loss (interval mean)",
+    )
     ax.set_xlabel("FLOPs spent (TFLOP)")
     ax.set_ylabel("loss")
     ax.set_title(f"fixed-budget run, strategy {run.strategy}")
@@ -103,16 +150,18 @@ def fixed_budget_run(cfg: RunConfig, out: Path, interval: int, budget_flops: flo
     fig.tight_layout()
     fig.savefig(out / "curve.png", dpi=110)
     plt.close(fig)
-    print(f"final eval loss {rows[-1]['eval_loss']:.4f} (from {e0:.4f}) after {run.step} steps, "
-          f"{run.flops_total / 1e12:.3f} TFLOP; wrote {out}/intervals.csv, intervals.json, curve.png")  # fmt: skip
+    print(
+        f"final eval loss {rows[-1]['eval_loss']:.4f} (from {e0:.4f}) after {run.step} steps, "
+        f"{run.flops_total / 1e12:.3f} TFLOP; wrote {out}/intervals.csv, intervals.json, curve.png"
+    )
     return rows
 
 
 # ---------------------------------------------------------------------------- strategies
-def strategy_table(cfg: RunConfig, out: Path, steps: int, only: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def strategy_table(
+    cfg: RunConfig, out: Path, steps: int, only: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
     """Per strategy on the same workload: ms/step, measured memory by category, estimate, FLOPs vs 6ND."""
-    from govgym.efficiency.compute import six_nd
-    from govgym.efficiency.workload import load_workload
 
     names = list(only or DEFAULT_STRATEGIES)
     for i, n in enumerate(names):
@@ -132,16 +181,33 @@ def strategy_table(cfg: RunConfig, out: Path, steps: int, only: Sequence[str] | 
         tokens = cfg.optim.batch_size * run.train_ids.shape[1]
         fl = run.flop_cache.get(("train", key))
         ref = six_nd(run.n_params["total"], tokens)
-        rows.append({
-            "strategy": name, "ms_per_step": 1e3 * stats.seconds / steps,
-            "params_mb": mem.params / mb, "grads_mb": mem.grads / mb, "optim_mb": mem.optimizer / mb,
-            "activ_mb": mem.activations / mb, "total_mb": mem.total / mb, "profiler_peak_mb": mem.profile_peak / mb,
-            "est_total_mb": est.total / mb, "est_over_meas": est.total / mem.total,
-            "gflops_step": fl / 1e9, "gflops_6nd": ref / 1e9, "flops_over_6nd": fl / ref,
-            "trainable": run.n_params["trainable"],
-        })  # fmt: skip
-        print(format_table(rows[-1:]).split("\n")[2] if len(rows) > 1 else format_table(rows[-1:]), flush=True)
-    meta = {"config": to_dict(cfg), "steps": steps, "tokens_per_step": tokens, "n_params": run.n_params["total"]}
+        rows.append(
+            {
+                "strategy": name,
+                "ms_per_step": 1e3 * stats.seconds / steps,
+                "params_mb": mem.params / mb,
+                "grads_mb": mem.grads / mb,
+                "optim_mb": mem.optimizer / mb,
+                "activ_mb": mem.activations / mb,
+                "total_mb": mem.total / mb,
+                "profiler_peak_mb": mem.profile_peak / mb,
+                "est_total_mb": est.total / mb,
+                "est_over_meas": est.total / mem.total,
+                "gflops_step": fl / 1e9,
+                "gflops_6nd": ref / 1e9,
+                "flops_over_6nd": fl / ref,
+                "trainable": run.n_params["trainable"],
+            }
+        )
+        print(
+            format_table(rows[-1:]).split("\n")[2] if len(rows) > 1 else format_table(rows[-1:]), flush=True
+        )
+    meta = {
+        "config": to_dict(cfg),
+        "steps": steps,
+        "tokens_per_step": tokens,
+        "n_params": run.n_params["total"],
+    }
     write_rows(out, "strategies", rows, meta)
     print(f"wrote {out}/strategies.csv and strategies.json")
     return rows
@@ -150,10 +216,11 @@ def strategy_table(cfg: RunConfig, out: Path, steps: int, only: Sequence[str] | 
 # ---------------------------------------------------------------------------- pruning
 def prune_noise(cfg: RunConfig, out: Path, fraction: float, warm_steps: int) -> list[dict[str, Any]]:
     """Fraction of injected noise removed by each scorer's prune (from the same snapshot) vs random."""
-    from govgym.efficiency.pruning import SCORERS
 
     if cfg.data.noise_rate <= 0:
-        raise ConfigError("prune needs injected noise to find: set data.noise_rate (e.g. data.noise_rate=0.2).")
+        raise ConfigError(
+            "prune needs injected noise to find: set data.noise_rate (e.g. data.noise_rate=0.2)."
+        )
     if not 0 < fraction < 1:
         raise ConfigError(f"fraction: got {fraction}; it must lie in (0, 1).")
     run = _new_run(cfg)
@@ -168,15 +235,29 @@ def prune_noise(cfg: RunConfig, out: Path, fraction: float, warm_steps: int) -> 
         kept_before = run.sampler.kept.copy()
         r = run.reprune(scorer, fraction, mode)
         dropped = np.setdiff1d(kept_before, run.sampler.kept)
-        row = {"scorer": scorer, "mode": mode, "dropped": r["dropped"], "noise_removed": r["noise_removed"],
-               "precision": r["noise_in_dropped"], "gflops": r["flops"] / 1e9, "sec": r["seconds"]}  # fmt: skip
+        row = {
+            "scorer": scorer,
+            "mode": mode,
+            "dropped": r["dropped"],
+            "noise_removed": r["noise_removed"],
+            "precision": r["noise_in_dropped"],
+            "gflops": r["flops"] / 1e9,
+            "sec": r["seconds"],
+        }
         for code, kind in kinds.items():
             n_kind = int((run.noise == code).sum())
-            row[f"{kind}_removed"] = float((run.noise[dropped] == code).sum() / n_kind) if n_kind else float("nan")
+            row[f"{kind}_removed"] = (
+                float((run.noise[dropped] == code).sum() / n_kind) if n_kind else float("nan")
+            )
         rows.append(row)
     print(format_table(rows))
-    meta = {"config": to_dict(cfg), "fraction": fraction, "warm_steps": warm_steps,
-            "noise_examples": int((run.noise != 0).sum()), "train_examples": len(run.noise)}  # fmt: skip
+    meta = {
+        "config": to_dict(cfg),
+        "fraction": fraction,
+        "warm_steps": warm_steps,
+        "noise_examples": int((run.noise != 0).sum()),
+        "train_examples": len(run.noise),
+    }
     write_rows(out, "prune", rows, meta)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -196,10 +277,13 @@ def prune_noise(cfg: RunConfig, out: Path, fraction: float, warm_steps: int) -> 
 # ---------------------------------------------------------------------------- switching
 def switch_curves(cfg: RunConfig, out: Path, steps: int) -> dict[str, Any]:
     """full -> lora -> full and full -> qlora mid-run, beside an unswitched run; loss per step and plot."""
-    from govgym.efficiency.workload import load_workload
 
     cfg.memory.strategy = "full"
-    plans = {"full (no switch)": ["full"] * 3, "full->lora->full": ["full", "lora", "full"], "full->qlora": ["full", "qlora", "qlora"]}
+    plans = {
+        "full (no switch)": ["full"] * 3,
+        "full->lora->full": ["full", "lora", "full"],
+        "full->qlora": ["full", "qlora", "qlora"],
+    }
     result: dict[str, Any] = {}
     bar = _progress(3 * steps * len(plans), "switch runs")
     for label, seq in plans.items():
@@ -209,14 +293,25 @@ def switch_curves(cfg: RunConfig, out: Path, steps: int) -> dict[str, Any]:
             if strat != run.strategy.name:
                 before = run.evaluate()
                 run.switch_strategy(strat)
-                switches.append({"step": run.step, "to": strat, "eval_before": before, "eval_after": run.evaluate()})
+                switches.append(
+                    {"step": run.step, "to": strat, "eval_before": before, "eval_after": run.evaluate()}
+                )
             losses += run.advance(steps).losses
             bar.update(steps)
         result[label] = {"losses": losses, "switches": switches, "final_eval": run.evaluate()}
     bar.close()
-    rows = [{"run": k, **s, "jump": s["eval_after"] - s["eval_before"]} for k, v in result.items() for s in v["switches"]]
+    rows = [
+        {"run": k, **s, "jump": s["eval_after"] - s["eval_before"]}
+        for k, v in result.items()
+        for s in v["switches"]
+    ]
     print(format_table(rows))
-    write_rows(out, "switch", rows, {"config": to_dict(cfg), "steps": steps, "curves": {k: v["losses"] for k, v in result.items()}})
+    write_rows(
+        out,
+        "switch",
+        rows,
+        {"config": to_dict(cfg), "steps": steps, "curves": {k: v["losses"] for k, v in result.items()}},
+    )
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     w = 5
