@@ -22,6 +22,7 @@ per-seed means, i.e. how much the result moves from one seed to the next.
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 import time
 import warnings
 from collections import defaultdict
@@ -37,7 +38,7 @@ from govgym.agents.policies import build_policy, parse_spec
 from govgym.agents.rollout import Episode, EpisodeTree, oracle_episode, run_episode
 from govgym.envs.finetune_env import FineTuneEnv
 from govgym.envs.instances import load_instances
-from govgym.envs.memo import memo_folder, worker_threads
+from govgym.envs.memo import load_tree, memo_folder, save_tree, worker_threads
 from govgym.plots import pyplot
 from govgym.results import format_table, write_json, write_rows
 from govgym.typed import ConfigError, check_choice, check_range
@@ -109,8 +110,6 @@ def run_task(task: tuple[str, str, str, int, list[Any], str]) -> dict[str, Any]:
     env = _env(instances, split)
     tree = EpisodeTree(env, inst, seed)
     if memo:
-        from govgym.envs.memo import load_tree
-
         load_tree(tree, Path(memo))
     episodes = []
     for spec in specs:
@@ -122,8 +121,6 @@ def run_task(task: tuple[str, str, str, int, list[Any], str]) -> dict[str, Any]:
             policy = build_policy(spec, env.action_names, seed)
         episodes.append(run_episode(tree, policy, spec.label).to_dict())
     if memo and tree.real_steps:
-        from govgym.envs.memo import save_tree
-
         save_tree(tree, Path(memo))
     return {
         "instance": inst,
@@ -156,19 +153,14 @@ def run_tasks(
     if memo:
         memo = str(memo_folder(memo, instances, threads))
     tasks = [(instances, split, n, s, specs, memo) for s in seeds for n in names]
-    if (
-        workers > 1
-    ):  # longest first (by FLOP budget): the pool's last task is a short one, so no core idles long at the end
-        from govgym.envs.instances import load_instances
-
+    if workers > 1:
+        # longest first (by FLOP budget): the pool's last task is a short one, so no core idles long at the end
         iset = load_instances(instances or None)
         budget = {i.name: i.budget_tflops for i in iset.train + iset.test}
         tasks.sort(key=lambda t: -budget.get(t[2], 0.0))
     bar = tqdm(total=len(tasks), desc=desc, unit="task", dynamic_ncols=True, disable=not progress)
     out: list[dict[str, Any]] = []
     if workers == 1:
-        import torch
-
         prev = torch.get_num_threads()
         _init_worker(threads)
         try:
@@ -178,8 +170,6 @@ def run_tasks(
         finally:
             torch.set_num_threads(prev)
     else:
-        import multiprocessing as mp
-
         with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
             for r in pool.imap_unordered(run_task, tasks):
                 out.append(r)

@@ -31,7 +31,7 @@ from govgym.agents.pretrain import behaviour_clone, load_demonstrations
 from govgym.efficiency.signals import FEATURE_NAMES, spec_hash
 from govgym.envs.finetune_env import FineTuneEnv
 from govgym.envs.instances import load_instances
-from govgym.envs.memo import memo_folder, memo_siblings, worker_threads
+from govgym.envs.memo import MemoFineTuneEnv, memo_folder, memo_siblings, worker_threads
 from govgym.typed import ConfigError, check_choice, check_range, to_dict
 
 
@@ -116,16 +116,11 @@ def _make_env(
 
         warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation chatter, per process
         if threads:
-            import torch
-
-            torch.set_num_threads(
-                threads
-            )  # one core per env: n_envs processes x all cores would oversubscribe
+            # one core per env: n_envs processes x all cores would oversubscribe
+            torch.set_num_threads(threads)
         from stable_baselines3.common.monitor import Monitor
 
         if seeds_per_instance:
-            from govgym.envs.memo import MemoFineTuneEnv
-
             # rank r of n takes seeds r, r+n, ...: the envs never compute the same (instance, seed) twice
             seeds = list(range(rank % n_envs, seeds_per_instance, n_envs)) or [rank % seeds_per_instance]
             env = MemoFineTuneEnv(instances or None, split="train", seeds=seeds, memo=memo)
@@ -235,8 +230,6 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
         if cfg.algo != "dqn" and cfg.pretrain:
             pretrained = _pretrain(cfg, model, venv)
         if cfg.algo != "dqn" and cfg.continue_prior and not pretrained:
-            import torch
-
             with torch.no_grad():
                 model.policy.action_net.bias[0] += cfg.continue_prior  # action 0 = continue
     callbacks = [

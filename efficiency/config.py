@@ -217,7 +217,7 @@ class RunConfig:
         check_choice("device", self.device, ("cpu", "cuda", "auto"))
         check_range("seed", self.seed, 0, 2**63 - 1)
         if self.device == "cuda":
-            import torch
+            import torch  # config validation stays torch-free otherwise
 
             if not torch.cuda.is_available():
                 raise ConfigError(

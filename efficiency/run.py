@@ -37,6 +37,7 @@ from govgym.efficiency.config import RunConfig
 from govgym.efficiency.memory import Strategy, apply_strategy, make_optimizer, trainable_parameters
 from govgym.efficiency.pruning import score_examples, select
 from govgym.efficiency.sampler import EpochSampler
+from govgym.efficiency.workload import load_workload
 from govgym.errors import RunError as RunError  # re-exported: defined in the base, caught by the CLI
 
 SNAPSHOT_VERSION = 2
@@ -86,8 +87,6 @@ class FineTuneRun:
 
     def __init__(self, cfg: RunConfig, workload: Any = None, progress: bool = True):
         if workload is None:
-            from govgym.efficiency.workload import load_workload
-
             workload = load_workload(cfg, progress=progress)
         self.cfg = cfg
         self.device = resolve_device(cfg.device)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import save
 
 from govgym.results import atomic_write
 from govgym.typed import ConfigError
@@ -169,8 +170,6 @@ def dumps(
     body = json.dumps(state, allow_nan=False, separators=(",", ":")).encode()
     blob = b""
     if tensors:
-        from safetensors.torch import save
-
         blob = save(tensors)
     header = {
         "format": fmt,

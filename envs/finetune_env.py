@@ -12,7 +12,7 @@ import numpy as np
 from gymnasium import spaces
 
 from govgym import __version__
-from govgym.efficiency.run import FineTuneRun
+from govgym.efficiency.run import FineTuneRun, RunOOM
 from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, Reading, SignalTracker, spec_hash
 from govgym.efficiency.strategy import Strategy
 from govgym.efficiency.workload import load_workload
@@ -223,8 +223,6 @@ class FineTuneEnv(gym.Env):
                 if not math.isfinite(e):
                     error = "diverged: non-finite eval loss"
         except Exception as err:  # the calling process never dies from anything the run does
-            from govgym.efficiency.run import RunOOM
-
             kind = "oom" if isinstance(err, RunOOM) else "crash"
             error = f"{kind}: {type(err).__name__}: {err}"
         spent = (run.flops_total - flops_before) / self.budget

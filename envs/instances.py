@@ -163,8 +163,6 @@ class InstanceSet:
 
     def split(self, name: str) -> list[Instance]:
         if name not in SPLITS:
-            from govgym.typed import check_choice
-
             check_choice("split", name, SPLITS)
         items = self.train if name == "train" else self.test
         if not items:

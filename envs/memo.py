@@ -332,8 +332,6 @@ class MemoFineTuneEnv(gym.Env):
         if (
             memo
         ):  # saved trees of this instance set (e.g. from govgym tune): their paths are free from the start
-            import torch
-
             self.memo = memo_folder(memo, self.env.iset.source, torch.get_num_threads())
         self._saved: dict[tuple[str, int], int] = {}
         self._forks: OrderedDict[tuple[Any, ...], dict[str, Any]] = (
