@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -55,6 +57,28 @@ def tiny_workload(noise_rate: float = 0.0, n: int = 128, seq: int = 32, seed: in
         eval=pattern_data(16, seq, vocab, 0.0, seed + 1),
         info={"source": "tests.tiny_workload"},
     )
+
+
+TINY_EMBEDDED: dict[str, Any] = {
+    "model": {
+        "hidden_size": 32,
+        "num_layers": 1,
+        "num_heads": 2,
+        "intermediate_size": 64,
+        "vocab_size": 512,
+        "pretrain_steps": 20,
+    },
+    "data": {"max_examples": 64, "eval_examples": 8, "seq_len": 64, "noise_rate": 0.3},
+}
+"""A tiny embedded default (the stdlib corpus, a 1-layer base pretrained for 20 steps): built in seconds."""
+
+
+def embedded_cfg(cache: Path, **over: Any):
+    """A RunConfig of ``TINY_EMBEDDED`` cached under ``cache``, with nested ``over`` merged in."""
+    from govgym.efficiency.config import RunConfig
+    from govgym.typed import deep_merge, from_dict
+
+    return from_dict(RunConfig, deep_merge(deep_merge(TINY_EMBEDDED, {"cache_dir": str(cache)}), over))
 
 
 def tiny_cfg(**over):

@@ -27,26 +27,13 @@ from govgym.efficiency.config import RunConfig
 from govgym.envs.finetune_env import FineTuneEnv
 from govgym.envs.instances import load_instances
 from govgym.envs.recording import load_state, replay
-from govgym.typed import ConfigError, check_range, deep_merge, from_dict, parse_overrides, to_dict
+from govgym.typed import ConfigError, check_range, from_dict, parse_overrides, to_dict
+from tests.conftest import embedded_cfg
 
 DATA = Path(__file__).parent / "data"
 TINY_SET = str(DATA / "tiny_instances.yaml")
 DEFAULT_YAML = Path(cli._default_config())
-TINY_RUN: dict[str, Any] = {
-    "model": {
-        "hidden_size": 32,
-        "num_layers": 1,
-        "num_heads": 2,
-        "intermediate_size": 64,
-        "vocab_size": 512,
-        "pretrain_steps": 20,
-    },
-    "data": {"max_examples": 64, "eval_examples": 8, "seq_len": 64, "noise_rate": 0.3},
-}
-
-
-def run_cfg(cache: Path, **over: Any) -> RunConfig:
-    return from_dict(RunConfig, deep_merge(deep_merge(TINY_RUN, {"cache_dir": str(cache)}), over))
+run_cfg = embedded_cfg  # the tiny embedded default, cached under the given folder
 
 
 @pytest.fixture(scope="module")

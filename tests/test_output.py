@@ -10,7 +10,8 @@ from transformers.utils import logging as hf_logging
 
 from govgym.efficiency import workload as wl
 from govgym.efficiency.config import RunConfig
-from govgym.typed import from_dict
+from govgym.typed import deep_merge, from_dict
+from tests.conftest import TINY_EMBEDDED
 
 LIBRARY_LINES = (
     "Map",
@@ -28,18 +29,11 @@ def test_loading_a_workload_shows_only_govgym_bars(tmp_path: Path, capfd) -> Non
     datasets.Dataset.from_dict({"x": list(range(4))}).map(lambda b: b, batched=True)
     assert "Map" in capfd.readouterr().err
 
-    tiny = {
-        "model": {
-            "hidden_size": 32,
-            "num_layers": 1,
-            "num_heads": 2,
-            "intermediate_size": 64,
-            "vocab_size": 512,
-            "pretrain_steps": 10,
-        },
-        "data": {"max_examples": 32, "eval_examples": 8, "seq_len": 48},
-        "cache_dir": str(tmp_path),
+    small = {
+        "model": {"pretrain_steps": 10},
+        "data": {"max_examples": 32, "eval_examples": 8, "seq_len": 48, "noise_rate": 0.2},
     }
+    tiny = deep_merge(deep_merge(TINY_EMBEDDED, small), {"cache_dir": str(tmp_path)})
     wl.load_workload(
         from_dict(RunConfig, tiny), progress=True
     )  # builds base + default data: pretrain, maps, save_to_disk

@@ -17,23 +17,10 @@ import pytest
 from govgym.efficiency import basemodel, corpus
 from govgym.efficiency import workload as wl
 from govgym.efficiency.config import RunConfig
-from govgym.typed import ConfigError, deep_merge, from_dict
+from govgym.typed import ConfigError
+from tests.conftest import embedded_cfg
 
-TINY: dict[str, Any] = {
-    "model": {
-        "hidden_size": 32,
-        "num_layers": 1,
-        "num_heads": 2,
-        "intermediate_size": 64,
-        "vocab_size": 512,
-        "pretrain_steps": 20,
-    },
-    "data": {"max_examples": 64, "eval_examples": 8, "seq_len": 64, "noise_rate": 0.3},
-}
-
-
-def tiny_cfg(cache: Path, **overrides: Any) -> RunConfig:
-    return from_dict(RunConfig, deep_merge(deep_merge(TINY, {"cache_dir": str(cache)}), overrides))
+tiny_cfg = embedded_cfg  # the tiny embedded default, cached under the given folder
 
 
 @pytest.fixture(scope="module")
