@@ -1,7 +1,8 @@
-"""Every case of ../shared/bad-inputs.md that was silent or a traceback: now a clear error (or fine).
+"""Every case of ../shared/bad-inputs.md: a clear error (or the right result), never silence or a traceback.
 
-Test names carry the case id (C7 ... F10). Cases that need a model share one tiny embedded base
-(1 layer, 20 pretraining steps: ~10 s) built once per module; env cases share the tiny instance set of
+Test names carry the case id (C1 ... X1); the cases that load files govgym wrote itself (S1-S5, F5-F7)
+are in ``test_safe_load.py``. Cases that need a model share one tiny embedded base (1 layer, 20
+pretraining steps: ~10 s) built once per module; env cases share the tiny instance set of
 ``tests/data/tiny_instances.yaml`` and the session's env cache (the one ``test_env.py`` uses).
 """
 
@@ -24,11 +25,13 @@ import govgym  # noqa: F401  (registers govgym/FineTune-v0)
 from govgym import cli
 from govgym.efficiency import workload as wl
 from govgym.efficiency.config import RunConfig
+from govgym.efficiency.run import FineTuneRun
 from govgym.envs.finetune_env import FineTuneEnv
 from govgym.envs.instances import load_instances
 from govgym.envs.recording import load_state, replay
+from govgym.errors import RunError
 from govgym.typed import ConfigError, check_range, from_dict, parse_overrides, to_dict
-from tests.conftest import embedded_cfg
+from tests.conftest import TINY_EMBEDDED, embedded_cfg
 
 DATA = Path(__file__).parent / "data"
 TINY_SET = str(DATA / "tiny_instances.yaml")
@@ -58,6 +61,15 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     p = tmp_path / name
     p.write_text(text)
     return p
+
+
+def tiny_config(tmp_path: Path, cache: Path, pretrain_steps: int | None = None, **optim: Any) -> Path:
+    """A ``--config`` YAML of the tiny embedded default cached under ``cache`` (a short schedule)."""
+    run: dict[str, Any] = {**TINY_EMBEDDED, "cache_dir": str(cache)}
+    if pretrain_steps is not None:
+        run["model"] = {**run["model"], "pretrain_steps": pretrain_steps}
+    run["optim"] = {"total_steps": 4, "batch_size": 4, "warmup_steps": 1, **optim}
+    return write(tmp_path, "tiny.yaml", json.dumps({"run": run}))  # JSON is YAML
 
 
 # ----------------------------------------------------------------------------- configs (C)
@@ -171,6 +183,55 @@ def test_C13_negative_budget_flops_refused(value: str, capsys: pytest.CaptureFix
     assert code == 2 and "interval" in err
 
 
+@pytest.mark.parametrize(
+    "pair, field",
+    [
+        ("optim.lrr=1e-3", "optim.lrr"),  # C1: unknown key (nested)
+        ("optimm.lr=1e-3", "optimm"),  # C1: unknown key (top level)
+        ("optim.lr=abc", "optim.lr"),  # C2
+        ("optim.batch_size=0", "optim.batch_size"),  # C3
+        ("optim.total_steps=-1", "optim.total_steps"),  # C4
+    ],
+    ids=["C1_nested", "C1_top", "C2", "C3", "C4"],
+)
+def test_C1_to_C4_bad_run_keys_exit_2_naming_the_key(
+    pair: str, field: str, capsys: pytest.CaptureFixture
+) -> None:
+    code, err = cli_main(["run", pair], capsys)
+    assert code == 2 and f"{field}:" in err and "Traceback" not in err
+    if pair.startswith("optimm"):
+        assert "Did you mean 'optim'?" in err
+
+
+def test_C5_C6_malformed_or_list_yaml_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for name, text in [("bad.yaml", "run:\n  optim: {lr: 1e-3\n  seed: [\n"), ("list.yaml", "- 1\n- 2\n")]:
+        f = write(tmp_path, name, text)
+        with pytest.raises(ConfigError, match=name):
+            RunConfig.from_yaml(f)
+        code, err = cli_main(["run", "--config", str(f)], capsys)
+        assert code == 2 and name in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("targets", ["[nonexistent]", "[]"])
+def test_C14_lora_targets_naming_no_layer_exit_2(
+    targets: str, cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    code, err = cli_main(
+        [
+            "run",
+            "--config",
+            str(tiny_config(tmp_path, cache)),
+            "--out",
+            str(tmp_path / "out"),
+            "memory.strategy=lora",
+            f"memory.lora_targets={targets}",
+        ],
+        capsys,
+    )
+    assert code == 2 and "could not add LoRA adapters" in err and "Set memory.lora_targets" in err
+    assert not (tmp_path / "out" / "intervals.json").exists()
+
+
 def test_cli_overrides_after_interval_are_parsed() -> None:
     args, pairs = cli.parse_args(
         ["run", "optim.lr=0.001", "--interval", "5", "optim.total_steps=12", "--out", "x", "seed=3"]
@@ -187,6 +248,34 @@ def test_cli_override_after_interval_is_applied(capsys: pytest.CaptureFixture) -
 
 
 # ----------------------------------------------------------------------------- instances (I)
+
+
+def test_I1_instance_without_name_refused(tmp_path: Path) -> None:
+    text = Path(TINY_SET).read_text().replace("{name: t-free, ", "{", 1)
+    with pytest.raises(ConfigError, match="name"):
+        load_instances(write(tmp_path, "i.yaml", text))
+
+
+@pytest.mark.parametrize("value", ["-0.0006", "0"])
+def test_I3_negative_budget_refused(value: str, tmp_path: Path) -> None:
+    text = Path(TINY_SET).read_text().replace("budget_tflops: 0.0006,", f"budget_tflops: {value},", 1)
+    with pytest.raises(ConfigError, match=f"t-free.budget_tflops: got {float(value):g}"):
+        load_instances(write(tmp_path, "i.yaml", text))
+
+
+def test_I5_duplicate_instance_names_refused(tmp_path: Path) -> None:
+    text = Path(TINY_SET).read_text().replace("name: t-lora,", "name: t-free,", 1)  # across train and test
+    with pytest.raises(ConfigError, match="names must be unique.*repeated: t-free"):
+        load_instances(write(tmp_path, "i.yaml", text))
+
+
+def test_I6_empty_test_split_refused_on_use(env_cache, tmp_path: Path) -> None:
+    text = Path(TINY_SET).read_text().split("\ntest:")[0] + "\ntest: []\n"
+    f = write(tmp_path, "i.yaml", text)
+    with pytest.raises(ConfigError, match="the 'test' split of .*i.yaml is empty"):
+        FineTuneEnv(str(f), split="test").reset()
+    with pytest.raises(ConfigError, match="the 'test' split .* is empty"):
+        load_instances(f).split("test")
 
 
 def test_I2_budget_and_lam_are_required(tmp_path: Path) -> None:
@@ -266,10 +355,64 @@ def test_D4_latin1_txt_names_the_encoding(cache: Path, tmp_path: Path) -> None:
     assert len(wl.load_workload(run_cfg(cache, data={"source": str(g)}), progress=False).train) > 0
 
 
+def test_D2_missing_text_field_suggests_the_column(cache: Path, tmp_path: Path) -> None:
+    f = write(
+        tmp_path, "d.jsonl", "".join(json.dumps({"content": f"row {i}", "id": i}) + "\n" for i in range(20))
+    )
+    with pytest.raises(ConfigError, match="data.text_field: 'text' is not a column.*Did you mean 'content'?"):
+        wl.load_workload(run_cfg(cache, data={"source": str(f)}), progress=False)
+
+
+def test_D5_folder_with_mixed_file_types_refused(cache: Path, tmp_path: Path) -> None:
+    write(tmp_path, "a.jsonl", json.dumps({"text": "hello"}) + "\n")
+    write(tmp_path, "b.txt", "hello\n")
+    with pytest.raises(
+        ConfigError, match=r"holds no single supported file type \(found \['.jsonl', '.txt'\]\)"
+    ):
+        wl.load_workload(run_cfg(cache, data={"source": str(tmp_path)}), progress=False)
+
+
+def test_D6_one_5mb_line_is_one_truncated_example(cache: Path, tmp_path: Path) -> None:
+    f = write(tmp_path, "big.txt", "word " * 1_000_000 + "\n")  # one 5 MB line: one example, not enough
+    with pytest.raises(
+        ConfigError, match="data.eval_examples: 8 leaves no training examples.*only 1 non-empty"
+    ):
+        wl.load_workload(run_cfg(cache, data={"source": str(f)}), progress=False)
+    lines = [f"line number {i} of a small file" for i in range(40)]
+    f.write_text("\n".join([*lines[:20], "word " * 1_000_000, *lines[20:]]) + "\n")
+    work = wl.load_workload(run_cfg(cache, data={"source": str(f)}), progress=False)
+    seq = TINY_EMBEDDED["data"]["seq_len"]
+    assert len(work.train) + len(work.eval) == 41 and all(len(x) <= seq for x in work.train["input_ids"])
+
+
+def test_D7_fewer_rows_than_the_batch_refused(cache: Path, tmp_path: Path) -> None:
+    f = write(tmp_path, "few.txt", "".join(f"line number {i}\n" for i in range(12)))  # 8 eval + 4 train
+    cfg = run_cfg(cache, data={"source": str(f)}, optim={"batch_size": 8})
+    with pytest.raises(RunError, match="optim.batch_size=8 is larger than the 4 training examples"):
+        FineTuneRun(cfg, progress=False)
+
+
 # ----------------------------------------------------------------------------- models (M)
 
 
-def test_M1_t5_dir_is_refused_in_a_short_sentence(cache: Path, tmp_path: Path) -> None:
+def test_M1_dir_without_config_json_refused(cache: Path, tmp_path: Path) -> None:
+    (tmp_path / "weights.bin").write_bytes(b"not a model")
+    with pytest.raises(ConfigError, match="has no config.json, so it is not a Hugging Face model directory"):
+        wl.load_workload(run_cfg(cache, model={"source": str(tmp_path)}), progress=False)
+
+
+def test_M2_truncated_safetensors_in_user_dir_refused(cache: Path, tmp_path: Path) -> None:
+    from tests.conftest import tiny_llama
+
+    tiny_llama().save_pretrained(tmp_path)
+    w = tmp_path / "model.safetensors"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    with pytest.raises(ConfigError, match="model.source: could not load a causal LM from") as err:
+        wl.load_workload(run_cfg(cache, model={"source": str(tmp_path)}), progress=False)
+    assert str(tmp_path) in str(err.value) and "save_pretrained" in str(err.value)
+
+
+def test_M4_t5_dir_is_refused_in_a_short_sentence(cache: Path, tmp_path: Path) -> None:
     from transformers import T5Config, T5ForConditionalGeneration
 
     T5ForConditionalGeneration(
@@ -317,6 +460,32 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> FineTuneEnv:
             os.environ["GOVGYM_CACHE"] = old
 
 
+def test_E1_step_before_reset_and_E2_after_the_end_raise_runtime_error(env_cache) -> None:
+    e = FineTuneEnv(TINY_SET)
+    with pytest.raises(RuntimeError, match=r"step\(\) called before reset\(\).*call reset\(\)"):
+        e.step(0)
+    e.reset(seed=0, options={"instance": "t-free"})
+    _, _, term, _, _ = e.step(e.action_names.index("stop"))
+    assert term
+    with pytest.raises(RuntimeError, match=r"after the episode ended; call reset\(\)"):
+        e.step(0)
+
+
+@pytest.mark.parametrize("action", [9, -1, np.int64(9), np.int64(-1)], ids=repr)
+def test_E3_out_of_range_action_is_a_value_error(env: FineTuneEnv, action: Any) -> None:
+    n = len(env.log["actions"])
+    with pytest.raises(ValueError, match=r"is outside Discrete\(7\): use 0 to 6 \(0 continue") as err:
+        env.step(action)
+    assert str(err.value).startswith(f"action {action!r}")
+    assert len(env.log["actions"]) == n
+
+
+def test_E7_unknown_instance_on_reset_suggests_the_name(env: FineTuneEnv) -> None:
+    with pytest.raises(ConfigError, match=r"instance 't-fre' is not in .*Did you mean 't-free'\?"):
+        env.reset(options={"instance": "t-fre"})
+    env.reset(seed=0, options={"instance": "t-free"})  # the env is still usable
+
+
 @pytest.mark.parametrize("action", [0.9, np.float32(3.99), "0", 1.0, True, np.bool_(False)], ids=repr)
 def test_E5_non_integer_actions_refused(env: FineTuneEnv, action: Any) -> None:
     n = len(env.log["actions"])
@@ -325,7 +494,7 @@ def test_E5_non_integer_actions_refused(env: FineTuneEnv, action: Any) -> None:
     assert len(env.log["actions"]) == n  # nothing happened
 
 
-def test_E5_integer_kinds_accepted(env: FineTuneEnv) -> None:
+def test_E4_E5_integer_kinds_accepted(env: FineTuneEnv) -> None:
     env.reset(seed=0, options={"instance": "t-free"})
     for a in (0, np.int64(0), np.array(0), np.array(0, dtype=np.int32)):
         _, _, term, trunc, _ = env.step(a)
@@ -502,3 +671,42 @@ def test_F10_cut_action_list_is_invalid_with_a_reason(env, state: dict[str, Any]
     )
     report = replay({**state, "rewards": state["rewards"][:-1]}, TINY_SET)
     assert not report["valid"] and "2 rewards" in report["mismatches"][0]["what"]
+
+
+def test_F8_replay_of_truncated_json_or_bad_instances_path_exits_2(
+    env, state: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    cut = tmp_path / "cut.json"
+    cut.write_text(json.dumps(state)[:200])
+    code, err = cli_main(["replay", str(cut), f"instances={TINY_SET}"], capsys)
+    assert code == 2 and "state: cannot read" in err and str(cut) in err
+    moved = tmp_path / "moved.json"
+    moved.write_text(json.dumps({**state, "instances": str(tmp_path / "nowhere.yaml")}))
+    code, err = cli_main(["replay", str(moved)], capsys)
+    assert code == 2 and "nowhere.yaml" in err and "Traceback" not in err
+
+
+def test_X1_two_runs_at_once_on_one_fresh_cache_agree(tmp_path: Path) -> None:
+    # Both processes start on an empty cache, so both build the base model and its data at once
+    # (~15-25 s on 2 busy cores, most of it two imports of torch and the build itself).
+    cache = tmp_path / "fresh_cache"
+    cfg = tiny_config(tmp_path, cache, pretrain_steps=2, total_steps=2)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "govgym.cli", "run", "--config", str(cfg), "--interval", "1"]
+    procs = [
+        subprocess.Popen(
+            [*cmd, "--out", str(tmp_path / f"o{i}")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+    rows = [json.loads((tmp_path / f"o{i}" / "intervals.json").read_text())["rows"] for i in range(2)]
+    losses = [[(r["eval_loss"], r["train_loss"]) for r in rs] for rs in rows]
+    assert len(losses[0]) == 2 and losses[0] == losses[1]
+    assert not list(cache.rglob(".tmp-*"))  # neither left a half-built folder

@@ -284,7 +284,8 @@ def test_s4_snapshot_payload_is_refused_without_running(tmp_path):
     assert not marker.exists()
 
 
-def test_f6_f7_broken_snapshots_are_clear_errors(saved_run, tmp_path):
+def test_f5_f6_f7_broken_snapshots_are_clear_errors(saved_run, tmp_path):
+    """F5 (empty / truncated snapshot), F6 (a text file), F7 (flipped bytes): a RunError sentence each."""
     run, path = saved_run
     data = path.read_bytes()
     text = tmp_path / "notes.txt"
