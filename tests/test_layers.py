@@ -1,4 +1,4 @@
-"""Every import arrow points one way: base -> efficiency -> envs -> agents -> cli.
+"""Every import arrow points one way: base -> efficiency -> envs -> agents -> deploy -> cli.
 
 The layers (DESIGN.md, "the folders are the architecture"), lowest first:
 
@@ -6,6 +6,8 @@ The layers (DESIGN.md, "the folders are the architecture"), lowest first:
     efficiency  the real fine-tuning run and its levers (efficiency/)
     envs        Gymnasium environments over it (envs/)
     agents      governors and how they are judged (agents/)
+    deploy      exported governors and the Trainer integration (deploy/); it must not load SB3 or
+                gymnasium, so of the layers below it imports only efficiency and agents' heuristics
     cli         the ``govgym`` command and its jobs (govgym/cli/)
 
 A module may import its own layer and the layers below it, never one above. Every import counts:
@@ -27,9 +29,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["base", "efficiency", "envs", "agents", "cli"]
-FOLDERS = {"efficiency": "efficiency", "envs": "envs", "agents": "agents", "configs": "configs"}
-BARE = ("envs", "agents", "efficiency", "configs")
+ORDER = ["base", "efficiency", "envs", "agents", "deploy", "cli"]
+FOLDERS = {
+    "efficiency": "efficiency",
+    "envs": "envs",
+    "agents": "agents",
+    "deploy": "deploy",
+    "configs": "configs",
+}
+BARE = ("envs", "agents", "efficiency", "configs", "deploy")
 
 
 def module_name(path: Path) -> str:
@@ -50,9 +58,13 @@ def layer(module: str) -> str | None:
         return None
     if len(parts) == 1:
         return "root"
-    return {"efficiency": "efficiency", "envs": "envs", "agents": "agents", "cli": "cli"}.get(
-        parts[1], "base"
-    )
+    return {
+        "efficiency": "efficiency",
+        "envs": "envs",
+        "agents": "agents",
+        "deploy": "deploy",
+        "cli": "cli",
+    }.get(parts[1], "base")
 
 
 def package_files() -> list[Path]:

@@ -14,6 +14,7 @@ FOLDERS = {
     "govgym.envs": "envs",
     "govgym.agents": "agents",
     "govgym.configs": "configs",
+    "govgym.deploy": "deploy",
 }
 
 
