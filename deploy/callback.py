@@ -1,0 +1,458 @@
+"""``GovernorCallback``: a governor steering any Hugging Face ``Trainer`` run from a ``TrainerCallback``.
+
+Add it to a Trainer and nothing else in the script changes::
+
+    from govgym.agents.heuristics import make_policy
+    from govgym.deploy.callback import GovernorCallback
+
+    gov = make_policy("marginal_gain", ["continue", "stop"])
+    trainer = Trainer(model, args, train_dataset=train, eval_dataset=held_out,
+                      callbacks=[GovernorCallback(gov, budget_epochs=3, interval_steps=20, log_path="decisions.json")])
+    trainer.train()
+
+What it reads from the Trainer, and how (the observation is the env's, built by the same
+``SignalTracker`` from a ``Reading``; ``reading_from_trainer`` is the one mapping, tested for parity
+with the env):
+
+- **train loss, grad norm, LR**: the ``on_log`` records (``loss``, ``grad_norm``, ``learning_rate``)
+  since the last decision. The env's grad-norm mean and spread are over every step, so the callback
+  sets ``logging_steps=1`` unless the user's ``logging_steps`` already divides K (then the spread is
+  over the logged steps). ``grad_norm`` is logged only when ``max_grad_norm > 0`` (else those features
+  read 0, as in the env's runs without clipping). The Trainer logs the LR before the scheduler steps:
+  one step earlier than the env reads it.
+- **eval loss**: ``eval_loss`` of ``on_evaluate``. The callback turns on ``eval_on_start`` (E_0, the
+  reference of every loss feature, and the first decision, as at the env's reset) and
+  ``eval_strategy="steps"`` with ``eval_steps=K`` when evaluation is off; an ``eval_steps`` that
+  does not divide K, or evaluation per epoch, is a ``ConfigError``. The Trainer needs an
+  ``eval_dataset`` whose rows have labels.
+- **FLOPs**: never ``state.total_flos`` (its 6·N·D is wrong for LoRA and checkpointing). One
+  forward + backward on a real batch of the Trainer's train dataset (the first per-device batch,
+  collated by the Trainer's collator; RNG state saved and restored, gradients cleared) is counted by
+  ``FlopCounterMode`` at ``on_train_begin`` (× gradient-accumulation steps = one optimizer step;
+  re-measured when a switch toggles checkpointing). The first evaluation (``eval_on_start``) runs
+  under ``FlopCounterMode`` too; each later evaluation costs that. FLOPs used = the measuring pass +
+  steps × step FLOPs + evaluations × eval FLOPs, the env's accounting (per process).
+- **memory**: ``torch.cuda.max_memory_allocated`` over the interval on CUDA; on CPU nothing is
+  measured, so ``cap_mb`` must be 0 there.
+- **strategy**: LoRA when the model has ``peft_config`` (PEFT), QLoRA / int8 from a 4-bit / 8-bit
+  base, ``+gc`` from ``model.is_gradient_checkpointing``, ``+adam8`` from an 8-bit ``optim``.
+  Data kept is 1.0 (the callback does not prune).
+
+Actions: ``stop`` sets ``control.should_training_stop`` (and ``should_save`` when the run saves
+checkpoints, so the state at the stop is kept; with ``load_best_model_at_end`` the Trainer then
+loads the best checkpoint, as with ``EarlyStoppingCallback``); ``continue`` does nothing; a switch
+that only toggles gradient checkpointing (``switch:lora+gc`` on a LoRA run) calls
+``gradient_checkpointing_enable/disable`` in place. Every other action (reprune, switches of the
+base) needs ``GovernedTrainer`` and is masked out of ``predict(obs, action_masks=...)``. The budget
+ends training at the first decision where it is spent (the env's truncation). Every decision goes to
+``state.log_history`` and, atomically rewritten, to the JSON decision log.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_utils import IntervalStrategy
+
+from govgym import __version__
+from govgym.efficiency.compute import _register_formulas, count_flops
+from govgym.efficiency.signals import FEATURE_NAMES, Reading, SignalTracker, spec_hash
+from govgym.efficiency.strategy import Strategy
+from govgym.errors import ConfigError
+from govgym.results import write_json
+
+LOG_FORMAT = 1
+
+
+def reading_from_trainer(
+    *,
+    flops_used: float,
+    budget: float,
+    eval_loss: float,
+    logs: list[dict[str, Any]],
+    peak_lr: float,
+    batch_size: int,
+    mem_peak_mb: float,
+    cap_mb: float,
+    strategy: str,
+    lam: float,
+    kept_fraction: float = 1.0,
+    grad_noise_scale: float = float("nan"),
+) -> Reading:
+    """The Reading of one decision interval from what a Trainer reports (the callback's observation path).
+
+    Aggregates like ``FineTuneRun.advance``: float32 mean of the losses, mean and population std of the
+    grad norms, the last LR. ``logs`` empty = the first decision (no interval yet: train loss reads as
+    the eval loss, gradient figures as absent, LR fraction 0), as the env's reset reading.
+
+    Args:
+        flops_used: FLOPs spent so far (measuring pass, steps, evaluations).
+        budget: the FLOP budget.
+        eval_loss: the eval loss just measured.
+        logs: the ``on_log`` records of the interval (``loss``, optional ``grad_norm``, ``learning_rate``).
+        peak_lr: ``args.learning_rate`` (the LR fraction's denominator).
+        batch_size: examples per optimizer step.
+        mem_peak_mb: measured peak memory in MiB (0 when not measured).
+        cap_mb: memory cap in MiB (0 = none).
+        strategy: the strategy name (``lora+gc`` ...).
+        lam: the compute price λ.
+        kept_fraction: data kept (1.0: a callback does not prune).
+        grad_noise_scale: B_simple (nan: not estimated from a Trainer).
+    """
+    losses = np.asarray([r["loss"] for r in logs if "loss" in r], dtype=np.float32)
+    norms = np.asarray([r["grad_norm"] for r in logs if r.get("grad_norm") is not None], dtype=np.float32)
+    lrs = [r["learning_rate"] for r in logs if "learning_rate" in r]
+    first = not logs
+    return Reading(
+        flops_used=flops_used,
+        budget=budget,
+        eval_loss=eval_loss,
+        train_loss=eval_loss if first or not losses.size else float(losses.mean()),
+        grad_norm=float(norms.mean()) if norms.size else 0.0,
+        grad_norm_std=float(norms.std()) if norms.size else 0.0,
+        grad_noise_scale=grad_noise_scale,
+        batch_size=batch_size,
+        mem_peak_mb=mem_peak_mb,
+        cap_mb=cap_mb,
+        strategy=strategy,
+        kept_fraction=kept_fraction,
+        lr_frac=float(lrs[-1]) / peak_lr if lrs and peak_lr > 0 else 0.0,
+        lam=lam,
+    )
+
+
+class Observer:
+    """Readings -> observations through the env's ``SignalTracker``, started as the env's reset starts it."""
+
+    def __init__(self) -> None:
+        self.tracker = SignalTracker()
+        self.started = False
+
+    def observe(self, r: Reading) -> np.ndarray:
+        if not self.started:  # FineTuneEnv.reset: tracker.reset(E_0, 0.0), then observe the E_0 reading
+            self.tracker.reset(r.eval_loss, 0.0)
+            self.started = True
+        return self.tracker.observe(r)
+
+
+def model_strategy(model: Any, optim: str = "") -> str:
+    """The govgym strategy name of a Trainer's model: base from PEFT/quantization, ``+gc``, ``+adam8``."""
+    base_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base_model, "is_loaded_in_4bit", False):
+        base = "qlora"
+    elif getattr(base_model, "is_loaded_in_8bit", False):
+        base = "int8"
+    elif getattr(model, "peft_config", None):
+        base = "lora"
+    else:
+        base = "full"
+    gc = bool(getattr(model, "is_gradient_checkpointing", False))
+    return Strategy(base, adam8="8bit" in str(getattr(optim, "value", optim)), gc=gc).name
+
+
+class GovernorCallback(TrainerCallback):
+    """Steer a Trainer run with a governor every K optimizer steps (see the module docstring).
+
+    Args:
+        governor: anything with SB3's ``predict(obs, action_masks=...)`` and ``action_names`` (a
+            heuristic of ``govgym.agents.heuristics``, an exported ``Governor``), or the path of an
+            exported artifact (loaded with ``govgym.deploy.artifact.load_governor``).
+        budget_flops: the FLOP budget; or
+        budget_epochs: the budget as epochs of the train dataloader, converted with measured FLOPs; or
+        budget_steps: the budget as optimizer steps, converted likewise.
+        lam: the compute price λ the governor sees (its reward's trade-off).
+        cap_mb: memory cap in MiB the governor sees (0 = none; needs CUDA to be measured).
+        interval_steps: K, optimizer steps between decisions (default: the governor's ``interval_steps``).
+        log_path: where to write the JSON decision log (rewritten atomically after every decision).
+    """
+
+    def __init__(
+        self,
+        governor: Any,
+        *,
+        budget_flops: float | None = None,
+        budget_epochs: float | None = None,
+        budget_steps: int | None = None,
+        lam: float = 0.3,
+        cap_mb: float = 0.0,
+        interval_steps: int | None = None,
+        log_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if isinstance(governor, (str, os.PathLike)):
+            governor = _load(governor)
+        names = list(getattr(governor, "action_names", None) or [])
+        missing = [a for a in ("continue", "stop") if a not in names]
+        if missing or not callable(getattr(governor, "predict", None)):
+            raise ConfigError(
+                f"GovernorCallback: the governor must have predict(obs, action_masks=...) and action_names "
+                f"including 'continue' and 'stop'; got {type(governor).__name__} with action names {names} "
+                f"(missing {missing or 'predict'}). Build a heuristic with its action list, e.g. "
+                "make_policy('patience', ['continue', 'stop']), or load an exported governor."
+            )
+        given = {k: v for k, v in (("budget_flops", budget_flops), ("budget_epochs", budget_epochs),
+                                   ("budget_steps", budget_steps)) if v is not None}  # fmt: skip
+        if len(given) != 1:
+            raise ConfigError(
+                f"GovernorCallback: give exactly one budget (budget_flops, budget_epochs or budget_steps); "
+                f"got {', '.join(f'{k}={v}' for k, v in given.items()) or 'none'}. The governor's "
+                "observation is the fraction of the budget left, so it needs one, e.g. budget_epochs=3."
+            )
+        (kind, value), = given.items()  # fmt: skip
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
+            raise ConfigError(f"GovernorCallback: {kind} must be a finite number > 0; got {value!r}.")
+        k = interval_steps if interval_steps is not None else getattr(governor, "interval_steps", None)
+        if k is None or isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(
+                f"GovernorCallback: interval_steps (K, optimizer steps between decisions) must be an integer "
+                f">= 1; got {k!r} (from {'interval_steps' if interval_steps is not None else 'the governor'}). "
+                "Pass interval_steps=K, e.g. the interval the governor was trained with."
+            )
+        for name, v, hi in (("lam", lam, 10.0), ("cap_mb", cap_mb, math.inf)):
+            if not (isinstance(v, (int, float)) and 0 <= v <= hi):
+                raise ConfigError(f"GovernorCallback: {name} must be a number in [0, {hi:g}]; got {v!r}.")
+        self.governor, self.action_names = governor, names
+        self.budget_kind, self.budget_value = kind, float(value)
+        self.lam, self.cap_mb, self.k = float(lam), float(cap_mb), int(k)
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.notes: list[str] = []
+        self._reset_run()
+
+    # ------------------------------------------------------------------ setup
+    def _reset_run(self) -> None:
+        self.observer = Observer()
+        self.budget: float | None = self.budget_value if self.budget_kind == "budget_flops" else None
+        self.flops = {"train": 0, "eval": 0, "measure": 0}
+        self.step_flops: dict[str, int] = {}
+        self.eval_flops: int | None = None
+        self.logs: list[dict[str, Any]] = []
+        self.decisions: list[dict[str, Any]] = []
+        self.ended: str | None = None
+        self._counter: Any = None
+        self._probe: dict[str, Any] | None = None
+
+    def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Make the Trainer log every step and evaluate at step 0 and every K steps (notes say what changed)."""
+        k = self.k
+        ls = args.logging_steps
+        if args.logging_strategy != IntervalStrategy.STEPS or ls < 1 or k % int(ls):
+            self._note(f"logging_strategy={args.logging_strategy}, logging_steps={ls} -> steps, 1 "
+                       f"(grad-norm statistics need every step's grad_norm)")  # fmt: skip
+            args.logging_strategy, args.logging_steps = IntervalStrategy.STEPS, 1
+        if args.eval_strategy == IntervalStrategy.NO:
+            self._note(f"eval_strategy=no -> steps, eval_steps={k} (one evaluation per decision)")
+            args.eval_strategy, args.eval_steps = IntervalStrategy.STEPS, k
+        elif args.eval_strategy != IntervalStrategy.STEPS or not args.eval_steps or args.eval_steps < 1 or k % int(args.eval_steps):
+            raise ConfigError(
+                f"GovernorCallback: the governor decides every {k} steps on a fresh eval loss, but the Trainer "
+                f"evaluates with eval_strategy={args.eval_strategy!s}, eval_steps={args.eval_steps}. Set "
+                f"eval_strategy='steps' with eval_steps dividing {k} (e.g. eval_steps={k}), or leave "
+                "evaluation off and the callback sets it."
+            )
+        if not args.eval_on_start:
+            self._note("eval_on_start=False -> True (E_0 and the first decision, as at the env's reset)")
+            args.eval_on_start = True
+        if args.max_grad_norm is None or args.max_grad_norm <= 0:
+            self._note("max_grad_norm <= 0: the Trainer logs no grad_norm; grad-norm features read 0")
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        """Measure one optimizer step's FLOPs on a real batch, then count the first evaluation."""
+        self._reset_run()
+        self.device = next(model.parameters()).device
+        if self.cap_mb > 0 and self.device.type != "cuda":
+            raise ConfigError(
+                f"GovernorCallback: cap_mb={self.cap_mb:g} needs measured memory, which only CUDA gives; the "
+                f"model is on {self.device.type}. Pass cap_mb=0 (no cap) on this device."
+            )
+        self.model, self.args = model, args
+        self.batch_size = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.n_gpu, 1)
+        self._probe = _probe_batch(kwargs.get("train_dataloader"), args, self.device)
+        self._measure_step()
+        if self.budget is None:
+            steps = self.budget_value
+            if self.budget_kind == "budget_epochs":
+                per_epoch = max(len(kwargs["train_dataloader"]) // args.gradient_accumulation_steps, 1)
+                steps = self.budget_value * per_epoch
+            self.steps_budget = math.ceil(steps)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        _register_formulas()
+        self._counter = torch.utils.flop_counter.FlopCounterMode(display=False)
+        self._counter.__enter__()  # left in on_evaluate, once eval_on_start's evaluation has run
+
+    def _measure_step(self) -> None:
+        s = self.strategy
+        if s in self.step_flops:
+            return
+        _, fl = count_flops(lambda: _forward_backward(self.model, self._probe))
+        self.flops["measure"] += fl
+        self.step_flops[s] = fl * self.args.gradient_accumulation_steps
+
+    @property
+    def strategy(self) -> str:
+        return model_strategy(self.model, self.args.optim)
+
+    # ------------------------------------------------------------------ events
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.flops["train"] += self.step_flops[self.strategy]
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if logs and "loss" in logs and "eval_loss" not in logs:
+            self.logs.append({k: logs[k] for k in ("loss", "grad_norm", "learning_rate") if k in logs})
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if self._counter is not None:
+            self._counter.__exit__(None, None, None)
+            self.eval_flops, self._counter = int(self._counter.get_total_flops()), None
+            if self.budget is None:  # steps x step FLOPs + one evaluation per decision (+ E_0)
+                n_evals = self.steps_budget // self.k + 1
+                self.budget = float(self.flops["measure"] + self.steps_budget * self.step_flops[self.strategy]
+                                    + n_evals * self.eval_flops)  # fmt: skip
+        self.flops["eval"] += self.eval_flops or 0
+        if self.ended or state.global_step % self.k:
+            return
+        e = (metrics or {}).get("eval_loss")
+        if e is None:
+            raise ConfigError(
+                f"GovernorCallback: the evaluation at step {state.global_step} reported no eval_loss (metrics: "
+                f"{sorted(metrics or {})}); the governor needs it. Give the Trainer an eval_dataset with labels."
+            )
+        self._decide(state, control, float(e))
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._counter is not None:  # training ended before the first evaluation
+            self._counter.__exit__(None, None, None)
+            self._counter = None
+        self._write(state)
+
+    # ------------------------------------------------------------------ decisions
+    def action_masks(self) -> np.ndarray:
+        """Actions this callback can carry out: continue, stop, and switches that only toggle checkpointing."""
+        now = Strategy.parse(self.strategy)
+        mask = np.zeros(len(self.action_names), dtype=bool)
+        for i, name in enumerate(self.action_names):
+            if name in ("continue", "stop"):
+                mask[i] = True
+            elif name.startswith("switch:"):
+                t = Strategy.parse(name.split(":", 1)[1])
+                mask[i] = (t.base, t.adam8) == (now.base, now.adam8) and t.gc != now.gc
+        return mask
+
+    def _decide(self, state: Any, control: Any, eval_loss: float) -> None:
+        mem = 0.0
+        if self.device.type == "cuda":
+            mem = torch.cuda.max_memory_allocated(self.device) / 2**20
+            torch.cuda.reset_peak_memory_stats(self.device)
+        used = float(sum(self.flops.values()))
+        reading = reading_from_trainer(
+            flops_used=used, budget=self.budget, eval_loss=eval_loss, logs=self.logs,
+            peak_lr=self.args.learning_rate, batch_size=self.batch_size, mem_peak_mb=mem,
+            cap_mb=self.cap_mb, strategy=self.strategy, lam=self.lam,
+        )  # fmt: skip
+        self.logs = []
+        obs = self.observer.observe(reading)
+        mask = self.action_masks()
+        if used >= self.budget:
+            name = "truncated"  # the env ends the episode here without asking the governor
+        else:
+            action, _ = self.governor.predict(obs, action_masks=mask)
+            a = int(np.asarray(action).reshape(-1)[0])
+            name = self.action_names[a] if 0 <= a < len(self.action_names) and mask[a] else "continue"
+        if name in ("stop", "truncated"):
+            control.should_training_stop = True
+            if self.args.save_strategy != IntervalStrategy.NO:
+                control.should_save = True
+            self.ended = name
+        elif name.startswith("switch:"):
+            self._toggle_gc(Strategy.parse(name.split(":", 1)[1]).gc)
+        row = {
+            "step": state.global_step, "flops_used": used, "budget_frac": used / self.budget,
+            "eval_loss": eval_loss, "train_loss": reading.train_loss, "action": name,
+            "strategy": self.strategy, "obs": [float(x) for x in obs],
+        }  # fmt: skip
+        self.decisions.append(row)
+        state.log_history.append(
+            {"step": state.global_step, "governor_action": name, "governor_budget_frac": used / self.budget}
+        )
+        self._write(state)
+
+    def _toggle_gc(self, on: bool) -> None:
+        if on:
+            kw = self.args.gradient_checkpointing_kwargs or {"use_reentrant": False}
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
+        else:
+            self.model.gradient_checkpointing_disable()
+        self._measure_step()  # a step under the new strategy costs differently (counted as measuring)
+
+    def _note(self, text: str) -> None:
+        from transformers.utils import logging
+
+        self.notes.append(text)
+        logging.get_logger(__name__).warning(f"GovernorCallback: {text}")
+
+    def _write(self, state: Any) -> None:
+        if self.log_path is None:
+            return
+        write_json(self.log_path, {
+            "format": LOG_FORMAT, "govgym": __version__, "spec_hash": spec_hash(),
+            "features": list(FEATURE_NAMES), "governor": type(self.governor).__name__,
+            "action_names": self.action_names, "interval_steps": self.k, "lam": self.lam, "cap_mb": self.cap_mb,
+            "budget": {"kind": self.budget_kind, "value": self.budget_value, "flops": self.budget},
+            "step_flops": self.step_flops, "eval_flops": self.eval_flops, "flops": self.flops,
+            "notes": self.notes, "ended": self.ended, "global_step": state.global_step,
+            "decisions": self.decisions,
+        })  # fmt: skip
+
+
+def _load(path: str | os.PathLike[str]) -> Any:
+    try:
+        from govgym.deploy.artifact import load_governor
+    except ImportError as err:
+        raise ConfigError(
+            f"GovernorCallback: cannot load the governor artifact {str(path)!r}: this install has no "
+            f"govgym.deploy.artifact ({err}). Pass a governor object instead, e.g. a heuristic from "
+            "govgym.agents.heuristics.make_policy."
+        ) from None
+    return load_governor(path)
+
+
+def _probe_batch(dl: Any, args: Any, device: torch.device) -> dict[str, Any]:
+    """One real per-device batch of the train data, collated by the Trainer's collator, on the model's device.
+
+    Indexes the dataset (the first rows) rather than iterating the dataloader, whose sampler would
+    draw from the data-order RNG and change the user's run; an iterable dataset is iterated afresh.
+    """
+    if dl is None:
+        raise ConfigError("GovernorCallback: the Trainer gave no train dataloader; pass a train_dataset.")
+    ds = getattr(dl, "dataset", None)
+    if ds is not None and hasattr(ds, "__getitem__") and hasattr(ds, "__len__"):
+        batch = dl.collate_fn([ds[i] for i in range(min(args.per_device_train_batch_size, len(ds)))])
+    else:
+        batch = next(iter(dl))
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in dict(batch).items()}
+
+
+def _forward_backward(model: Any, batch: dict[str, Any]) -> None:
+    """One training forward + backward, leaving no trace: RNG restored, gradients cleared, mode restored."""
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    was = model.training
+    model.train()
+    try:
+        out = model(**batch)
+        loss = out.get("loss") if hasattr(out, "get") else None
+        if loss is None:  # no labels in the batch: backward through the outputs costs the same matmuls
+            loss = (out[0] if isinstance(out, (tuple, list)) else next(iter(out.values()))).float().sum()
+        loss.backward()
+    finally:
+        for p in model.parameters():
+            p.grad = None
+        model.train(was)
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)

@@ -1,0 +1,212 @@
+"""GovernorCallback: observation parity with the env, and real Trainer runs (causal LM and classification)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from govgym.agents.heuristics import make_policy
+from govgym.deploy.callback import GovernorCallback, Observer, reading_from_trainer
+from govgym.efficiency.compute import count_flops
+from govgym.efficiency.signals import HIGH, LOW
+from govgym.errors import ConfigError
+from tests.conftest import pattern_data, tiny_llama
+
+TINY = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
+NAMES = ["continue", "stop"]
+
+
+class Scripted:
+    """A governor that plays a fixed list of action names (then continues): tests exact decision points."""
+
+    def __init__(self, action_names: list[str], script: list[str]):
+        self.action_names, self.script, self.seen = action_names, list(script), []
+
+    def predict(self, obs, action_masks=None):
+        self.seen.append(np.asarray(action_masks).tolist())
+        name = self.script.pop(0) if self.script else "continue"
+        return np.asarray(self.action_names.index(name)), None
+
+
+def _args(tmp_path: Path, **over):
+    from transformers import TrainingArguments
+
+    kw = dict(
+        output_dir=str(tmp_path / "out"), max_steps=40, per_device_train_batch_size=4,
+        per_device_eval_batch_size=8, learning_rate=3e-3, report_to=[], use_cpu=True,
+        save_strategy="no", disable_tqdm=True, seed=0, lr_scheduler_type="linear", warmup_steps=2,
+    )  # fmt: skip
+    kw.update(over)
+    return TrainingArguments(**kw)
+
+
+def _llm_trainer(tmp_path: Path, cb: GovernorCallback, **over):
+    from transformers import Trainer
+
+    data = pattern_data(32, 16, 64, seed=0).remove_columns("noise")
+    held = pattern_data(8, 16, 64, seed=1).remove_columns("noise")
+    model = tiny_llama(vocab=64, hidden=32, layers=2, heads=2, inter=64)
+    return Trainer(model, _args(tmp_path, **over), train_dataset=data, eval_dataset=held, callbacks=[cb])
+
+
+def _check_log(path: Path) -> dict:
+    log = json.loads(path.read_text())
+    for d in log["decisions"]:
+        obs = np.asarray(d["obs"], dtype=np.float32)
+        assert np.isfinite(obs).all() and (obs >= LOW).all() and (obs <= HIGH).all()
+    return log
+
+
+# ---------------------------------------------------------------------- parity with the env
+def test_observation_parity_with_env():
+    """A real env episode's intervals, reported as a Trainer would (per-step logs), give the env's observations."""
+    from govgym.envs.finetune_env import FineTuneEnv
+
+    env = FineTuneEnv(TINY, split="train")
+    readings, steps = [], []
+    observe = env.tracker.observe
+    env.tracker.observe = lambda r: (readings.append(r), observe(r))[1]
+    obs0, _ = env.reset(seed=0, options={"instance": "t-free"})
+    run = env.run
+
+    def recording(fn):
+        def step(*a, **kw):
+            loss, gn = fn(*a, **kw)
+            steps.append({"loss": float(loss), "grad_norm": float(gn), "learning_rate": run.optimizer.param_groups[0]["lr"]})
+            return loss, gn
+
+        return step
+
+    run._step, run._measured_step = recording(run._step), recording(run._measured_step)
+    env_obs, logs = [obs0], [[]]
+    done = False
+    while not done:
+        n = len(steps)
+        o, _, term, trunc, _ = env.step(0)
+        env_obs.append(o)
+        logs.append(steps[n:])
+        done = term or trunc
+    assert len(env_obs) >= 3 and len(readings) == len(env_obs)
+    obs = Observer()
+    for r, log, want in zip(readings, logs, env_obs):
+        got = reading_from_trainer(
+            flops_used=r.flops_used, budget=r.budget, eval_loss=r.eval_loss, logs=log, peak_lr=run.lr,
+            batch_size=r.batch_size, mem_peak_mb=r.mem_peak_mb, cap_mb=r.cap_mb, strategy=r.strategy,
+            lam=r.lam, kept_fraction=r.kept_fraction, grad_noise_scale=r.grad_noise_scale,
+        )  # fmt: skip
+        assert got == r  # the callback's aggregation of per-step logs is the run's IntervalStats'
+        np.testing.assert_array_equal(obs.observe(got), want)
+
+
+# ---------------------------------------------------------------------- real Trainer runs
+def test_stop_in_causal_lm_trainer(tmp_path):
+    gov = make_policy("patience", NAMES, patience=1, threshold=0.5)  # no eval gain of half of E_0: stop
+    cb = GovernorCallback(gov, budget_flops=1e15, interval_steps=5, log_path=tmp_path / "d.json")
+    trainer = _llm_trainer(tmp_path, cb)
+    assert trainer.args.eval_steps == 5 and trainer.args.logging_steps == 1 and trainer.args.eval_on_start
+    trainer.train()
+    assert trainer.state.global_step == 5  # stopped at the first decision after E_0, not at max_steps=40
+    log = _check_log(tmp_path / "d.json")
+    assert [d["action"] for d in log["decisions"]] == ["continue", "stop"]
+    assert [d["step"] for d in log["decisions"]] == [0, 5] and log["ended"] == "stop"
+    assert log["decisions"][1]["obs"][0] < 1.0  # some budget was spent
+    assert any(h.get("governor_action") == "stop" for h in trainer.state.log_history)
+
+
+def test_stop_in_sequence_classification_trainer(tmp_path):
+    from datasets import Dataset
+    from transformers import BertConfig, BertForSequenceClassification, Trainer
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=32, num_labels=2)  # fmt: skip
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 64, (40, 12))
+
+    def rows(sl):
+        return Dataset.from_dict({"input_ids": ids[sl].tolist(), "labels": (ids[sl, 0] > 32).astype(int).tolist()})
+
+    gov = Scripted(NAMES, ["continue", "continue", "stop"])
+    cb = GovernorCallback(gov, budget_epochs=4, interval_steps=3, lam=0.1, log_path=tmp_path / "c.json")
+    trainer = Trainer(BertForSequenceClassification(cfg), _args(tmp_path), train_dataset=rows(slice(0, 32)),
+                      eval_dataset=rows(slice(32, 40)), callbacks=[cb])  # fmt: skip
+    trainer.train()
+    assert trainer.state.global_step == 6
+    log = _check_log(tmp_path / "c.json")
+    assert [d["action"] for d in log["decisions"]] == ["continue", "continue", "stop"]
+    assert gov.seen[0] == [True, True]
+
+
+def test_epoch_budget_measured_by_flop_counter_and_truncates(tmp_path):
+    cb = GovernorCallback(make_policy("fixed_budget", NAMES), budget_epochs=1, interval_steps=4,
+                          log_path=tmp_path / "b.json")  # fmt: skip
+    trainer = _llm_trainer(tmp_path, cb, num_train_epochs=5, max_steps=-1)
+    trainer.train()
+    model = trainer.model
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    _, step = count_flops(lambda: model(**batch).loss.backward())
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    with torch.no_grad():
+        _, fwd = count_flops(lambda: model(**trainer.data_collator(list(trainer.eval_dataset))))
+    assert cb.step_flops == {"full": step} and cb.eval_flops == fwd > 0
+    # 32 rows / 4 = 8 steps an epoch; evaluations at steps 0, 4, 8
+    assert cb.budget == cb.flops["measure"] + 8 * step + 3 * fwd
+    assert trainer.state.global_step == 8  # the budget ended training (truncation), not num_train_epochs
+    log = _check_log(tmp_path / "b.json")
+    assert [d["action"] for d in log["decisions"]] == ["continue", "continue", "truncated"]
+    assert log["decisions"][-1]["budget_frac"] == pytest.approx(1.0)
+
+
+def test_gc_toggle_in_place_and_masks(tmp_path):
+    names = ["continue", "reprune_hardest", "switch:lora", "switch:full+gc", "stop"]
+    gov = Scripted(names, ["continue", "switch:full+gc", "stop"])
+    cb = GovernorCallback(gov, budget_steps=100, interval_steps=2)
+    trainer = _llm_trainer(tmp_path, cb)
+    trainer.train()
+    assert trainer.state.global_step == 4 and trainer.model.is_gradient_checkpointing
+    assert gov.seen[0] == [True, False, False, True, True]  # reprune and a base switch need GovernedTrainer
+    assert gov.seen[2] == [True, False, False, False, True]  # already full+gc
+    assert cb.step_flops["full+gc"] > cb.step_flops["full"]  # the recompute, measured
+    assert cb.decisions[-1]["strategy"] == "full+gc" and cb.decisions[-1]["obs"][15] == 1.0  # strategy_gc
+
+
+# ---------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({}, "exactly one budget"),
+        ({"budget_flops": 1e12, "budget_steps": 10}, "exactly one budget"),
+        ({"budget_steps": 0}, "finite number > 0"),
+        ({"budget_flops": 1e12, "interval_steps": 0}, "integer >= 1"),
+        ({"budget_flops": 1e12, "interval_steps": None}, "integer >= 1"),  # heuristics carry no K
+        ({"budget_flops": 1e12, "lam": -1.0}, "lam"),
+    ],
+)
+def test_constructor_errors(kw, match):
+    kw.setdefault("interval_steps", 4)
+    with pytest.raises(ConfigError, match=match):
+        GovernorCallback(make_policy("patience", NAMES), **kw)
+
+
+def test_governor_without_stop_is_refused():
+    with pytest.raises(ConfigError, match="'continue' and 'stop'"):
+        GovernorCallback(make_policy("patience", ["continue", "reprune_hardest"]), budget_steps=10, interval_steps=2)
+
+
+def test_missing_artifact_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError):
+        GovernorCallback(str(tmp_path / "nope"), budget_steps=10, interval_steps=2)
+
+
+def test_incompatible_evaluation_and_cpu_cap(tmp_path):
+    cb = GovernorCallback(make_policy("patience", NAMES), budget_steps=10, interval_steps=4)
+    with pytest.raises(ConfigError, match="eval_steps dividing 4"):
+        _llm_trainer(tmp_path, cb, eval_strategy="steps", eval_steps=3)
+    cb = GovernorCallback(make_policy("patience", NAMES), budget_steps=10, interval_steps=4, cap_mb=100)
+    with pytest.raises(ConfigError, match="only CUDA"):
+        _llm_trainer(tmp_path, cb).train()
