@@ -14,12 +14,15 @@ What it reads from the Trainer, and how (the observation is the env's, built by 
 ``SignalTracker`` from a ``Reading``; ``reading_from_trainer`` is the one mapping, tested for parity
 with the env):
 
-- **train loss, grad norm, LR**: the ``on_log`` records (``loss``, ``grad_norm``, ``learning_rate``)
-  since the last decision. The env's grad-norm mean and spread are over every step, so the callback
-  sets ``logging_steps=1`` unless the user's ``logging_steps`` already divides K (then the spread is
-  over the logged steps). ``grad_norm`` is logged only when ``max_grad_norm > 0`` (else those features
-  read 0, as in the env's runs without clipping). The Trainer logs the LR before the scheduler steps:
-  one step earlier than the env reads it.
+- **train loss, grad norm**: the ``on_log`` records (``loss``, ``grad_norm``) since the last
+  decision. The env's grad-norm mean and spread are over every step, so the callback sets
+  ``logging_steps=1`` unless the user's ``logging_steps`` already divides K (then the loss is the
+  same mean and the spread is over the logged steps). Older transformers log ``grad_norm`` only
+  when ``max_grad_norm > 0``; without it the grad-norm features read 0. The
+  gradient noise scale needs the per-step gradients before clipping, which no callback event sees:
+  ``log_noise_scale`` reads 0 here.
+- **LR**: the optimizer's, read at ``on_step_end`` (after the scheduler's step, where the env reads
+  it; the logged ``learning_rate`` is the one before), over ``args.learning_rate``.
 - **eval loss**: ``eval_loss`` of ``on_evaluate``. The callback turns on ``eval_on_start`` (E_0, the
   reference of every loss feature, and the first decision, as at the env's reset) and
   ``eval_strategy="steps"`` with ``eval_steps=K`` when evaluation is off; an ``eval_steps`` that
@@ -84,6 +87,7 @@ def reading_from_trainer(
     lam: float,
     kept_fraction: float = 1.0,
     grad_noise_scale: float = float("nan"),
+    lr: float | None = None,
 ) -> Reading:
     """The Reading of one decision interval from what a Trainer reports (the callback's observation path).
 
@@ -104,10 +108,11 @@ def reading_from_trainer(
         lam: the compute price λ.
         kept_fraction: data kept (1.0: a callback does not prune).
         grad_noise_scale: B_simple (nan: not estimated from a Trainer).
+        lr: the LR at the end of the interval (default: the last logged ``learning_rate``).
     """
     losses = np.asarray([r["loss"] for r in logs if "loss" in r], dtype=np.float32)
     norms = np.asarray([r["grad_norm"] for r in logs if r.get("grad_norm") is not None], dtype=np.float32)
-    lrs = [r["learning_rate"] for r in logs if "learning_rate" in r]
+    lrs = [r["learning_rate"] for r in logs if "learning_rate" in r] + ([lr] if lr is not None else [])
     first = not logs
     return Reading(
         flops_used=flops_used,
@@ -231,6 +236,7 @@ class GovernorCallback(TrainerCallback):
         self.step_flops: dict[str, int] = {}
         self.eval_flops: int | None = None
         self.logs: list[dict[str, Any]] = []
+        self.lr: float | None = None
         self.decisions: list[dict[str, Any]] = []
         self.ended: str | None = None
         self._counter: Any = None
@@ -257,8 +263,6 @@ class GovernorCallback(TrainerCallback):
         if not args.eval_on_start:
             self._note("eval_on_start=False -> True (E_0 and the first decision, as at the env's reset)")
             args.eval_on_start = True
-        if args.max_grad_norm is None or args.max_grad_norm <= 0:
-            self._note("max_grad_norm <= 0: the Trainer logs no grad_norm; grad-norm features read 0")
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         """Measure one optimizer step's FLOPs on a real batch, then count the first evaluation."""
@@ -298,8 +302,10 @@ class GovernorCallback(TrainerCallback):
         return model_strategy(self.model, self.args.optim)
 
     # ------------------------------------------------------------------ events
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+    def on_step_end(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
         self.flops["train"] += self.step_flops[self.strategy]
+        if optimizer is not None:  # after the scheduler's step, where the env reads it (the log is one step earlier)
+            self.lr = float(optimizer.param_groups[0]["lr"])
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if logs and "loss" in logs and "eval_loss" not in logs:
@@ -352,7 +358,7 @@ class GovernorCallback(TrainerCallback):
         reading = reading_from_trainer(
             flops_used=used, budget=self.budget, eval_loss=eval_loss, logs=self.logs,
             peak_lr=self.args.learning_rate, batch_size=self.batch_size, mem_peak_mb=mem,
-            cap_mb=self.cap_mb, strategy=self.strategy, lam=self.lam,
+            cap_mb=self.cap_mb, strategy=self.strategy, lam=self.lam, lr=self.lr if self.logs else None,
         )  # fmt: skip
         self.logs = []
         obs = self.observer.observe(reading)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +116,8 @@ def test_stop_in_causal_lm_trainer(tmp_path):
     assert [d["action"] for d in log["decisions"]] == ["continue", "stop"]
     assert [d["step"] for d in log["decisions"]] == [0, 5] and log["ended"] == "stop"
     assert log["decisions"][1]["obs"][0] < 1.0  # some budget was spent
+    # lr_frac after 5 steps of linear decay from step 2 to 40, read after the scheduler's step as the env does
+    assert log["decisions"][1]["obs"][18] == pytest.approx(35 / 38, rel=1e-6)
     assert any(h.get("governor_action") == "stop" for h in trainer.state.log_history)
 
 
@@ -173,6 +177,31 @@ def test_gc_toggle_in_place_and_masks(tmp_path):
     assert gov.seen[2] == [True, False, False, False, True]  # already full+gc
     assert cb.step_flops["full+gc"] > cb.step_flops["full"]  # the recompute, measured
     assert cb.decisions[-1]["strategy"] == "full+gc" and cb.decisions[-1]["obs"][15] == 1.0  # strategy_gc
+
+
+def test_stop_keeps_the_best_checkpoint(tmp_path):
+    """The state at the stop is saved (step 9 is no save step), and load_best_model_at_end loads the best."""
+    gov = Scripted(NAMES, ["continue", "continue", "continue", "stop"])
+    cb = GovernorCallback(gov, budget_steps=40, interval_steps=3)
+    trainer = _llm_trainer(tmp_path, cb, save_strategy="steps", save_steps=6, eval_strategy="steps", eval_steps=3,
+                           load_best_model_at_end=True, metric_for_best_model="eval_loss")  # fmt: skip
+    trainer.train()
+    assert trainer.state.global_step == 9 and (tmp_path / "out" / "checkpoint-9").is_dir()
+    saved = [(h["eval_loss"], h["step"]) for h in trainer.state.log_history if "eval_loss" in h and h["step"] in (6, 9)]
+    best = min(saved)
+    assert trainer.state.best_model_checkpoint.endswith(f"checkpoint-{best[1]}")
+
+
+def test_imports_without_gymnasium_or_sb3():
+    code = (
+        "import sys\n"
+        "for m in ('gymnasium', 'stable_baselines3', 'sb3_contrib'): sys.modules[m] = None\n"
+        "from govgym.deploy.callback import GovernorCallback\n"
+        "from govgym.agents.heuristics import make_policy\n"
+        "GovernorCallback(make_policy('zeus', ['continue', 'stop']), budget_steps=10, interval_steps=2)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
 
 
 # ---------------------------------------------------------------------- errors
