@@ -315,8 +315,8 @@ class GovernorCallback(TrainerCallback):
         if self._counter is not None:
             self._counter.__exit__(None, None, None)
             self.eval_flops, self._counter = int(self._counter.get_total_flops()), None
-            if self.budget is None:  # steps x step FLOPs + one evaluation per decision (+ E_0)
-                n_evals = self.steps_budget // self.k + 1
+            if self.budget is None:  # steps x step FLOPs + the evaluations they include (+ E_0)
+                n_evals = self.steps_budget // int(args.eval_steps) + 1
                 self.budget = float(self.flops["measure"] + self.steps_budget * self.step_flops[self.strategy]
                                     + n_evals * self.eval_flops)  # fmt: skip
         self.flops["eval"] += self.eval_flops or 0
@@ -363,12 +363,16 @@ class GovernorCallback(TrainerCallback):
         self.logs = []
         obs = self.observer.observe(reading)
         mask = self.action_masks()
+        chosen: Any = None
         if used >= self.budget:
             name = "truncated"  # the env ends the episode here without asking the governor
         else:
             action, _ = self.governor.predict(obs, action_masks=mask)
             a = int(np.asarray(action).reshape(-1)[0])
-            name = self.action_names[a] if 0 <= a < len(self.action_names) and mask[a] else "continue"
+            valid = 0 <= a < len(self.action_names) and mask[a]
+            name = self.action_names[a] if valid else "continue"  # a masked action acts as continue (the env's rule)
+            if not valid:
+                chosen = self.action_names[a] if 0 <= a < len(self.action_names) else a
         if name in ("stop", "truncated"):
             control.should_training_stop = True
             if self.args.save_strategy != IntervalStrategy.NO:
@@ -381,6 +385,8 @@ class GovernorCallback(TrainerCallback):
             "eval_loss": eval_loss, "train_loss": reading.train_loss, "action": name,
             "strategy": self.strategy, "obs": [float(x) for x in obs],
         }  # fmt: skip
+        if chosen is not None:
+            row["invalid_action"] = chosen
         self.decisions.append(row)
         state.log_history.append(
             {"step": state.global_step, "governor_action": name, "governor_budget_frac": used / self.budget}

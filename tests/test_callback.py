@@ -179,6 +179,30 @@ def test_gc_toggle_in_place_and_masks(tmp_path):
     assert cb.decisions[-1]["strategy"] == "full+gc" and cb.decisions[-1]["obs"][15] == 1.0  # strategy_gc
 
 
+def test_lora_model_gc_switch_and_denser_evaluation(tmp_path):
+    """A PEFT LoRA model reads as 'lora'; switch:lora+gc toggles checkpointing in place; eval every 2 of K = 4."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import Trainer
+
+    model = get_peft_model(tiny_llama(vocab=64, hidden=32, layers=2, heads=2, inter=64),
+                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))  # fmt: skip
+    names = ["continue", "switch:lora+gc", "switch:qlora+gc", "stop"]
+    gov = Scripted(names, ["continue", "switch:lora+gc"])
+    cb = GovernorCallback(gov, budget_steps=8, interval_steps=4)
+    data = pattern_data(32, 16, 64, seed=0).remove_columns("noise")
+    held = pattern_data(8, 16, 64, seed=1).remove_columns("noise")
+    args = _args(tmp_path, eval_strategy="steps", eval_steps=2)
+    trainer = Trainer(model, args, train_dataset=data, eval_dataset=held, callbacks=[cb])
+    trainer.train()
+    assert trainer.state.global_step == 8 and model.is_gradient_checkpointing
+    assert gov.seen == [[True, True, False, True]] * 2  # qlora needs a new base: GovernedTrainer's
+    assert cb.action_masks().tolist() == [True, False, False, True]  # now lora+gc
+    assert [d["strategy"] for d in cb.decisions] == ["lora", "lora+gc", "lora+gc"]
+    assert [d["action"] for d in cb.decisions] == ["continue", "switch:lora+gc", "truncated"]
+    assert cb.flops["eval"] == 5 * cb.eval_flops  # steps 0, 2, 4, 6, 8
+    assert cb.step_flops["lora+gc"] > cb.step_flops["lora"]
+
+
 def test_stop_keeps_the_best_checkpoint(tmp_path):
     """The state at the stop is saved (step 9 is no save step), and load_best_model_at_end loads the best."""
     gov = Scripted(NAMES, ["continue", "continue", "continue", "stop"])
