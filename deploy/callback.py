@@ -334,6 +334,7 @@ class GovernorCallback(TrainerCallback):
         if self._counter is not None:  # training ended before the first evaluation
             self._counter.__exit__(None, None, None)
             self._counter = None
+        self.ended = self.ended or "trainer"  # max_steps / epochs / another callback ended it first
         self._write(state)
 
     # ------------------------------------------------------------------ decisions
@@ -383,7 +384,7 @@ class GovernorCallback(TrainerCallback):
         row = {
             "step": state.global_step, "flops_used": used, "budget_frac": used / self.budget,
             "eval_loss": eval_loss, "train_loss": reading.train_loss, "action": name,
-            "strategy": self.strategy, "obs": [float(x) for x in obs],
+            "strategy": reading.strategy, "obs": [float(x) for x in obs],
         }  # fmt: skip
         if chosen is not None:
             row["invalid_action"] = chosen

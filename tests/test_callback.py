@@ -146,37 +146,51 @@ def test_stop_in_sequence_classification_trainer(tmp_path):
 
 
 def test_epoch_budget_measured_by_flop_counter_and_truncates(tmp_path):
-    cb = GovernorCallback(make_policy("fixed_budget", NAMES), budget_epochs=1, interval_steps=4,
+    cb = GovernorCallback(make_policy("fixed_budget", NAMES), budget_epochs=2, interval_steps=4,
                           log_path=tmp_path / "b.json")  # fmt: skip
-    trainer = _llm_trainer(tmp_path, cb, num_train_epochs=5, max_steps=-1)
+    trainer = _llm_trainer(tmp_path, cb, num_train_epochs=5, max_steps=-1, gradient_accumulation_steps=2)
     trainer.train()
     model = trainer.model
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
-    _, step = count_flops(lambda: model(**batch).loss.backward())
+    _, micro = count_flops(lambda: model(**batch).loss.backward())
     model.zero_grad(set_to_none=True)
     model.eval()
     with torch.no_grad():
         _, fwd = count_flops(lambda: model(**trainer.data_collator(list(trainer.eval_dataset))))
+    step = 2 * micro  # an optimizer step is 2 accumulated micro-batches of 4 rows
     assert cb.step_flops == {"full": step} and cb.eval_flops == fwd > 0
-    # 32 rows / 4 = 8 steps an epoch; evaluations at steps 0, 4, 8
+    # 32 rows / 4 / 2 = 4 optimizer steps an epoch, 2 epochs = 8 steps; evaluations at steps 0, 4, 8
     assert cb.budget == cb.flops["measure"] + 8 * step + 3 * fwd
     assert trainer.state.global_step == 8  # the budget ended training (truncation), not num_train_epochs
     log = _check_log(tmp_path / "b.json")
     assert [d["action"] for d in log["decisions"]] == ["continue", "continue", "truncated"]
-    assert log["decisions"][-1]["budget_frac"] == pytest.approx(1.0)
+    assert log["decisions"][-1]["budget_frac"] == pytest.approx(1.0) and log["ended"] == "truncated"
+
+
+def test_trainer_ending_first_is_logged(tmp_path):
+    cb = GovernorCallback(make_policy("fixed_budget", NAMES), budget_steps=1000, interval_steps=4,
+                          log_path=tmp_path / "e.json")  # fmt: skip
+    trainer = _llm_trainer(tmp_path, cb, max_steps=8)
+    trainer.train()
+    log = _check_log(tmp_path / "e.json")
+    assert log["ended"] == "trainer" and [d["step"] for d in log["decisions"]] == [0, 4, 8]
+    assert log["decisions"][-1]["budget_frac"] < 0.05
 
 
 def test_gc_toggle_in_place_and_masks(tmp_path):
-    names = ["continue", "reprune_hardest", "switch:lora", "switch:full+gc", "stop"]
-    gov = Scripted(names, ["continue", "switch:full+gc", "stop"])
+    names = ["continue", "reprune_hardest", "switch:lora", "switch:full+gc", "switch:full", "stop"]
+    gov = Scripted(names, ["continue", "switch:full+gc", "switch:full", "stop"])
     cb = GovernorCallback(gov, budget_steps=100, interval_steps=2)
     trainer = _llm_trainer(tmp_path, cb)
     trainer.train()
-    assert trainer.state.global_step == 4 and trainer.model.is_gradient_checkpointing
-    assert gov.seen[0] == [True, False, False, True, True]  # reprune and a base switch need GovernedTrainer
-    assert gov.seen[2] == [True, False, False, False, True]  # already full+gc
+    assert trainer.state.global_step == 6 and not trainer.model.is_gradient_checkpointing
+    assert gov.seen[0] == [True, False, False, True, False, True]  # reprune, a base switch: GovernedTrainer's
+    assert gov.seen[2] == [True, False, False, False, True, True]  # under full+gc: back to full
+    assert [d["strategy"] for d in cb.decisions] == ["full", "full", "full+gc", "full"]
+    assert [d["obs"][15] for d in cb.decisions] == [0.0, 0.0, 1.0, 0.0]  # strategy_gc
     assert cb.step_flops["full+gc"] > cb.step_flops["full"]  # the recompute, measured
-    assert cb.decisions[-1]["strategy"] == "full+gc" and cb.decisions[-1]["obs"][15] == 1.0  # strategy_gc
+    # a step is charged at the strategy it ran under: 2 full, 2 full+gc, 2 full
+    assert cb.flops["train"] == 4 * cb.step_flops["full"] + 2 * cb.step_flops["full+gc"]
 
 
 def test_lora_model_gc_switch_and_denser_evaluation(tmp_path):
@@ -197,7 +211,7 @@ def test_lora_model_gc_switch_and_denser_evaluation(tmp_path):
     assert trainer.state.global_step == 8 and model.is_gradient_checkpointing
     assert gov.seen == [[True, True, False, True]] * 2  # qlora needs a new base: GovernedTrainer's
     assert cb.action_masks().tolist() == [True, False, False, True]  # now lora+gc
-    assert [d["strategy"] for d in cb.decisions] == ["lora", "lora+gc", "lora+gc"]
+    assert [d["strategy"] for d in cb.decisions] == ["lora", "lora", "lora+gc"]  # as observed, before acting
     assert [d["action"] for d in cb.decisions] == ["continue", "switch:lora+gc", "truncated"]
     assert cb.flops["eval"] == 5 * cb.eval_flops  # steps 0, 2, 4, 6, 8
     assert cb.step_flops["lora+gc"] > cb.step_flops["lora"]
