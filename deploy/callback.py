@@ -60,6 +60,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from transformers import TrainerCallback
 from transformers.trainer_utils import IntervalStrategy
 
@@ -226,6 +227,7 @@ class GovernorCallback(TrainerCallback):
         self.lam, self.cap_mb, self.k = float(lam), float(cap_mb), int(k)
         self.log_path = Path(log_path) if log_path is not None else None
         self.notes: list[str] = []
+        self.training = False
         self._reset_run()
 
     # ------------------------------------------------------------------ setup
@@ -267,6 +269,7 @@ class GovernorCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         """Measure one optimizer step's FLOPs on a real batch, then count the first evaluation."""
         self._reset_run()
+        self.training = True
         self.device = next(model.parameters()).device
         if self.cap_mb > 0 and self.device.type != "cuda":
             raise ConfigError(
@@ -280,13 +283,20 @@ class GovernorCallback(TrainerCallback):
         if self.budget is None:
             steps = self.budget_value
             if self.budget_kind == "budget_epochs":
-                per_epoch = max(len(kwargs["train_dataloader"]) // args.gradient_accumulation_steps, 1)
+                try:
+                    batches = len(kwargs["train_dataloader"])
+                except TypeError:
+                    raise ConfigError(
+                        "GovernorCallback: budget_epochs needs a train dataset with a length (an epoch has a "
+                        "size); this one is iterable only. Give budget_steps or budget_flops instead."
+                    ) from None
+                per_epoch = max(batches // args.gradient_accumulation_steps, 1)
                 steps = self.budget_value * per_epoch
             self.steps_budget = math.ceil(steps)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         _register_formulas()
-        self._counter = torch.utils.flop_counter.FlopCounterMode(display=False)
+        self._counter = FlopCounterMode(display=False)
         self._counter.__enter__()  # left in on_evaluate, once eval_on_start's evaluation has run
 
     def _measure_step(self) -> None:
@@ -319,8 +329,11 @@ class GovernorCallback(TrainerCallback):
                 n_evals = self.steps_budget // int(args.eval_steps) + 1
                 self.budget = float(self.flops["measure"] + self.steps_budget * self.step_flops[self.strategy]
                                     + n_evals * self.eval_flops)  # fmt: skip
+        if not self.training:  # trainer.evaluate() outside train(): nothing to govern
+            return
         self.flops["eval"] += self.eval_flops or 0
-        if self.ended or state.global_step % self.k:
+        decided = self.decisions and self.decisions[-1]["step"] == state.global_step
+        if self.ended or decided or state.global_step % self.k:
             return
         e = (metrics or {}).get("eval_loss")
         if e is None:
@@ -334,6 +347,7 @@ class GovernorCallback(TrainerCallback):
         if self._counter is not None:  # training ended before the first evaluation
             self._counter.__exit__(None, None, None)
             self._counter = None
+        self.training = False
         self.ended = self.ended or "trainer"  # max_steps / epochs / another callback ended it first
         self._write(state)
 

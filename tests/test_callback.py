@@ -175,6 +175,8 @@ def test_trainer_ending_first_is_logged(tmp_path):
     log = _check_log(tmp_path / "e.json")
     assert log["ended"] == "trainer" and [d["step"] for d in log["decisions"]] == [0, 4, 8]
     assert log["decisions"][-1]["budget_frac"] < 0.05
+    trainer.evaluate()  # after train(): no decision, no FLOPs charged
+    assert len(cb.decisions) == 3 and cb.flops["eval"] == 3 * cb.eval_flops
 
 
 def test_gc_toggle_in_place_and_masks(tmp_path):
