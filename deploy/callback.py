@@ -201,16 +201,28 @@ class GovernorCallback(TrainerCallback):
                 f"(missing {missing or 'predict'}). Build a heuristic with its action list, e.g. "
                 "make_policy('patience', ['continue', 'stop']), or load an exported governor."
             )
-        given = {k: v for k, v in (("budget_flops", budget_flops), ("budget_epochs", budget_epochs),
-                                   ("budget_steps", budget_steps)) if v is not None}  # fmt: skip
+        given = {
+            k: v
+            for k, v in (
+                ("budget_flops", budget_flops),
+                ("budget_epochs", budget_epochs),
+                ("budget_steps", budget_steps),
+            )
+            if v is not None
+        }
         if len(given) != 1:
             raise ConfigError(
                 f"GovernorCallback: give exactly one budget (budget_flops, budget_epochs or budget_steps); "
                 f"got {', '.join(f'{k}={v}' for k, v in given.items()) or 'none'}. The governor's "
                 "observation is the fraction of the budget left, so it needs one, e.g. budget_epochs=3."
             )
-        (kind, value), = given.items()  # fmt: skip
-        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
+        ((kind, value),) = given.items()
+        if not (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value > 0
+        ):
             raise ConfigError(f"GovernorCallback: {kind} must be a finite number > 0; got {value!r}.")
         k = interval_steps if interval_steps is not None else getattr(governor, "interval_steps", None)
         if k is None or isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -249,13 +261,20 @@ class GovernorCallback(TrainerCallback):
         k = self.k
         ls = args.logging_steps
         if args.logging_strategy != IntervalStrategy.STEPS or ls < 1 or k % int(ls):
-            self._note(f"logging_strategy={args.logging_strategy}, logging_steps={ls} -> steps, 1 "
-                       f"(grad-norm statistics need every step's grad_norm)")  # fmt: skip
+            self._note(
+                f"logging_strategy={args.logging_strategy}, logging_steps={ls} -> steps, 1 "
+                f"(grad-norm statistics need every step's grad_norm)"
+            )
             args.logging_strategy, args.logging_steps = IntervalStrategy.STEPS, 1
         if args.eval_strategy == IntervalStrategy.NO:
             self._note(f"eval_strategy=no -> steps, eval_steps={k} (one evaluation per decision)")
             args.eval_strategy, args.eval_steps = IntervalStrategy.STEPS, k
-        elif args.eval_strategy != IntervalStrategy.STEPS or not args.eval_steps or args.eval_steps < 1 or k % int(args.eval_steps):
+        elif (
+            args.eval_strategy != IntervalStrategy.STEPS
+            or not args.eval_steps
+            or args.eval_steps < 1
+            or k % int(args.eval_steps)
+        ):
             raise ConfigError(
                 f"GovernorCallback: the governor decides every {k} steps on a fresh eval loss, but the Trainer "
                 f"evaluates with eval_strategy={args.eval_strategy!s}, eval_steps={args.eval_steps}. Set "
@@ -277,7 +296,9 @@ class GovernorCallback(TrainerCallback):
                 f"model is on {self.device.type}. Pass cap_mb=0 (no cap) on this device."
             )
         self.model, self.args = model, args
-        self.batch_size = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.n_gpu, 1)
+        self.batch_size = (
+            args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.n_gpu, 1)
+        )
         self._probe = _probe_batch(kwargs.get("train_dataloader"), args, self.device)
         self._measure_step()
         if self.budget is None:
@@ -314,21 +335,29 @@ class GovernorCallback(TrainerCallback):
     # ------------------------------------------------------------------ events
     def on_step_end(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
         self.flops["train"] += self.step_flops[self.strategy]
-        if optimizer is not None:  # after the scheduler's step, where the env reads it (the log is one step earlier)
+        # after the scheduler's step, where the env reads it (the log is one step earlier)
+        if optimizer is not None:
             self.lr = float(optimizer.param_groups[0]["lr"])
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         if logs and "loss" in logs and "eval_loss" not in logs:
             self.logs.append({k: logs[k] for k in ("loss", "grad_norm", "learning_rate") if k in logs})
 
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         if self._counter is not None:
             self._counter.__exit__(None, None, None)
             self.eval_flops, self._counter = int(self._counter.get_total_flops()), None
             if self.budget is None:  # steps x step FLOPs + the evaluations they include (+ E_0)
                 n_evals = self.steps_budget // int(args.eval_steps) + 1
-                self.budget = float(self.flops["measure"] + self.steps_budget * self.step_flops[self.strategy]
-                                    + n_evals * self.eval_flops)  # fmt: skip
+                self.budget = float(
+                    self.flops["measure"]
+                    + self.steps_budget * self.step_flops[self.strategy]
+                    + n_evals * self.eval_flops
+                )
         if not self.training:  # trainer.evaluate() outside train(): nothing to govern
             return
         self.flops["eval"] += self.eval_flops or 0
@@ -371,10 +400,18 @@ class GovernorCallback(TrainerCallback):
             torch.cuda.reset_peak_memory_stats(self.device)
         used = float(sum(self.flops.values()))
         reading = reading_from_trainer(
-            flops_used=used, budget=self.budget, eval_loss=eval_loss, logs=self.logs,
-            peak_lr=self.args.learning_rate, batch_size=self.batch_size, mem_peak_mb=mem,
-            cap_mb=self.cap_mb, strategy=self.strategy, lam=self.lam, lr=self.lr if self.logs else None,
-        )  # fmt: skip
+            flops_used=used,
+            budget=self.budget,
+            eval_loss=eval_loss,
+            logs=self.logs,
+            peak_lr=self.args.learning_rate,
+            batch_size=self.batch_size,
+            mem_peak_mb=mem,
+            cap_mb=self.cap_mb,
+            strategy=self.strategy,
+            lam=self.lam,
+            lr=self.lr if self.logs else None,
+        )
         self.logs = []
         obs = self.observer.observe(reading)
         mask = self.action_masks()
@@ -385,7 +422,8 @@ class GovernorCallback(TrainerCallback):
             action, _ = self.governor.predict(obs, action_masks=mask)
             a = int(np.asarray(action).reshape(-1)[0])
             valid = 0 <= a < len(self.action_names) and mask[a]
-            name = self.action_names[a] if valid else "continue"  # a masked action acts as continue (the env's rule)
+            # a masked action acts as continue (the env's rule)
+            name = self.action_names[a] if valid else "continue"
             if not valid:
                 chosen = self.action_names[a] if 0 <= a < len(self.action_names) else a
         if name in ("stop", "truncated"):
@@ -396,10 +434,15 @@ class GovernorCallback(TrainerCallback):
         elif name.startswith("switch:"):
             self._toggle_gc(Strategy.parse(name.split(":", 1)[1]).gc)
         row = {
-            "step": state.global_step, "flops_used": used, "budget_frac": used / self.budget,
-            "eval_loss": eval_loss, "train_loss": reading.train_loss, "action": name,
-            "strategy": reading.strategy, "obs": [float(x) for x in obs],
-        }  # fmt: skip
+            "step": state.global_step,
+            "flops_used": used,
+            "budget_frac": used / self.budget,
+            "eval_loss": eval_loss,
+            "train_loss": reading.train_loss,
+            "action": name,
+            "strategy": reading.strategy,
+            "obs": [float(x) for x in obs],
+        }
         if chosen is not None:
             row["invalid_action"] = chosen
         self.decisions.append(row)
@@ -425,15 +468,28 @@ class GovernorCallback(TrainerCallback):
     def _write(self, state: Any) -> None:
         if self.log_path is None:
             return
-        write_json(self.log_path, {
-            "format": LOG_FORMAT, "govgym": __version__, "spec_hash": spec_hash(),
-            "features": list(FEATURE_NAMES), "governor": type(self.governor).__name__,
-            "action_names": self.action_names, "interval_steps": self.k, "lam": self.lam, "cap_mb": self.cap_mb,
-            "budget": {"kind": self.budget_kind, "value": self.budget_value, "flops": self.budget},
-            "step_flops": self.step_flops, "eval_flops": self.eval_flops, "flops": self.flops,
-            "notes": self.notes, "ended": self.ended, "global_step": state.global_step,
-            "decisions": self.decisions,
-        })  # fmt: skip
+        write_json(
+            self.log_path,
+            {
+                "format": LOG_FORMAT,
+                "govgym": __version__,
+                "spec_hash": spec_hash(),
+                "features": list(FEATURE_NAMES),
+                "governor": type(self.governor).__name__,
+                "action_names": self.action_names,
+                "interval_steps": self.k,
+                "lam": self.lam,
+                "cap_mb": self.cap_mb,
+                "budget": {"kind": self.budget_kind, "value": self.budget_value, "flops": self.budget},
+                "step_flops": self.step_flops,
+                "eval_flops": self.eval_flops,
+                "flops": self.flops,
+                "notes": self.notes,
+                "ended": self.ended,
+                "global_step": state.global_step,
+                "decisions": self.decisions,
+            },
+        )
 
 
 def _load(path: str | os.PathLike[str]) -> Any:

@@ -38,10 +38,19 @@ def _args(tmp_path: Path, **over):
     from transformers import TrainingArguments
 
     kw = dict(
-        output_dir=str(tmp_path / "out"), max_steps=40, per_device_train_batch_size=4,
-        per_device_eval_batch_size=8, learning_rate=3e-3, report_to=[], use_cpu=True,
-        save_strategy="no", disable_tqdm=True, seed=0, lr_scheduler_type="linear", warmup_steps=2,
-    )  # fmt: skip
+        output_dir=str(tmp_path / "out"),
+        max_steps=40,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=8,
+        learning_rate=3e-3,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+        lr_scheduler_type="linear",
+        warmup_steps=2,
+    )
     kw.update(over)
     return TrainingArguments(**kw)
 
@@ -78,7 +87,13 @@ def test_observation_parity_with_env():
     def recording(fn):
         def step(*a, **kw):
             loss, gn = fn(*a, **kw)
-            steps.append({"loss": float(loss), "grad_norm": float(gn), "learning_rate": run.optimizer.param_groups[0]["lr"]})
+            steps.append(
+                {
+                    "loss": float(loss),
+                    "grad_norm": float(gn),
+                    "learning_rate": run.optimizer.param_groups[0]["lr"],
+                }
+            )
             return loss, gn
 
         return step
@@ -96,10 +111,19 @@ def test_observation_parity_with_env():
     obs = Observer()
     for r, log, want in zip(readings, logs, env_obs):
         got = reading_from_trainer(
-            flops_used=r.flops_used, budget=r.budget, eval_loss=r.eval_loss, logs=log, peak_lr=run.lr,
-            batch_size=r.batch_size, mem_peak_mb=r.mem_peak_mb, cap_mb=r.cap_mb, strategy=r.strategy,
-            lam=r.lam, kept_fraction=r.kept_fraction, grad_noise_scale=r.grad_noise_scale,
-        )  # fmt: skip
+            flops_used=r.flops_used,
+            budget=r.budget,
+            eval_loss=r.eval_loss,
+            logs=log,
+            peak_lr=run.lr,
+            batch_size=r.batch_size,
+            mem_peak_mb=r.mem_peak_mb,
+            cap_mb=r.cap_mb,
+            strategy=r.strategy,
+            lam=r.lam,
+            kept_fraction=r.kept_fraction,
+            grad_noise_scale=r.grad_noise_scale,
+        )
         assert got == r  # the callback's aggregation of per-step logs is the run's IntervalStats'
         np.testing.assert_array_equal(obs.observe(got), want)
 
@@ -126,18 +150,32 @@ def test_stop_in_sequence_classification_trainer(tmp_path):
     from transformers import BertConfig, BertForSequenceClassification, Trainer
 
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=32, num_labels=2)  # fmt: skip
+    cfg = BertConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        num_labels=2,
+    )
     rng = np.random.default_rng(0)
     ids = rng.integers(1, 64, (40, 12))
 
     def rows(sl):
-        return Dataset.from_dict({"input_ids": ids[sl].tolist(), "labels": (ids[sl, 0] > 32).astype(int).tolist()})
+        return Dataset.from_dict(
+            {"input_ids": ids[sl].tolist(), "labels": (ids[sl, 0] > 32).astype(int).tolist()}
+        )
 
     gov = Scripted(NAMES, ["continue", "continue", "stop"])
     cb = GovernorCallback(gov, budget_epochs=4, interval_steps=3, lam=0.1, log_path=tmp_path / "c.json")
-    trainer = Trainer(BertForSequenceClassification(cfg), _args(tmp_path), train_dataset=rows(slice(0, 32)),
-                      eval_dataset=rows(slice(32, 40)), callbacks=[cb])  # fmt: skip
+    trainer = Trainer(
+        BertForSequenceClassification(cfg),
+        _args(tmp_path),
+        train_dataset=rows(slice(0, 32)),
+        eval_dataset=rows(slice(32, 40)),
+        callbacks=[cb],
+    )
     trainer.train()
     assert trainer.state.global_step == 6
     log = _check_log(tmp_path / "c.json")
@@ -146,8 +184,9 @@ def test_stop_in_sequence_classification_trainer(tmp_path):
 
 
 def test_epoch_budget_measured_by_flop_counter_and_truncates(tmp_path):
-    cb = GovernorCallback(make_policy("fixed_budget", NAMES), budget_epochs=2, interval_steps=4,
-                          log_path=tmp_path / "b.json")  # fmt: skip
+    cb = GovernorCallback(
+        make_policy("fixed_budget", NAMES), budget_epochs=2, interval_steps=4, log_path=tmp_path / "b.json"
+    )
     trainer = _llm_trainer(tmp_path, cb, num_train_epochs=5, max_steps=-1, gradient_accumulation_steps=2)
     trainer.train()
     model = trainer.model
@@ -168,8 +207,9 @@ def test_epoch_budget_measured_by_flop_counter_and_truncates(tmp_path):
 
 
 def test_trainer_ending_first_is_logged(tmp_path):
-    cb = GovernorCallback(make_policy("fixed_budget", NAMES), budget_steps=1000, interval_steps=4,
-                          log_path=tmp_path / "e.json")  # fmt: skip
+    cb = GovernorCallback(
+        make_policy("fixed_budget", NAMES), budget_steps=1000, interval_steps=4, log_path=tmp_path / "e.json"
+    )
     trainer = _llm_trainer(tmp_path, cb, max_steps=8)
     trainer.train()
     log = _check_log(tmp_path / "e.json")
@@ -200,8 +240,10 @@ def test_lora_model_gc_switch_and_denser_evaluation(tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import Trainer
 
-    model = get_peft_model(tiny_llama(vocab=64, hidden=32, layers=2, heads=2, inter=64),
-                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))  # fmt: skip
+    model = get_peft_model(
+        tiny_llama(vocab=64, hidden=32, layers=2, heads=2, inter=64),
+        LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+    )
     names = ["continue", "switch:lora+gc", "switch:qlora+gc", "stop"]
     gov = Scripted(names, ["continue", "switch:lora+gc"])
     cb = GovernorCallback(gov, budget_steps=8, interval_steps=4)
@@ -223,11 +265,23 @@ def test_stop_keeps_the_best_checkpoint(tmp_path):
     """The state at the stop is saved (step 9 is no save step), and load_best_model_at_end loads the best."""
     gov = Scripted(NAMES, ["continue", "continue", "continue", "stop"])
     cb = GovernorCallback(gov, budget_steps=40, interval_steps=3)
-    trainer = _llm_trainer(tmp_path, cb, save_strategy="steps", save_steps=6, eval_strategy="steps", eval_steps=3,
-                           load_best_model_at_end=True, metric_for_best_model="eval_loss")  # fmt: skip
+    trainer = _llm_trainer(
+        tmp_path,
+        cb,
+        save_strategy="steps",
+        save_steps=6,
+        eval_strategy="steps",
+        eval_steps=3,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+    )
     trainer.train()
     assert trainer.state.global_step == 9 and (tmp_path / "out" / "checkpoint-9").is_dir()
-    saved = [(h["eval_loss"], h["step"]) for h in trainer.state.log_history if "eval_loss" in h and h["step"] in (6, 9)]
+    saved = [
+        (h["eval_loss"], h["step"])
+        for h in trainer.state.log_history
+        if "eval_loss" in h and h["step"] in (6, 9)
+    ]
     best = min(saved)
     assert trainer.state.best_model_checkpoint.endswith(f"checkpoint-{best[1]}")
 
@@ -264,7 +318,9 @@ def test_constructor_errors(kw, match):
 
 def test_governor_without_stop_is_refused():
     with pytest.raises(ConfigError, match="'continue' and 'stop'"):
-        GovernorCallback(make_policy("patience", ["continue", "reprune_hardest"]), budget_steps=10, interval_steps=2)
+        GovernorCallback(
+            make_policy("patience", ["continue", "reprune_hardest"]), budget_steps=10, interval_steps=2
+        )
 
 
 def test_missing_artifact_is_a_config_error(tmp_path):
