@@ -1,0 +1,114 @@
+"""GovernorCallback overhead: the same Hugging Face Trainer run with and without the callback.
+
+Both sides train the same tiny Llama on the same batches with the same TrainingArguments; the
+callback side adds ``GovernorCallback`` with a governor that always continues (``fixed_budget``), so
+it does all of its bookkeeping (per-step logs, the observation every K steps, the decision log) and
+never changes the run. The callback needs a log record every step and an evaluation every K steps,
+so the baseline gets the same ``logging_steps=1`` / ``eval_steps=K`` (``--same-args``, the default):
+the ratio is then the callback's own cost. ``--plain`` instead compares with a run that logs every
+50 steps and never evaluates, i.e. what a user pays in total for the evaluations a governor needs.
+
+Rounds alternate the two sides in one process; the ratio is of the median ms per optimizer step
+(``train_runtime / global_step``, evaluation included).
+
+    python benchmarks/callback_overhead.py --rounds 5 --steps 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import warnings
+
+import torch
+from datasets import Dataset
+from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+from transformers.utils import logging as hf_logging
+
+from govgym.agents.heuristics import make_policy
+from govgym.deploy.callback import GovernorCallback
+
+NAMES = ["continue", "stop"]
+
+
+def model() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    cfg = LlamaConfig(  # ~1.1M parameters: the embedded default's shape
+        vocab_size=2048,
+        hidden_size=128,
+        intermediate_size=352,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+    )
+    return LlamaForCausalLM(cfg)
+
+
+def data(n: int, seq: int) -> Dataset:
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 2048, (n, seq), generator=g)
+    return Dataset.from_dict({"input_ids": ids.tolist(), "labels": ids.tolist()})
+
+
+def one_run(with_callback: bool, steps: int, k: int, plain: bool, train: Dataset, held: Dataset) -> float:
+    """ms per optimizer step of one Trainer run (evaluation included)."""
+    with tempfile.TemporaryDirectory() as out:
+        evals = (
+            {}
+            if plain and not with_callback
+            else {"eval_strategy": "steps", "eval_steps": k, "eval_on_start": True}
+        )
+        args = TrainingArguments(
+            out,
+            max_steps=steps,
+            per_device_train_batch_size=8,  # 8 seqs x 128 tokens = 1,024 tokens/step
+            per_device_eval_batch_size=8,
+            learning_rate=1e-3,
+            logging_steps=50 if plain and not with_callback else 1,
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            use_cpu=True,
+            seed=0,
+            **evals,
+        )
+        callbacks = []
+        if with_callback:
+            gov = make_policy("fixed_budget", NAMES)
+            callbacks = [GovernorCallback(gov, budget_flops=1e18, interval_steps=k, log_path=f"{out}/d.json")]
+        trainer = Trainer(model(), args, train_dataset=train, eval_dataset=held, callbacks=callbacks)
+        result = trainer.train()
+        return 1000.0 * result.metrics["train_runtime"] / trainer.state.global_step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--rounds", type=int, default=5, help="alternating rounds (each side runs once per round)"
+    )
+    ap.add_argument("--steps", type=int, default=60, help="optimizer steps per run")
+    ap.add_argument("--interval", type=int, default=20, help="decision interval K")
+    ap.add_argument("--plain", action="store_true", help="baseline logs every 50 steps and never evaluates")
+    a = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    hf_logging.set_verbosity_error()
+    train, held = data(512, 128), data(32, 128)
+    base, gov = [], []
+    for r in range(a.rounds):
+        order = (False, True) if r % 2 == 0 else (True, False)  # alternate who goes first
+        for side in order:
+            (gov if side else base).append(one_run(side, a.steps, a.interval, a.plain, train, held))
+    b, g = statistics.median(base), statistics.median(gov)
+    kind = "plain run (no eval, log every 50)" if a.plain else "same args (log every step, eval every K)"
+    print(
+        f"{a.rounds} rounds x {a.steps} steps, K={a.interval}, {torch.get_num_threads()} threads; baseline: {kind}"
+    )
+    print(f"Trainer alone        : {b:8.2f} ms/step  (rounds: {', '.join(f'{x:.1f}' for x in base)})")
+    print(f"Trainer + callback   : {g:8.2f} ms/step  (rounds: {', '.join(f'{x:.1f}' for x in gov)})")
+    print(f"ratio callback/alone : {g / b:.4f}   (goal <= 1.01)")
+
+
+if __name__ == "__main__":
+    main()
