@@ -277,7 +277,8 @@ def _network(meta: dict[str, Any], state: dict[str, np.ndarray]) -> tuple[dict[s
     return net, weights
 
 
-def _is_agent(source: str) -> bool:
+def is_agent_source(source: str) -> bool:
+    """Whether ``source`` names an agent (a folder, ``.zip`` or ``.json``) rather than a heuristic spec."""
     p = Path(source)
     return source.endswith((".zip", ".json")) or p.is_dir()
 
@@ -303,7 +304,7 @@ def export(source: str | Path, out_dir: str | Path, reference: Any = None, insta
     source = str(source)
     out = Path(out_dir)
     weights: dict[str, np.ndarray] = {}
-    if _is_agent(source):
+    if is_agent_source(source):
         folder, ameta, policy_bytes, norm = _agent_files(Path(source))
         cfg = ameta.get("config") or {}
         k, _, inst_file = _interval_and_actions(instances or cfg.get("instances", ""))
@@ -481,4 +482,12 @@ def artifact_bytes(path: str | Path) -> int:
     return sum(f.stat().st_size for f in (folder / META_FILE, folder / WEIGHTS_FILE) if f.is_file())
 
 
-__all__ = ["ArtifactError", "Governor", "artifact_bytes", "export", "load_governor", "timed_load"]
+__all__ = [
+    "ArtifactError",
+    "Governor",
+    "artifact_bytes",
+    "export",
+    "is_agent_source",
+    "load_governor",
+    "timed_load",
+]
