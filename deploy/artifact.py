@@ -96,6 +96,20 @@ def _activation(name: str, x: np.ndarray) -> np.ndarray:
     raise ArtifactError(f"activation {name!r} is not one of {', '.join(ACTIVATIONS)}.")
 
 
+def _categorical_mode(logits: np.ndarray) -> np.ndarray:
+    """The mode of torch's ``Categorical(logits=...)`` as SB3 takes it: argmax of its probabilities.
+
+    Done step by step as torch does it in float32 (logits minus their logsumexp, then softmax), so that
+    two actions whose logits differ by less than float32 can resolve tie the same way (first index).
+    """
+    z = logits.astype(np.float32)
+    m = z.max(axis=1, keepdims=True)
+    lse = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True, dtype=np.float32))
+    z = z - lse
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True, dtype=np.float32)).argmax(axis=1)
+
+
 class Governor:
     """An exported policy: SB3's ``predict`` over govgym's observation, with numpy only.
 
@@ -179,9 +193,7 @@ class Governor:
             if self.masked and action_masks is not None:
                 m = np.asarray(action_masks, dtype=bool).reshape(len(o), self.n_actions)
                 z = np.where(m, z, np.float32(-1e8))  # MaskableCategorical's HUGE_NEG
-            z = z - z.max(axis=1, keepdims=True)  # the mode of the categorical: argmax of its probabilities
-            p = np.exp(z)
-            a = (p / p.sum(axis=1, keepdims=True)).argmax(axis=1)
+            a = _categorical_mode(z)
         a = a.astype(np.int64)
         return (a.reshape(()) if single else a), state
 
