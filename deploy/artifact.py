@@ -461,10 +461,15 @@ def load_governor(path: str | Path) -> Governor:
         if not file.is_file():
             raise ArtifactError(f"governor: {file.name} is missing from {folder}; copy the whole artifact folder.")
         data = file.read_bytes()
-        if len(data) != entry.get("bytes") or _sha(data) != entry.get("sha256"):
+        if len(data) != entry.get("bytes"):
             raise ArtifactError(
-                f"governor: {file.name} holds {len(data)} bytes, governor.json expects {entry.get('bytes')} with its sha256"
-                f"{' (truncated)' if len(data) != entry.get('bytes') else ''}: it was changed after export. Refused; export it again."
+                f"governor: {file} holds {len(data)} bytes, governor.json expects {entry.get('bytes')}: it was truncated "
+                "(cut off while written or copied). Refused; copy or export it again."
+            )
+        if _sha(data) != entry.get("sha256"):
+            raise ArtifactError(
+                f"governor: {file} fails its sha256 in governor.json: its bytes were changed after export (corruption "
+                "or tampering). Refused; export it again."
             )
         try:
             weights = st_load(data)

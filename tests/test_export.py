@@ -202,7 +202,7 @@ def _resign(folder: Path, edit) -> None:
 def test_truncated_weights_are_refused(copy):
     p = copy / "policy.safetensors"
     p.write_bytes(p.read_bytes()[:-100])
-    with pytest.raises(ArtifactError, match="policy.safetensors holds .* bytes.*truncated"):
+    with pytest.raises(ArtifactError, match="policy.safetensors holds .* bytes, governor.json expects .*: it was truncated"):
         load_governor(copy)
 
 
@@ -211,7 +211,7 @@ def test_edited_weights_are_refused(copy):
     data = bytearray(p.read_bytes())
     data[-5] ^= 0x01
     p.write_bytes(bytes(data))
-    with pytest.raises(ArtifactError, match="policy.safetensors .*changed after export"):
+    with pytest.raises(ArtifactError, match="policy.safetensors fails its sha256 in governor.json: its bytes were changed after export"):
         load_governor(copy)
 
 
