@@ -31,7 +31,11 @@ def _register() -> None:
     # but deployment (an exported policy in a Trainer run) needs only torch and transformers, so an
     # environment without it is not an error here.
 
-    if importlib.util.find_spec("gymnasium") is not None:
+    try:
+        found = importlib.util.find_spec("gymnasium") is not None
+    except (ImportError, ValueError):  # an import hook that refuses it: deploying without gymnasium
+        found = False
+    if found:
         from govgym.envs import register_envs
 
         register_envs()

@@ -13,13 +13,14 @@ Subcommands (``govgym <cmd> --help`` lists each one's config keys with their doc
   train       train an SB3 governor (MaskablePPO / PPO / DQN) on the train split; --resume after a kill
   tune        grid-search each heuristic's knobs on the train split (mean return); writes heuristics.yaml
   evaluate    every policy x held-out instances x seeds: leaderboard (terminal, CSV/JSON) and plots
+  export      a trained agent or a heuristic as a governor artifact that runs with numpy only
 
 One option style for every subcommand:
   key=value   every setting: a config key, listed with its doc by `govgym <cmd> --help`
               (e.g. `govgym run interval=10 optim.lr=3e-4`, `govgym evaluate seeds=5 split=test`)
   --flag      only where files go and how the process behaves: --config, --out, --write, --agent,
               --resume, --no-progress, -v
-  positional  the file a command acts on: `replay STATE.json`, `plot-traces FOLDER`
+  positional  the file a command acts on: `replay STATE.json`, `plot-traces FOLDER`, `export SOURCE`
 Flags and key=value pairs may come in any order. Earlier spellings of a key as a flag (`--seeds 2`,
 `--interval 10`) still work and mean the same key=value.
 """
@@ -41,6 +42,7 @@ from govgym.agents.train import TrainConfig
 from govgym.cli.options import (
     CollectJob,
     DemoJob,
+    ExportJob,
     PlotJob,
     PruneJob,
     ReplayJob,
@@ -136,6 +138,13 @@ COMMANDS = [
         "runs/evaluate",
         "folder for leaderboard.csv/json, episodes.csv/json, PNGs",
     ),
+    Command(
+        "export",
+        "a trained agent or a heuristic as a governor artifact (numpy only: no SB3, gymnasium or pickle)",
+        (ExportJob,),
+        "governor",
+        "artifact folder for governor.json and policy.safetensors",
+    ),
 ]
 BY_NAME = {c.name: c for c in COMMANDS}
 LEGACY = "_legacy_"  # argparse dest prefix of the hidden flag spelling of a key
@@ -176,12 +185,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
             p.add_argument("state", help="STATE.json written by collect / env.state()")
         elif cmd.name == "plot-traces":
             p.add_argument("traces", help="folder of .parquet episodes (e.g. runs/collect/traces)")
+        elif cmd.name == "export":
+            p.add_argument(
+                "source",
+                help="a trained agent (DIR, DIR/final.zip or DIR/agent.json) or a heuristic spec "
+                "(patience, marginal_gain:kappa=4)",
+            )
         if cmd.config:
             p.add_argument(
                 "--config", default="", help="YAML run config (default: the packaged configs/default.yaml)"
             )
         if cmd.out is not None:
-            p.add_argument("--out", default=cmd.out, help=f"{cmd.out_help} (default: {cmd.out})")
+            flags = ("-o", "--out") if cmd.name == "export" else ("--out",)
+            p.add_argument(*flags, default=cmd.out, help=f"{cmd.out_help} (default: {cmd.out})")
         if cmd.name == "train":
             p.add_argument(
                 "--resume",
@@ -316,6 +332,10 @@ def dispatch(args: argparse.Namespace, pairs: dict[str, Any]) -> int:
 
         job.policies = [*job.policies, *args.agent]
         evaluate(job, Path(args.out), progress=progress)
+    elif cmd.name == "export":
+        from govgym.cli.deployjobs import export_governor
+
+        export_governor(args.source, Path(args.out), job.instances)
     elif cmd.name == "demo":
         from govgym.cli.demo import demo
 

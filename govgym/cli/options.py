@@ -164,9 +164,18 @@ class DemoJob:
         check_range("workers", self.workers, 1)
 
 
+@dataclass
+class ExportJob:
+    """``govgym export``: a trained agent or a heuristic as a numpy-only governor artifact."""
+
+    instances: str = ""
+    """Instance-set YAML whose env.interval_steps is the decision interval K ('' = the agent's training set; packaged configs/instances.yaml for a heuristic)."""
+
+
 __all__ = [
     "CollectJob",
     "DemoJob",
+    "ExportJob",
     "PlotJob",
     "PruneJob",
     "ReplayJob",

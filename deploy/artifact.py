@@ -1,0 +1,510 @@
+"""Exported governors: one self-describing folder that runs with numpy only (no SB3, gymnasium, pickle).
+
+``export(source, out_dir)`` writes an artifact folder from a trained agent (its folder, ``DIR/final.zip``
+or ``DIR/agent.json``) or a heuristic spec (``patience``, ``marginal_gain:kappa=4``):
+
+- ``governor.json`` — format name and version, govgym version, kind ('agent' | 'heuristic'), the
+  observation spec (feature names in order and ``spec_hash()``), normalization statistics, action
+  names, the decision interval K it was trained with, provenance (instances, algo, env steps, source),
+  the network's layers (agent) or the heuristic's name and knobs, the sha256 of every file, and a
+  sha256 of its own canonical content;
+- ``policy.safetensors`` (agents only) — plain float32 arrays ``layer{i}.weight`` / ``layer{i}.bias``.
+
+``load_governor(path)`` checks format and version, every hash, that file names stay inside the folder
+and that the observation spec equals the running code's; it returns a ``Governor`` whose ``predict``
+has SB3's shapes. For an agent it is the deterministic forward of SB3's action path done in numpy:
+normalize (VecNormalize's formula), the policy MLP with its activation, the action logits, masked
+actions removed (as MaskablePPO does), argmax; for DQN the Q-network and argmax.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from govgym import __version__
+from govgym.agents.heuristics import POLICIES, make_policy
+from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, spec_hash
+from govgym.efficiency.strategy import Strategy
+from govgym.errors import ConfigError
+from govgym.results import atomic_write
+from govgym.typed import load_yaml
+
+FORMAT = "govgym-governor"
+VERSION = 1
+META_FILE = "governor.json"
+WEIGHTS_FILE = "policy.safetensors"
+AGENT_FORMAT = 2
+"""The agent folder format (agent.json) this exporter reads (agents/policies.py)."""
+ACTIVATIONS = ("Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU")
+DEFAULT_ACTIVATION = {"maskable_ppo": "Tanh", "ppo": "Tanh", "dqn": "ReLU"}
+"""SB3's default ``activation_fn`` of ActorCriticPolicy (Tanh) and DQNPolicy (ReLU)."""
+
+
+class ArtifactError(ConfigError):
+    """An exported governor is not what it claims (format, hash, names, observation spec); nothing was used."""
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _canonical(meta: dict[str, Any]) -> bytes:
+    """The bytes a JSON file's own hash covers: its content without ``sha256``, keys sorted, no spaces."""
+    return json.dumps(
+        {k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True, separators=(",", ":")
+    ).encode()
+
+
+def _confined(folder: Path, name: Any, what: str) -> Path:
+    """``folder/name`` if ``name`` is a plain file name inside ``folder`` (no '/', '\\', '..')."""
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or "\x00" in name or name.startswith(".."):
+        raise ArtifactError(
+            f"{what}: {name!r} is not a plain file name inside the artifact folder; names that reach outside it are refused."
+        )
+    root = folder.resolve()
+    path = (root / name).resolve()
+    if path.parent != root:
+        raise ArtifactError(f"{what}: {name!r} resolves to {path}, outside {root}; refused.")
+    return path
+
+
+# ---------------------------------------------------------------------------- numpy forward
+def _activation(name: str, x: np.ndarray) -> np.ndarray:
+    if name == "Tanh":
+        return np.tanh(x)
+    if name == "ReLU":
+        return np.maximum(x, 0)
+    if name == "LeakyReLU":
+        return np.where(x >= 0, x, x * np.float32(0.01))
+    if name == "ELU":
+        return np.where(x > 0, x, np.expm1(x))
+    if name == "SiLU":
+        return x / (1 + np.exp(-x))
+    if name == "GELU":
+        erf = np.vectorize(math.erf, otypes=[np.float64])
+        return (0.5 * x * (1 + erf(x / math.sqrt(2)))).astype(x.dtype)
+    raise ArtifactError(f"activation {name!r} is not one of {', '.join(ACTIVATIONS)}.")
+
+
+def _categorical_mode(logits: np.ndarray) -> np.ndarray:
+    """The mode of torch's ``Categorical(logits=...)`` as SB3 takes it: argmax of its probabilities.
+
+    Done step by step as torch does it in float32 (logits minus their logsumexp, then softmax), so that
+    two actions whose logits differ by less than float32 can resolve tie the same way (first index).
+    """
+    z = logits.astype(np.float32)
+    m = z.max(axis=1, keepdims=True)
+    lse = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True, dtype=np.float32))
+    z = z - lse
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True, dtype=np.float32)).argmax(axis=1)
+
+
+class Governor:
+    """An exported policy: SB3's ``predict`` over govgym's observation, with numpy only.
+
+    Attributes:
+        kind: 'agent' or 'heuristic'.
+        action_names: the env's actions, in the order the policy indexes them.
+        interval_steps: the decision interval K (optimizer steps per decision) it was trained with.
+        feature_names: the observation's features, in order.
+        meta: the artifact's governor.json.
+    """
+
+    def __init__(self, meta: dict[str, Any], weights: dict[str, np.ndarray] | None = None):
+        self.meta = meta
+        self.kind: str = meta["kind"]
+        self.action_names: list[str] = list(meta["action_names"])
+        self.interval_steps: int = int(meta["interval_steps"])
+        self.feature_names: list[str] = list(meta["observation"]["features"])
+        self.n_actions = len(self.action_names)
+        if self.kind == "heuristic":
+            h = meta["heuristic"]
+            self._heuristic = make_policy(h["name"], self.action_names, **dict(h["knobs"]))
+            return
+        net = meta["network"]
+        self.masked = bool(net["masked"])
+        self.q_values = net["head"] == "q"
+        self.layers = []
+        for i, act in enumerate(net["activations"]):
+            w, b = weights[f"layer{i}.weight"], weights[f"layer{i}.bias"]  # type: ignore[index]
+            self.layers.append((w.astype(np.float32), b.astype(np.float32), act))
+        norm = meta["normalization"]
+        self.norm_obs = bool(norm["norm_obs"])
+        self.mean = np.asarray(norm["mean"], dtype=np.float64)
+        self.var = np.asarray(norm["var"], dtype=np.float64)
+        self.clip_obs, self.epsilon = float(norm["clip_obs"]), float(norm["epsilon"])
+
+    def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
+        """VecNormalize's formula: clip((obs - mean) / sqrt(var + eps), -clip, clip) as float32."""
+        if not self.norm_obs:
+            return obs
+        return np.clip(
+            (obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip_obs, self.clip_obs
+        ).astype(np.float32)
+
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        """The action logits (or Q-values) of a batch (n, n_features) of raw observations."""
+        x = self.normalize_obs(np.asarray(obs, dtype=np.float32))
+        for w, b, act in self.layers:
+            x = x @ w.T + b
+            if act:
+                x = _activation(act, x)
+        return x
+
+    def predict(
+        self,
+        obs: Any,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = True,
+        action_masks: Any = None,
+    ) -> tuple[np.ndarray, Any]:
+        """SB3's predict: one observation (n_features,) -> a 0-d int64 array; a batch (n, n_features) -> (n,).
+
+        Always deterministic (the mode of the policy's distribution). ``action_masks`` (True = valid)
+        restrict a maskable agent's choice as MaskablePPO does; an unmasked agent (PPO, DQN) ignores
+        them, as SB3 does. Heuristics use them as in ``govgym evaluate``.
+        """
+        if self.kind == "heuristic":
+            return self._heuristic.predict(obs, state, episode_start, deterministic, action_masks)
+        o = np.asarray(obs, dtype=np.float32)
+        single = o.ndim == 1
+        o = o.reshape(1, -1) if single else o
+        n_feat = len(self.feature_names)
+        if o.ndim != 2 or o.shape[1] != n_feat:
+            raise ConfigError(
+                f"Governor.predict: expected observations of shape ({n_feat},) or (n, {n_feat}), got {np.shape(obs)}."
+            )
+        z = self.logits(o)
+        if self.q_values:
+            a = z.argmax(axis=1)
+        else:
+            if self.masked and action_masks is not None:
+                m = np.asarray(action_masks, dtype=bool).reshape(len(o), self.n_actions)
+                z = np.where(m, z, np.float32(-1e8))  # MaskableCategorical's HUGE_NEG
+            a = _categorical_mode(z)
+        a = a.astype(np.int64)
+        return (a.reshape(()) if single else a), state
+
+
+# ---------------------------------------------------------------------------- reading sources
+def _interval_and_actions(instances: str) -> tuple[int, list[str], str]:
+    """(env.interval_steps, action names, instances file) of an instance-set YAML ('' = packaged)."""
+    p = Path(instances) if instances else Path(str(files("govgym.configs") / "instances.yaml"))
+    if not p.is_file():
+        raise ConfigError(
+            f"export: the instance set {p} the policy was trained on is not a file; run from the folder you trained in "
+            "or pass instances=PATH."
+        )
+    env = load_yaml(p).get("env", {}) or {}
+    k = env.get("interval_steps", 20)
+    targets = env.get("switch_targets", ["full", "lora", "qlora", "lora+gc", "qlora+gc"])
+    names = ["continue", "reprune_hardest", "reprune_easiest"]
+    names += [f"switch:{Strategy.parse(s)}" for s in targets]
+    return int(k), [*names, "stop"], str(p)
+
+
+def _agent_files(source: Path) -> tuple[Path, dict[str, Any], bytes, dict[str, Any]]:
+    """(folder, agent.json, policy bytes, obs_norm) of a trained agent, each hash-checked."""
+    folder = source.parent if source.is_file() else source
+    meta_path = folder / "agent.json"
+    if not meta_path.is_file():
+        raise ConfigError(
+            f"export: no agent.json in {folder}; pass an agent folder written by `govgym train` (or its final.zip), or a heuristic spec."
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"export: {meta_path} is unreadable ({err}).") from None
+    if not isinstance(meta, dict) or meta.get("format") != AGENT_FORMAT:
+        raise ConfigError(
+            f"export: {meta_path} is not a format-{AGENT_FORMAT} agent.json; retrain it with this govgym."
+        )
+    if meta.get("sha256") != _sha(_canonical(meta)):
+        raise ConfigError(f"export: {meta_path} fails its content hash: it was edited after training. Refused.")
+    if meta.get("obs_spec") != spec_hash():
+        raise ConfigError(
+            f"export: the agent was trained on observation spec {meta.get('obs_spec')}, this govgym computes "
+            f"{spec_hash()}; retrain it with this version."
+        )
+    blobs = {}
+    for role in ("policy", "obs_norm"):
+        entry = (meta.get("files") or {}).get(role) or {}
+        path = _confined(folder, entry.get("name"), f"export: agent.json files.{role}")
+        data = path.read_bytes() if path.is_file() else b""
+        if _sha(data) != entry.get("sha256"):
+            raise ConfigError(f"export: {path} is missing or fails its hash in agent.json. Refused.")
+        blobs[role] = data
+    return folder, meta, blobs["policy"], json.loads(blobs["obs_norm"])
+
+
+def _network(meta: dict[str, Any], state: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The action path of an SB3 policy's state dict as numbered layers, and its description."""
+    algo = meta["algo"]
+    kw = meta.get("policy_kwargs") or {}
+    act = kw.get("activation_fn") or DEFAULT_ACTIVATION[algo]
+    if act not in ACTIVATIONS:
+        raise ConfigError(f"export: activation {act!r} is not one of {', '.join(ACTIVATIONS)}.")
+    if algo == "dqn":
+        prefixes, head = ["q_net.q_net."], "q"
+    else:
+        prefixes, head = ["mlp_extractor.policy_net.", "action_net."], "logits"
+
+    def indices(prefix: str) -> list[str]:
+        found = {k[len(prefix) :].rsplit(".", 1)[0] for k in state if k.startswith(prefix)}
+        return sorted(found, key=lambda s: int(s) if s.isdigit() else -1)
+
+    linears = []
+    for prefix in prefixes:
+        keys = indices(prefix) if prefix != "action_net." else [""]
+        for key in keys:
+            stem = f"{prefix}{key}." if key else prefix
+            linears.append((state[f"{stem}weight"], state[f"{stem}bias"]))
+    if not linears:
+        raise ConfigError("export: the agent's policy.safetensors holds no action network.")
+    n_hidden = len(linears) - 1  # every hidden layer is followed by the activation, the output layer is not
+    acts = [act if i < n_hidden else "" for i in range(len(linears))]
+    weights = {}
+    for i, (w, b) in enumerate(linears):
+        weights[f"layer{i}.weight"] = np.ascontiguousarray(w, dtype=np.float32)
+        weights[f"layer{i}.bias"] = np.ascontiguousarray(b, dtype=np.float32)
+    net = {
+        "activations": acts,
+        "head": head,
+        "masked": meta.get("policy_class") == "MaskableActorCriticPolicy",
+        "shapes": [list(w.shape) for w, _ in linears],
+        "policy_class": meta.get("policy_class"),
+    }
+    return net, weights
+
+
+def is_agent_source(source: str) -> bool:
+    """Whether ``source`` names an agent (a folder, ``.zip`` or ``.json``) rather than a heuristic spec."""
+    p = Path(source)
+    return source.endswith((".zip", ".json")) or p.is_dir()
+
+
+# ---------------------------------------------------------------------------- export / load
+def export(source: str | Path, out_dir: str | Path, reference: Any = None, instances: str = "") -> Path:
+    """Write the artifact of ``source`` to ``out_dir``, load it back and check it acts as the source.
+
+    Args:
+        source: an agent folder, ``DIR/final.zip`` or ``DIR/agent.json``; or a heuristic spec
+            (``patience``, ``marginal_gain:kappa=4``; without knobs, the tuned ones of the packaged
+            heuristics.yaml).
+        out_dir: the artifact folder (created; its governor.json and policy.safetensors are replaced).
+        reference: the source policy the artifact must match (SB3's ``predict``), e.g.
+            ``govgym.agents.policies.AgentPolicy(source)``; required for an agent (deploy imports no
+            SB3), built here for a heuristic.
+        instances: the instance set whose ``env.interval_steps`` is K ('' = the agent's training set,
+            or the packaged one for a heuristic).
+
+    Returns:
+        The path of the written governor.json.
+    """
+    source = str(source)
+    out = Path(out_dir)
+    weights: dict[str, np.ndarray] = {}
+    if is_agent_source(source):
+        folder, ameta, policy_bytes, norm = _agent_files(Path(source))
+        cfg = ameta.get("config") or {}
+        k, _, inst_file = _interval_and_actions(instances or cfg.get("instances", ""))
+        net, weights = _network(ameta, st_load(policy_bytes))
+        actions = list(ameta.get("action_names") or [])
+        if net["shapes"][-1][0] != len(actions):
+            raise ConfigError(f"export: the network has {net['shapes'][-1][0]} outputs for {len(actions)} actions.")
+        body: dict[str, Any] = {
+            "kind": "agent",
+            "network": net,
+            "normalization": {key: norm[key] for key in ("norm_obs", "mean", "var", "count", "clip_obs", "epsilon")},
+            "provenance": {
+                "source": str(folder.resolve()),
+                "algo": ameta.get("algo"),
+                "env_steps": ameta.get("env_steps"),
+                "instances": inst_file,
+                "trained_with": ameta.get("govgym_version"),
+                "agent_sha256": ameta.get("sha256"),
+            },
+        }
+        if reference is None:
+            raise TypeError(
+                "export(agent): pass reference=govgym.agents.policies.AgentPolicy(source), the SB3 policy the artifact is checked against."
+            )
+    else:
+        name, knobs, label = _heuristic_spec(source)
+        k, actions, inst_file = _interval_and_actions(instances)
+        make_policy(name, actions, **dict(knobs))  # a bad knob is refused before anything is written
+        body = {
+            "kind": "heuristic",
+            "heuristic": {"name": name, "knobs": knobs, "spec": label},
+            "provenance": {"source": source, "algo": "heuristic", "env_steps": 0, "instances": inst_file},
+        }
+        reference = make_policy(name, actions, **dict(knobs))
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "govgym_version": __version__,
+        "observation": {"features": list(FEATURE_NAMES), "spec_hash": spec_hash()},
+        "action_names": actions,
+        "interval_steps": k,
+        **body,
+        "files": {},
+    }
+    if weights:
+        blob = st_save(weights)
+        meta["files"]["policy"] = {"name": WEIGHTS_FILE, "sha256": _sha(blob), "bytes": len(blob)}
+        atomic_write(out / WEIGHTS_FILE, blob)
+    elif (out / WEIGHTS_FILE).exists():
+        (out / WEIGHTS_FILE).unlink()  # a heuristic over an agent's artifact: no stale weights beside it
+    meta["sha256"] = _sha(_canonical(meta))
+    path = atomic_write(out / META_FILE, json.dumps(meta, indent=1, allow_nan=False).encode())
+    _check_same_actions(load_governor(out), reference, source, out)
+    return path
+
+
+def _heuristic_spec(spec: str) -> tuple[str, dict[str, Any], str]:
+    """(name, knobs, spec) of ``name`` (tuned knobs of the packaged heuristics.yaml) or ``name:k=v,...``."""
+    import yaml
+
+    name, _, kv = spec.strip().partition(":")
+    if name not in POLICIES:
+        raise ConfigError(
+            f"export: {spec!r} is neither an agent (a folder, DIR/final.zip or DIR/agent.json that exists) "
+            f"nor a heuristic ({', '.join(POLICIES)})."
+        )
+    if kv:
+        knobs = {}
+        for pair in kv.split(","):
+            if "=" not in pair:
+                raise ConfigError(f"export: knob {pair!r} of {spec!r} must be key=value, e.g. patience:patience=3.")
+            key, value = pair.split("=", 1)
+            knobs[key.strip()] = yaml.safe_load(value.strip())
+    else:
+        tuned = Path(str(files("govgym.configs") / "heuristics.yaml"))
+        knobs = dict(((load_yaml(tuned).get("heuristics") or {}) if tuned.is_file() else {}).get(name) or {})
+    return name, dict(sorted(knobs.items())), spec.strip()
+
+
+def _check_same_actions(gov: Governor, reference: Any, source: str, out: Path, n: int = 512) -> None:
+    """Refuse (and remove) the artifact unless it picks the source's action on a batch of observations."""
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(LOW, HIGH, size=(n, len(LOW))).astype(np.float32)
+    masks = rng.random((n, gov.n_actions)) < 0.6
+    masks[:, 0] |= ~masks.any(1)
+    mine = np.array([int(gov.predict(o, action_masks=m)[0]) for o, m in zip(obs, masks)])
+    theirs = np.array([int(reference.predict(o, action_masks=m)[0]) for o, m in zip(obs, masks)])
+    bad = np.flatnonzero(mine != theirs)
+    if bad.size:
+        for name in (META_FILE, WEIGHTS_FILE):
+            (out / name).unlink(missing_ok=True)
+        raise ConfigError(
+            f"export: the exported governor of {source} picks another action than the source policy on {bad.size} of {n} "
+            f"observations (first: #{bad[0]}, {mine[bad[0]]} vs {theirs[bad[0]]}); the artifact was removed. Report this as a bug."
+        )
+
+
+def load_governor(path: str | Path) -> Governor:
+    """The ``Governor`` of an artifact folder (or its governor.json), every check passed; else ``ArtifactError``."""
+    path = Path(path)
+    folder = path.parent if path.name == META_FILE else path
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise ArtifactError(
+            f"governor: no {META_FILE} in {folder}; pass a folder written by `govgym export SOURCE -o FOLDER`."
+        )
+    try:
+        meta = json.loads(meta_path.read_bytes())
+        if not isinstance(meta, dict):
+            raise ValueError(f"expected a JSON object, got {type(meta).__name__}")
+    except (OSError, ValueError) as err:
+        raise ArtifactError(
+            f"governor: {meta_path} is not valid JSON ({str(err)[:120]}): it was truncated or edited; export it again."
+        ) from None
+    if meta.get("format") != FORMAT:
+        raise ArtifactError(f"governor: {meta_path} is not a '{FORMAT}' file (format {meta.get('format')!r}).")
+    if meta.get("version") != VERSION:
+        raise ArtifactError(
+            f"governor: {meta_path} has format version {meta.get('version')!r}; this govgym reads version {VERSION}. "
+            "Export it again with this govgym."
+        )
+    if meta.get("sha256") != _sha(_canonical(meta)):
+        raise ArtifactError(
+            f"governor: {meta_path} fails its content hash (sha256): it was edited after `govgym export` wrote it. "
+            "Refused; export it again."
+        )
+    obs = meta.get("observation") or {}
+    if obs.get("spec_hash") != spec_hash() or list(obs.get("features") or []) != list(FEATURE_NAMES):
+        raise ArtifactError(
+            f"governor: {folder} was made for another observation spec ({obs.get('spec_hash')}) than this govgym computes "
+            f"({spec_hash()}): its inputs would mean something else. Re-export it from an agent trained with this "
+            "version (`govgym export SOURCE -o FOLDER`), retraining the agent if needed."
+        )
+    if meta.get("kind") not in ("agent", "heuristic"):
+        raise ArtifactError(f"governor: {meta_path} has kind {meta.get('kind')!r}; expected 'agent' or 'heuristic'.")
+    weights = None
+    if meta["kind"] == "agent":
+        entry = (meta.get("files") or {}).get("policy")
+        if not isinstance(entry, dict):
+            raise ArtifactError(f"governor: {meta_path} names no policy file.")
+        file = _confined(folder, entry.get("name"), f"governor: {META_FILE} files.policy")
+        if not file.is_file():
+            raise ArtifactError(f"governor: {file.name} is missing from {folder}; copy the whole artifact folder.")
+        data = file.read_bytes()
+        if len(data) != entry.get("bytes"):
+            raise ArtifactError(
+                f"governor: {file} holds {len(data)} bytes, governor.json expects {entry.get('bytes')}: it was truncated "
+                "(cut off while written or copied). Refused; copy or export it again."
+            )
+        if _sha(data) != entry.get("sha256"):
+            raise ArtifactError(
+                f"governor: {file} fails its sha256 in governor.json: its bytes were changed after export (corruption "
+                "or tampering). Refused; export it again."
+            )
+        try:
+            weights = st_load(data)
+        except Exception as err:  # the hash matched: a broken writer, still never executed
+            raise ArtifactError(f"governor: {file.name} cannot be parsed ({type(err).__name__}); export it again.") from None
+    try:
+        return Governor(meta, weights)
+    except ConfigError:
+        raise
+    except (KeyError, TypeError, ValueError) as err:
+        raise ArtifactError(
+            f"governor: {meta_path} does not describe a runnable policy ({type(err).__name__}: {err}); export it again."
+        ) from None
+
+
+def timed_load(path: str | Path) -> tuple[Governor, float]:
+    """(governor, load time in seconds)."""
+    t = time.perf_counter()
+    gov = load_governor(path)
+    return gov, time.perf_counter() - t
+
+
+def artifact_bytes(path: str | Path) -> int:
+    """Total size of an artifact folder's files."""
+    folder = Path(path)
+    folder = folder.parent if folder.name == META_FILE else folder
+    return sum(f.stat().st_size for f in (folder / META_FILE, folder / WEIGHTS_FILE) if f.is_file())
+
+
+__all__ = [
+    "ArtifactError",
+    "Governor",
+    "artifact_bytes",
+    "export",
+    "is_agent_source",
+    "load_governor",
+    "timed_load",
+]
