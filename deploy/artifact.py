@@ -67,7 +67,14 @@ def _canonical(meta: dict[str, Any]) -> bytes:
 
 def _confined(folder: Path, name: Any, what: str) -> Path:
     """``folder/name`` if ``name`` is a plain file name inside ``folder`` (no '/', '\\', '..')."""
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or "\x00" in name or name.startswith(".."):
+    if (
+        not isinstance(name, str)
+        or not name
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+        or name.startswith("..")
+    ):
         raise ArtifactError(
             f"{what}: {name!r} is not a plain file name inside the artifact folder; names that reach outside it are refused."
         )
@@ -232,7 +239,9 @@ def _agent_files(source: Path) -> tuple[Path, dict[str, Any], bytes, dict[str, A
             f"export: {meta_path} is not a format-{AGENT_FORMAT} agent.json; retrain it with this govgym."
         )
     if meta.get("sha256") != _sha(_canonical(meta)):
-        raise ConfigError(f"export: {meta_path} fails its content hash: it was edited after training. Refused.")
+        raise ConfigError(
+            f"export: {meta_path} fails its content hash: it was edited after training. Refused."
+        )
     if meta.get("obs_spec") != spec_hash():
         raise ConfigError(
             f"export: the agent was trained on observation spec {meta.get('obs_spec')}, this govgym computes "
@@ -249,7 +258,9 @@ def _agent_files(source: Path) -> tuple[Path, dict[str, Any], bytes, dict[str, A
     return folder, meta, blobs["policy"], json.loads(blobs["obs_norm"])
 
 
-def _network(meta: dict[str, Any], state: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _network(
+    meta: dict[str, Any], state: dict[str, np.ndarray]
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The action path of an SB3 policy's state dict as numbered layers, and its description."""
     algo = meta["algo"]
     kw = meta.get("policy_kwargs") or {}
@@ -323,11 +334,15 @@ def export(source: str | Path, out_dir: str | Path, reference: Any = None, insta
         net, weights = _network(ameta, st_load(policy_bytes))
         actions = list(ameta.get("action_names") or [])
         if net["shapes"][-1][0] != len(actions):
-            raise ConfigError(f"export: the network has {net['shapes'][-1][0]} outputs for {len(actions)} actions.")
+            raise ConfigError(
+                f"export: the network has {net['shapes'][-1][0]} outputs for {len(actions)} actions."
+            )
         body: dict[str, Any] = {
             "kind": "agent",
             "network": net,
-            "normalization": {key: norm[key] for key in ("norm_obs", "mean", "var", "count", "clip_obs", "epsilon")},
+            "normalization": {
+                key: norm[key] for key in ("norm_obs", "mean", "var", "count", "clip_obs", "epsilon")
+            },
             "provenance": {
                 "source": str(folder.resolve()),
                 "algo": ameta.get("algo"),
@@ -387,7 +402,9 @@ def _heuristic_spec(spec: str) -> tuple[str, dict[str, Any], str]:
         knobs = {}
         for pair in kv.split(","):
             if "=" not in pair:
-                raise ConfigError(f"export: knob {pair!r} of {spec!r} must be key=value, e.g. patience:patience=3.")
+                raise ConfigError(
+                    f"export: knob {pair!r} of {spec!r} must be key=value, e.g. patience:patience=3."
+                )
             key, value = pair.split("=", 1)
             knobs[key.strip()] = yaml.safe_load(value.strip())
     else:
@@ -432,7 +449,9 @@ def load_governor(path: str | Path) -> Governor:
             f"governor: {meta_path} is not valid JSON ({str(err)[:120]}): it was truncated or edited; export it again."
         ) from None
     if meta.get("format") != FORMAT:
-        raise ArtifactError(f"governor: {meta_path} is not a '{FORMAT}' file (format {meta.get('format')!r}).")
+        raise ArtifactError(
+            f"governor: {meta_path} is not a '{FORMAT}' file (format {meta.get('format')!r})."
+        )
     if meta.get("version") != VERSION:
         raise ArtifactError(
             f"governor: {meta_path} has format version {meta.get('version')!r}; this govgym reads version {VERSION}. "
@@ -451,7 +470,9 @@ def load_governor(path: str | Path) -> Governor:
             "version (`govgym export SOURCE -o FOLDER`), retraining the agent if needed."
         )
     if meta.get("kind") not in ("agent", "heuristic"):
-        raise ArtifactError(f"governor: {meta_path} has kind {meta.get('kind')!r}; expected 'agent' or 'heuristic'.")
+        raise ArtifactError(
+            f"governor: {meta_path} has kind {meta.get('kind')!r}; expected 'agent' or 'heuristic'."
+        )
     weights = None
     if meta["kind"] == "agent":
         entry = (meta.get("files") or {}).get("policy")
@@ -459,7 +480,9 @@ def load_governor(path: str | Path) -> Governor:
             raise ArtifactError(f"governor: {meta_path} names no policy file.")
         file = _confined(folder, entry.get("name"), f"governor: {META_FILE} files.policy")
         if not file.is_file():
-            raise ArtifactError(f"governor: {file.name} is missing from {folder}; copy the whole artifact folder.")
+            raise ArtifactError(
+                f"governor: {file.name} is missing from {folder}; copy the whole artifact folder."
+            )
         data = file.read_bytes()
         if len(data) != entry.get("bytes"):
             raise ArtifactError(
@@ -474,7 +497,9 @@ def load_governor(path: str | Path) -> Governor:
         try:
             weights = st_load(data)
         except Exception as err:  # the hash matched: a broken writer, still never executed
-            raise ArtifactError(f"governor: {file.name} cannot be parsed ({type(err).__name__}); export it again.") from None
+            raise ArtifactError(
+                f"governor: {file.name} cannot be parsed ({type(err).__name__}); export it again."
+            ) from None
     try:
         return Governor(meta, weights)
     except ConfigError:

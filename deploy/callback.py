@@ -65,6 +65,7 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import IntervalStrategy
 
 from govgym import __version__
+from govgym.deploy.artifact import load_governor
 from govgym.efficiency.compute import _register_formulas, count_flops
 from govgym.efficiency.signals import FEATURE_NAMES, Reading, SignalTracker, spec_hash
 from govgym.efficiency.strategy import Strategy
@@ -493,15 +494,7 @@ class GovernorCallback(TrainerCallback):
 
 
 def _load(path: str | os.PathLike[str]) -> Any:
-    try:
-        from govgym.deploy.artifact import load_governor
-    except ImportError as err:
-        raise ConfigError(
-            f"GovernorCallback: cannot load the governor artifact {str(path)!r}: this install has no "
-            f"govgym.deploy.artifact ({err}). Pass a governor object instead, e.g. a heuristic from "
-            "govgym.agents.heuristics.make_policy."
-        ) from None
-    return load_governor(path)
+    return load_governor(path)  # every check of the artifact (hashes, spec, names) happens here
 
 
 def _probe_batch(dl: Any, args: Any, device: torch.device) -> dict[str, Any]:

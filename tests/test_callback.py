@@ -335,3 +335,17 @@ def test_incompatible_evaluation_and_cpu_cap(tmp_path):
     cb = GovernorCallback(make_policy("patience", NAMES), budget_steps=10, interval_steps=4, cap_mb=100)
     with pytest.raises(ConfigError, match="only CUDA"):
         _llm_trainer(tmp_path, cb).train()
+
+
+def test_exported_artifact_path_steers_a_trainer(tmp_path):
+    """`govgym export` output, given as a path, is loaded (all checks) and steers a real Trainer run."""
+    from govgym.deploy.artifact import export
+
+    export("patience:patience=1,threshold=0.5", tmp_path / "gov")
+    cb = GovernorCallback(str(tmp_path / "gov"), budget_flops=1e15, interval_steps=5, log_path=tmp_path / "d.json")
+    trainer = _llm_trainer(tmp_path, cb)
+    trainer.train()
+    assert trainer.state.global_step == 5 and _check_log(tmp_path / "d.json")["ended"] == "stop"
+    (tmp_path / "gov" / "governor.json").write_text("{}")  # an edited artifact is refused, not loaded
+    with pytest.raises(ConfigError):
+        GovernorCallback(str(tmp_path / "gov"), budget_steps=10, interval_steps=2)

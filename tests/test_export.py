@@ -93,7 +93,9 @@ def test_exported_agent_acts_as_sb3_on_every_observation_of_real_episodes(agent_
 
     sb3 = AgentPolicy(agent_dir)
     gov = load_governor(artifact)
-    assert gov.kind == "agent" and gov.interval_steps == 2 and gov.meta["provenance"]["algo"] == "maskable_ppo"
+    assert (
+        gov.kind == "agent" and gov.interval_steps == 2 and gov.meta["provenance"]["algo"] == "maskable_ppo"
+    )
     checked = 0
     for split, instance in (("train", "t-squeeze"), ("test", "t-lora")):
         env = FineTuneEnv(TINY, split=split)
@@ -141,7 +143,12 @@ def test_ppo_and_dqn_agents_export_exactly(algo, tmp_path):
         tmp_path / "agent",
         model,
         venv,
-        {"algo": algo, "obs_spec": spec_hash(), "action_names": venv.get_attr("action_names")[0], "config": {"instances": TINY}},
+        {
+            "algo": algo,
+            "obs_spec": spec_hash(),
+            "action_names": venv.get_attr("action_names")[0],
+            "config": {"instances": TINY},
+        },
     )
     export(tmp_path / "agent", tmp_path / "gov", reference=AgentPolicy(tmp_path / "agent"))
     gov = load_governor(tmp_path / "gov")
@@ -168,7 +175,9 @@ def test_every_heuristic_exports_and_acts_as_make_policy(spec, tmp_path):
     assert not (tmp_path / "gov" / "policy.safetensors").exists()
     ref = make_policy(h["name"], gov.action_names, **h["knobs"])
     if ":" in spec:  # explicit knobs are kept as given
-        assert h["knobs"] == {k: yaml.safe_load(v) for k, v in (p.split("=") for p in spec.split(":")[1].split(","))}
+        assert h["knobs"] == {
+            k: yaml.safe_load(v) for k, v in (p.split("=") for p in spec.split(":")[1].split(","))
+        }
     rng = np.random.default_rng(0)
     n = len(gov.action_names)
     for episode in _fixed_budget_episodes():  # each recorded episode in order, as the env feeds them
@@ -202,7 +211,9 @@ def _resign(folder: Path, edit) -> None:
 def test_truncated_weights_are_refused(copy):
     p = copy / "policy.safetensors"
     p.write_bytes(p.read_bytes()[:-100])
-    with pytest.raises(ArtifactError, match="policy.safetensors holds .* bytes, governor.json expects .*: it was truncated"):
+    with pytest.raises(
+        ArtifactError, match="policy.safetensors holds .* bytes, governor.json expects .*: it was truncated"
+    ):
         load_governor(copy)
 
 
@@ -211,7 +222,10 @@ def test_edited_weights_are_refused(copy):
     data = bytearray(p.read_bytes())
     data[-5] ^= 0x01
     p.write_bytes(bytes(data))
-    with pytest.raises(ArtifactError, match="policy.safetensors fails its sha256 in governor.json: its bytes were changed after export"):
+    with pytest.raises(
+        ArtifactError,
+        match="policy.safetensors fails its sha256 in governor.json: its bytes were changed after export",
+    ):
         load_governor(copy)
 
 
@@ -290,7 +304,7 @@ def test_artifact_runs_without_sb3_gymnasium_torch_or_pickle(artifact, tmp_path)
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.split() [-1] == "ok" and "agent" in r.stdout and "heuristic" in r.stdout
+    assert r.stdout.split()[-1] == "ok" and "agent" in r.stdout and "heuristic" in r.stdout
 
 
 def test_the_blocker_blocks():
@@ -303,13 +317,23 @@ def test_the_blocker_blocks():
 # ---------------------------------------------------------------------------- CLI
 def test_cli_export_prints_size_and_load_time(agent_dir, tmp_path, capsys):
     r = subprocess.run(  # the smoke test: the installed command as a user runs it
-        [sys.executable, "-m", "govgym.cli", "export", str(agent_dir / "final.zip"), "-o", str(tmp_path / "a")],
+        [
+            sys.executable,
+            "-m",
+            "govgym.cli",
+            "export",
+            str(agent_dir / "final.zip"),
+            "-o",
+            str(tmp_path / "a"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "artifact size" in r.stdout and "load time" in r.stdout and "policy.safetensors" in r.stdout, r.stdout
+    assert "artifact size" in r.stdout and "load time" in r.stdout and "policy.safetensors" in r.stdout, (
+        r.stdout
+    )
     assert load_governor(tmp_path / "a").kind == "agent"
 
     from govgym.cli import main
