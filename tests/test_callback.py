@@ -342,7 +342,9 @@ def test_exported_artifact_path_steers_a_trainer(tmp_path):
     from govgym.deploy.artifact import export
 
     export("patience:patience=1,threshold=0.5", tmp_path / "gov")
-    cb = GovernorCallback(str(tmp_path / "gov"), budget_flops=1e15, interval_steps=5, log_path=tmp_path / "d.json")
+    cb = GovernorCallback(
+        str(tmp_path / "gov"), budget_flops=1e15, interval_steps=5, log_path=tmp_path / "d.json"
+    )
     trainer = _llm_trainer(tmp_path, cb)
     trainer.train()
     assert trainer.state.global_step == 5 and _check_log(tmp_path / "d.json")["ended"] == "stop"
