@@ -1,0 +1,146 @@
+"""GovernedTrainer: per-example losses from the training passes, reprune through its own sampler, governed reprunes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from govgym.deploy.callback import GovernorCallback
+from govgym.deploy.trainer import INDEX_COLUMN, GovernedTrainer, KeptSampler
+from govgym.errors import ConfigError
+from tests.conftest import pattern_data, tiny_llama
+from tests.test_callback import Scripted, _args
+
+VOCAB, SEQ = 64, 16
+
+
+def _model():
+    return tiny_llama(vocab=VOCAB, hidden=32, layers=2, heads=2, inter=64)
+
+
+def _data(n: int = 32, noise_rate: float = 0.25, seed: int = 0):
+    return pattern_data(n, SEQ, VOCAB, noise_rate=noise_rate, seed=seed)
+
+
+def _own_losses(model, data) -> np.ndarray:
+    """The model's own loss on each example alone (its mean over the example's label tokens)."""
+    model.eval()
+    with torch.no_grad():
+        out = [
+            float(model(input_ids=torch.tensor([r["input_ids"]]), labels=torch.tensor([r["labels"]])).loss)
+            for r in data
+        ]
+    return np.asarray(out, dtype=np.float32)
+
+
+def test_recorded_losses_are_the_models_per_example_losses(tmp_path: Path):
+    """With lr=0 the model is fixed: every recorded loss equals the model's own loss on that example."""
+    data = _data()
+    t = GovernedTrainer(_model(), _args(tmp_path, max_steps=10, learning_rate=0.0, warmup_steps=0), train_dataset=data)
+    t.train()
+    seen = np.isfinite(t.example_loss)
+    assert seen.sum() == 32  # 10 steps x 4 rows > one pass over 32 rows
+    own = _own_losses(t.model, data)
+    np.testing.assert_allclose(t.example_loss[seen], own[seen], rtol=1e-5, atol=1e-5)
+    assert INDEX_COLUMN not in data.column_names  # the user's dataset is not changed
+
+
+def test_optimized_loss_is_unchanged_by_recording(tmp_path: Path):
+    """The same sampler in a plain Trainer logs the same losses and grad norms: recording changes no gradient."""
+    from transformers import Trainer
+
+    class SameOrder(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            return KeptSampler(len(self.train_dataset), self.args.seed)
+
+    logs = []
+    for cls in (SameOrder, GovernedTrainer):
+        t = cls(_model(), _args(tmp_path, max_steps=6, logging_steps=1), train_dataset=_data())
+        t.train()
+        logs.append([(r["loss"], r["grad_norm"]) for r in t.state.log_history if "loss" in r])
+    assert len(logs[0]) == 6
+    np.testing.assert_allclose(np.asarray(logs[1]), np.asarray(logs[0]), rtol=1e-6)
+
+
+def test_reprune_hardest_drops_noise_and_next_epoch_uses_kept_set(tmp_path: Path):
+    from transformers import TrainerCallback
+
+    data = _data(n=40, noise_rate=0.2, seed=3)
+    n_noise = int(np.sum(data["noise"]))
+    assert 4 <= n_noise <= 14
+    drawn: dict[int, list[int]] = {}
+
+    class Recording(GovernedTrainer):
+        def compute_loss(self, model, inputs, *a, **kw):
+            drawn.setdefault(int(self.state.epoch or 0), []).extend(inputs[INDEX_COLUMN].tolist())
+            return super().compute_loss(model, inputs, *a, **kw)
+
+    class RepruneAt(TrainerCallback):
+        def on_epoch_end(self, args, state, control, **kw):
+            if round(state.epoch) == 6:
+                trainer.reprune(0.2, "hardest")
+
+    trainer = Recording(
+        _model(), _args(tmp_path, max_steps=-1, num_train_epochs=7, learning_rate=1e-2), train_dataset=data,
+        callbacks=[RepruneAt()],
+    )
+    trainer.train()
+    (ev,) = trainer.events
+    assert ev["event"] == "reprune_hardest" and ev["dropped"] == 8 and ev["kept"] == 32
+    noise = np.asarray(data["noise"])
+    dropped = np.asarray(ev["dropped_indices"])
+    assert noise[dropped].mean() >= 0.75, (noise[dropped], n_noise)  # mostly the injected noise rows
+    # the epoch after the reprune draws only kept rows, as many as an epoch had
+    last = drawn[max(drawn)]
+    assert len(last) == 40 and not set(last) & set(dropped.tolist())
+    assert set(last) == set(trainer.kept_indices.tolist())
+    assert any(r.get("event") == "reprune_hardest" for r in trainer.state.log_history)
+
+
+def test_reprune_errors_and_unseen_rows_kept(tmp_path: Path):
+    t = GovernedTrainer(_model(), _args(tmp_path, max_steps=1), train_dataset=_data())
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        t.reprune(0.2, "random")
+    with pytest.raises(ConfigError, match=r"fraction must be a number in \(0, 1\)"):
+        t.reprune(1.5)
+    ev = t.reprune(0.5)  # nothing recorded yet: nothing to rank, nothing dropped
+    assert ev["dropped"] == 0 and t.kept_fraction == 1.0
+    with pytest.raises(ConfigError, match="already has a column 'govgym_index'"):
+        GovernedTrainer(_model(), _args(tmp_path), train_dataset=_data().add_column(INDEX_COLUMN, [0] * 32))
+
+
+def test_governor_callback_reprunes_inside_governed_trainer(tmp_path: Path):
+    names = ["continue", "reprune_hardest", "reprune_easiest", "stop"]
+    gov = Scripted(names, ["continue", "continue", "reprune_hardest"])
+    log = tmp_path / "decisions.json"
+    cb = GovernorCallback(gov, budget_steps=30, interval_steps=5, log_path=log, reprune_fraction=0.25)
+    held = pattern_data(8, SEQ, VOCAB, seed=1).remove_columns("noise")
+    t = GovernedTrainer(_model(), _args(tmp_path, max_steps=20), train_dataset=_data(), eval_dataset=held, callbacks=[cb])
+    assert cb.trainer is t
+    t.train()
+    assert gov.seen[0] == [True, True, True, True]  # reprunes unmasked inside a GovernedTrainer
+    rows = json.loads(log.read_text())["decisions"]
+    assert [r["action"] for r in rows[:3]] == ["continue", "continue", "reprune_hardest"]
+    assert rows[2]["reprune"]["dropped"] == 8 and rows[2]["reprune"]["kept"] == 24
+    assert t.kept_fraction == 0.75 and len(t.events) == 1 and t.events[0]["step"] == 10
+    # the observation after the reprune sees the kept fraction (the env's kept_fraction feature)
+    from govgym.efficiency.signals import FEATURE_NAMES
+
+    kept = FEATURE_NAMES.index("data_kept")
+    assert rows[2]["obs"][kept] == 1.0 and rows[3]["obs"][kept] == pytest.approx(0.75)
+
+
+def test_plain_trainer_masks_reprune(tmp_path: Path):
+    from transformers import Trainer
+
+    names = ["continue", "reprune_hardest", "reprune_easiest", "stop"]
+    gov = Scripted(names, [])
+    cb = GovernorCallback(gov, budget_steps=10, interval_steps=5)
+    held = pattern_data(8, SEQ, VOCAB, seed=1).remove_columns("noise")
+    data = _data().remove_columns("noise")
+    Trainer(_model(), _args(tmp_path, max_steps=5), train_dataset=data, eval_dataset=held, callbacks=[cb]).train()
+    assert gov.seen[0] == [True, False, False, True]
