@@ -33,10 +33,12 @@ import torch
 from torch.utils.data import Sampler
 from transformers import Trainer
 
+from govgym.efficiency.config import MemoryConfig
 from govgym.errors import ConfigError
 
 INDEX_COLUMN = "govgym_index"
 REPRUNE_MODES = ("hardest", "easiest")
+SWITCH_BASES = ("full", "lora")
 
 
 class KeptSampler(Sampler[int]):
@@ -122,7 +124,7 @@ class GovernedTrainer(Trainer):
         events: the reprunes done, in order (also in ``state.log_history``).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, memory: MemoryConfig | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         ds = self.train_dataset
         try:
@@ -147,6 +149,7 @@ class GovernedTrainer(Trainer):
         self.n_examples = len(ds)
         self.example_loss = np.full(self.n_examples, np.nan, dtype=np.float32)
         self.events: list[dict[str, Any]] = []
+        self.memory = memory if memory is not None else MemoryConfig()
         self._sampler: KeptSampler | None = None
         for cb in self.callback_handler.callbacks:
             if hasattr(cb, "action_masks"):  # a GovernorCallback: give it the levers this trainer owns
@@ -231,11 +234,74 @@ class GovernedTrainer(Trainer):
         self.state.log_history.append({k: v for k, v in event.items() if k != "dropped_indices"})
         return event
 
+    def switch_base(self, base: str) -> dict[str, Any]:
+        """Switch the live model between full fine-tuning and LoRA in place; rebuild the optimizer and scheduler.
+
+        ``lora``: fresh adapters (B = 0, so the function is unchanged) on the ``memory`` config's targets,
+        base frozen; ``full``: adapters merged into the weights, every weight trainable. The optimizer is
+        rebuilt for the new trainable set (its moments start at zero) and the scheduler resumes at the
+        current step. The Trainer's training loop keeps calling the same module tree, which both
+        changes edit in place.
+
+        Returns:
+            The event: step, the switch, trainable parameters before and after.
+        """
+        from govgym.efficiency.memory import add_adapters, to_full
+        from govgym.efficiency.strategy import Strategy
+
+        if base not in SWITCH_BASES:
+            raise ConfigError(f"GovernedTrainer.switch_base: base must be one of {SWITCH_BASES}; got {base!r}.")
+        now = self.base
+        before = _trainable(self.model)
+        if base != now:
+            gc = bool(getattr(self.model, "is_gradient_checkpointing", False))
+            if base == "lora":
+                self.model = add_adapters(self.model, Strategy("lora"), self.memory, self.args.seed + self.state.global_step)
+            else:
+                self.model = to_full(self.model)
+            self.model_wrapped = self.model
+            if gc:  # the wrapper / unwrapped model must keep checkpointing as it was
+                kw = self.args.gradient_checkpointing_kwargs or {"use_reentrant": False}
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
+            if self.optimizer is not None:  # inside train(): rebuild for the new trainable set
+                self._rebuild_optimizer()
+        event = {
+            "step": int(self.state.global_step),
+            "event": f"switch_{now}_to_{base}",
+            "trainable_before": before,
+            "trainable_after": _trainable(self.model),
+        }
+        self.events.append(event)
+        self.state.log_history.append(dict(event))
+        for cb in self.callback_handler.callbacks:
+            if getattr(cb, "trainer", None) is self and getattr(cb, "model", None) is not None:
+                cb.model = self.model
+        return event
+
+    @property
+    def base(self) -> str:
+        return "lora" if getattr(self.model, "peft_config", None) else "full"
+
+    def _rebuild_optimizer(self) -> None:
+        import warnings
+
+        self.optimizer, self.lr_scheduler = None, None
+        self.create_optimizer_and_scheduler(num_training_steps=self.state.max_steps)
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": replaying the position
+            warnings.simplefilter("ignore")
+            for _ in range(self.state.global_step):
+                self.lr_scheduler.step()
+        self.optimizer = self.accelerator.prepare(self.optimizer)
+
     def can_reprune(self, fraction: float, min_kept_fraction: float = 0.0) -> bool:
         """Whether a reprune of ``fraction`` leaves at least a batch and ``min_kept_fraction`` of the data."""
         kept = len(self.kept_indices)
         after = kept * (1 - fraction)
         return after >= self.args.per_device_train_batch_size and after / max(self.n_examples, 1) >= min_kept_fraction
+
+
+def _trainable(model: Any) -> int:
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 
 def _is_causal(model: Any) -> bool:

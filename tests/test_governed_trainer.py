@@ -144,3 +144,55 @@ def test_plain_trainer_masks_reprune(tmp_path: Path):
     data = _data().remove_columns("noise")
     Trainer(_model(), _args(tmp_path, max_steps=5), train_dataset=data, eval_dataset=held, callbacks=[cb]).train()
     assert gov.seen[0] == [True, False, False, True]
+
+
+def test_switch_full_lora_full_in_place(tmp_path: Path):
+    """full -> lora at step 4 -> full at step 8: the optimizer follows the trainable set, the base is frozen
+    while LoRA trains, the LR schedule keeps its position, and the merged model keeps the adapters' learning."""
+    from transformers import TrainerCallback
+
+    seen: dict[str, object] = {}
+
+    def q_weight():  # the frozen base weight of one adapted layer (under LoRA)
+        (w,) = [p for n, p in trainer.model.named_parameters() if n.endswith("layers.0.self_attn.q_proj.base_layer.weight")]
+        return w.detach().clone()
+
+    class Switch(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 4:
+                seen["full_params"] = sum(p.numel() for p in trainer.model.parameters())
+                trainer.switch_base("lora")
+                opt = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+                seen["opt_is_trainable"] = opt == {id(p) for p in trainer.model.parameters() if p.requires_grad}
+                seen["q4"] = q_weight()
+            elif state.global_step == 8:
+                seen["q8"] = q_weight()
+                seen["eval_lora"] = float(_eval(trainer.model))
+                trainer.switch_base("full")
+                seen["eval_full"] = float(_eval(trainer.model))
+
+    held = pattern_data(8, SEQ, VOCAB, seed=1)
+
+    def _eval(m):
+        with torch.no_grad():
+            return m(input_ids=torch.tensor(held["input_ids"]), labels=torch.tensor(held["labels"])).loss
+
+    args = _args(tmp_path, max_steps=12, logging_steps=1)
+    trainer = GovernedTrainer(_model(), args, train_dataset=_data(), callbacks=[Switch()])
+    trainer.train()
+    lora_ev, full_ev = trainer.events
+    assert lora_ev["event"] == "switch_full_to_lora" and full_ev["event"] == "switch_lora_to_full"
+    assert 0 < lora_ev["trainable_after"] < lora_ev["trainable_before"] / 2  # r=8 on a 32-wide model
+    assert full_ev["trainable_after"] == seen["full_params"]
+    assert seen["opt_is_trainable"]
+    assert torch.equal(seen["q4"], seen["q8"])  # the base did not train under LoRA
+    lora_b = [p for n, p in trainer.model.named_parameters() if "lora_B" in n]
+    assert not lora_b  # merged and unloaded
+    assert seen["eval_full"] == pytest.approx(seen["eval_lora"], rel=1e-5)  # merged = base + adapters
+    assert trainer.base == "full" and not hasattr(trainer.model, "peft_config")
+    # the LR schedule is the one of a run without switches
+    plain = GovernedTrainer(_model(), _args(tmp_path, max_steps=12, logging_steps=1), train_dataset=_data())
+    plain.train()
+    lrs = [[r["learning_rate"] for r in t.state.log_history if "loss" in r] for t in (trainer, plain)]
+    assert len(lrs[0]) == 12 and lrs[0] == pytest.approx(lrs[1])
+    assert all(np.isfinite(r["loss"]) for r in trainer.state.log_history if "loss" in r)
