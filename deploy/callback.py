@@ -48,8 +48,9 @@ that only toggles gradient checkpointing (``switch:lora+gc`` on a LoRA run) call
 ``gradient_checkpointing_enable/disable`` in place. ``reprune_hardest`` / ``reprune_easiest`` need
 ``GovernedTrainer`` (``govgym.deploy.trainer``), which sets ``callback.trainer``: inside one they drop
 ``reprune_fraction`` of the kept data (masked, as in the env, when fewer than a batch or
-``min_kept_fraction`` of the data would remain); in a plain Trainer they are masked out of
-``predict(obs, action_masks=...)``, as are switches of the base. The budget
+``min_kept_fraction`` of the data would remain), and switches between full and LoRA (``switch:lora``,
+``switch:full+gc`` ...) change the model in place with the optimizer rebuilt. In a plain Trainer
+these are masked out of ``predict(obs, action_masks=...)``, as are switches to QLoRA / int8. The budget
 ends training at the first decision where it is spent (the env's truncation). Every decision goes to
 ``state.log_history`` and, atomically rewritten, to the JSON decision log.
 """
@@ -406,7 +407,10 @@ class GovernorCallback(TrainerCallback):
                 mask[i] = True
             elif name.startswith("switch:"):
                 t = Strategy.parse(name.split(":", 1)[1])
-                mask[i] = (t.base, t.adam8) == (now.base, now.adam8) and t.gc != now.gc
+                same_base = t.base == now.base or (
+                    self.trainer is not None and {t.base, now.base} <= {"full", "lora"}
+                )  # GovernedTrainer switches full <-> lora in place
+                mask[i] = same_base and t.adam8 == now.adam8 and (t.base, t.gc) != (now.base, now.gc)
             elif name in ("reprune_hardest", "reprune_easiest") and self.trainer is not None:
                 mask[i] = self.trainer.can_reprune(self.reprune_fraction, self.min_kept_fraction)
         return mask
@@ -450,10 +454,13 @@ class GovernorCallback(TrainerCallback):
             if self.args.save_strategy != IntervalStrategy.NO:
                 control.should_save = True
             self.ended = name
-        elif name.startswith("switch:"):
-            self._toggle_gc(Strategy.parse(name.split(":", 1)[1]).gc)
         event = None
-        if name.startswith("reprune_"):
+        if name.startswith("switch:"):
+            t = Strategy.parse(name.split(":", 1)[1])
+            if t.base != Strategy.parse(reading.strategy).base:  # full <-> lora: GovernedTrainer's lever
+                event = self.trainer.switch_base(t.base)
+            self._toggle_gc(t.gc)
+        elif name.startswith("reprune_"):
             event = self.trainer.reprune(self.reprune_fraction, name.split("_", 1)[1])
         row = {
             "step": state.global_step,
@@ -468,7 +475,7 @@ class GovernorCallback(TrainerCallback):
         if chosen is not None:
             row["invalid_action"] = chosen
         if event is not None:
-            row["reprune"] = {k: v for k, v in event.items() if k != "step"}
+            row["trainer_event"] = {k: v for k, v in event.items() if k != "step"}
         self.decisions.append(row)
         state.log_history.append(
             {"step": state.global_step, "governor_action": name, "governor_budget_frac": used / self.budget}

@@ -125,7 +125,7 @@ def test_governor_callback_reprunes_inside_governed_trainer(tmp_path: Path):
     assert gov.seen[0] == [True, True, True, True]  # reprunes unmasked inside a GovernedTrainer
     rows = json.loads(log.read_text())["decisions"]
     assert [r["action"] for r in rows[:3]] == ["continue", "continue", "reprune_hardest"]
-    assert rows[2]["reprune"]["dropped"] == 8 and rows[2]["reprune"]["kept"] == 24
+    assert rows[2]["trainer_event"]["dropped"] == 8 and rows[2]["trainer_event"]["kept"] == 24
     assert t.kept_fraction == 0.75 and len(t.events) == 1 and t.events[0]["step"] == 10
     # the observation after the reprune sees the kept fraction (the env's kept_fraction feature)
     from govgym.efficiency.signals import FEATURE_NAMES
@@ -196,3 +196,31 @@ def test_switch_full_lora_full_in_place(tmp_path: Path):
     lrs = [[r["learning_rate"] for r in t.state.log_history if "loss" in r] for t in (trainer, plain)]
     assert len(lrs[0]) == 12 and lrs[0] == pytest.approx(lrs[1])
     assert all(np.isfinite(r["loss"]) for r in trainer.state.log_history if "loss" in r)
+
+
+def test_governor_callback_switches_base_inside_governed_trainer(tmp_path: Path):
+    names = ["continue", "stop", "switch:lora", "switch:full"]
+    gov = Scripted(names, ["continue", "switch:lora", "switch:full"])
+    log = tmp_path / "decisions.json"
+    cb = GovernorCallback(gov, budget_steps=40, interval_steps=4, log_path=log)
+    held = pattern_data(8, SEQ, VOCAB, seed=1).remove_columns("noise")
+    t = GovernedTrainer(_model(), _args(tmp_path, max_steps=16), train_dataset=_data(), eval_dataset=held, callbacks=[cb])
+    t.train()
+    assert gov.seen[0] == [True, True, True, False]  # full: switch to LoRA allowed, to full not
+    assert gov.seen[2] == [True, True, False, True]  # LoRA: the reverse
+    out = json.loads(log.read_text())
+    rows = out["decisions"]
+    assert [r["action"] for r in rows[:3]] == ["continue", "switch:lora", "switch:full"]
+    assert [r["strategy"] for r in rows[:4]] == ["full", "full", "lora", "full"]
+    assert rows[1]["trainer_event"]["event"] == "switch_full_to_lora"
+    assert out["step_flops"]["lora"] < out["step_flops"]["full"]  # measured again for the new strategy
+    assert [e["event"] for e in t.events] == ["switch_full_to_lora", "switch_lora_to_full"]
+    assert t.base == "full"
+    # a plain Trainer cannot switch the base: masked
+    from transformers import Trainer
+
+    gov2 = Scripted(names, [])
+    cb2 = GovernorCallback(gov2, budget_steps=8, interval_steps=4)
+    Trainer(_model(), _args(tmp_path, max_steps=4), train_dataset=_data().remove_columns("noise"), eval_dataset=held,
+            callbacks=[cb2]).train()
+    assert gov2.seen[0] == [True, True, False, False]
