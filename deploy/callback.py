@@ -519,6 +519,8 @@ class GovernorCallback(TrainerCallback):
                 "ended": self.ended,
                 "global_step": state.global_step,
                 "decisions": self.decisions,
+                # GovernedTrainer's reprunes and switches, the governor's and any others (its levers)
+                "trainer_events": list(self.trainer.events) if self.trainer is not None else [],
             },
         )
 

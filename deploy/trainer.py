@@ -13,7 +13,9 @@ the sampler draws that many examples from successive shuffles of the kept set, s
 and FLOPs per step are unchanged and every drawn example is a kept one.
 
 A ``GovernorCallback`` passed to a ``GovernedTrainer`` gets ``reprune_hardest`` / ``reprune_easiest``
-unmasked (it finds the trainer through the ``trainer`` attribute set here); each reprune is logged to
+and ``switch:lora`` / ``switch:full`` (``switch_base``: LoRA adapters added to the live model or
+merged back, the optimizer rebuilt for the new trainable set, the scheduler at its position) unmasked
+(it finds the trainer through the ``trainer`` attribute set here); each reprune and switch is logged to
 the trainer's ``events``, ``state.log_history`` and the callback's decision log.
 
 Example::
@@ -118,6 +120,10 @@ class GovernedTrainer(Trainer):
 
     Takes every ``Trainer`` argument. The train dataset must be a ``datasets.Dataset`` (a column
     ``govgym_index`` is added to it; the collator wrapper removes it before the user's collator runs).
+
+    Args:
+        memory: the LoRA settings of ``switch_base("lora")`` (rank, alpha, targets; default the env's
+            ``MemoryConfig``).
 
     Attributes:
         example_loss: float32 array, one per train example: its last recorded training loss (nan: unseen).

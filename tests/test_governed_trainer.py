@@ -127,6 +127,7 @@ def test_governor_callback_reprunes_inside_governed_trainer(tmp_path: Path):
     assert [r["action"] for r in rows[:3]] == ["continue", "continue", "reprune_hardest"]
     assert rows[2]["trainer_event"]["dropped"] == 8 and rows[2]["trainer_event"]["kept"] == 24
     assert t.kept_fraction == 0.75 and len(t.events) == 1 and t.events[0]["step"] == 10
+    assert json.loads(log.read_text())["trainer_events"] == t.events
     # the observation after the reprune sees the kept fraction (the env's kept_fraction feature)
     from govgym.efficiency.signals import FEATURE_NAMES
 
@@ -224,3 +225,24 @@ def test_governor_callback_switches_base_inside_governed_trainer(tmp_path: Path)
     Trainer(_model(), _args(tmp_path, max_steps=4), train_dataset=_data().remove_columns("noise"), eval_dataset=held,
             callbacks=[cb2]).train()
     assert gov2.seen[0] == [True, True, False, False]
+
+
+def test_classification_losses_are_per_row_cross_entropy(tmp_path: Path):
+    """Sequence classification: the recorded loss of a row is the model's own loss on that row alone."""
+    from datasets import Dataset
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, num_labels=3, pad_token_id=0)
+    model = LlamaForSequenceClassification(cfg)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, VOCAB, (16, SEQ))
+    data = Dataset.from_dict({"input_ids": ids.tolist(), "labels": rng.integers(0, 3, 16).tolist()})
+    t = GovernedTrainer(model, _args(tmp_path, max_steps=4, learning_rate=0.0, warmup_steps=0), train_dataset=data)
+    t.train()
+    assert np.isfinite(t.example_loss).all()
+    model.eval()
+    with torch.no_grad():
+        own = [float(model(input_ids=torch.tensor([r["input_ids"]]), labels=torch.tensor([r["labels"]])).loss) for r in data]
+    np.testing.assert_allclose(t.example_loss, own, rtol=1e-5, atol=1e-5)
