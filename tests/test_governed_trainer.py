@@ -246,3 +246,21 @@ def test_classification_losses_are_per_row_cross_entropy(tmp_path: Path):
     with torch.no_grad():
         own = [float(model(input_ids=torch.tensor([r["input_ids"]]), labels=torch.tensor([r["labels"]])).loss) for r in data]
     np.testing.assert_allclose(t.example_loss, own, rtol=1e-5, atol=1e-5)
+
+
+def test_imports_and_switches_without_gymnasium_or_sb3(tmp_path: Path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for m in ('gymnasium', 'stable_baselines3', 'sb3_contrib'): sys.modules[m] = None\n"
+        "from govgym.deploy.trainer import GovernedTrainer\n"
+        "from transformers import TrainingArguments\n"
+        "from tests.conftest import pattern_data, tiny_llama\n"
+        f"args = TrainingArguments(output_dir={str(tmp_path)!r}, use_cpu=True, report_to=[])\n"
+        "t = GovernedTrainer(tiny_llama(vocab=64), args, train_dataset=pattern_data(8, 8, 64))\n"
+        "assert t.switch_base('lora')['event'] == 'switch_full_to_lora'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
