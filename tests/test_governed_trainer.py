@@ -264,3 +264,26 @@ def test_imports_and_switches_without_gymnasium_or_sb3(tmp_path: Path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_reprune_mid_epoch_takes_effect_at_the_next_step(tmp_path: Path):
+    from transformers import TrainerCallback
+
+    drawn: list[tuple[int, list[int]]] = []
+
+    class Recording(GovernedTrainer):
+        def compute_loss(self, model, inputs, *a, **kw):
+            drawn.append((self.state.global_step, inputs[INDEX_COLUMN].tolist()))
+            return super().compute_loss(model, inputs, *a, **kw)
+
+    class RepruneAt5(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 5:
+                t.reprune(0.5, "easiest")
+
+    t = Recording(_model(), _args(tmp_path, max_steps=10), train_dataset=_data(), callbacks=[RepruneAt5()])
+    t.train()
+    dropped = set(t.events[0]["dropped_indices"])
+    assert len(dropped) == 16
+    assert any(set(idx) & dropped for s, idx in drawn if s < 5)  # they were being trained on
+    assert not any(set(idx) & dropped for s, idx in drawn if s >= 5)  # from the next step on, never
