@@ -45,8 +45,12 @@ Actions: ``stop`` sets ``control.should_training_stop`` (and ``should_save`` whe
 checkpoints, so the state at the stop is kept; with ``load_best_model_at_end`` the Trainer then
 loads the best checkpoint, as with ``EarlyStoppingCallback``); ``continue`` does nothing; a switch
 that only toggles gradient checkpointing (``switch:lora+gc`` on a LoRA run) calls
-``gradient_checkpointing_enable/disable`` in place. Every other action (reprune, switches of the
-base) needs ``GovernedTrainer`` and is masked out of ``predict(obs, action_masks=...)``. The budget
+``gradient_checkpointing_enable/disable`` in place. ``reprune_hardest`` / ``reprune_easiest`` need
+``GovernedTrainer`` (``govgym.deploy.trainer``), which sets ``callback.trainer``: inside one they drop
+``reprune_fraction`` of the kept data (masked, as in the env, when fewer than a batch or
+``min_kept_fraction`` of the data would remain), and switches between full and LoRA (``switch:lora``,
+``switch:full+gc`` ...) change the model in place with the optimizer rebuilt. In a plain Trainer
+these are masked out of ``predict(obs, action_masks=...)``, as are switches to QLoRA / int8. The budget
 ends training at the first decision where it is spent (the env's truncation). Every decision goes to
 ``state.log_history`` and, atomically rewritten, to the JSON decision log.
 """
@@ -177,6 +181,8 @@ class GovernorCallback(TrainerCallback):
         cap_mb: memory cap in MiB the governor sees (0 = none; needs CUDA to be measured).
         interval_steps: K, optimizer steps between decisions (default: the governor's ``interval_steps``).
         log_path: where to write the JSON decision log (rewritten atomically after every decision).
+        reprune_fraction: fraction of the kept data each reprune drops (inside a ``GovernedTrainer``).
+        min_kept_fraction: reprunes are masked when less than this fraction of the data would remain.
     """
 
     def __init__(
@@ -190,6 +196,8 @@ class GovernorCallback(TrainerCallback):
         cap_mb: float = 0.0,
         interval_steps: int | None = None,
         log_path: str | os.PathLike[str] | None = None,
+        reprune_fraction: float = 0.1,
+        min_kept_fraction: float = 0.5,
     ) -> None:
         if isinstance(governor, (str, os.PathLike)):
             governor = _load(governor)
@@ -232,12 +240,19 @@ class GovernorCallback(TrainerCallback):
                 f">= 1; got {k!r} (from {'interval_steps' if interval_steps is not None else 'the governor'}). "
                 "Pass interval_steps=K, e.g. the interval the governor was trained with."
             )
-        for name, v, hi in (("lam", lam, 10.0), ("cap_mb", cap_mb, math.inf)):
+        for name, v, hi in (
+            ("lam", lam, 10.0),
+            ("cap_mb", cap_mb, math.inf),
+            ("reprune_fraction", reprune_fraction, 0.9),
+            ("min_kept_fraction", min_kept_fraction, 1.0),
+        ):
             if not (isinstance(v, (int, float)) and 0 <= v <= hi):
                 raise ConfigError(f"GovernorCallback: {name} must be a number in [0, {hi:g}]; got {v!r}.")
         self.governor, self.action_names = governor, names
         self.budget_kind, self.budget_value = kind, float(value)
         self.lam, self.cap_mb, self.k = float(lam), float(cap_mb), int(k)
+        self.reprune_fraction, self.min_kept_fraction = float(reprune_fraction), float(min_kept_fraction)
+        self.trainer: Any = None  # set by GovernedTrainer: the levers a callback cannot reach
         self.log_path = Path(log_path) if log_path is not None else None
         self.notes: list[str] = []
         self.training = False
@@ -383,7 +398,8 @@ class GovernorCallback(TrainerCallback):
 
     # ------------------------------------------------------------------ decisions
     def action_masks(self) -> np.ndarray:
-        """Actions this callback can carry out: continue, stop, and switches that only toggle checkpointing."""
+        """Actions this callback can carry out: continue, stop, switches that only toggle checkpointing, and
+        reprunes inside a ``GovernedTrainer`` (while a batch and ``min_kept_fraction`` of the data would remain)."""
         now = Strategy.parse(self.strategy)
         mask = np.zeros(len(self.action_names), dtype=bool)
         for i, name in enumerate(self.action_names):
@@ -391,7 +407,12 @@ class GovernorCallback(TrainerCallback):
                 mask[i] = True
             elif name.startswith("switch:"):
                 t = Strategy.parse(name.split(":", 1)[1])
-                mask[i] = (t.base, t.adam8) == (now.base, now.adam8) and t.gc != now.gc
+                same_base = t.base == now.base or (
+                    self.trainer is not None and {t.base, now.base} <= {"full", "lora"}
+                )  # GovernedTrainer switches full <-> lora in place
+                mask[i] = same_base and t.adam8 == now.adam8 and (t.base, t.gc) != (now.base, now.gc)
+            elif name in ("reprune_hardest", "reprune_easiest") and self.trainer is not None:
+                mask[i] = self.trainer.can_reprune(self.reprune_fraction, self.min_kept_fraction)
         return mask
 
     def _decide(self, state: Any, control: Any, eval_loss: float) -> None:
@@ -411,6 +432,7 @@ class GovernorCallback(TrainerCallback):
             cap_mb=self.cap_mb,
             strategy=self.strategy,
             lam=self.lam,
+            kept_fraction=self.trainer.kept_fraction if self.trainer is not None else 1.0,
             lr=self.lr if self.logs else None,
         )
         self.logs = []
@@ -432,8 +454,14 @@ class GovernorCallback(TrainerCallback):
             if self.args.save_strategy != IntervalStrategy.NO:
                 control.should_save = True
             self.ended = name
-        elif name.startswith("switch:"):
-            self._toggle_gc(Strategy.parse(name.split(":", 1)[1]).gc)
+        event = None
+        if name.startswith("switch:"):
+            t = Strategy.parse(name.split(":", 1)[1])
+            if t.base != Strategy.parse(reading.strategy).base:  # full <-> lora: GovernedTrainer's lever
+                event = self.trainer.switch_base(t.base)
+            self._toggle_gc(t.gc)
+        elif name.startswith("reprune_"):
+            event = self.trainer.reprune(self.reprune_fraction, name.split("_", 1)[1])
         row = {
             "step": state.global_step,
             "flops_used": used,
@@ -446,6 +474,8 @@ class GovernorCallback(TrainerCallback):
         }
         if chosen is not None:
             row["invalid_action"] = chosen
+        if event is not None:
+            row["trainer_event"] = {k: v for k, v in event.items() if k != "step"}
         self.decisions.append(row)
         state.log_history.append(
             {"step": state.global_step, "governor_action": name, "governor_budget_frac": used / self.budget}
@@ -489,6 +519,8 @@ class GovernorCallback(TrainerCallback):
                 "ended": self.ended,
                 "global_step": state.global_step,
                 "decisions": self.decisions,
+                # GovernedTrainer's reprunes and switches, the governor's and any others (its levers)
+                "trainer_events": list(self.trainer.events) if self.trainer is not None else [],
             },
         )
 
@@ -510,6 +542,7 @@ def _probe_batch(dl: Any, args: Any, device: torch.device) -> dict[str, Any]:
         batch = dl.collate_fn([ds[i] for i in range(min(args.per_device_train_batch_size, len(ds)))])
     else:
         batch = next(iter(dl))
+    batch = {k: v for k, v in dict(batch).items() if k != "govgym_index"}  # GovernedTrainer's row index
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in dict(batch).items()}
 
 
