@@ -256,13 +256,17 @@ class GovernedTrainer(Trainer):
         from govgym.efficiency.strategy import Strategy
 
         if base not in SWITCH_BASES:
-            raise ConfigError(f"GovernedTrainer.switch_base: base must be one of {SWITCH_BASES}; got {base!r}.")
+            raise ConfigError(
+                f"GovernedTrainer.switch_base: base must be one of {SWITCH_BASES}; got {base!r}."
+            )
         now = self.base
         before = _trainable(self.model)
         if base != now:
             gc = bool(getattr(self.model, "is_gradient_checkpointing", False))
             if base == "lora":
-                self.model = add_adapters(self.model, Strategy("lora"), self.memory, self.args.seed + self.state.global_step)
+                self.model = add_adapters(
+                    self.model, Strategy("lora"), self.memory, self.args.seed + self.state.global_step
+                )
             else:
                 self.model = to_full(self.model)
             self.model_wrapped = self.model
@@ -303,7 +307,10 @@ class GovernedTrainer(Trainer):
         """Whether a reprune of ``fraction`` leaves at least a batch and ``min_kept_fraction`` of the data."""
         kept = len(self.kept_indices)
         after = kept * (1 - fraction)
-        return after >= self.args.per_device_train_batch_size and after / max(self.n_examples, 1) >= min_kept_fraction
+        return (
+            after >= self.args.per_device_train_batch_size
+            and after / max(self.n_examples, 1) >= min_kept_fraction
+        )
 
 
 def _trainable(model: Any) -> int:

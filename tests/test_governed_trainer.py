@@ -40,7 +40,9 @@ def _own_losses(model, data) -> np.ndarray:
 def test_recorded_losses_are_the_models_per_example_losses(tmp_path: Path):
     """With lr=0 the model is fixed: every recorded loss equals the model's own loss on that example."""
     data = _data()
-    t = GovernedTrainer(_model(), _args(tmp_path, max_steps=10, learning_rate=0.0, warmup_steps=0), train_dataset=data)
+    t = GovernedTrainer(
+        _model(), _args(tmp_path, max_steps=10, learning_rate=0.0, warmup_steps=0), train_dataset=data
+    )
     t.train()
     seen = np.isfinite(t.example_loss)
     assert seen.sum() == 32  # 10 steps x 4 rows > one pass over 32 rows
@@ -85,7 +87,9 @@ def test_reprune_hardest_drops_noise_and_next_epoch_uses_kept_set(tmp_path: Path
                 trainer.reprune(0.2, "hardest")
 
     trainer = Recording(
-        _model(), _args(tmp_path, max_steps=-1, num_train_epochs=7, learning_rate=1e-2), train_dataset=data,
+        _model(),
+        _args(tmp_path, max_steps=-1, num_train_epochs=7, learning_rate=1e-2),
+        train_dataset=data,
         callbacks=[RepruneAt()],
     )
     trainer.train()
@@ -119,7 +123,9 @@ def test_governor_callback_reprunes_inside_governed_trainer(tmp_path: Path):
     log = tmp_path / "decisions.json"
     cb = GovernorCallback(gov, budget_steps=30, interval_steps=5, log_path=log, reprune_fraction=0.25)
     held = pattern_data(8, SEQ, VOCAB, seed=1).remove_columns("noise")
-    t = GovernedTrainer(_model(), _args(tmp_path, max_steps=20), train_dataset=_data(), eval_dataset=held, callbacks=[cb])
+    t = GovernedTrainer(
+        _model(), _args(tmp_path, max_steps=20), train_dataset=_data(), eval_dataset=held, callbacks=[cb]
+    )
     assert cb.trainer is t
     t.train()
     assert gov.seen[0] == [True, True, True, True]  # reprunes unmasked inside a GovernedTrainer
@@ -143,7 +149,9 @@ def test_plain_trainer_masks_reprune(tmp_path: Path):
     cb = GovernorCallback(gov, budget_steps=10, interval_steps=5)
     held = pattern_data(8, SEQ, VOCAB, seed=1).remove_columns("noise")
     data = _data().remove_columns("noise")
-    Trainer(_model(), _args(tmp_path, max_steps=5), train_dataset=data, eval_dataset=held, callbacks=[cb]).train()
+    Trainer(
+        _model(), _args(tmp_path, max_steps=5), train_dataset=data, eval_dataset=held, callbacks=[cb]
+    ).train()
     assert gov.seen[0] == [True, False, False, True]
 
 
@@ -155,7 +163,11 @@ def test_switch_full_lora_full_in_place(tmp_path: Path):
     seen: dict[str, object] = {}
 
     def q_weight():  # the frozen base weight of one adapted layer (under LoRA)
-        (w,) = [p for n, p in trainer.model.named_parameters() if n.endswith("layers.0.self_attn.q_proj.base_layer.weight")]
+        (w,) = [
+            p
+            for n, p in trainer.model.named_parameters()
+            if n.endswith("layers.0.self_attn.q_proj.base_layer.weight")
+        ]
         return w.detach().clone()
 
     class Switch(TrainerCallback):
@@ -164,7 +176,9 @@ def test_switch_full_lora_full_in_place(tmp_path: Path):
                 seen["full_params"] = sum(p.numel() for p in trainer.model.parameters())
                 trainer.switch_base("lora")
                 opt = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
-                seen["opt_is_trainable"] = opt == {id(p) for p in trainer.model.parameters() if p.requires_grad}
+                seen["opt_is_trainable"] = opt == {
+                    id(p) for p in trainer.model.parameters() if p.requires_grad
+                }
                 seen["q4"] = q_weight()
             elif state.global_step == 8:
                 seen["q8"] = q_weight()
@@ -205,7 +219,9 @@ def test_governor_callback_switches_base_inside_governed_trainer(tmp_path: Path)
     log = tmp_path / "decisions.json"
     cb = GovernorCallback(gov, budget_steps=40, interval_steps=4, log_path=log)
     held = pattern_data(8, SEQ, VOCAB, seed=1).remove_columns("noise")
-    t = GovernedTrainer(_model(), _args(tmp_path, max_steps=16), train_dataset=_data(), eval_dataset=held, callbacks=[cb])
+    t = GovernedTrainer(
+        _model(), _args(tmp_path, max_steps=16), train_dataset=_data(), eval_dataset=held, callbacks=[cb]
+    )
     t.train()
     assert gov.seen[0] == [True, True, True, False]  # full: switch to LoRA allowed, to full not
     assert gov.seen[2] == [True, True, False, True]  # LoRA: the reverse
@@ -222,8 +238,13 @@ def test_governor_callback_switches_base_inside_governed_trainer(tmp_path: Path)
 
     gov2 = Scripted(names, [])
     cb2 = GovernorCallback(gov2, budget_steps=8, interval_steps=4)
-    Trainer(_model(), _args(tmp_path, max_steps=4), train_dataset=_data().remove_columns("noise"), eval_dataset=held,
-            callbacks=[cb2]).train()
+    Trainer(
+        _model(),
+        _args(tmp_path, max_steps=4),
+        train_dataset=_data().remove_columns("noise"),
+        eval_dataset=held,
+        callbacks=[cb2],
+    ).train()
     assert gov2.seen[0] == [True, True, False, False]
 
 
@@ -233,18 +254,31 @@ def test_classification_losses_are_per_row_cross_entropy(tmp_path: Path):
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=2, num_labels=3, pad_token_id=0)
+    cfg = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_labels=3,
+        pad_token_id=0,
+    )
     model = LlamaForSequenceClassification(cfg)
     rng = np.random.default_rng(0)
     ids = rng.integers(1, VOCAB, (16, SEQ))
     data = Dataset.from_dict({"input_ids": ids.tolist(), "labels": rng.integers(0, 3, 16).tolist()})
-    t = GovernedTrainer(model, _args(tmp_path, max_steps=4, learning_rate=0.0, warmup_steps=0), train_dataset=data)
+    t = GovernedTrainer(
+        model, _args(tmp_path, max_steps=4, learning_rate=0.0, warmup_steps=0), train_dataset=data
+    )
     t.train()
     assert np.isfinite(t.example_loss).all()
     model.eval()
     with torch.no_grad():
-        own = [float(model(input_ids=torch.tensor([r["input_ids"]]), labels=torch.tensor([r["labels"]])).loss) for r in data]
+        own = [
+            float(model(input_ids=torch.tensor([r["input_ids"]]), labels=torch.tensor([r["labels"]])).loss)
+            for r in data
+        ]
     np.testing.assert_allclose(t.example_loss, own, rtol=1e-5, atol=1e-5)
 
 
