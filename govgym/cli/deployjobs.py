@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -127,6 +128,8 @@ def _one_run(
     over: dict[str, Any] = {}
     if esc:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=job.patience))
+        # the stopped model is compared as it stands (no checkpoints, so no load_best_model_at_end):
+        # its final eval loss is the last evaluation, its best eval loss the lowest
         over = {"metric_for_best_model": "eval_loss", "greater_is_better": False}
     trainer = Trainer(
         wl.model,
@@ -137,7 +140,13 @@ def _one_run(
     )
     for quiet in (PrinterCallback, ProgressCallback):  # the table is the output, not the Trainer's log lines
         trainer.remove_callback(quiet)
-    trainer.train()
+    log = logging.getLogger("transformers.trainer_callback")
+    level = log.level
+    log.setLevel(logging.ERROR)  # EarlyStoppingCallback's note about load_best_model_at_end (said above)
+    try:
+        trainer.train()
+    finally:
+        log.setLevel(level)
     evals = [(int(r["step"]), float(r["eval_loss"])) for r in trainer.state.log_history if "eval_loss" in r]
     return {
         "name": name,
