@@ -230,10 +230,14 @@ def _plot(runs: list[dict[str, Any]], target: float, path: Path) -> None:
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in runs:
+    styles = [("-", 3.0, "o"), ("--", 2.0, "."), (":", 1.5, ".")]  # identical curves stay visible
+    for r, (ls, lw, mk) in zip(runs, styles):
         d = r["decisions"]
         xs, ys = [x["flops_used"] for x in d], [x["eval_loss"] for x in d]
-        (line,) = ax.plot(xs, ys, marker=".", label=r["name"])
+        (line,) = ax.plot(xs, ys, ls=ls, lw=lw, marker=mk, ms=4, label=r["name"])
+        if d and r["ended"] == "trainer" and r["stop_step"] < r["budget_steps"]:  # EarlyStoppingCallback's stop
+            ax.annotate("early stop", (xs[-1], ys[-1]), fontsize=7, color=line.get_color())
+            ax.plot([xs[-1]], [ys[-1]], marker="x", ms=9, color=line.get_color())
         for x in d:
             if x["action"] != "continue":
                 ax.annotate(x["action"], (x["flops_used"], x["eval_loss"]), fontsize=7, color=line.get_color())
