@@ -75,3 +75,18 @@ def test_deploy_bad_governor_is_one_sentence(env, tmp_path: Path, governor: str,
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("govgym deploy: error:") and needle in lines[0]
     assert "Traceback" not in r.stderr and not (tmp_path / "deploy.csv").exists()
+
+
+def test_deploy_early_stopping_stops_where_patience_heuristic_does(env, tmp_path: Path):
+    """A high constant LR makes eval loss rise early: EarlyStoppingCallback(patience=1) stops before the
+    budget, at the same step as the patience heuristic with patience=1, both with the FLOPs counted alike."""
+    out = tmp_path / "deploy"
+    args = ["deploy", "governor=patience:patience=1", "budget_epochs=3", "interval=2", "patience=1"]
+    lr = ["optim.lr=0.05", "optim.schedule=constant"]
+    r = govgym([*args, *lr, "--out", str(out), *TINY], env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    gov, fixed, esc = json.loads((out / "deploy.json").read_text())["rows"]
+    assert fixed["stop_step"] == 24 and fixed["ended"] == "truncated"
+    assert esc["ended"] == "trainer" and esc["stop_step"] < 24 and gov["ended"] == "stop"
+    assert esc["stop_step"] == gov["stop_step"] and esc["flops_used"] == gov["flops_used"]
+    assert esc["flops_vs_fixed"] < 1 and esc["best_eval_loss"] < esc["final_eval_loss"]
