@@ -14,6 +14,7 @@ Subcommands (``govgym <cmd> --help`` lists each one's config keys with their doc
   tune        grid-search each heuristic's knobs on the train split (mean return); writes heuristics.yaml
   evaluate    every policy x held-out instances x seeds: leaderboard (terminal, CSV/JSON) and plots
   export      a trained agent or a heuristic as a governor artifact that runs with numpy only
+  deploy      fine-tune through the HF Trainer with a governor vs fixed budget vs EarlyStoppingCallback
 
 One option style for every subcommand:
   key=value   every setting: a config key, listed with its doc by `govgym <cmd> --help`
@@ -42,6 +43,7 @@ from govgym.agents.train import TrainConfig
 from govgym.cli.options import (
     CollectJob,
     DemoJob,
+    DeployJob,
     ExportJob,
     PlotJob,
     PruneJob,
@@ -145,6 +147,14 @@ COMMANDS = [
         "governor",
         "artifact folder for governor.json and policy.safetensors",
     ),
+    Command(
+        "deploy",
+        "HF Trainer runs: a governor (artifact or heuristic) vs the fixed budget vs EarlyStoppingCallback",
+        (DeployJob, RunConfig),
+        "runs/deploy",
+        "folder for deploy.csv/json, decisions.json, deploy.png",
+        config=True,
+    ),
 ]
 BY_NAME = {c.name: c for c in COMMANDS}
 LEGACY = "_legacy_"  # argparse dest prefix of the hidden flag spelling of a key
@@ -215,7 +225,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                 default=[],
                 help="a trained agent (DIR/final.zip or label=DIR/final.zip), added to policies; repeatable",
             )
-        if cmd.name in ("demo", "train", "evaluate", "collect", "tune"):
+        if cmd.name in ("demo", "train", "evaluate", "collect", "tune", "deploy"):
             p.add_argument("--no-progress", action="store_true", help="no progress bars")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="config keys (listed below)")
         # earlier spellings of the subcommand's own keys as flags (--seeds 2 = seeds=2): accepted, not listed
@@ -291,6 +301,10 @@ def dispatch(args: argparse.Namespace, pairs: dict[str, Any]) -> int:
             reports.prune_noise(cfg, Path(args.out), job.fraction, job.warm_steps)
         elif cmd.name == "switch":
             reports.switch_curves(cfg, Path(args.out), job.steps)
+        elif cmd.name == "deploy":
+            from govgym.cli.deployjobs import deploy_compare
+
+            deploy_compare(cfg, Path(args.out), job, progress=progress)
     elif cmd.name == "collect":
         from govgym.cli import envjobs
 

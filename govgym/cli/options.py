@@ -172,8 +172,38 @@ class ExportJob:
     """Instance-set YAML whose env.interval_steps is the decision interval K ('' = the agent's training set; packaged configs/instances.yaml for a heuristic)."""
 
 
+@dataclass
+class DeployJob:
+    """``govgym deploy``: fine-tune through the HF Trainer with a governor, vs the fixed budget and EarlyStoppingCallback."""
+
+    governor: str = "marginal_gain"
+    """An artifact folder written by `govgym export`, or a heuristic spec (patience, marginal_gain:kappa=4)."""
+    budget_epochs: float = 3.0
+    """The budget, in epochs of the train data (converted to FLOPs by the callback); the fixed run spends all of it."""
+    interval: int = 0
+    """K: optimizer steps between decisions and evaluations, the same in all three runs (0 = the governor's own K)."""
+    lam: float = 0.3
+    """Compute price the governor sees."""
+    patience: int = 3
+    """EarlyStoppingCallback's early_stopping_patience (evaluations without improvement)."""
+    tolerance: float = 0.005
+    """Equal quality: an eval loss within this fraction above the fixed run's final eval loss."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.governor, str) or not self.governor.strip():
+            raise ConfigError(
+                f"governor: expected an artifact folder or a heuristic spec (e.g. patience); got {self.governor!r}."
+            )
+        check_range("budget_epochs", self.budget_epochs, 1e-9)
+        check_range("interval", self.interval, 0)
+        check_range("lam", self.lam, 0.0, 10.0)
+        check_range("patience", self.patience, 1)
+        check_range("tolerance", self.tolerance, 0.0, 1.0)
+
+
 __all__ = [
     "CollectJob",
+    "DeployJob",
     "DemoJob",
     "ExportJob",
     "PlotJob",
