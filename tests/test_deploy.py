@@ -37,7 +37,16 @@ def test_deploy_artifact_vs_fixed_vs_early_stopping(env, tmp_path: Path):
     assert r.returncode == 0, r.stderr[-3000:]
     out = tmp_path / "deploy"
     r = govgym(
-        ["deploy", f"governor={art}", "budget_epochs=2", "interval=2", "patience=1", "--out", str(out), *TINY],
+        [
+            "deploy",
+            f"governor={art}",
+            "budget_epochs=2",
+            "interval=2",
+            "patience=1",
+            "--out",
+            str(out),
+            *TINY,
+        ],
         env,
     )
     assert r.returncode == 0, r.stderr[-3000:]

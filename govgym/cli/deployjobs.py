@@ -123,7 +123,9 @@ def _one_run(
     held = wl.eval.remove_columns([c for c in wl.eval.column_names if c not in ("input_ids", "labels")])
     per_epoch = max(math.ceil(len(train) / cfg.optim.batch_size), 1)
     steps = max(math.ceil(job.budget_epochs * per_epoch), 1)
-    cb = GovernorCallback(gov, budget_epochs=job.budget_epochs, lam=job.lam, interval_steps=k, log_path=log_path)
+    cb = GovernorCallback(
+        gov, budget_epochs=job.budget_epochs, lam=job.lam, interval_steps=k, log_path=log_path
+    )
     callbacks: list[Any] = [cb]
     over: dict[str, Any] = {}
     if esc:
@@ -173,12 +175,18 @@ def deploy_compare(cfg: RunConfig, out: Path, job: DeployJob, progress: bool = T
     gov, label = resolve_governor(job.governor)
     k = job.interval or int(getattr(gov, "interval_steps", 0) or 0)
     if k < 1:
-        raise ConfigError(f"interval: the governor {job.governor!r} gives no decision interval; pass interval=K.")
+        raise ConfigError(
+            f"interval: the governor {job.governor!r} gives no decision interval; pass interval=K."
+        )
     fixed = make_policy("fixed_budget", list(gov.action_names))
     out.mkdir(parents=True, exist_ok=True)
     runs = []
     with tempfile.TemporaryDirectory(prefix="govgym-deploy-") as tmp:
-        for name, g, esc in ((label, gov, False), ("fixed budget", fixed, False), ("EarlyStoppingCallback", fixed, True)):
+        for name, g, esc in (
+            (label, gov, False),
+            ("fixed budget", fixed, False),
+            ("EarlyStoppingCallback", fixed, True),
+        ):
             if progress:
                 print(f"deploy: training with {name} ...", flush=True)
             log = Path(tmp) / f"{len(runs)}.json"
@@ -235,12 +243,16 @@ def _plot(runs: list[dict[str, Any]], target: float, path: Path) -> None:
         d = r["decisions"]
         xs, ys = [x["flops_used"] for x in d], [x["eval_loss"] for x in d]
         (line,) = ax.plot(xs, ys, ls=ls, lw=lw, marker=mk, ms=4, label=r["name"])
-        if d and r["ended"] == "trainer" and r["stop_step"] < r["budget_steps"]:  # EarlyStoppingCallback's stop
+        if (
+            d and r["ended"] == "trainer" and r["stop_step"] < r["budget_steps"]
+        ):  # EarlyStoppingCallback's stop
             ax.annotate("early stop", (xs[-1], ys[-1]), fontsize=7, color=line.get_color())
             ax.plot([xs[-1]], [ys[-1]], marker="x", ms=9, color=line.get_color())
         for x in d:
             if x["action"] != "continue":
-                ax.annotate(x["action"], (x["flops_used"], x["eval_loss"]), fontsize=7, color=line.get_color())
+                ax.annotate(
+                    x["action"], (x["flops_used"], x["eval_loss"]), fontsize=7, color=line.get_color()
+                )
                 ax.plot([x["flops_used"]], [x["eval_loss"]], marker="x", ms=9, color=line.get_color())
     ax.axhline(target, ls="--", lw=0.8, color="gray", label="equal quality")
     ax.set_xlabel("FLOPs used")
