@@ -36,36 +36,6 @@ class Payload:
         return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
 
 
-@pytest.fixture(scope="module")
-def module_cache(tmp_path_factory):
-    """One cache for this module: the tiny instances' workload is built once (~20 s on 2 busy cores)."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GOVGYM_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def agent_dir(tmp_path_factory, module_cache):
-    """A MaskablePPO agent from a very short real training (8 env steps on the tiny instances)."""
-    from govgym.agents.train import TrainConfig, train
-
-    out = tmp_path_factory.mktemp("agent") / "agent"
-    cfg = TrainConfig(
-        algo="maskable_ppo",
-        timesteps=8,
-        n_envs=1,
-        n_steps=8,
-        checkpoint_every=8,
-        eval_every=0,
-        memo="",
-        pretrain=False,
-        instances=TINY,
-    )
-    train(cfg, out, progress=False)
-    return out
-
-
 @pytest.fixture
 def agent(agent_dir, tmp_path):
     """A private copy of the trained agent's folder (tests edit it)."""
