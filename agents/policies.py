@@ -37,7 +37,7 @@ from safetensors.torch import load, save
 
 from govgym.agents.heuristics import POLICIES, make_policy
 from govgym.efficiency import safefile
-from govgym.efficiency.signals import HIGH, LOW, spec_hash
+from govgym.efficiency.signals import HIGH, LOW, normalize_obs, spec_hash
 from govgym.results import atomic_write
 from govgym.typed import ConfigError, check_choice, load_yaml
 
@@ -329,9 +329,7 @@ class AgentPolicy:
         """VecNormalize.normalize_obs: clip((obs - mean) / sqrt(var + eps), -clip, clip) as float32."""
         if not self.norm_obs:
             return obs
-        return np.clip(
-            (obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip_obs, self.clip_obs
-        ).astype(np.float32)
+        return normalize_obs(obs, self.mean, self.var, self.clip_obs, self.epsilon)
 
     def predict(
         self,

@@ -33,7 +33,7 @@ from safetensors.numpy import save as st_save
 
 from govgym import __version__
 from govgym.agents.heuristics import POLICIES, make_policy
-from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, spec_hash
+from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, normalize_obs, spec_hash
 from govgym.efficiency.strategy import Strategy
 from govgym.errors import ConfigError
 from govgym.results import atomic_write
@@ -156,9 +156,7 @@ class Governor:
         """VecNormalize's formula: clip((obs - mean) / sqrt(var + eps), -clip, clip) as float32."""
         if not self.norm_obs:
             return obs
-        return np.clip(
-            (obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip_obs, self.clip_obs
-        ).astype(np.float32)
+        return normalize_obs(obs, self.mean, self.var, self.clip_obs, self.epsilon)
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
         """The action logits (or Q-values) of a batch (n, n_features) of raw observations."""

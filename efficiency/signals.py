@@ -139,6 +139,17 @@ def _finite(x: float, default: float = 0.0) -> float:
     return x if isinstance(x, (int, float)) and math.isfinite(x) else default
 
 
+def normalize_obs(
+    obs: np.ndarray, mean: np.ndarray, var: np.ndarray, clip: float, epsilon: float
+) -> np.ndarray:
+    """SB3 VecNormalize's observation normalization: clip((obs - mean) / sqrt(var + eps), -clip, clip), float32.
+
+    The one copy of the formula, shared by a loaded agent (agents/policies.py) and an exported
+    governor (deploy/artifact.py), so both feed the network exactly what it saw in training.
+    """
+    return np.clip((obs - mean) / np.sqrt(var + epsilon), -clip, clip).astype(np.float32)
+
+
 class SignalTracker:
     """Turns a stream of Readings into observation vectors; holds E_0, best, EMA and the first grad norm."""
 
