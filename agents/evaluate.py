@@ -143,11 +143,15 @@ def run_tasks(
     desc: str = "evaluate",
     progress: bool = True,
     memo: str = "",
+    task_fn: Any = None,
 ) -> list[dict[str, Any]]:
     """All (instance, seed) tasks, in ``workers`` processes (spawned: torch threads and fork do not mix).
 
     ``memo``: a folder of saved step trees to reuse and extend ('' = none); see ``envs/memo.py``.
+    ``task_fn``: what one task runs (default ``run_task``: every policy spec; ``agents.levermap``
+    passes its branch search), a module-level function so that spawned workers can import it.
     """
+    task_fn = task_fn or run_task
 
     threads = worker_threads(workers)
     if memo:
@@ -156,7 +160,7 @@ def run_tasks(
     if workers > 1:
         # longest first (by FLOP budget): the pool's last task is a short one, so no core idles long at the end
         iset = load_instances(instances or None)
-        budget = {i.name: i.budget_tflops for i in iset.train + iset.test}
+        budget = {i.name: i.budget_tflops or i.budget_epochs or 0.0 for i in iset.train + iset.test}
         tasks.sort(key=lambda t: -budget.get(t[2], 0.0))
     bar = tqdm(total=len(tasks), desc=desc, unit="task", dynamic_ncols=True, disable=not progress)
     out: list[dict[str, Any]] = []
@@ -165,13 +169,13 @@ def run_tasks(
         _init_worker(threads)
         try:
             for t in tasks:
-                out.append(run_task(t))
+                out.append(task_fn(t))
                 bar.update(1)
         finally:
             torch.set_num_threads(prev)
     else:
         with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
-            for r in pool.imap_unordered(run_task, tasks):
+            for r in pool.imap_unordered(task_fn, tasks):
                 out.append(r)
                 bar.update(1)
                 bar.set_postfix(

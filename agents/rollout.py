@@ -87,7 +87,7 @@ def run_episode(tree: EpisodeTree, policy: Any, name: str) -> Episode:
         tree.instance,
         tree.episode_seed,
         e0=float(node.info["eval_loss"]),
-        budget=inst.budget_tflops * 1e12,
+        budget=float(node.info.get("budget") or (inst.budget_tflops or 0.0) * 1e12),  # trees saved before v1
         lam=inst.lam,
     )
     ep.evals.append(ep.e0)

@@ -144,6 +144,10 @@ class OptimConfig:
     """LR schedule after warmup: cosine | linear | constant (transformers.get_scheduler names)."""
     total_steps: int = 400
     """Schedule horizon in optimizer steps (the budget's worth of steps; a governor may stop earlier)."""
+    schedule_step_flops: float = 0.0
+    """0: the schedule advances one step per optimizer step. > 0: it advances by training FLOPs spent /
+    this (the measured FLOPs of one step of the start strategy, set by govgym/FineTune-v1), so a run
+    that switches to a cheaper strategy moves along the planned schedule by compute, not step count."""
     batch_size: int = 8
     """Examples per optimizer step (8 x 128 tokens = 1,024 tokens/step by default)."""
 
@@ -156,6 +160,7 @@ class OptimConfig:
         check_range("optim.max_grad_norm", self.max_grad_norm, 0.0)
         check_range("optim.warmup_steps", self.warmup_steps, 0)
         check_range("optim.total_steps", self.total_steps, 1)
+        check_range("optim.schedule_step_flops", self.schedule_step_flops, 0.0)
         check_range("optim.batch_size", self.batch_size, 1)
         check_choice("optim.schedule", self.schedule, ("cosine", "linear", "constant"))
 

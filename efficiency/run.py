@@ -140,6 +140,23 @@ class FineTuneRun:
         for g, lam in zip(self.optimizer.param_groups, self.scheduler.lr_lambdas):
             g["lr"] = self.lr * lam(self.step)
         self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        self._sync_schedule()
+
+    def _sync_schedule(self) -> None:
+        """Under ``optim.schedule_step_flops``, put the schedule at (training FLOPs spent / that) steps.
+
+        The LR of the next step is then the one the planned schedule has at this compute fraction; for
+        a run that never switches strategy it is exactly the step-based schedule (each step costs the
+        same FLOPs), after a switch to a cheaper strategy the run moves along it more slowly.
+        """
+        per_step = self.cfg.optim.schedule_step_flops
+        if per_step <= 0:
+            return
+        virtual = min(self.flops["train"] / per_step, float(self.cfg.optim.total_steps))  # then hold the end
+        self.scheduler.last_epoch = int(virtual) if virtual == int(virtual) else virtual
+        for g, lam in zip(self.optimizer.param_groups, self.scheduler.lr_lambdas):
+            g["lr"] = self.lr * lam(virtual)
+        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     # ------------------------------------------------------------------ the step loop
     def _loss(self, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -222,6 +239,7 @@ class FineTuneRun:
                 fn = self._measured_step if measure else self._step
                 (loss, gn), fl = self.flop_cache.measure(("train", key), partial(fn, ids, labels, gsum))
                 self.flops["train"] += fl
+                self._sync_schedule()
                 if self._probe is not None:
                     self._recompute_probe()
                 self.step += 1

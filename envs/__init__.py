@@ -1,12 +1,13 @@
 """Gymnasium environments over a real fine-tuning run.
 
-``govgym/FineTune-v0`` is registered when ``govgym`` is imported (if gymnasium is installed); the entry
+``govgym/FineTune-v0`` and ``govgym/FineTune-v1`` are registered when ``govgym`` is imported (if gymnasium is installed); the entry
 point is a string, so nothing heavy is imported until ``gymnasium.make``.
 """
 
 from __future__ import annotations
 
 ENV_ID = "govgym/FineTune-v0"
+ENV_ID_V1 = "govgym/FineTune-v1"
 
 
 def register_envs() -> None:
@@ -14,4 +15,16 @@ def register_envs() -> None:
     from gymnasium.envs.registration import register, registry
 
     if ENV_ID not in registry:
-        register(id=ENV_ID, entry_point="govgym.envs.finetune_env:FineTuneEnv", disable_env_checker=False)
+        register(
+            id=ENV_ID,
+            entry_point="govgym.envs.finetune_env:FineTuneEnv",
+            kwargs={"version": 0},
+            disable_env_checker=False,
+        )
+    if ENV_ID_V1 not in registry:
+        register(
+            id=ENV_ID_V1,
+            entry_point="govgym.envs.finetune_env:FineTuneEnv",
+            kwargs={"version": 1},
+            disable_env_checker=False,
+        )

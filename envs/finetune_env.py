@@ -16,8 +16,8 @@ from govgym.efficiency.run import FineTuneRun, RunOOM
 from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, Reading, SignalTracker, spec_hash
 from govgym.efficiency.strategy import Strategy
 from govgym.efficiency.workload import load_workload
-from govgym.envs.instances import EnvConfig, Instance, InstanceSet, load_instances
-from govgym.envs.probe import strategy_peaks
+from govgym.envs.instances import EnvConfig, Instance, InstanceSet, default_instances_path, load_instances
+from govgym.envs.probe import strategy_costs, strategy_peaks
 from govgym.typed import ConfigError, from_dict, to_dict
 
 STATE_FORMAT = 1
@@ -93,6 +93,10 @@ class FineTuneEnv(gym.Env):
 
     ## Version History
     - v0: initial version (wall-clock seconds in ``info`` became opt-in with ``wall_time_info=True``).
+    - v1: budgets as people set them (``budget_epochs``, or TFLOPs converted to whole decision
+      intervals) and the LR schedule planned over the whole budget and advanced by FLOPs spent (stopping
+      early stops mid-schedule); default instance set ``configs/instances_v1.yaml`` (SFT tasks, families).
+      ``version=`` picks the dynamics; left out, the instance set's ``env.version`` does.
     """
 
     metadata = {"render_modes": []}
@@ -103,10 +107,16 @@ class FineTuneEnv(gym.Env):
         split: str = "train",
         interval_steps: int | None = None,
         wall_time_info: bool = False,
+        version: int | None = None,
     ):
         super().__init__()
         self.wall_time_info = wall_time_info
+        if version is not None and version not in (0, 1):
+            raise ConfigError(f"version: {version!r} is not a FineTune version; use 0 or 1.")
+        if instances is None and version is not None:
+            instances = str(default_instances_path(version))
         self.iset = instances if isinstance(instances, InstanceSet) else load_instances(instances)
+        self.version = self.iset.env.version if version is None else version
         self.split = split
         self.pool = self.iset.split(split)
         self.ecfg = self.iset.env
@@ -161,6 +171,7 @@ class FineTuneEnv(gym.Env):
 
         self.instance, self.episode_seed = instance, episode_seed
         cfg = self.iset.run_config(instance, episode_seed)
+        self.budget, self.planned_steps = self._plan(cfg, instance)
         self.peaks = strategy_peaks(cfg, [t.name for t in self.targets] + [cfg.memory.strategy])
         if instance.cap_mb > 0 and instance.cap_mb < min(self.peaks.values()):
             fits = ", ".join(f"{k} {v:.1f}" for k, v in sorted(self.peaks.items(), key=lambda kv: kv[1]))
@@ -170,8 +181,34 @@ class FineTuneEnv(gym.Env):
                 "Raise cap_mb (or set 0 for no cap), or add a smaller strategy to env.switch_targets."
             )
         self.run = FineTuneRun(cfg, workload=load_workload(cfg, progress=False), progress=False)
-        self.budget = instance.budget_tflops * 1e12
         self.t0 = time.perf_counter()
+
+    def _plan(self, cfg: Any, instance: Instance) -> tuple[float, int | None]:
+        """The episode's FLOP budget and (v1) the optimizer steps its LR schedule is planned over.
+
+        A budget in epochs becomes steps = epochs × training examples / batch size, rounded to whole
+        decision intervals (a budget in TFLOPs: the whole intervals it buys); in FLOPs it is those steps at the start strategy's measured cost (FlopCounterMode,
+        ``envs.probe``) plus the initial eval and one eval per interval, so the fixed-budget run ends
+        exactly on it. Under v1 the run's cosine (or linear) schedule is planned over those steps and
+        advanced by training FLOPs (``optim.schedule_step_flops``), as the Trainer plans
+        ``num_train_epochs``. ``cfg`` is changed in place (v1 only). Under v0 a budget in TFLOPs is
+        used as given.
+        """
+        k = self.ecfg.interval_steps
+        if instance.budget_epochs is None and self.version == 0:
+            return instance.budget_tflops * 1e12, None
+        step, ev, n_train = strategy_costs(cfg, cfg.memory.strategy)
+        per_interval = k * step + ev
+        if instance.budget_epochs is not None:
+            intervals = max(1, round(instance.budget_epochs * n_train / cfg.optim.batch_size / k))
+        else:
+            intervals = max(1, int((instance.budget_tflops * 1e12 - ev) // per_interval))
+        budget, steps = float(ev + intervals * per_interval), intervals * k
+        if self.version == 1:
+            cfg.optim.total_steps = steps
+            cfg.optim.schedule_step_flops = float(step)
+            cfg.optim.warmup_steps = min(cfg.optim.warmup_steps, steps // 10)
+        return budget, steps
 
     # ------------------------------------------------------------------ masks
     def action_masks(self) -> np.ndarray:
@@ -231,7 +268,8 @@ class FineTuneEnv(gym.Env):
             return self._finish(-penalty - lam * spent, True, False, error, info_extra, stats)
         reward = (self.prev_eval - e) / self.e0 - lam * spent
         frac = run.flops_total / self.budget
-        truncated = frac >= 1.0
+        # v1's fixed run lands on its budget exactly: a relative 1e-9 absorbs float rounding of the sum
+        truncated = frac >= (1.0 - 1e-9 if self.version == 1 else 1.0)
         run.set_cap(self.instance.cap_at(frac))  # a co-located job arrives / leaves
         obs = self.tracker.observe(self._reading(e, stats))
         self.prev_eval = e
@@ -341,7 +379,7 @@ class FineTuneEnv(gym.Env):
         return {
             "format": STATE_FORMAT,
             "govgym_version": __version__,
-            "env_id": "govgym/FineTune-v0",
+            "env_id": f"govgym/FineTune-v{self.version}",
             "instances": self.iset.source,
             "split": self.split,
             "interval_steps": self.ecfg.interval_steps,

@@ -6,7 +6,7 @@ FLOPs, memory cap and its availability schedule, start strategy, λ and seed::
 
     run: {...}                      # RunConfig fields shared by every instance
     env: {interval_steps: 20, ...}  # EnvConfig
-    train:                          # name, budget_tflops and lam are required; the rest default
+    train:                          # name, lam and budget_tflops or budget_epochs are required
       - name: noisy-full-80mb
         budget_tflops: 2.0
         cap_mb: 80
@@ -64,10 +64,16 @@ class Instance:
     name: str
     """Unique name; ``reset(options={'instance': name})`` picks it. Letters, digits, '.', '_', '-' only
     (it becomes part of file names: traces, states, memo trees)."""
-    budget_tflops: float
-    """Compute budget in TFLOPs (every FLOP counts: training, evals, scoring, measurement). Required."""
     lam: float
     """Compute price λ: reward = normalized eval improvement − λ × budget fraction used. Required."""
+    budget_tflops: float | None = None
+    """Compute budget in TFLOPs (every FLOP counts: training, evals, scoring, measurement). Set this or
+    ``budget_epochs``."""
+    budget_epochs: float | None = None
+    """Compute budget as people set it: epochs of the instance's training set (as the Trainer's
+    ``num_train_epochs``), converted at reset to FLOPs from the measured FLOPs per optimizer step of the
+    start strategy plus one eval per decision interval (a fixed run spends exactly the budget). Set this
+    or ``budget_tflops``."""
     cap_mb: float = 0.0
     """Memory cap in MiB at the start (0 = none). Virtual on CPU, real on CUDA. A cap below the
     measured peak of every strategy the episode can reach is refused at reset."""
@@ -79,12 +85,26 @@ class Instance:
     """Instance seed (combined with the episode seed for the run)."""
     run: dict[str, Any] = field(default_factory=dict)
     """RunConfig overrides for this instance (model, data, optim ...)."""
+    family: str = ""
+    """The regime a reader can name (e.g. overfit, noisy, cap, clean, mix): results are also reported
+    per family. '' = the part of the name before its first '-'."""
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ConfigError("instance.name: every instance needs a unique name.")
         check_name("instance.name", self.name)
-        check_range(f"{self.name}.budget_tflops", self.budget_tflops, 1e-6)
+        if not self.family:
+            self.family = self.name.split("-", 1)[0]
+        if (self.budget_tflops is None) == (self.budget_epochs is None):
+            raise ConfigError(
+                f"{self.name}.budget_tflops: instance {self.name!r} needs exactly one budget: budget_tflops "
+                f"(FLOPs) or budget_epochs (epochs of its training set); got "
+                f"{'both' if self.budget_tflops is not None else 'neither'}."
+            )
+        if self.budget_tflops is not None:
+            check_range(f"{self.name}.budget_tflops", self.budget_tflops, 1e-6)
+        else:
+            check_range(f"{self.name}.budget_epochs", self.budget_epochs, 0.01, 100.0)
         check_range(f"{self.name}.cap_mb", self.cap_mb, 0.0)
         check_range(f"{self.name}.lam", self.lam, 0.0, 10.0)
         check_range(f"{self.name}.seed", self.seed, 0, 2**40)  # x1000 + episode seed stays below 2**63
@@ -122,6 +142,11 @@ class EnvConfig:
     """Reward added (negated) when the measured peak exceeds the cap."""
     crash_penalty: float = 1.0
     """Reward added (negated) when the run diverges or crashes."""
+    version: int = 0
+    """Dynamics version of the env made from this set when no id names one: 0 = govgym/FineTune-v0
+    (the run's own ``optim.total_steps`` schedule); 1 = govgym/FineTune-v1 (the LR schedule is planned
+    over the whole budget, as the Trainer plans ``num_train_epochs``, and advanced by FLOPs spent, so
+    stopping early stops mid-schedule and a cheaper strategy after a switch moves along it slower)."""
 
     def __post_init__(self) -> None:
         check_range("env.interval_steps", self.interval_steps, 1)
@@ -129,6 +154,7 @@ class EnvConfig:
         check_range("env.min_kept_fraction", self.min_kept_fraction, 0.0, 1.0)
         check_range("env.oom_penalty", self.oom_penalty, 0.0)
         check_range("env.crash_penalty", self.crash_penalty, 0.0)
+        check_choice("env.version", self.version, (0, 1))
         if not self.switch_targets:
             raise ConfigError("env.switch_targets: empty; name at least one strategy, e.g. [full, lora].")
         for i, s in enumerate(self.switch_targets):
@@ -192,9 +218,9 @@ class InstanceSet:
             raise ConfigError(f"instance {inst.name!r}: {err}") from None
 
 
-def default_instances_path() -> Path:
-
-    return Path(str(files("govgym.configs") / "instances.yaml"))
+def default_instances_path(version: int = 0) -> Path:
+    """The packaged instance set of govgym/FineTune-v{version}."""
+    return Path(str(files("govgym.configs") / ("instances.yaml" if version == 0 else "instances_v1.yaml")))
 
 
 def load_instances(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> InstanceSet:

@@ -44,6 +44,7 @@ STEP_KEYS = (
     "eval_loss",
     "train_loss",
     "flops_used",
+    "budget",
     "budget_frac",
     "strategy",
     "kept_fraction",

@@ -1,8 +1,9 @@
-"""Measured memory peak of each strategy on a workload, for the action mask (what fits a cap).
+"""Measured memory peak and FLOPs of each strategy on a workload, for the action mask and budgets.
 
-One real optimizer step per strategy on a throwaway run of the same workload, measured by
-``efficiency.memstats`` (categories + profiler/allocator peak), cached per workload in the process.
-This is environment setup, not a governor decision, so its FLOPs are not charged to any episode.
+One real optimizer step (and one eval) per strategy on a throwaway run of the same workload, measured
+by ``efficiency.memstats`` (categories + profiler/allocator peak) and torch's FlopCounterMode, cached per
+workload in the process. This is environment setup, not a governor decision, so its FLOPs are not
+charged to any episode.
 """
 
 from __future__ import annotations
@@ -16,13 +17,31 @@ from govgym.efficiency.workload import load_workload
 from govgym.typed import to_dict
 
 _PEAKS: dict[str, dict[str, float]] = {}
+_COSTS: dict[str, dict[str, tuple[int, int, int]]] = {}
 
 
 def _key(cfg: RunConfig) -> str:
     d = to_dict(cfg)
     d["memory"] = {k: v for k, v in d["memory"].items() if k not in ("strategy", "cap_mb")}
     d.pop("seed", None)
+    # the schedule changes neither shapes nor memory: FineTune-v1 plans it per episode after probing
+    d["optim"] = {k: v for k, v in d["optim"].items() if k not in ("total_steps", "schedule_step_flops")}
     return json.dumps(d, sort_keys=True, default=str)
+
+
+def _probe(cfg: RunConfig, name: str) -> None:
+    """One real step and one eval of strategy ``name`` on a throwaway run; fills both tables."""
+    c = copy.deepcopy(cfg)
+    c.memory.strategy, c.memory.cap_mb = name, 0.0
+    run = FineTuneRun(c, workload=load_workload(c, progress=False), progress=False)
+    run.advance(1)
+    _PEAKS.setdefault(_key(cfg), {})[name] = run.last_memory.peak / 2**20
+    run.evaluate()
+    _COSTS.setdefault(_key(cfg), {})[name] = (
+        int(run.flops["train"]),
+        int(run.flops["eval"]),
+        len(run.train_ids),
+    )
 
 
 def strategy_peaks(cfg: RunConfig, strategies: list[str]) -> dict[str, float]:
@@ -30,14 +49,21 @@ def strategy_peaks(cfg: RunConfig, strategies: list[str]) -> dict[str, float]:
 
     table = _PEAKS.setdefault(_key(cfg), {})
     for name in strategies:
-        if name in table:
-            continue
-        c = copy.deepcopy(cfg)
-        c.memory.strategy, c.memory.cap_mb = name, 0.0
-        run = FineTuneRun(c, workload=load_workload(c, progress=False), progress=False)
-        run.advance(1)
-        table[name] = run.last_memory.peak / 2**20
+        if name not in table:
+            _probe(cfg, name)
     return {k: table[k] for k in strategies}
 
 
-__all__ = ["strategy_peaks"]
+def strategy_costs(cfg: RunConfig, strategy: str) -> tuple[int, int, int]:
+    """(FLOPs of one optimizer step, FLOPs of one eval, training examples) of ``strategy`` on ``cfg``'s workload.
+
+    Measured by FlopCounterMode on a throwaway run (the same counts an episode's run makes: the
+    count depends on shapes and the strategy, not on weights or seed).
+    """
+    table = _COSTS.setdefault(_key(cfg), {})
+    if strategy not in table:
+        _probe(cfg, strategy)
+    return table[strategy]
+
+
+__all__ = ["strategy_costs", "strategy_peaks"]

@@ -13,6 +13,7 @@ Subcommands (``govgym <cmd> --help`` lists each one's config keys with their doc
   train       train an SB3 governor (MaskablePPO / PPO / DQN) on the train split; --resume after a kill
   tune        grid-search each heuristic's knobs on the train split (mean return); writes heuristics.yaml
   evaluate    every policy x held-out instances x seeds: leaderboard (terminal, CSV/JSON) and plots
+  map         what each lever (stop, reprune, switch) is worth alone and together, per instance and family
   export      a trained agent or a heuristic as a governor artifact that runs with numpy only
   deploy      fine-tune through the HF Trainer with a governor vs fixed budget vs EarlyStoppingCallback
 
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from govgym.agents.evaluate import EvalConfig
+from govgym.agents.levermap import MapConfig
 from govgym.agents.train import TrainConfig
 from govgym.cli.options import (
     CollectJob,
@@ -141,6 +143,13 @@ COMMANDS = [
         "folder for leaderboard.csv/json, episodes.csv/json, PNGs",
     ),
     Command(
+        "map",
+        "the lever map: each lever's best explored schedule vs the best stop, held-out instances x seeds",
+        (MapConfig,),
+        "runs/map",
+        "folder for map.csv/json, map_families.csv/json, map_summary.json, map.png",
+    ),
+    Command(
         "export",
         "a trained agent or a heuristic as a governor artifact (numpy only: no SB3, gymnasium or pickle)",
         (ExportJob,),
@@ -225,7 +234,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                 default=[],
                 help="a trained agent (DIR/final.zip or label=DIR/final.zip), added to policies; repeatable",
             )
-        if cmd.name in ("demo", "train", "evaluate", "collect", "tune", "deploy"):
+        if cmd.name in ("demo", "train", "evaluate", "map", "collect", "tune", "deploy"):
             p.add_argument("--no-progress", action="store_true", help="no progress bars")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="config keys (listed below)")
         # earlier spellings of the subcommand's own keys as flags (--seeds 2 = seeds=2): accepted, not listed
@@ -346,6 +355,10 @@ def dispatch(args: argparse.Namespace, pairs: dict[str, Any]) -> int:
 
         job.policies = [*job.policies, *args.agent]
         evaluate(job, Path(args.out), progress=progress)
+    elif cmd.name == "map":
+        from govgym.agents.levermap import lever_map
+
+        lever_map(job, Path(args.out), progress=progress)
     elif cmd.name == "export":
         from govgym.cli.deployjobs import export_governor
 
