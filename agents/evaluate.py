@@ -70,6 +70,9 @@ class EvalConfig:
     memo: str = "runs/memo"
     """Folder of saved exact step trees shared with `govgym tune` ('' = none): steps any earlier
     invocation ran on the same instance set, code and thread count are not run again."""
+    map: str = ""
+    """A `govgym map` output folder (its map.json): adds each policy's regret vs the map's best explored
+    lever schedule on the same (instance, seed) ('' = none; regret vs the oracle is always there)."""
 
     def __post_init__(self) -> None:
         check_choice("evaluate.split", self.split, ("train", "test"))
@@ -187,8 +190,24 @@ def run_tasks(
 
 
 # ---------------------------------------------------------------------------- scoring
+def load_map_best(folder: str | Path) -> dict[tuple[str, int], float]:
+    """{(instance, seed): the best explored return} from a `govgym map` folder's map.json."""
+    from govgym.results import read_json_rows
+
+    try:
+        rows = read_json_rows(
+            Path(folder) / "map.json", "map", ("instance", "episode_seed", "lever", "return")
+        )
+    except ValueError as err:
+        raise ConfigError(f"evaluate.map: {err}") from None
+    return {(r["instance"], int(r["episode_seed"])): float(r["return"]) for r in rows if r["lever"] == "all"}
+
+
 def episode_rows(
-    results: list[dict[str, Any]], tolerance: float = EvalConfig.tolerance
+    results: list[dict[str, Any]],
+    tolerance: float = EvalConfig.tolerance,
+    families: dict[str, str] | None = None,
+    map_best: dict[tuple[str, int], float] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (policy, instance, seed), every figure relative to that task's fixed-budget run.
 
@@ -202,14 +221,18 @@ def episode_rows(
         ref = next((e for e in eps if e.policy == REFERENCE), None)
         if ref is None:
             raise ConfigError(f"evaluate: every task needs the '{REFERENCE}' reference episode.")
-        eps.append(oracle_episode(ref))
+        oracle = oracle_episode(ref)
+        eps.append(oracle)
         target = ref.final_eval * (1 + tolerance)
+        best_map = None if map_best is None else map_best.get((ref.instance, ref.episode_seed), math.nan)
         for e in eps:
             ftq = e.flops_to_reach(target)
+            i_best = int(np.argmin(e.evals))
             rows.append(
                 {
                     "policy": e.policy,
                     "instance": e.instance,
+                    "family": (families or {}).get(e.instance, e.instance.split("-", 1)[0]),
                     "episode_seed": e.episode_seed,
                     "lam": e.lam,
                     "final_eval": e.final_eval,
@@ -219,6 +242,11 @@ def episode_rows(
                     "return": e.ret,
                     "ftq_rel": ftq / ref.flops_used if math.isfinite(ftq) else math.nan,
                     "reached": math.isfinite(ftq),
+                    "best_eval": float(e.evals[i_best]),
+                    "best_eval_rel": float(e.evals[i_best]) / ref.final_eval,
+                    "flops_to_best_rel": float(e.flops[i_best]) / ref.flops_used,
+                    "regret_oracle": oracle.ret - e.ret,
+                    **({} if best_map is None else {"regret_map": best_map - e.ret}),
                     "oom": e.error.startswith("oom"),
                     "crash": bool(e.error) and not e.error.startswith("oom"),
                     "switches": e.count("switch"),
@@ -252,7 +280,18 @@ def leaderboard(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     board = []
     for pol, rs in by_policy.items():
         row: dict[str, Any] = {"policy": pol, "episodes": len(rs)}
-        for key in ("return", "final_eval_rel", "flops_rel", "ftq_rel"):
+        for key in (
+            "return",
+            "final_eval_rel",
+            "flops_rel",
+            "ftq_rel",
+            "best_eval_rel",
+            "flops_to_best_rel",
+            "regret_oracle",
+            "regret_map",
+        ):
+            if key not in rs[0]:
+                continue
             m, s = _mean_spread(rs, key)
             row[key], row[key + "_spread"] = m, s
         row["reached"] = f"{sum(r['reached'] for r in rs)}/{len(rs)}"
@@ -263,6 +302,51 @@ def leaderboard(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         board.append(row)
     board.sort(key=lambda r: -r["return"])
     return board
+
+
+def family_board(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (family, policy): mean return, regret vs the oracle and vs the map's best, best eval reached."""
+    by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by[(r["family"], r["policy"])].append(r)
+    out = []
+    for (fam, pol), rs in sorted(by.items()):
+        row: dict[str, Any] = {"family": fam, "policy": pol, "episodes": len(rs)}
+        for key in (
+            "return",
+            "regret_oracle",
+            "regret_map",
+            "best_eval_rel",
+            "flops_to_best_rel",
+            "flops_rel",
+        ):
+            if key in rs[0]:
+                row[key], row[key + "_spread"] = _mean_spread(rs, key)
+        row["oom"] = sum(r["oom"] for r in rs)
+        out.append(row)
+    return out
+
+
+def format_family_board(fb: list[dict[str, Any]]) -> str:
+    """Per family, the policies by return, with regrets."""
+
+    def f(v: float, fmt: str = ".3f") -> str:
+        return "—" if math.isnan(v) else f"{v:{fmt}}"
+
+    table = [
+        {
+            "family": r["family"],
+            "policy": r["policy"],
+            "return": f(r["return"]),
+            "regret vs oracle": f(r["regret_oracle"]),
+            **({"regret vs map": f(r["regret_map"])} if "regret_map" in r else {}),
+            "best eval / fixed": f(r["best_eval_rel"], ".4f"),
+            "FLOPs to best / fixed": f(r["flops_to_best_rel"]),
+            "OOM": r["oom"],
+        }
+        for r in sorted(fb, key=lambda r: (r["family"], -r["return"]))
+    ]
+    return format_table(table)
 
 
 def ftq_speedup(rows: list[dict[str, Any]], a: str, b: str) -> tuple[float, int]:
@@ -296,6 +380,9 @@ def format_board(board: list[dict[str, Any]]) -> str:
             "FLOPs / fixed": pm(r, "flops_rel"),
             "FLOPs-to-equal-quality / fixed": pm(r, "ftq_rel"),
             "reached": r["reached"],
+            "best eval / fixed": pm(r, "best_eval_rel", ".4f"),
+            "FLOPs to best / fixed": pm(r, "flops_to_best_rel"),
+            **({"regret vs map": pm(r, "regret_map")} if "regret_map" in r else {}),
             "OOM": r["oom"],
             "crash": r["crash"],
             "switches/ep": f"{r['switches_per_ep']:.2f}",
@@ -406,8 +493,11 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
         memo=cfg.memo,
     )
     seconds = time.perf_counter() - t0
-    rows = episode_rows(results, cfg.tolerance)
+    families = {i.name: i.family for i in iset.train + iset.test}
+    map_best = load_map_best(cfg.map) if cfg.map else None
+    rows = episode_rows(results, cfg.tolerance, families, map_best)
     board = leaderboard(rows)
+    fboard = family_board(rows)
     heuristics = [s.label for s in specs if s.kind == "heuristic" and s.name not in ("random",)]
     h_rows = [b for b in board if b["policy"] in heuristics]
     best_h = max(h_rows, key=lambda b: b["return"])["policy"] if h_rows else REFERENCE
@@ -441,6 +531,8 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
         ],
     }
     print(format_board(board))
+    print("\nper family:")
+    print(format_family_board(fboard))
     spread = (
         "± = spread of per-seed means"
         if cfg.seeds > 1
@@ -466,14 +558,24 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
             )
     out.mkdir(parents=True, exist_ok=True)
     write_rows(out, "leaderboard", board, meta)
+    write_rows(out, "leaderboard_families", fboard, meta)
     write_rows(out, "episodes", rows, meta)
     write_json(out / "trajectories.json", results, indent=None)  # strict JSON, as the other result files
     plot_quality_vs_flops(rows, out / "quality_vs_flops.png")
     plot_curves(results, out / "curves.png")
     print(
-        f"wrote {out}/leaderboard.csv/json, episodes.csv/json, trajectories.json, quality_vs_flops.png, curves.png"
+        f"wrote {out}/leaderboard.csv/json, leaderboard_families.csv/json, episodes.csv/json, trajectories.json, quality_vs_flops.png, curves.png"
     )
     return {"board": board, "rows": rows, "results": results, "meta": meta}
 
 
-__all__ = ["EvalConfig", "episode_rows", "evaluate", "ftq_speedup", "leaderboard", "run_tasks"]
+__all__ = [
+    "EvalConfig",
+    "episode_rows",
+    "evaluate",
+    "family_board",
+    "ftq_speedup",
+    "leaderboard",
+    "load_map_best",
+    "run_tasks",
+]

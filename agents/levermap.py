@@ -173,7 +173,14 @@ def map_task(task: tuple[str, str, str, int, dict[str, Any], str]) -> dict[str, 
         stopped = ep.to_dict()
         stopped["policy"] = lever
         stopped["script"] = {str(k): names[v] for k, v in sc.items()}
-        stopped["branch"] = {"evals": full.evals, "flops": full.flops, "error": full.error}
+        stopped["branch"] = {
+            "actions": full.actions,
+            "evals": full.evals,
+            "flops": full.flops,
+            "error": full.error,
+        }
+        # did its best stop come after the lever's first action? (if not, the lever bought nothing)
+        stopped["lever_used"] = bool(sc) and len(ep.actions) - 1 > min(sc)
         stopped["from"] = k_all if lever == "all" else lever
         out[lever] = stopped
     if memo and tree.real_steps:
@@ -219,6 +226,7 @@ def map_rows(
                     "lever": lever,
                     "from": d["from"],
                     "script": " ".join(f"{k}:{v}" for k, v in d["script"].items()),
+                    "lever_used": d["lever_used"],
                     "return": ep.ret,
                     "return_vs_stop": ep.ret - stop.ret,
                     "final_eval": ep.final_eval,

@@ -87,6 +87,32 @@ def write_rows(
     write_json(out / f"{name}.json", {"meta": meta or {}, "rows": list(rows)})
 
 
+def read_json_rows(path: str | Path, what: str, required: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows of a ``write_rows`` JSON file named ``what`` (the command that writes it), checked.
+
+    Raises:
+        FileNotFoundError: no such file (the message names it and what writes it).
+        ValueError: not JSON, or rows without the ``required`` keys.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"{what}: {p} is not a file; point at the folder `govgym {what}` wrote (with --out)."
+        )
+    try:
+        rows = json.loads(p.read_text(encoding="utf-8"))["rows"]
+        missing = [k for k in required if rows and k not in rows[0]]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"{what}: {p} is not a `govgym {what}` result file ({type(err).__name__}: {err})."
+        ) from None
+    if missing or not isinstance(rows, list):
+        raise ValueError(
+            f"{what}: {p} has rows without {', '.join(missing)}; was it written by `govgym {what}`?"
+        )
+    return rows
+
+
 def format_table(rows: Sequence[dict[str, Any]], cols: Sequence[str] | None = None) -> str:
     """Fixed-width text table; floats get 4 significant digits."""
     if not rows:
@@ -107,4 +133,13 @@ def format_table(rows: Sequence[dict[str, Any]], cols: Sequence[str] | None = No
     return "\n".join([line(cols), line(["-" * w for w in widths]), *(line(b) for b in body)])
 
 
-__all__ = ["atomic_path", "atomic_write", "format_table", "no_nan", "to_json", "write_json", "write_rows"]
+__all__ = [
+    "atomic_path",
+    "atomic_write",
+    "format_table",
+    "no_nan",
+    "read_json_rows",
+    "to_json",
+    "write_json",
+    "write_rows",
+]
