@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from govgym.agents.policies import build_policy, parse_spec
+from govgym.agents.policies import build_policy, default_knobs_path, parse_spec
 from govgym.agents.rollout import Episode, EpisodeTree, oracle_episode, run_episode
 from govgym.envs.finetune_env import FineTuneEnv
 from govgym.envs.instances import load_instances
@@ -60,7 +60,8 @@ class EvalConfig:
     instances: str = ""
     """Instance-set YAML ('' = packaged configs/instances.yaml)."""
     knobs: str = ""
-    """Tuned heuristic knobs YAML ('' = packaged configs/heuristics.yaml, written by `govgym tune`)."""
+    """Tuned heuristic knobs YAML ('' = the packaged one of the instance set's version: configs/heuristics.yaml
+    for v0, configs/heuristics_v1.yaml for v1, written by `govgym tune --write`)."""
     workers: int = 2
     """Worker processes (one core each); tasks are (instance, seed) pairs."""
     tolerance: float = 0.005
@@ -471,7 +472,9 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
     names = [i.name for i in iset.split(cfg.split)]
     if cfg.max_instances:
         names = names[: cfg.max_instances]
-    specs = [parse_spec(p, cfg.knobs or None) for p in cfg.policies]
+    packaged = default_knobs_path(iset.env.version)  # tuned on this version's train split
+    knobs = cfg.knobs or (str(packaged) if packaged.is_file() else None)
+    specs = [parse_spec(p, knobs) for p in cfg.policies]
     if REFERENCE not in [s.label for s in specs]:
         specs.insert(0, parse_spec(REFERENCE))
     specs.sort(key=lambda s: s.label != REFERENCE)  # the reference first: its path is the memo's spine

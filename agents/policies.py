@@ -52,9 +52,9 @@ ACTIVATIONS = ("Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU")
 """torch.nn activations a policy's ``activation_fn`` may name in agent.json."""
 
 
-def default_knobs_path() -> Path:
-
-    return Path(str(files("govgym.configs") / "heuristics.yaml"))
+def default_knobs_path(version: int = 0) -> Path:
+    """The packaged tuned knobs of the FineTune-v{version} train split (``govgym tune --write``)."""
+    return Path(str(files("govgym.configs") / ("heuristics.yaml" if version == 0 else "heuristics_v1.yaml")))
 
 
 def load_knobs(path: str | Path | None = None) -> dict[str, dict[str, Any]]:

@@ -1,6 +1,6 @@
 """FineTuneEnv.step(continue) vs the run's own work for one interval, side by side in one process.
 
-    python benchmarks/env_step.py                         # default instance set, first train instance
+    python benchmarks/env_step.py                         # default (FineTune-v1) set, first train instance
     python benchmarks/env_step.py --instance m-roomy-n10-b1.5-l1 --rounds 8
 
 Two runs of the same instance and seed: one inside the env, one bare. Each round times one env step
@@ -15,6 +15,7 @@ shows what the interval's held-out evaluation costs. Goal: env/run ratio <= 1.01
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 from govgym.efficiency.run import FineTuneRun
@@ -26,7 +27,7 @@ from govgym.envs.instances import load_instances
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "--instances", default="", help="instance-set YAML (default: packaged configs/instances.yaml)"
+        "--instances", default="", help="instance-set YAML (default: packaged configs/instances_v1.yaml)"
     )
     ap.add_argument("--instance", default="", help="instance name (default: first of the train split)")
     ap.add_argument("--rounds", type=int, default=8)
@@ -34,10 +35,10 @@ def main() -> None:
 
     iset = load_instances(args.instances or None)
     inst = iset.get(args.instance) if args.instance else iset.train[0]
-    inst.budget_tflops = 1e6  # no truncation while timing
+    inst.budget_tflops, inst.budget_epochs = 1e6, None  # no truncation while timing
     env = FineTuneEnv(iset, split="train", wall_time_info=False)
     env.reset(seed=0, options={"instance": inst.name, "episode_seed": 0})
-    cfg = iset.run_config(inst, 0)
+    cfg = copy.deepcopy(env.run.cfg)  # as the env planned it (v1: schedule over the budget)
     bare = FineTuneRun(cfg, workload=load_workload(cfg, progress=False), progress=False)
     k = env.ecfg.interval_steps
     bare.evaluate()
@@ -69,9 +70,10 @@ def main() -> None:
         ratios.append(env_s / run_s)
     n = args.rounds
     print(
-        f"instance {inst.name}: K = {k} optimizer steps per env step, {n} timed rounds, strategy {env.run.strategy}"
+        f"instance {inst.name} (FineTune-v{env.version}): K = {k} optimizer steps per env step, {n} timed rounds, "
+        f"strategy {env.run.strategy}"
     )
-    print(f"env.step(continue)            : {1e3 * t_env / n:8.1f} ms")
+    print(f"env.step(continue)            : {1e3 * t_env / n:8.1f} ms  ({t_env / n:.2f} s per env step)")
     print(f"run.advance(K) + evaluate()   : {1e3 * t_run / n:8.1f} ms")
     print(f"run.advance(K) alone          : {1e3 * t_adv / n:8.1f} ms")
     print(
