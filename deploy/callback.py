@@ -18,9 +18,10 @@ with the env):
   decision. The env's grad-norm mean and spread are over every step, so the callback sets
   ``logging_steps=1`` unless the user's ``logging_steps`` already divides K (then the loss is the
   same mean and the spread is over the logged steps). Older transformers log ``grad_norm`` only
-  when ``max_grad_norm > 0``; without it the grad-norm features read 0. The
-  gradient noise scale needs the per-step gradients before clipping, which no callback event sees:
-  ``log_noise_scale`` reads 0 here.
+  when ``max_grad_norm > 0``; without it the grad-norm features read 0.
+- **gradient noise scale**: needs the per-step gradients before clipping, which no callback event
+  sees: in a plain Trainer ``log_noise_scale`` reads 0. Inside a ``GovernedTrainer`` (which sums them)
+  it is the env's estimate (``_noise_scale``).
 - **LR**: the optimizer's, read at ``on_step_end`` (after the scheduler's step, where the env reads
   it; the logged ``learning_rate`` is the one before), over ``args.learning_rate``.
 - **eval loss**: ``eval_loss`` of ``on_evaluate``. The callback turns on ``eval_on_start`` (E_0, the
@@ -48,11 +49,14 @@ that only toggles gradient checkpointing (``switch:lora+gc`` on a LoRA run) call
 ``gradient_checkpointing_enable/disable`` in place. ``reprune_hardest`` / ``reprune_easiest`` need
 ``GovernedTrainer`` (``govgym.deploy.trainer``), which sets ``callback.trainer``: inside one they drop
 ``reprune_fraction`` of the kept data (masked, as in the env, when fewer than a batch or
-``min_kept_fraction`` of the data would remain), and switches between full and LoRA (``switch:lora``,
-``switch:full+gc`` ...) change the model in place with the optimizer rebuilt. In a plain Trainer
-these are masked out of ``predict(obs, action_masks=...)``, as are switches to QLoRA / int8. The budget
-ends training at the first decision where it is spent (the env's truncation). Every decision goes to
+``min_kept_fraction`` of the data would remain), and switches of the base (full, LoRA, QLoRA, int8:
+``switch:lora``, ``switch:qlora+gc`` ...) change the model in place with the optimizer rebuilt. In a
+plain Trainer these are masked out of ``predict(obs, action_masks=...)``. The budget ends training at
+the first decision where it is spent (the env's truncation). Every decision goes to
 ``state.log_history`` and, atomically rewritten, to the JSON decision log.
+
+Resuming from a Trainer checkpoint restores all of it (``GovernorCallback.state``: transformers'
+``ExportableState``; see the class docstring).
 """
 
 from __future__ import annotations

@@ -13,10 +13,21 @@ the sampler draws that many examples from successive shuffles of the kept set, s
 and FLOPs per step are unchanged and every drawn example is a kept one.
 
 A ``GovernorCallback`` passed to a ``GovernedTrainer`` gets ``reprune_hardest`` / ``reprune_easiest``
-and ``switch:lora`` / ``switch:full`` (``switch_base``: LoRA adapters added to the live model or
-merged back, the optimizer rebuilt for the new trainable set, the scheduler at its position) unmasked
-(it finds the trainer through the ``trainer`` attribute set here); each reprune and switch is logged to
-the trainer's ``events``, ``state.log_history`` and the callback's decision log.
+and every base switch (``switch_base``: full, lora, qlora, int8 — LoRA adapters added to the live
+model, on a base quantized in place by bitsandbytes for qlora / int8, or merged back; the optimizer
+rebuilt for the new trainable set, the scheduler at its position) unmasked (it finds the trainer
+through the ``trainer`` attribute set here); each reprune and switch is logged to the trainer's
+``events``, ``state.log_history`` and the callback's decision log.
+
+With a ``GovernorCallback`` attached, each optimizer step's gradients before clipping are added into an
+interval sum and its pre-clip norm kept (``_clip_grad_norm`` / ``_get_grad_norm``): the callback's
+gradient-noise-scale estimate, the env's (``take_noise_interval``).
+
+Resuming (``train(resume_from_checkpoint=...)``) restores the base strategy, the sampler's kept set and
+position, the recorded losses and steps, the events and the noise interval in progress: the
+``GovernedTrainerState`` callback carries them as JSON in ``trainer_state.json``, and
+``govgym_trainer.safetensors`` in the checkpoint the tensors (the base weights under LoRA adapters
+after a switch; the noise sums). A checkpoint saved under QLoRA / int8 is refused (see ``_restore``).
 
 Example::
 
