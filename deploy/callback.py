@@ -347,6 +347,11 @@ class GovernorCallback(TrainerCallback, ExportableState):
         self._gns = saved["gns"]
         self._step = self._resumed_at = int(saved["global_step"])
         self._replay()
+        if self.ended:  # e.g. the checkpoint a stop saved: the user chose to go on
+            self._note(
+                f"resumed at step {self._step} from a checkpoint saved after the governor ended the run "
+                f"({self.ended}); training goes on to the Trainer's own end, ungoverned"
+            )
         want = Strategy.parse(saved["strategy"])
         if want.gc != Strategy.parse(self.strategy).gc:  # a switch toggled checkpointing before the save
             self._toggle_gc(want.gc)

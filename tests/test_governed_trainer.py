@@ -325,6 +325,7 @@ def test_reprune_mid_epoch_takes_effect_at_the_next_step(tmp_path: Path):
 
 # ---------------------------------------------------------------------- resume from a Trainer checkpoint
 RESUME_NAMES = ["continue", "stop", "reprune_hardest", "switch:lora", "switch:full", "switch:qlora"]
+NAMES_CS = ["continue", "stop"]
 
 
 def _governed(tmp_path: Path, script: list[str], *, k: int = 3, halt_at: int | None = None, **over):
@@ -509,5 +510,3 @@ def test_noise_scale_matches_the_envs_definition_under_clipping(tmp_path: Path):
     ).train()
     assert [r["obs"][i] for r in json.loads((tmp_path / "p.json").read_text())["decisions"]] == [0.0, 0.0]
 
-
-NAMES_CS = ["continue", "stop"]
