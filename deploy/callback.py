@@ -11,16 +11,17 @@ Add it to a Trainer and nothing else in the script changes::
     trainer.train()
 
 What it reads from the Trainer, and how (the observation is the env's, built by the same
-``SignalTracker`` from a ``Reading``; ``reading_from_trainer`` is the one mapping, tested for parity
-with the env):
+``SignalTracker`` from a ``Reading``; ``reading_from_trainer``, in ``deploy/observe.py``, is the one
+mapping, tested for parity with the env):
 
 - **train loss, grad norm**: the ``on_log`` records (``loss``, ``grad_norm``) since the last
   decision. The env's grad-norm mean and spread are over every step, so the callback sets
   ``logging_steps=1`` unless the user's ``logging_steps`` already divides K (then the loss is the
   same mean and the spread is over the logged steps). Older transformers log ``grad_norm`` only
-  when ``max_grad_norm > 0``; without it the grad-norm features read 0. The
-  gradient noise scale needs the per-step gradients before clipping, which no callback event sees:
-  ``log_noise_scale`` reads 0 here.
+  when ``max_grad_norm > 0``; without it the grad-norm features read 0.
+- **gradient noise scale**: needs the per-step gradients before clipping, which no callback event
+  sees: in a plain Trainer ``log_noise_scale`` reads 0. Inside a ``GovernedTrainer`` (which sums them)
+  it is the env's estimate (``_noise_scale``).
 - **LR**: the optimizer's, read at ``on_step_end`` (after the scheduler's step, where the env reads
   it; the logged ``learning_rate`` is the one before), over ``args.learning_rate``.
 - **eval loss**: ``eval_loss`` of ``on_evaluate``. The callback turns on ``eval_on_start`` (E_0, the
@@ -48,11 +49,14 @@ that only toggles gradient checkpointing (``switch:lora+gc`` on a LoRA run) call
 ``gradient_checkpointing_enable/disable`` in place. ``reprune_hardest`` / ``reprune_easiest`` need
 ``GovernedTrainer`` (``govgym.deploy.trainer``), which sets ``callback.trainer``: inside one they drop
 ``reprune_fraction`` of the kept data (masked, as in the env, when fewer than a batch or
-``min_kept_fraction`` of the data would remain), and switches between full and LoRA (``switch:lora``,
-``switch:full+gc`` ...) change the model in place with the optimizer rebuilt. In a plain Trainer
-these are masked out of ``predict(obs, action_masks=...)``, as are switches to QLoRA / int8. The budget
-ends training at the first decision where it is spent (the env's truncation). Every decision goes to
+``min_kept_fraction`` of the data would remain), and switches of the base (full, LoRA, QLoRA, int8:
+``switch:lora``, ``switch:qlora+gc`` ...) change the model in place with the optimizer rebuilt. In a
+plain Trainer these are masked out of ``predict(obs, action_masks=...)``. The budget ends training at
+the first decision where it is spent (the env's truncation). Every decision goes to
 ``state.log_history`` and, atomically rewritten, to the JSON decision log.
+
+Resuming from a Trainer checkpoint restores all of it (``GovernorCallback.state``: transformers'
+``ExportableState``; see the class docstring).
 """
 
 from __future__ import annotations
@@ -66,114 +70,46 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import IntervalStrategy
 
 from govgym import __version__
 from govgym.deploy.artifact import load_governor
+from govgym.deploy.observe import (
+    Observer,
+    _forward_backward,
+    _probe_batch,
+    model_strategy,
+    reading_from_trainer,
+)
+from govgym.deploy.state import FORMAT, from_json, to_json
 from govgym.efficiency.compute import _register_formulas, count_flops
-from govgym.efficiency.signals import FEATURE_NAMES, Reading, SignalTracker, spec_hash
+from govgym.efficiency.signals import FEATURE_NAMES, spec_hash
 from govgym.efficiency.strategy import Strategy
 from govgym.errors import ConfigError
 from govgym.results import write_json
 
 LOG_FORMAT = 1
+TRACKER_FIELDS = ("e0", "prev_eval", "best", "prev_flops", "g0", "ema", "since_best")  # SignalTracker's state
 
 
-def reading_from_trainer(
-    *,
-    flops_used: float,
-    budget: float,
-    eval_loss: float,
-    logs: list[dict[str, Any]],
-    peak_lr: float,
-    batch_size: int,
-    mem_peak_mb: float,
-    cap_mb: float,
-    strategy: str,
-    lam: float,
-    kept_fraction: float = 1.0,
-    grad_noise_scale: float = float("nan"),
-    lr: float | None = None,
-) -> Reading:
-    """The Reading of one decision interval from what a Trainer reports (the callback's observation path).
-
-    Aggregates like ``FineTuneRun.advance``: float32 mean of the losses, mean and population std of the
-    grad norms, the last LR. ``logs`` empty = the first decision (no interval yet: train loss reads as
-    the eval loss, gradient figures as absent, LR fraction 0), as the env's reset reading.
-
-    Args:
-        flops_used: FLOPs spent so far (measuring pass, steps, evaluations).
-        budget: the FLOP budget.
-        eval_loss: the eval loss just measured.
-        logs: the ``on_log`` records of the interval (``loss``, optional ``grad_norm``, ``learning_rate``).
-        peak_lr: ``args.learning_rate`` (the LR fraction's denominator).
-        batch_size: examples per optimizer step.
-        mem_peak_mb: measured peak memory in MiB (0 when not measured).
-        cap_mb: memory cap in MiB (0 = none).
-        strategy: the strategy name (``lora+gc`` ...).
-        lam: the compute price λ.
-        kept_fraction: data kept (1.0: a callback does not prune).
-        grad_noise_scale: B_simple (nan: not estimated from a Trainer).
-        lr: the LR at the end of the interval (default: the last logged ``learning_rate``).
-    """
-    losses = np.asarray([r["loss"] for r in logs if "loss" in r], dtype=np.float32)
-    norms = np.asarray([r["grad_norm"] for r in logs if r.get("grad_norm") is not None], dtype=np.float32)
-    lrs = [r["learning_rate"] for r in logs if "learning_rate" in r] + ([lr] if lr is not None else [])
-    first = not logs
-    return Reading(
-        flops_used=flops_used,
-        budget=budget,
-        eval_loss=eval_loss,
-        train_loss=eval_loss if first or not losses.size else float(losses.mean()),
-        grad_norm=float(norms.mean()) if norms.size else 0.0,
-        grad_norm_std=float(norms.std()) if norms.size else 0.0,
-        grad_noise_scale=grad_noise_scale,
-        batch_size=batch_size,
-        mem_peak_mb=mem_peak_mb,
-        cap_mb=cap_mb,
-        strategy=strategy,
-        kept_fraction=kept_fraction,
-        lr_frac=float(lrs[-1]) / peak_lr if lrs and peak_lr > 0 else 0.0,
-        lam=lam,
-    )
-
-
-class Observer:
-    """Readings -> observations through the env's ``SignalTracker``, started as the env's reset starts it."""
-
-    def __init__(self) -> None:
-        self.tracker = SignalTracker()
-        self.started = False
-
-    def observe(self, r: Reading) -> np.ndarray:
-        if not self.started:  # FineTuneEnv.reset: tracker.reset(E_0, 0.0), then observe the E_0 reading
-            self.tracker.reset(r.eval_loss, 0.0)
-            self.started = True
-        return self.tracker.observe(r)
-
-
-def model_strategy(model: Any, optim: str = "") -> str:
-    """The govgym strategy name of a Trainer's model: base from PEFT/quantization, ``+gc``, ``+adam8``."""
-    base_model = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if getattr(base_model, "is_loaded_in_4bit", False):
-        base = "qlora"
-    elif getattr(base_model, "is_loaded_in_8bit", False):
-        base = "int8"
-    elif getattr(model, "peft_config", None):
-        base = "lora"
-    else:
-        base = "full"
-    gc = bool(getattr(model, "is_gradient_checkpointing", False))
-    return Strategy(base, adam8="8bit" in str(getattr(optim, "value", optim)), gc=gc).name
-
-
-class GovernorCallback(TrainerCallback):
+class GovernorCallback(TrainerCallback, ExportableState):
     """Steer a Trainer run with a governor every K optimizer steps (see the module docstring).
+
+    Resuming: every checkpoint holds the callback's state (``ExportableState``, JSON in
+    ``trainer_state.json``: the ``SignalTracker``'s, FLOP counts and budget, pending logs, the decision
+    log with each decision's observation and mask, the noise-scale average). ``train(resume_from_checkpoint=...)``
+    restores it at ``on_train_begin``, whatever ``restore_callback_states_from_checkpoint`` says; the
+    governor's own state (a heuristic's counters) is rebuilt by replaying the logged observations, and a
+    governor that does not choose the logged actions is refused. The evaluation the Trainer repeats at
+    the resumed step (``eval_on_start``) is not counted in FLOPs used (``flops_restart`` in the log).
 
     Args:
         governor: anything with SB3's ``predict(obs, action_masks=...)`` and ``action_names`` (a
             heuristic of ``govgym.agents.heuristics``, an exported ``Governor``), or the path of an
-            exported artifact (loaded with ``govgym.deploy.artifact.load_governor``).
+            exported artifact (loaded with ``govgym.deploy.artifact.load_governor``). With
+            ``restore_callback_states_from_checkpoint=True`` the Trainer rebuilds callbacks from their saved
+            arguments, which hold a path but not a Python object: pass a path there.
         budget_flops: the FLOP budget; or
         budget_epochs: the budget as epochs of the train dataloader, converted with measured FLOPs; or
         budget_steps: the budget as optimizer steps, converted likewise.
@@ -187,7 +123,7 @@ class GovernorCallback(TrainerCallback):
 
     def __init__(
         self,
-        governor: Any,
+        governor: Any = None,
         *,
         budget_flops: float | None = None,
         budget_epochs: float | None = None,
@@ -199,7 +135,17 @@ class GovernorCallback(TrainerCallback):
         reprune_fraction: float = 0.1,
         min_kept_fraction: float = 0.5,
     ) -> None:
+        self._governor_ref: str | None = None
+        if governor is None:
+            raise ConfigError(
+                "GovernorCallback: no governor given. If this happens while resuming with "
+                "restore_callback_states_from_checkpoint=True: the Trainer rebuilds each callback from the "
+                "arguments saved in the checkpoint, and a governor passed as a Python object cannot be saved "
+                "there. Resume with restore_callback_states_from_checkpoint=False (the default; the callback "
+                "restores its own state in place), or pass the governor as an exported artifact's path."
+            )
         if isinstance(governor, (str, os.PathLike)):
+            self._governor_ref = str(governor)
             governor = _load(governor)
         names = list(getattr(governor, "action_names", None) or [])
         missing = [a for a in ("continue", "stop") if a not in names]
@@ -258,8 +204,102 @@ class GovernorCallback(TrainerCallback):
         self.training = False
         self._reset_run()
 
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict[str, Any]:
+        """``ExportableState``: constructor arguments and the run's state, JSON only (``trainer_state.json``)."""
+        args = {
+            "governor": self._governor_ref,
+            self.budget_kind: self.budget_value,
+            "lam": self.lam,
+            "cap_mb": self.cap_mb,
+            "interval_steps": self.k,
+            "log_path": str(self.log_path) if self.log_path is not None else None,
+            "reprune_fraction": self.reprune_fraction,
+            "min_kept_fraction": self.min_kept_fraction,
+        }
+        saved: dict[str, Any] = {"format": FORMAT, "started": self._started}
+        if self._started:
+            t = self.observer.tracker
+            saved.update(
+                global_step=self._step,
+                observer_started=self.observer.started,
+                tracker={k: getattr(t, k) for k in TRACKER_FIELDS},
+                budget=self.budget,
+                steps_budget=getattr(self, "steps_budget", None),
+                flops=self.flops,
+                flops_restart=self.flops_restart,
+                step_flops=self.step_flops,
+                eval_flops=self.eval_flops,
+                logs=self.logs,
+                lr=self.lr,
+                decisions=self.decisions,
+                ended=self.ended,
+                notes=self.notes,
+                gns=self._gns,
+                strategy=self.strategy,
+            )
+        return to_json({"args": args, "attributes": {"saved": saved}})
+
+    def _saved_state(self, state: Any) -> dict[str, Any] | None:
+        """This callback's entry in a resumed TrainerState (None: not a resume of a governed run)."""
+        entry = (getattr(state, "stateful_callbacks", None) or {}).get(type(self).__name__)
+        entries = entry if isinstance(entry, list) else [entry] if entry else []
+        mine = self.state()["args"]
+        matching = [e for e in entries if e.get("args") == mine] or (entries if len(entries) == 1 else [])
+        for e in matching:
+            saved = from_json(e.get("attributes", {}).get("saved") or {})
+            if saved.get("started") and saved.get("global_step") == state.global_step > 0:
+                return saved
+        return None
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        self.observer.started = bool(saved["observer_started"])
+        for k, v in saved["tracker"].items():
+            setattr(self.observer.tracker, k, v)
+        self.budget, self.flops = saved["budget"], dict(saved["flops"])
+        if saved["steps_budget"] is not None:
+            self.steps_budget = int(saved["steps_budget"])
+        self.flops_restart = saved["flops_restart"]
+        self.step_flops, self.eval_flops = dict(saved["step_flops"]), saved["eval_flops"]
+        self.logs, self.lr, self.ended = list(saved["logs"]), saved["lr"], saved["ended"]
+        self.decisions, self.notes = list(saved["decisions"]), list(saved["notes"])
+        self._gns = saved["gns"]
+        self._step = self._resumed_at = int(saved["global_step"])
+        self._replay()
+        if self.ended:  # e.g. the checkpoint a stop saved: the user chose to go on
+            self._note(
+                f"resumed at step {self._step} from a checkpoint saved after the governor ended the run "
+                f"({self.ended}); training goes on to the Trainer's own end, ungoverned"
+            )
+        want = Strategy.parse(saved["strategy"])
+        if want.gc != Strategy.parse(self.strategy).gc:  # a switch toggled checkpointing before the save
+            self._toggle_gc(want.gc)
+
+    def _replay(self) -> None:
+        """Rebuild the governor's own state (a heuristic's counters) by replaying the logged decisions."""
+        for row in self.decisions:
+            if row["action"] == "truncated":
+                continue  # the governor was not asked
+            action, _ = self.governor.predict(
+                np.asarray(row["obs"], dtype=np.float32), action_masks=np.asarray(row["mask"], dtype=bool)
+            )
+            a = int(np.asarray(action).reshape(-1)[0])
+            got = self.action_names[a] if 0 <= a < len(self.action_names) else a
+            if got != row.get("invalid_action", row["action"]):
+                raise ConfigError(
+                    f"GovernorCallback: resuming, the governor chose {got!r} on the observation of step "
+                    f"{row['step']} where the checkpoint's decision log says {row['action']!r}: the checkpoint was "
+                    f"made with another governor (or other knobs). Resume with the governor that ran before "
+                    f"({self.log_path or 'see the decision log'})."
+                )
+
     # ------------------------------------------------------------------ setup
     def _reset_run(self) -> None:
+        self._started = False
+        self._step = 0
+        self._resumed_at: int | None = None
+        self.flops_restart = 0
+        self._gns: list[float] | None = None  # EMA of (|G|², tr Σ), the env's noise-scale average
         self.observer = Observer()
         self.budget: float | None = self.budget_value if self.budget_kind == "budget_flops" else None
         self.flops = {"train": 0, "eval": 0, "measure": 0}
@@ -304,7 +344,8 @@ class GovernorCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         """Measure one optimizer step's FLOPs on a real batch, then count the first evaluation."""
         self._reset_run()
-        self.training = True
+        self._started = self.training = True
+        self._step = state.global_step
         self.device = next(model.parameters()).device
         if self.cap_mb > 0 and self.device.type != "cuda":
             raise ConfigError(
@@ -316,6 +357,12 @@ class GovernorCallback(TrainerCallback):
             args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.n_gpu, 1)
         )
         self._probe = _probe_batch(kwargs.get("train_dataloader"), args, self.device)
+        saved = self._saved_state(state)
+        if saved is not None:  # a resumed run: measurements, budget and counts come from the checkpoint
+            self._restore(saved)
+            if self.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.device)
+            return
         self._measure_step()
         if self.budget is None:
             steps = self.budget_value
@@ -350,6 +397,7 @@ class GovernorCallback(TrainerCallback):
 
     # ------------------------------------------------------------------ events
     def on_step_end(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
+        self._step = state.global_step
         self.flops["train"] += self.step_flops[self.strategy]
         # after the scheduler's step, where the env reads it (the log is one step earlier)
         if optimizer is not None:
@@ -375,6 +423,11 @@ class GovernorCallback(TrainerCallback):
                     + n_evals * self.eval_flops
                 )
         if not self.training:  # trainer.evaluate() outside train(): nothing to govern
+            return
+        if self._resumed_at is not None and state.global_step == self._resumed_at:
+            # eval_on_start repeating the checkpoint's step: the uninterrupted run does not pay it
+            self._resumed_at = None
+            self.flops_restart += self.eval_flops or 0
             return
         self.flops["eval"] += self.eval_flops or 0
         decided = self.decisions and self.decisions[-1]["step"] == state.global_step
@@ -408,8 +461,8 @@ class GovernorCallback(TrainerCallback):
             elif name.startswith("switch:"):
                 t = Strategy.parse(name.split(":", 1)[1])
                 same_base = t.base == now.base or (
-                    self.trainer is not None and {t.base, now.base} <= {"full", "lora"}
-                )  # GovernedTrainer switches full <-> lora in place
+                    {t.base, now.base} <= set(getattr(self.trainer, "switch_bases", ()))
+                )  # GovernedTrainer switches the base (full, lora, qlora, int8) in place
                 mask[i] = same_base and t.adam8 == now.adam8 and (t.base, t.gc) != (now.base, now.gc)
             elif name in ("reprune_hardest", "reprune_easiest") and self.trainer is not None:
                 mask[i] = self.trainer.can_reprune(self.reprune_fraction, self.min_kept_fraction)
@@ -421,6 +474,7 @@ class GovernorCallback(TrainerCallback):
             mem = torch.cuda.max_memory_allocated(self.device) / 2**20
             torch.cuda.reset_peak_memory_stats(self.device)
         used = float(sum(self.flops.values()))
+        gns = self._noise_scale()
         reading = reading_from_trainer(
             flops_used=used,
             budget=self.budget,
@@ -433,6 +487,7 @@ class GovernorCallback(TrainerCallback):
             strategy=self.strategy,
             lam=self.lam,
             kept_fraction=self.trainer.kept_fraction if self.trainer is not None else 1.0,
+            grad_noise_scale=gns,
             lr=self.lr if self.logs else None,
         )
         self.logs = []
@@ -456,6 +511,7 @@ class GovernorCallback(TrainerCallback):
             self.ended = name
         event = None
         if name.startswith("switch:"):
+            self._gns = None  # the env's rule: a new strategy starts the noise-scale average over
             t = Strategy.parse(name.split(":", 1)[1])
             if t.base != Strategy.parse(reading.strategy).base:  # full <-> lora: GovernedTrainer's lever
                 event = self.trainer.switch_base(t.base)
@@ -470,7 +526,9 @@ class GovernorCallback(TrainerCallback):
             "train_loss": reading.train_loss,
             "action": name,
             "strategy": reading.strategy,
+            "grad_noise_scale": gns,
             "obs": [float(x) for x in obs],
+            "mask": [bool(m) for m in mask],
         }
         if chosen is not None:
             row["invalid_action"] = chosen
@@ -481,6 +539,32 @@ class GovernorCallback(TrainerCallback):
             {"step": state.global_step, "governor_action": name, "governor_budget_frac": used / self.budget}
         )
         self._write(state)
+
+    def _noise_scale(self) -> float:
+        """B_simple from the interval GovernedTrainer recorded, averaged as the env does (nan: not available).
+
+        ``FineTuneRun.advance``: ``noise_estimates`` from the steps' mean |g|² (batch B) and the squared norm
+        of their mean (batch n·B), an EMA (0.5) of |G|² and tr Σ separately, then their ratio. A plain
+        Trainer gives no pre-clip gradients to a callback: nan there (the feature reads 0).
+        """
+        take = getattr(self.trainer, "take_noise_interval", None)
+        iv = take() if take is not None else None
+        if iv is None:
+            return float("nan")
+        from govgym.efficiency.run import noise_estimates
+
+        small, big, n = iv
+        g2, trace = noise_estimates(small, big, self.batch_size, n * self.batch_size)
+        if math.isfinite(g2) and math.isfinite(trace):
+            a = 0.5
+            self._gns = (
+                [g2, trace]
+                if self._gns is None
+                else [a * self._gns[0] + (1 - a) * g2, a * self._gns[1] + (1 - a) * trace]
+            )
+        if self._gns is not None and self._gns[0] > 0:
+            return max(self._gns[1], 0.0) / self._gns[0]
+        return float("nan")
 
     def _toggle_gc(self, on: bool) -> None:
         if on:
@@ -515,6 +599,7 @@ class GovernorCallback(TrainerCallback):
                 "step_flops": self.step_flops,
                 "eval_flops": self.eval_flops,
                 "flops": self.flops,
+                "flops_restart": self.flops_restart,
                 "notes": self.notes,
                 "ended": self.ended,
                 "global_step": state.global_step,
@@ -527,41 +612,3 @@ class GovernorCallback(TrainerCallback):
 
 def _load(path: str | os.PathLike[str]) -> Any:
     return load_governor(path)  # every check of the artifact (hashes, spec, names) happens here
-
-
-def _probe_batch(dl: Any, args: Any, device: torch.device) -> dict[str, Any]:
-    """One real per-device batch of the train data, collated by the Trainer's collator, on the model's device.
-
-    Indexes the dataset (the first rows) rather than iterating the dataloader, whose sampler would
-    draw from the data-order RNG and change the user's run; an iterable dataset is iterated afresh.
-    """
-    if dl is None:
-        raise ConfigError("GovernorCallback: the Trainer gave no train dataloader; pass a train_dataset.")
-    ds = getattr(dl, "dataset", None)
-    if ds is not None and hasattr(ds, "__getitem__") and hasattr(ds, "__len__"):
-        batch = dl.collate_fn([ds[i] for i in range(min(args.per_device_train_batch_size, len(ds)))])
-    else:
-        batch = next(iter(dl))
-    batch = {k: v for k, v in dict(batch).items() if k != "govgym_index"}  # GovernedTrainer's row index
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in dict(batch).items()}
-
-
-def _forward_backward(model: Any, batch: dict[str, Any]) -> None:
-    """One training forward + backward, leaving no trace: RNG restored, gradients cleared, mode restored."""
-    cpu = torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    was = model.training
-    model.train()
-    try:
-        out = model(**batch)
-        loss = out.get("loss") if hasattr(out, "get") else None
-        if loss is None:  # no labels in the batch: backward through the outputs costs the same matmuls
-            loss = (out[0] if isinstance(out, (tuple, list)) else next(iter(out.values()))).float().sum()
-        loss.backward()
-    finally:
-        for p in model.parameters():
-            p.grad = None
-        model.train(was)
-        torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)

@@ -13,10 +13,21 @@ the sampler draws that many examples from successive shuffles of the kept set, s
 and FLOPs per step are unchanged and every drawn example is a kept one.
 
 A ``GovernorCallback`` passed to a ``GovernedTrainer`` gets ``reprune_hardest`` / ``reprune_easiest``
-and ``switch:lora`` / ``switch:full`` (``switch_base``: LoRA adapters added to the live model or
-merged back, the optimizer rebuilt for the new trainable set, the scheduler at its position) unmasked
-(it finds the trainer through the ``trainer`` attribute set here); each reprune and switch is logged to
-the trainer's ``events``, ``state.log_history`` and the callback's decision log.
+and every base switch (``switch_base``: full, lora, qlora, int8 — LoRA adapters added to the live
+model, on a base quantized in place by bitsandbytes for qlora / int8, or merged back; the optimizer
+rebuilt for the new trainable set, the scheduler at its position) unmasked (it finds the trainer
+through the ``trainer`` attribute set here); each reprune and switch is logged to the trainer's
+``events``, ``state.log_history`` and the callback's decision log.
+
+With a ``GovernorCallback`` attached, each optimizer step's gradients before clipping are added into an
+interval sum and its pre-clip norm kept (``_clip_grad_norm`` / ``_get_grad_norm``): the callback's
+gradient-noise-scale estimate, the env's (``take_noise_interval``).
+
+Resuming (``train(resume_from_checkpoint=...)``) restores the base strategy, the sampler's kept set and
+position, the recorded losses and steps, the events and the noise interval in progress: the
+``GovernedTrainerState`` callback carries them as JSON in ``trainer_state.json``, and
+``govgym_trainer.safetensors`` in the checkpoint the tensors (the base weights under LoRA adapters
+after a switch; the noise sums). A checkpoint saved under QLoRA / int8 is refused (see ``_restore``).
 
 Example::
 
@@ -27,92 +38,28 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import ExportableState
 
+from govgym.deploy.sampler import INDEX_COLUMN, KeptSampler, _IndexCollator, per_example_losses
+from govgym.deploy.state import FORMAT, from_json, to_json
 from govgym.efficiency.config import MemoryConfig
 from govgym.errors import ConfigError
 
-INDEX_COLUMN = "govgym_index"
+__all__ = ["INDEX_COLUMN", "SWITCH_BASES", "GovernedTrainer", "GovernedTrainerState", "KeptSampler"]
+
 REPRUNE_MODES = ("hardest", "easiest")
-SWITCH_BASES = ("full", "lora")
-
-
-class KeptSampler(Sampler[int]):
-    """Draws ``length`` indices per epoch from successive seeded shuffles of a mutable kept set.
-
-    Dropped indices are skipped lazily, so a reprune takes effect from the next index drawn.
-    """
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.length = n, int(seed), n
-        self.kept = np.ones(n, dtype=bool)
-        self.passes = 0  # shuffles of the kept set started so far
-        self._order: list[int] = []
-
-    def __len__(self) -> int:
-        return self.length
-
-    def kept_indices(self) -> np.ndarray:
-        return np.flatnonzero(self.kept)
-
-    def _next(self) -> int:
-        while True:
-            while self._order:
-                i = self._order.pop()
-                if self.kept[i]:
-                    return i
-            g = torch.Generator()
-            g.manual_seed(self.seed + self.passes)
-            self.passes += 1
-            idx = self.kept_indices()
-            self._order = idx[torch.randperm(len(idx), generator=g).numpy()][::-1].tolist()
-
-    def __iter__(self) -> Iterator[int]:
-        for _ in range(self.length):
-            yield self._next()
-
-
-class _IndexCollator:
-    """Wraps the Trainer's collator: takes ``govgym_index`` out of each row, returns it as a tensor."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        if features and isinstance(features[0], dict) and INDEX_COLUMN in features[0]:
-            idx = [int(f[INDEX_COLUMN]) for f in features]
-            batch = self.inner([{k: v for k, v in f.items() if k != INDEX_COLUMN} for f in features])
-            batch[INDEX_COLUMN] = torch.tensor(idx, dtype=torch.long)
-            return batch
-        return self.inner(features)
-
-
-def per_example_losses(logits: torch.Tensor, labels: torch.Tensor, causal: bool) -> torch.Tensor:
-    """Each example's loss, as the model's own loss would count it (float32, no gradient).
-
-    Causal LM: logits at position t predict labels at t+1; the mean over the example's labels that are
-    not -100 (nan when it has none). Classification: the cross-entropy of each row (integer labels) or
-    the squared error (one regression output).
-    """
-    with torch.no_grad():
-        logits = logits.detach().float()
-        if causal:
-            lg, lb = logits[:, :-1, :], labels[:, 1:].to(logits.device)
-            ce = torch.nn.functional.cross_entropy(
-                lg.reshape(-1, lg.shape[-1]), lb.reshape(-1), ignore_index=-100, reduction="none"
-            ).view(lb.shape)
-            valid = lb.ne(-100)
-            return (ce * valid).sum(1) / valid.sum(1).float()  # 0/0 = nan: no label tokens
-        labels = labels.to(logits.device)
-        if logits.shape[-1] == 1 and labels.is_floating_point():
-            return (logits.squeeze(-1) - labels.float()).pow(2).reshape(len(labels), -1).mean(1)
-        return torch.nn.functional.cross_entropy(logits, labels.long().view(-1), reduction="none")
+# every base of the env's strategies: qlora / int8 quantize the live Linear targets with bitsandbytes
+# (a core dependency; its 4-bit and 8-bit layers run on CPU too) and add LoRA adapters on top
+SWITCH_BASES = ("full", "lora", "qlora", "int8")
+TENSORS_FILE = "govgym_trainer.safetensors"  # in each checkpoint: what JSON cannot hold (see save_model)
 
 
 class GovernedTrainer(Trainer):
@@ -129,6 +76,8 @@ class GovernedTrainer(Trainer):
         example_loss: float32 array, one per train example: its last recorded training loss (nan: unseen).
         events: the reprunes done, in order (also in ``state.log_history``).
     """
+
+    switch_bases = SWITCH_BASES  # the bases switch_base reaches (GovernorCallback unmasks these)
 
     def __init__(self, *args: Any, memory: MemoryConfig | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -154,12 +103,30 @@ class GovernedTrainer(Trainer):
         self.data_collator = _IndexCollator(self.data_collator)
         self.n_examples = len(ds)
         self.example_loss = np.full(self.n_examples, np.nan, dtype=np.float32)
+        self.example_step = np.full(self.n_examples, -1, dtype=np.int64)  # global step of the last loss
         self.events: list[dict[str, Any]] = []
         self.memory = memory if memory is not None else MemoryConfig()
         self._sampler: KeptSampler | None = None
+        # the gradient-noise-scale interval (the env's FineTuneRun.advance): pre-clip gradients summed over
+        # the steps since the governor last read them, and each step's pre-clip norm
+        self.track_noise = False
+        self._gsum: list[torch.Tensor] | None = None
+        self._gnorms: list[torch.Tensor] = []
+        self.add_callback(GovernedTrainerState(self))
+        self._link_callbacks()
+
+    def _link_callbacks(self) -> None:
         for cb in self.callback_handler.callbacks:
             if hasattr(cb, "action_masks"):  # a GovernorCallback: give it the levers this trainer owns
                 cb.trainer = self
+                self.track_noise = True
+            elif isinstance(cb, GovernedTrainerState):
+                cb.trainer = self
+
+    def _load_callback_state(self) -> None:
+        # restore_callback_states_from_checkpoint=True replaces callbacks by new instances: link those
+        super()._load_callback_state()
+        self._link_callbacks()
 
     # ------------------------------------------------------------------ sampler
     def _set_signature_columns_if_needed(self) -> None:
@@ -198,8 +165,52 @@ class GovernedTrainer(Trainer):
         loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[1]
         per = per_example_losses(logits, labels, causal=_is_causal(model))
-        self.example_loss[idx.cpu().numpy()] = per.cpu().numpy()
+        rows = idx.cpu().numpy()
+        self.example_loss[rows] = per.cpu().numpy()
+        self.example_step[rows] = self.state.global_step
+        if self._sampler is not None:
+            self._sampler.consumed += len(rows)
         return (loss, outputs) if return_outputs else loss
+
+    # ------------------------------------------------------------------ gradient noise
+    def _clip_grad_norm(self, model: Any) -> Any:
+        self._add_gradients(model)  # before clipping: the env sums the raw gradients
+        return self._record_norm(super()._clip_grad_norm(model))
+
+    def _get_grad_norm(self, model: Any, grad_norm: Any = None) -> Any:
+        if grad_norm is not None:  # max_grad_norm > 0: _clip_grad_norm recorded this step
+            return super()._get_grad_norm(model, grad_norm=grad_norm)
+        self._add_gradients(model)  # no clipping: the gradients are the raw ones
+        return self._record_norm(super()._get_grad_norm(model, grad_norm=None))
+
+    def _add_gradients(self, model: Any) -> None:
+        if not self.track_noise:
+            return
+        params = [p for p in model.parameters() if p.requires_grad]
+        if self._gsum is None or len(self._gsum) != len(params):
+            self._gsum, self._gnorms = [torch.zeros_like(p, dtype=torch.float32) for p in params], []
+        pairs = [(s, p.grad) for s, p in zip(self._gsum, params) if p.grad is not None]
+        if pairs:
+            torch._foreach_add_([s for s, _ in pairs], [g.float() for _, g in pairs])
+
+    def _record_norm(self, gn: Any) -> Any:
+        if self.track_noise:
+            self._gnorms.append(torch.as_tensor(gn).detach().float().reshape(()).cpu())
+        return gn
+
+    def take_noise_interval(self) -> tuple[float, float, int] | None:
+        """The interval's (mean of the steps' |g|², |Σg / n|², n) and a fresh interval; None below 2 steps.
+
+        The two-batch-size estimate of the env (``FineTuneRun.advance``): per-step pre-clip gradients
+        (batch B) and their mean over the interval's n steps (batch n·B).
+        """
+        n, gsum, norms = len(self._gnorms), self._gsum, self._gnorms
+        self._gsum, self._gnorms = None, []
+        if n < 2 or gsum is None:
+            return None
+        small = float(np.mean(torch.stack(norms).numpy() ** 2))
+        big = float(torch.stack(torch._foreach_norm(gsum)).pow(2).sum()) / n**2
+        return small, big, n
 
     # ------------------------------------------------------------------ levers
     def reprune(self, fraction: float, mode: str = "hardest") -> dict[str, Any]:
@@ -241,38 +252,29 @@ class GovernedTrainer(Trainer):
         return event
 
     def switch_base(self, base: str) -> dict[str, Any]:
-        """Switch the live model between full fine-tuning and LoRA in place; rebuild the optimizer and scheduler.
+        """Switch the live model between full, LoRA, QLoRA and int8 in place; rebuild the optimizer and scheduler.
 
         ``lora``: fresh adapters (B = 0, so the function is unchanged) on the ``memory`` config's targets,
-        base frozen; ``full``: adapters merged into the weights, every weight trainable. The optimizer is
-        rebuilt for the new trainable set (its moments start at zero) and the scheduler resumes at the
-        current step. The Trainer's training loop keeps calling the same module tree, which both
-        changes edit in place.
+        base frozen; ``qlora`` / ``int8``: those targets first quantized in place to bitsandbytes NF4 /
+        int8 layers, then adapters; ``full``: adapters merged into the (dequantized) weights, every weight
+        trainable. Between two adapter bases the model goes through full (the env's
+        ``efficiency.memory`` path). The optimizer is rebuilt for the new trainable set (its moments
+        start at zero) and the scheduler resumes at the current step. The Trainer's training loop keeps
+        calling the same module tree, which every change edits in place.
 
         Returns:
             The event: step, the switch, trainable parameters before and after.
         """
-        from govgym.efficiency.memory import add_adapters, to_full
-        from govgym.efficiency.strategy import Strategy
-
         if base not in SWITCH_BASES:
             raise ConfigError(
-                f"GovernedTrainer.switch_base: base must be one of {SWITCH_BASES}; got {base!r}."
+                f"GovernedTrainer.switch_base: base must be one of {SWITCH_BASES} (full fine-tuning, LoRA, "
+                f"LoRA on a 4-bit NF4 base, LoRA on an int8 base); got {base!r}."
             )
         now = self.base
         before = _trainable(self.model)
         if base != now:
-            gc = bool(getattr(self.model, "is_gradient_checkpointing", False))
-            if base == "lora":
-                self.model = add_adapters(
-                    self.model, Strategy("lora"), self.memory, self.args.seed + self.state.global_step
-                )
-            else:
-                self.model = to_full(self.model)
-            self.model_wrapped = self.model
-            if gc:  # the wrapper / unwrapped model must keep checkpointing as it was
-                kw = self.args.gradient_checkpointing_kwargs or {"use_reentrant": False}
-                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
+            self._convert(base)
+            self._gsum, self._gnorms = None, []  # another parameter space: the noise interval starts over
             if self.optimizer is not None:  # inside train(): rebuild for the new trainable set
                 self._rebuild_optimizer()
         event = {
@@ -288,8 +290,31 @@ class GovernedTrainer(Trainer):
                 cb.model = self.model
         return event
 
+    def _convert(self, base: str) -> None:
+        """The model conversion of ``switch_base`` (no optimizer, no event)."""
+        from govgym.efficiency.memory import add_adapters, to_full
+        from govgym.efficiency.strategy import Strategy
+
+        gc = bool(getattr(self.model, "is_gradient_checkpointing", False))
+        if self.base != "full":
+            self.model = to_full(self.model)
+        if base != "full":
+            self.model = add_adapters(
+                self.model, Strategy(base), self.memory, self.args.seed + self.state.global_step
+            )
+        self.model_wrapped = self.model
+        if gc:  # the wrapper / unwrapped model must keep checkpointing as it was
+            kw = self.args.gradient_checkpointing_kwargs or {"use_reentrant": False}
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
+
     @property
     def base(self) -> str:
+        """The base strategy of the live model: full, lora, qlora (4-bit base) or int8 (8-bit base)."""
+        m = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        if getattr(m, "is_loaded_in_4bit", False):
+            return "qlora"
+        if getattr(m, "is_loaded_in_8bit", False):
+            return "int8"
         return "lora" if getattr(self.model, "peft_config", None) else "full"
 
     def _rebuild_optimizer(self) -> None:
@@ -302,6 +327,119 @@ class GovernedTrainer(Trainer):
             for _ in range(self.state.global_step):
                 self.lr_scheduler.step()
         self.optimizer = self.accelerator.prepare(self.optimizer)
+        # callbacks get these from the handler (GovernorCallback reads the LR there): the new ones
+        self.callback_handler.optimizer, self.callback_handler.lr_scheduler = self.optimizer, self.lr_scheduler
+
+    # ------------------------------------------------------------------ checkpoints
+    def governed_state(self) -> dict[str, Any]:
+        """What a resume needs, as JSON: base, sampler position, per-example losses and steps, events."""
+        started = self._sampler is not None
+        return to_json(
+            {
+                "format": FORMAT,
+                "started": started,
+                "global_step": int(self.state.global_step) if started else 0,
+                "n_examples": self.n_examples,
+                "base": self.base,
+                "sampler": self._sampler.state() if started else None,
+                "example_loss": self.example_loss,
+                "example_step": self.example_step,
+                "events": self.events,
+                "noise_steps": len(self._gnorms),
+            }
+        )
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The Trainer's save, plus (in checkpoints) ``govgym_trainer.safetensors``: the tensors JSON cannot hold.
+
+        Those are the noise interval in progress (summed gradients, per-step norms) and, when the run has
+        switched and holds LoRA adapters now, the base weights under them (the Trainer saves only the
+        adapters of a PEFT model, and this run's base is no longer the one the script loads).
+        """
+        super().save_model(output_dir, _internal_call)
+        if not (_internal_call and output_dir and self.args.should_save):
+            return
+        from safetensors.torch import save_file
+
+        tensors: dict[str, torch.Tensor] = {}
+        if self._gsum is not None and self._gnorms:
+            tensors.update({f"gsum.{i}": g for i, g in enumerate(self._gsum)})
+            tensors["gnorms"] = torch.stack(self._gnorms)
+        if self.base == "lora" and any(e["event"].startswith("switch_") for e in self.events):
+            for k, v in self.model.get_base_model().state_dict().items():
+                if "lora_" not in k:
+                    tensors["base." + k.replace(".base_layer.", ".")] = v
+        if tensors:
+            save_file(
+                {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()},
+                str(Path(output_dir) / TENSORS_FILE),
+            )
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any) -> Any:
+        """``Trainer.train``; a resume first restores this trainer's state (base, sampler, losses, events)."""
+        if resume_from_checkpoint:
+            path = resume_from_checkpoint
+            if isinstance(path, bool):
+                from transformers.trainer_utils import get_last_checkpoint
+
+                path = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+            if path is not None:  # none: the Trainer's own error says so
+                self._restore(Path(path))
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _restore(self, ckpt: Path) -> None:
+        from transformers.trainer import TRAINER_STATE_NAME
+
+        file = ckpt / TRAINER_STATE_NAME
+        if not file.is_file():
+            return
+        saved = json.loads(file.read_text()).get("stateful_callbacks", {}).get("GovernedTrainerState")
+        if isinstance(saved, list):
+            saved = saved[0]
+        st = from_json((saved or {}).get("attributes", {}).get("saved") or {})
+        if not st.get("started"):
+            return  # not saved by a GovernedTrainer in training: nothing of ours to restore
+        if st["n_examples"] != self.n_examples:
+            raise ConfigError(
+                f"GovernedTrainer: checkpoint {ckpt} was trained on {st['n_examples']} examples; this trainer has "
+                f"{self.n_examples}. Resume with the same train dataset."
+            )
+        if st["base"] in ("qlora", "int8"):
+            raise ConfigError(
+                f"GovernedTrainer: checkpoint {ckpt} was saved while the run was switched to {st['base']} (LoRA on "
+                "a quantized base). The checkpoint holds the adapters only, and the quantized base was made from "
+                "weights this run had trained, which it does not hold: the run cannot be rebuilt exactly. Resume "
+                "from a checkpoint saved under full or lora (keep more with save_total_limit), or start afresh."
+            )
+        tensors: dict[str, torch.Tensor] = {}
+        if (ckpt / TENSORS_FILE).is_file():
+            from safetensors.torch import load_file
+
+            tensors = load_file(str(ckpt / TENSORS_FILE))
+        base_sd = {k[len("base.") :]: v for k, v in tensors.items() if k.startswith("base.")}
+        if st["base"] != self.base or base_sd:
+            if self.base != "full":
+                self._convert("full")
+            if base_sd:  # the run's base weights under its adapters
+                missing, unexpected = self.model.load_state_dict(base_sd, strict=False)
+                if missing or unexpected:
+                    raise ConfigError(
+                        f"GovernedTrainer: the base weights saved in {ckpt / TENSORS_FILE} do not fit this model "
+                        f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}). Resume with the model "
+                        "the checkpoint was trained from."
+                    )
+            if st["base"] != "full":
+                self._convert(st["base"])  # the Trainer loads the checkpoint's adapters into these
+        self._sampler = KeptSampler(self.n_examples, self.args.data_seed or self.args.seed)
+        self._sampler.load_state(st["sampler"])
+        self.example_loss = np.asarray(st["example_loss"], dtype=np.float32)
+        self.example_step = np.asarray(st["example_step"], dtype=np.int64)
+        self.events = list(st["events"])
+        if "gnorms" in tensors:
+            dev = next(self.model.parameters()).device
+            n = len([k for k in tensors if k.startswith("gsum.")])
+            self._gsum = [tensors[f"gsum.{i}"].to(dev) for i in range(n)]
+            self._gnorms = list(tensors["gnorms"].unbind(0))
 
     def can_reprune(self, fraction: float, min_kept_fraction: float = 0.0) -> bool:
         """Whether a reprune of ``fraction`` leaves at least a batch and ``min_kept_fraction`` of the data."""
@@ -311,6 +449,21 @@ class GovernedTrainer(Trainer):
             after >= self.args.per_device_train_batch_size
             and after / max(self.n_examples, 1) >= min_kept_fraction
         )
+
+
+class GovernedTrainerState(TrainerCallback, ExportableState):
+    """Carries a ``GovernedTrainer``'s state through its checkpoints (``trainer_state.json``, JSON only).
+
+    Added by ``GovernedTrainer`` itself; the Trainer saves ``state()`` with every checkpoint and
+    ``GovernedTrainer.train(resume_from_checkpoint=...)`` restores it.
+    """
+
+    def __init__(self, trainer: Any = None) -> None:
+        self.trainer = trainer
+
+    def state(self) -> dict[str, Any]:
+        t = self.trainer
+        return {"args": {}, "attributes": {"saved": t.governed_state() if t is not None else {}}}
 
 
 def _trainable(model: Any) -> int:

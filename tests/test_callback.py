@@ -351,3 +351,50 @@ def test_exported_artifact_path_steers_a_trainer(tmp_path):
     (tmp_path / "gov" / "governor.json").write_text("{}")  # an edited artifact is refused, not loaded
     with pytest.raises(ConfigError):
         GovernorCallback(str(tmp_path / "gov"), budget_steps=10, interval_steps=2)
+
+
+# ---------------------------------------------------------------------- resume from a Trainer checkpoint
+def test_resume_in_a_plain_trainer_restores_the_callback_and_the_heuristics_counters(tmp_path):
+    """A plain Trainer killed after checkpoint-10 and resumed decides exactly as the uninterrupted run.
+
+    The patience heuristic (2 evaluations gaining less than 2.5% of E_0) counts one bad evaluation at step 9,
+    before the checkpoint, and stops at 12 on the second: the resumed governor stops there only if its
+    counters were restored (by replaying the logged observations). Both ways of resuming: the callback
+    restoring itself in place (restore_callback_states_from_checkpoint=False, the default), and the
+    Trainer rebuilding it from its saved arguments (True; the governor given as an artifact path).
+    Compared: the whole decision log (every row, FLOPs, ended).
+    """
+    import shutil
+
+    from transformers import TrainerCallback
+
+    from govgym.deploy.artifact import export
+
+    export("patience:patience=2,threshold=0.025", tmp_path / "gov")
+
+    def run(out: Path, halt: int | None = None, resume: str | None = None, **over):
+        cb = GovernorCallback(str(tmp_path / "gov"), budget_steps=30, interval_steps=3, log_path=out / "d.json")
+        t = _llm_trainer(out, cb, max_steps=30, save_strategy="steps", save_steps=10, max_grad_norm=1.0, **over)
+
+        class Halt(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                if state.global_step == halt:
+                    control.should_training_stop = True
+
+        if halt:
+            t.add_callback(Halt())
+        t.train(resume_from_checkpoint=resume)
+        return json.loads((out / "d.json").read_text()) if (out / "d.json").exists() else None
+
+    whole = run(tmp_path / "a")
+    assert [d["action"] for d in whole["decisions"]][-2:] == ["continue", "stop"] and whole["global_step"] == 12
+    run(tmp_path / "b", halt=10)
+    ckpt = tmp_path / "b" / "out" / "checkpoint-10"
+    shutil.copytree(ckpt, tmp_path / "c" / "out" / "checkpoint-10")
+    # True: the Trainer builds a new callback from the saved arguments (log_path among them: b's log)
+    run(tmp_path / "c", resume=str(tmp_path / "c" / "out" / "checkpoint-10"), restore_callback_states_from_checkpoint=True)
+    rebuilt = json.loads((tmp_path / "b" / "d.json").read_text())
+    in_place = run(tmp_path / "b", resume=str(ckpt))
+    for got in (in_place, rebuilt):
+        assert got["decisions"] == whole["decisions"] and got["ended"] == "stop"
+        assert got["flops"] == whole["flops"]

@@ -321,3 +321,192 @@ def test_reprune_mid_epoch_takes_effect_at_the_next_step(tmp_path: Path):
     assert len(dropped) == 16
     assert any(set(idx) & dropped for s, idx in drawn if s < 5)  # they were being trained on
     assert not any(set(idx) & dropped for s, idx in drawn if s >= 5)  # from the next step on, never
+
+
+# ---------------------------------------------------------------------- resume from a Trainer checkpoint
+RESUME_NAMES = ["continue", "stop", "reprune_hardest", "switch:lora", "switch:full", "switch:qlora"]
+NAMES_CS = ["continue", "stop"]
+
+
+def _governed(tmp_path: Path, script: list[str], *, k: int = 3, halt_at: int | None = None, **over):
+    """A governed 12-step run (K=3, a checkpoint every 7 steps, clipping on); ``halt_at`` interrupts it."""
+    from transformers import TrainerCallback
+
+    gov = Scripted(RESUME_NAMES, script)
+    cb = GovernorCallback(
+        gov, budget_steps=40, interval_steps=k, log_path=tmp_path / "d.json", reprune_fraction=0.25
+    )
+    held = pattern_data(8, SEQ, VOCAB, seed=1).remove_columns("noise")
+    kw = dict(max_steps=12, save_strategy="steps", save_steps=7, logging_steps=1, max_grad_norm=0.2)
+    kw.update(over)
+    t = GovernedTrainer(
+        _model(), _args(tmp_path, **kw), train_dataset=_data(), eval_dataset=held, callbacks=[cb]
+    )
+
+    class Halt(TrainerCallback):  # a kill right after the checkpoint
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == halt_at:
+                control.should_training_stop = True
+
+    if halt_at is not None:
+        t.add_callback(Halt())
+    return t, cb
+
+
+def test_resume_restores_governor_and_trainer_state_exactly(tmp_path: Path):
+    """Interrupted at checkpoint-7 and resumed, a governed run makes the same decisions as the uninterrupted run.
+
+    Checkpoint-7 is mid-interval (K=3: the noise interval and the logs of step 7 are in progress),
+    mid-epoch (8 steps per epoch: the loader drew step 8's batch already), after a switch to LoRA
+    (the base trained fully for 3 steps is not what the script loads) and a reprune. Compared, all
+    exact: every decision row (step, FLOPs used, budget fraction, eval and train loss, action, strategy,
+    noise scale, observation, mask), the kept set, every per-example loss and its step, the trainer's
+    events, the final eval loss. (A resume with both restores disabled differs from step 9 on.)
+    """
+    script = ["continue", "switch:lora", "reprune_hardest", "continue"]
+    whole, _ = _governed(tmp_path / "a", script)
+    whole.train()
+    cut, _ = _governed(tmp_path / "b", script, halt_at=7)
+    cut.train()
+    ckpt = tmp_path / "b" / "out" / "checkpoint-7"
+    saved = json.loads((ckpt / "trainer_state.json").read_text())["stateful_callbacks"]
+    json.dumps(saved, allow_nan=False)  # strict JSON: nothing pickled, no NaN literals
+    assert saved["GovernedTrainerState"]["attributes"]["saved"]["base"] == "lora"
+    assert (ckpt / "govgym_trainer.safetensors").is_file()  # base weights under the adapters, noise sums
+    resumed, cb = _governed(tmp_path / "b", script)
+    resumed.train(resume_from_checkpoint=str(ckpt))
+    a = json.loads((tmp_path / "a" / "d.json").read_text())
+    b = json.loads((tmp_path / "b" / "d.json").read_text())
+    assert [r["action"] for r in a["decisions"]] == script + ["continue"]
+    assert b["decisions"] == a["decisions"]
+    assert a["decisions"][3]["grad_noise_scale"] > 0  # the interval across the checkpoint is estimated
+    assert b["flops"] == a["flops"] and b["flops_restart"] == a["eval_flops"] > 0  # the resume's E re-run
+    assert resumed.base == "lora" and resumed.events == whole.events
+    np.testing.assert_array_equal(resumed.kept_indices, whole.kept_indices)
+    np.testing.assert_array_equal(resumed.example_loss, whole.example_loss)
+    np.testing.assert_array_equal(resumed.example_step, whole.example_step)
+    ev = [[r["eval_loss"] for r in t.state.log_history if "eval_loss" in r][-1] for t in (whole, resumed)]
+    assert ev[0] == ev[1]
+
+
+def test_resume_refuses_a_quantized_checkpoint_and_rebuilt_object_governor(tmp_path: Path):
+    """A checkpoint saved under QLoRA cannot be rebuilt exactly: refused with a sentence. A governor
+    object cannot be rebuilt by restore_callback_states_from_checkpoint=True: refused likewise."""
+    cut, _ = _governed(tmp_path, ["continue", "switch:qlora"], k=2, halt_at=2, save_steps=2, max_steps=4)
+    cut.train()
+    ckpt = str(tmp_path / "out" / "checkpoint-2")
+    again, _ = _governed(tmp_path, [], k=2, max_steps=4)
+    with pytest.raises(ConfigError, match="switched to qlora .* cannot be rebuilt exactly"):
+        again.train(resume_from_checkpoint=ckpt)
+    plain, _ = _governed(tmp_path / "p", [], k=2, halt_at=2, save_steps=2, max_steps=4)
+    plain.train()
+    rebuilt, _ = _governed(tmp_path / "p", [], k=2, max_steps=4, restore_callback_states_from_checkpoint=True)
+    with pytest.raises(ConfigError, match="restore_callback_states_from_checkpoint=False"):
+        rebuilt.train(resume_from_checkpoint=True)
+
+
+# ---------------------------------------------------------------------- QLoRA / int8 switches
+def test_governor_switches_to_qlora_and_int8_in_place(tmp_path: Path):
+    """full -> qlora -> int8 -> full, each in place by the governor: bitsandbytes layers on the targets, the
+    optimizer over the adapters only, FLOPs measured per strategy, the function kept across each switch."""
+    import bitsandbytes as bnb
+
+    names = ["continue", "stop", "switch:full", "switch:qlora", "switch:int8"]
+    gov = Scripted(names, ["switch:qlora", "switch:int8", "switch:full"])
+    log = tmp_path / "d.json"
+    cb = GovernorCallback(gov, budget_steps=40, interval_steps=2, log_path=log)
+    held = pattern_data(8, SEQ, VOCAB, seed=1).remove_columns("noise")
+    seen: dict[str, object] = {}
+    from transformers import TrainerCallback
+
+    class Look(TrainerCallback):  # after the decision at step 2 (under qlora since step 0)
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step == 1:
+                m = t.model
+                seen["nf4"] = sum(isinstance(x, bnb.nn.Linear4bit) for x in m.modules())
+                opt = {id(p) for g in t.optimizer.param_groups for p in g["params"]}
+                seen["opt"] = opt == {id(p) for p in m.parameters() if p.requires_grad}
+                seen["lora_only"] = all("lora_" in n for n, p in m.named_parameters() if p.requires_grad)
+
+    t = GovernedTrainer(
+        _model(), _args(tmp_path, max_steps=6), train_dataset=_data(), eval_dataset=held, callbacks=[cb, Look()]
+    )
+    t.train()
+    out = json.loads(log.read_text())
+    rows = out["decisions"]
+    assert [r["action"] for r in rows[:3]] == ["switch:qlora", "switch:int8", "switch:full"]
+    assert [r["strategy"] for r in rows] == ["full", "qlora", "int8", "full"]
+    assert gov.seen[0] == [True, True, False, True, True]  # every base reachable inside a GovernedTrainer
+    assert [e["event"] for e in t.events] == ["switch_full_to_qlora", "switch_qlora_to_int8", "switch_int8_to_full"]
+    assert seen == {"nf4": 14, "opt": True, "lora_only": True}  # the 7 projections (MemoryConfig) x 2 layers
+    assert set(out["step_flops"]) == {"full", "qlora", "int8"}
+    assert t.base == "full" and not any(isinstance(x, bnb.nn.Linear8bitLt) for x in t.model.modules())
+    # quantizing changes the function by rounding only: the eval loss moves little at each switch
+    ev = [r["eval_loss"] for r in rows]
+    assert all(np.isfinite(ev)) and max(abs(a - b) for a, b in zip(ev, ev[1:])) < 0.1
+    with pytest.raises(ConfigError, match="one of .*'qlora', 'int8'"):
+        t.switch_base("lora8")
+
+
+# ---------------------------------------------------------------------- gradient noise scale
+def test_noise_scale_matches_the_envs_definition_under_clipping(tmp_path: Path):
+    """B_simple in the decision log = the env's estimate (efficiency.run.noise_estimates, EMA 0.5 of |G|²
+    and tr Σ) recomputed here from the pre-clip gradients, which the test rebuilds from the clipped ones
+    the optimizer sees (clipping is on and active: pre = clipped · (|g| + 1e-6) / max_norm)."""
+    from transformers import TrainerCallback
+
+    from govgym.efficiency.run import noise_estimates
+    from govgym.efficiency.signals import FEATURE_NAMES
+
+    max_norm, k, bs = 0.05, 3, 4
+    grads: list[list[torch.Tensor]] = []
+    norms: list[float] = []
+
+    class Record(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
+            grads.append([p.grad.detach().clone() for p in model.parameters() if p.requires_grad])
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "grad_norm" in logs:
+                norms.append(float(logs["grad_norm"]))
+
+    log = tmp_path / "d.json"
+    cb = GovernorCallback(Scripted(NAMES_CS, []), budget_steps=40, interval_steps=k, log_path=log)
+    held = pattern_data(8, SEQ, VOCAB, seed=1).remove_columns("noise")
+    t = GovernedTrainer(
+        _model(),
+        _args(tmp_path, max_steps=9, logging_steps=1, max_grad_norm=max_norm),
+        train_dataset=_data(),
+        eval_dataset=held,
+        callbacks=[cb, Record()],
+    )
+    t.train()
+    assert min(norms) > max_norm  # clipping acted on every step
+    pre = [[g * ((n + 1e-6) / max_norm) for g in gs] for gs, n in zip(grads, norms)]
+    want, ema = [float("nan")], None  # step 0: no interval
+    for s in range(0, len(pre), k):
+        small = float(np.mean(np.asarray(norms[s : s + k], dtype=np.float32) ** 2))
+        total = [sum(x) for x in zip(*pre[s : s + k])]
+        big = float(sum((g.float() ** 2).sum() for g in total)) / k**2
+        g2, trace = noise_estimates(small, big, bs, k * bs)
+        ema = (g2, trace) if ema is None else (0.5 * ema[0] + 0.5 * g2, 0.5 * ema[1] + 0.5 * trace)
+        want.append(max(ema[1], 0.0) / ema[0] if ema[0] > 0 else float("nan"))
+    rows = json.loads(log.read_text())["decisions"]
+    got = [r["grad_noise_scale"] for r in rows]
+    assert got[0] is None and len(got) == 4
+    np.testing.assert_allclose(got[1:], want[1:], rtol=1e-4)
+    i = FEATURE_NAMES.index("log_noise_scale")
+    assert all(r["obs"][i] != 0 for r in rows[1:])
+    # a plain Trainer has no pre-clip gradients to give: the feature reads 0 there
+    from transformers import Trainer
+
+    cb2 = GovernorCallback(Scripted(NAMES_CS, []), budget_steps=40, interval_steps=k, log_path=tmp_path / "p.json")
+    Trainer(
+        _model(),
+        _args(tmp_path, max_steps=3, logging_steps=1),
+        train_dataset=_data().remove_columns("noise"),
+        eval_dataset=held,
+        callbacks=[cb2],
+    ).train()
+    assert [r["obs"][i] for r in json.loads((tmp_path / "p.json").read_text())["decisions"]] == [0.0, 0.0]
+
