@@ -13,8 +13,9 @@ The step loop is the plain PyTorch loop (forward, backward, clip, step, schedule
 two cheap things per step that add no device sync: the pre-clip grad norm (already computed by
 clip_grad_norm_) is kept as a tensor, and the gradient is added into an interval sum (one fused
 ``_foreach_add_``) for the gradient-noise-scale estimate. Host reads happen once per interval.
-Each step also records every drawn example's loss from the step's own logits (no_grad, reduced per
-example; the backpropagated loss is the model's ``.loss``, unchanged) and the step it was drawn at,
+Each step also records every drawn example's loss from the step's own forward pass (no_grad: a gather
+from the log-probabilities the model's loss saved for backward, reduced per example; the
+backpropagated loss is the model's ``.loss``, unchanged) and the step it was drawn at,
 in device tensors (``example_loss``, ``last_seen``): the ``recorded`` reprune ranks by them at 0 FLOPs.
 FLOPs (torch.utils.flop_counter) and memory (memstats) are measured on the first real step of each
 (strategy, batch shape) and cached.
@@ -46,6 +47,7 @@ from govgym.efficiency.pruning import (
     drop_positions,
     fill_unseen,
     per_example_losses,
+    per_example_losses_from_loss,
     score_examples,
     select,
 )
@@ -168,9 +170,12 @@ class FineTuneRun:
     def _loss(self, ids: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
         """The model's own loss (the one backpropagated); with ``idx``, also record each row's loss."""
         out = self.model(input_ids=ids, labels=labels)
-        if idx is not None:  # no_grad, per row: adds no FLOPs (elementwise) and no host sync
+        if idx is not None:  # no_grad, a gather: no FLOPs, no host sync, no second pass over the logits
+            per = per_example_losses_from_loss(out.loss, labels)
+            if per is None:  # not the expected loss graph: recompute from the logits, one row at a time
+                per = per_example_losses(out.logits, labels, causal=True, chunk=1)
             i = idx.to(self.device)
-            self.example_loss[i] = per_example_losses(out.logits, labels, causal=True, chunk=1)
+            self.example_loss[i] = per
             self.last_seen[i] = self.step
         return out.loss
 

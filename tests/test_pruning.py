@@ -175,3 +175,15 @@ def test_reprune_scorer_accepts_recorded_and_samples():
     assert EnvConfig(reprune_scorer="loss", reprune_sample=400).reprune_sample == 400
     with pytest.raises(ConfigError, match="recorded"):
         EnvConfig(reprune_scorer="recordd")
+
+
+def test_losses_read_from_the_loss_graph_equal_a_recomputation():
+    from govgym.efficiency.pruning import per_example_losses, per_example_losses_from_loss
+
+    m = tiny_llama()
+    out = m(input_ids=X, labels=LAB)  # the training forward: a graph, log-probabilities saved
+    got = per_example_losses_from_loss(out.loss, LAB)
+    np.testing.assert_allclose(got.numpy(), per_example_losses(out.logits, LAB).numpy(), rtol=1e-6)
+    with torch.no_grad():
+        assert per_example_losses_from_loss(m(input_ids=X, labels=LAB).loss, LAB) is None  # no graph
+    assert per_example_losses_from_loss(out.logits.sum(), LAB) is None  # not a cross-entropy
