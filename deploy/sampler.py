@@ -1,5 +1,6 @@
 """The pieces of ``GovernedTrainer``'s data path: its resumable kept-set sampler, the collator wrapper that
-carries each row's index, and per-example losses from the logits training already computes."""
+carries each row's index; per-example losses (``efficiency.pruning.per_example_losses``, re-exported) come
+from the logits training already computes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Sampler
+
+from govgym.efficiency.pruning import per_example_losses  # one definition, shared with FineTuneRun
 
 INDEX_COLUMN = "govgym_index"
 
@@ -100,23 +103,4 @@ class _IndexCollator:
         return self.inner(features)
 
 
-def per_example_losses(logits: torch.Tensor, labels: torch.Tensor, causal: bool) -> torch.Tensor:
-    """Each example's loss, as the model's own loss would count it (float32, no gradient).
-
-    Causal LM: logits at position t predict labels at t+1; the mean over the example's labels that are
-    not -100 (nan when it has none). Classification: the cross-entropy of each row (integer labels) or
-    the squared error (one regression output).
-    """
-    with torch.no_grad():
-        logits = logits.detach().float()
-        if causal:
-            lg, lb = logits[:, :-1, :], labels[:, 1:].to(logits.device)
-            ce = torch.nn.functional.cross_entropy(
-                lg.reshape(-1, lg.shape[-1]), lb.reshape(-1), ignore_index=-100, reduction="none"
-            ).view(lb.shape)
-            valid = lb.ne(-100)
-            return (ce * valid).sum(1) / valid.sum(1).float()  # 0/0 = nan: no label tokens
-        labels = labels.to(logits.device)
-        if logits.shape[-1] == 1 and labels.is_floating_point():
-            return (logits.squeeze(-1) - labels.float()).pow(2).reshape(len(labels), -1).mean(1)
-        return torch.nn.functional.cross_entropy(logits, labels.long().view(-1), reduction="none")
+__all__ = ["INDEX_COLUMN", "KeptSampler", "per_example_losses"]

@@ -328,7 +328,10 @@ class GovernedTrainer(Trainer):
                 self.lr_scheduler.step()
         self.optimizer = self.accelerator.prepare(self.optimizer)
         # callbacks get these from the handler (GovernorCallback reads the LR there): the new ones
-        self.callback_handler.optimizer, self.callback_handler.lr_scheduler = self.optimizer, self.lr_scheduler
+        self.callback_handler.optimizer, self.callback_handler.lr_scheduler = (
+            self.optimizer,
+            self.lr_scheduler,
+        )
 
     # ------------------------------------------------------------------ checkpoints
     def governed_state(self) -> dict[str, Any]:
@@ -382,7 +385,9 @@ class GovernedTrainer(Trainer):
             if isinstance(path, bool):
                 from transformers.trainer_utils import get_last_checkpoint
 
-                path = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+                path = (
+                    get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+                )
             if path is not None:  # none: the Trainer's own error says so
                 self._restore(Path(path))
         return super().train(resume_from_checkpoint, *args, **kwargs)

@@ -2,6 +2,11 @@
 
 Scorers (higher = harder / more surprising):
 
+- ``recorded``: the example's training loss as recorded by the optimizer step that last drew it
+  (``per_example_losses`` on that step's logits, no extra forward): 0 FLOPs, stale by at most one
+  epoch. ``FineTuneRun.reprune`` reads it from the run; it is not a pass over the data, so it is in
+  ``REPRUNE_SCORERS`` and not in ``SCORERS``.
+
 - ``loss``: mean token cross-entropy of the example under the current model.
 - ``el2n``: mean over tokens of ‖softmax(logits) − onehot(label)‖₂ (Paul et al. 2021, "Deep Learning
   on a Data Diet"): the error vector's norm, bounded in [0, √2].
@@ -44,7 +49,102 @@ from govgym.efficiency.compute import FlopCache, param_counts
 from govgym.efficiency.memory import base_model
 
 SCORERS = ("loss", "el2n", "gradnorm")
+"""The exact scorers: a no-grad pass over the examples to score, FLOPs counted."""
+RECORDED = "recorded"
+REPRUNE_SCORERS = (*SCORERS, RECORDED)
+"""What a reprune can rank by: an exact scorer, or the losses recorded during training (0 FLOPs)."""
 MODES = ("hardest", "easiest", "random")
+
+
+def per_example_losses(
+    logits: torch.Tensor, labels: torch.Tensor, causal: bool = True, chunk: int = 0
+) -> torch.Tensor:
+    """Each example's loss, as the model's own loss would count it (float32, no gradient).
+
+    Causal LM: logits at position t predict labels at t+1; the mean over the example's labels that are
+    not -100 (nan when it has none), i.e. what ``model(input_ids=x, labels=y).loss`` is for that one
+    example. Classification: the cross-entropy of each row (integer labels) or the squared error (one
+    regression output). Shared by ``FineTuneRun`` (recorded losses) and ``GovernedTrainer``.
+
+    Args:
+        logits: [B, T, V] (causal) or [B, C] from the forward pass the optimizer step already ran.
+        labels: [B, T] (causal, -100 = ignored) or [B].
+        causal: causal-LM shift and token mean (True) or per-row classification / regression.
+        chunk: rows per cross-entropy call (0 = all at once). The run passes 1 so that the temporary
+            [rows, T, V] float32 log-probabilities stay one example's size (1 MiB on the default
+            workload instead of 8): the step's measured memory peak is not raised by the recording.
+    """
+    with torch.no_grad():
+        if causal:
+            rows = chunk if chunk > 0 else len(logits)
+            out = []
+            for s in range(0, len(logits), rows):
+                lg = logits[s : s + rows, :-1, :].detach().float()
+                lb = labels[s : s + rows, 1:].to(lg.device)
+                ce = F.cross_entropy(
+                    lg.reshape(-1, lg.shape[-1]), lb.reshape(-1), ignore_index=-100, reduction="none"
+                ).view(lb.shape)
+                valid = lb.ne(-100)
+                out.append((ce * valid).sum(1) / valid.sum(1).float())  # 0/0 = nan: no label tokens
+            return torch.cat(out) if out else logits.new_zeros(0, dtype=torch.float32)
+        logits = logits.detach().float()
+        labels = labels.to(logits.device)
+        if logits.shape[-1] == 1 and labels.is_floating_point():
+            return (logits.squeeze(-1) - labels.float()).pow(2).reshape(len(labels), -1).mean(1)
+        return F.cross_entropy(logits, labels.long().view(-1), reduction="none")
+
+
+def per_example_losses_from_loss(loss: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+    """Each example's loss, read from the log-probabilities the causal-LM loss already computed.
+
+    ``model(input_ids, labels=labels).loss`` is ``cross_entropy(logits.view(-1, V), shifted labels)``,
+    whose autograd graph keeps its ``log_softmax`` output for the backward pass. Gathering each target
+    token's log-probability from that saved tensor gives the per-token losses the mean was taken over,
+    at the cost of a [B, T] gather: a second cross-entropy over the [B, T, V] logits, which is what
+    ``per_example_losses`` does, costs ~10% of a training step of the default workload on CPU.
+    The optimized loss is not touched.
+
+    Returns:
+        float32 [B] as ``per_example_losses(logits, labels)`` (nan: no label tokens), or None when the
+        loss has no graph or its graph is not the expected cross-entropy over [B·T, V] (then the caller
+        recomputes from the logits).
+    """
+    if loss.grad_fn is None:
+        return None
+    stack, seen, logp = [loss.grad_fn], set(), None
+    while stack and len(seen) < 16:  # the log_softmax sits one or two nodes below the loss
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if type(node).__name__ == "LogSoftmaxBackward0":
+            logp = node._saved_result
+            break
+        stack.extend(f for f, _ in node.next_functions)
+    b, t = labels.shape
+    if logp is None or logp.dim() != 2 or logp.shape[0] != b * t:
+        return None
+    with torch.no_grad():
+        tgt = F.pad(labels[:, 1:].to(logp.device), (0, 1), value=-100)  # as the model's loss shifts them
+        valid = tgt.ne(-100)
+        tok = -logp.view(b, t, -1).gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1).float()
+        return (tok * valid).sum(1) / valid.sum(1).float()
+
+
+def fill_unseen(recorded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Recorded losses with the never-seen examples (nan) set to the mean of the seen ones.
+
+    An example not drawn yet carries no information: ranking it at the mean of the others makes it
+    neither the first dropped as hardest nor as easiest (ties among them are broken at random by the
+    caller). With nothing seen at all, every value is 0 (a reprune then drops a random share).
+
+    Returns:
+        (float64 values, bool mask of the examples that had a recorded loss).
+    """
+    vals = np.asarray(recorded, dtype=np.float64).copy()
+    seen = np.isfinite(vals)
+    vals[~seen] = vals[seen].mean() if seen.any() else 0.0
+    return vals, seen
 
 
 @dataclass
@@ -178,13 +278,41 @@ def select(
         raise ValueError(f"fraction_drop: got {fraction_drop}; it must lie in [0, 1).")
     n = len(scores)
     n_drop = int(round(fraction_drop * n))
+    drop = drop_positions(scores, n_drop, mode, rng)
+    return np.setdiff1d(np.arange(n), drop)
+
+
+def drop_positions(
+    scores: np.ndarray, n_drop: int, mode: str, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Positions (sorted) of the ``n_drop`` examples to DROP: highest scores (hardest), lowest (easiest) or random.
+
+    Ties are broken as in ``select`` (stable sort: the later example counts as harder).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode: got {mode!r}; allowed: {', '.join(MODES)}.")
+    n = len(scores)
+    if not 0 <= n_drop <= n:
+        raise ValueError(f"n_drop: got {n_drop}; it must lie in [0, {n}] (the number of examples).")
     if mode == "random":
         order = (rng or np.random.default_rng(0)).permutation(n)
-        keep = order[n_drop:]
+        drop = order[:n_drop]
     else:
         order = np.argsort(np.asarray(scores), kind="stable")
-        keep = order[: n - n_drop] if mode == "hardest" else order[n_drop:]
-    return np.sort(keep)
+        drop = order[n - n_drop :] if mode == "hardest" else order[:n_drop]
+    return np.sort(drop)
 
 
-__all__ = ["MODES", "SCORERS", "Scores", "score_examples", "select"]
+__all__ = [
+    "MODES",
+    "RECORDED",
+    "REPRUNE_SCORERS",
+    "SCORERS",
+    "Scores",
+    "drop_positions",
+    "fill_unseen",
+    "per_example_losses",
+    "per_example_losses_from_loss",
+    "score_examples",
+    "select",
+]

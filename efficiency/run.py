@@ -5,12 +5,18 @@
     loss = run.evaluate()                   # held-out eval loss (its FLOPs are counted)
     run.switch_strategy("lora+gc")          # in place, mid-run
     run.reprune("el2n", 0.2, "hardest")     # drop the 20% hardest kept examples
+    run.reprune("recorded", 0.2)            # ... ranked by the losses the steps recorded: 0 FLOPs
+    run.reprune("loss", 0.2, sample=400)    # ... among 400 random kept examples scored exactly
     snap = run.snapshot(); ...; run.restore(snap)
 
 The step loop is the plain PyTorch loop (forward, backward, clip, step, schedule, zero_grad) plus
 two cheap things per step that add no device sync: the pre-clip grad norm (already computed by
 clip_grad_norm_) is kept as a tensor, and the gradient is added into an interval sum (one fused
 ``_foreach_add_``) for the gradient-noise-scale estimate. Host reads happen once per interval.
+Each step also records every drawn example's loss from the step's own forward pass (no_grad: a gather
+from the log-probabilities the model's loss saved for backward, reduced per example; the
+backpropagated loss is the model's ``.loss``, unchanged) and the step it was drawn at,
+in device tensors (``example_loss``, ``last_seen``): the ``recorded`` reprune ranks by them at 0 FLOPs.
 FLOPs (torch.utils.flop_counter) and memory (memstats) are measured on the first real step of each
 (strategy, batch shape) and cached.
 """
@@ -35,13 +41,24 @@ from govgym.efficiency import memstats, safefile
 from govgym.efficiency.compute import FlopCache, count_flops, param_counts
 from govgym.efficiency.config import RunConfig
 from govgym.efficiency.memory import Strategy, apply_strategy, make_optimizer, trainable_parameters
-from govgym.efficiency.pruning import score_examples, select
+from govgym.efficiency.pruning import (
+    RECORDED,
+    REPRUNE_SCORERS,
+    drop_positions,
+    fill_unseen,
+    per_example_losses,
+    per_example_losses_from_loss,
+    score_examples,
+    select,
+)
 from govgym.efficiency.sampler import EpochSampler
 from govgym.efficiency.workload import load_workload
 from govgym.errors import RunError as RunError  # re-exported: defined in the base, caught by the CLI
 
 SNAPSHOT_VERSION = 2
-"""2: JSON + safetensors behind a content hash (1 was a pickle, no longer loaded)."""
+"""2: JSON + safetensors behind a content hash (1 was a pickle, no longer loaded). The recorded
+per-example losses (``example_loss``, ``last_seen``) are optional fields of version 2: a file written
+before they existed loads with nothing recorded (nan / -1), everything else exact."""
 
 
 class RunOOM(RunError):
@@ -102,6 +119,7 @@ class FineTuneRun:
         self.eval_ids = torch.tensor(workload.eval["input_ids"], dtype=torch.long, device=self.device)
         self.eval_labels = torch.tensor(workload.eval["labels"], dtype=torch.long, device=self.device)
         self.sampler = EpochSampler(len(self.train_ids), cfg.seed)
+        self._clear_recorded()
         if len(self.train_ids) < cfg.optim.batch_size:
             raise RunError(
                 f"optim.batch_size={cfg.optim.batch_size} is larger than the {len(self.train_ids)} training "
@@ -159,8 +177,24 @@ class FineTuneRun:
         self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     # ------------------------------------------------------------------ the step loop
-    def _loss(self, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=ids, labels=labels).loss
+    def _clear_recorded(self) -> None:
+        n = len(self.train_ids)
+        # each training example's loss at the step that last drew it (nan: never drawn yet), and the
+        # run's step count then (the loss is of the weights after that many updates; -1: never drawn)
+        self.example_loss = torch.full((n,), float("nan"), dtype=torch.float32, device=self.device)
+        self.last_seen = torch.full((n,), -1, dtype=torch.long, device=self.device)
+
+    def _loss(self, ids: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """The model's own loss (the one backpropagated); with ``idx``, also record each row's loss."""
+        out = self.model(input_ids=ids, labels=labels)
+        if idx is not None:  # no_grad, a gather: no FLOPs, no host sync, no second pass over the logits
+            per = per_example_losses_from_loss(out.loss, labels)
+            if per is None:  # not the expected loss graph: recompute from the logits, one row at a time
+                per = per_example_losses(out.logits, labels, causal=True, chunk=1)
+            i = idx.to(self.device)
+            self.example_loss[i] = per
+            self.last_seen[i] = self.step
+        return out.loss
 
     def _update(self) -> torch.Tensor:
         max_norm = self.cfg.optim.max_grad_norm or float("inf")
@@ -170,8 +204,10 @@ class FineTuneRun:
         self.optimizer.zero_grad(set_to_none=True)
         return gn
 
-    def _step(self, ids: torch.Tensor, labels: torch.Tensor, gsum: list[torch.Tensor] | None):
-        loss = self._loss(ids, labels)
+    def _step(
+        self, idx: torch.Tensor, ids: torch.Tensor, labels: torch.Tensor, gsum: list[torch.Tensor] | None
+    ):
+        loss = self._loss(ids, labels, idx)
         loss.backward()
         if gsum is not None:
             grads = [p.grad for p in self.trainable]
@@ -179,7 +215,9 @@ class FineTuneRun:
                 torch._foreach_add_(gsum, grads)
         return loss.detach(), self._update()
 
-    def _measured_step(self, ids: torch.Tensor, labels: torch.Tensor, gsum: list[torch.Tensor] | None):
+    def _measured_step(
+        self, idx: torch.Tensor, ids: torch.Tensor, labels: torch.Tensor, gsum: list[torch.Tensor] | None
+    ):
         """One real step with memory measured by category (and the profiler/allocator peak as a check)."""
         meter = memstats.ActivationMeter(self.model)
         layers = memstats.decoder_layers(self.model) if self.strategy.gc else []
@@ -187,7 +225,7 @@ class FineTuneRun:
         opt_before = memstats.optimizer_bytes(self.optimizer)
         with memstats.profile_peak(self.device) as pk:
             with meter.watch(layers):
-                loss = self._loss(ids, labels)
+                loss = self._loss(ids, labels, idx)
             loss.backward()
             grads_b = memstats.grad_bytes(self.trainable)
             if gsum is not None:
@@ -237,7 +275,7 @@ class FineTuneRun:
                 key = self._mem_key(ids)
                 measure = key not in self.memory or (every and self.step % every == 0)
                 fn = self._measured_step if measure else self._step
-                (loss, gn), fl = self.flop_cache.measure(("train", key), partial(fn, ids, labels, gsum))
+                (loss, gn), fl = self.flop_cache.measure(("train", key), partial(fn, idx, ids, labels, gsum))
                 self.flops["train"] += fl
                 self._sync_schedule()
                 if self._probe is not None:
@@ -328,9 +366,39 @@ class FineTuneRun:
         self.n_params = param_counts(self.model)
         return {"from": old.name, "to": new.name, "seconds": time.perf_counter() - t0}
 
-    def reprune(self, scorer: str, fraction: float, mode: str = "hardest") -> dict[str, Any]:
-        """Score the kept examples and drop ``fraction`` of them, hardest or easiest (or random) first."""
+    def reprune(self, scorer: str, fraction: float, mode: str = "hardest", sample: int = 0) -> dict[str, Any]:
+        """Rank the kept examples and drop ``round(fraction · kept)`` of them, hardest or easiest (or random) first.
 
+        Args:
+            scorer: ``recorded`` (the losses the training steps recorded: 0 FLOPs; never-drawn examples
+                rank at the mean of the drawn ones, ties among them broken at random) or an exact scorer
+                (``loss``, ``el2n``, ``gradnorm``: a no-grad pass, FLOPs charged to ``flops['score']``).
+            fraction: share of the kept set to drop.
+            mode: ``hardest`` | ``easiest`` | ``random`` (random scores nothing and costs nothing).
+            sample: exact scorers only: score ``m`` random kept examples (raised to at least the number
+                dropped) and drop from those; 0 scores the whole kept set.
+
+        Returns:
+            scorer, mode, dropped, kept, noise_in_dropped, noise_removed, flops, seconds, ``sample`` (the
+            examples scored exactly: the sample size, or 0 for the whole set / recorded / random) and
+            ``stale_steps`` (mean optimizer steps since the dropped examples' scores were taken: 0 for an
+            exact scorer; for ``recorded`` over the dropped examples that had a recorded loss, whose
+            count is ``dropped_seen``).
+
+        Raises:
+            RunError: a bad scorer, mode or sample, or a drop that would leave less than one batch.
+        """
+        if scorer not in REPRUNE_SCORERS and mode != "random":
+            raise RunError(f"reprune: scorer {scorer!r} is unknown; allowed: {', '.join(REPRUNE_SCORERS)}.")
+        if isinstance(sample, bool) or not isinstance(sample, (int, np.integer)) or sample < 0:
+            raise RunError(
+                f"reprune: sample must be an integer >= 0 (examples to score; 0 = the whole kept set); got {sample!r}."
+            )
+        if sample and scorer == RECORDED and mode != "random":
+            raise RunError(
+                f"reprune: sample={sample} applies to the exact scorers; 'recorded' already ranks the whole kept "
+                "set at 0 FLOPs. Pass sample=0, or an exact scorer (loss, el2n, gradnorm)."
+            )
         kept = self.sampler.kept
         n_drop = int(round(fraction * len(kept)))
         if len(kept) - n_drop < self.cfg.optim.batch_size:
@@ -339,18 +407,39 @@ class FineTuneRun:
                 f"({self.cfg.optim.batch_size}); use a smaller fraction."
             )
         t0 = time.perf_counter()
-        flops = 0
-        if mode == "random":
-            values = np.zeros(len(kept))
-        else:
-            sc = score_examples(
-                self.model, self.train_ids[kept], self.train_labels[kept], scorer, flop_cache=self.flop_cache
-            )
-            values, flops = sc.values, sc.flops
-        self.flops["score"] += flops
+        flops, m, stale, n_seen = 0, 0, 0.0, 0
         rng = np.random.default_rng([self.cfg.seed, self.step])
-        keep_pos = select(values, fraction, mode, rng=rng)
+        if mode == "random":
+            keep_pos = select(np.zeros(len(kept)), fraction, mode, rng=rng)
+        elif scorer == RECORDED:
+            values, _ = fill_unseen(self.example_loss[torch.from_numpy(kept).to(self.device)].cpu().numpy())
+            perm = rng.permutation(len(kept))  # ties (the never-drawn, all at the mean) in random order
+            keep_pos = np.sort(perm[select(values[perm], fraction, mode)])
+        else:
+            pos = np.arange(len(kept))
+            if sample:
+                m = min(max(int(sample), n_drop), len(kept))
+                pick = np.random.default_rng([self.cfg.seed, self.step, 1]).choice(
+                    len(kept), m, replace=False
+                )
+                pos = np.sort(pick)
+            sc = score_examples(
+                self.model,
+                self.train_ids[kept[pos]],
+                self.train_labels[kept[pos]],
+                scorer,
+                flop_cache=self.flop_cache,
+            )
+            flops = sc.flops
+            drop_pos = pos[drop_positions(sc.values, n_drop, mode)]
+            keep_pos = np.setdiff1d(np.arange(len(kept)), drop_pos)
+        self.flops["score"] += flops
         dropped = np.setdiff1d(kept, kept[keep_pos])
+        if scorer == RECORDED and mode != "random":
+            seen_steps = self.last_seen[torch.from_numpy(dropped).to(self.device)].cpu().numpy()
+            seen_steps = seen_steps[seen_steps >= 0]
+            n_seen = int(len(seen_steps))
+            stale = float(np.mean(self.step - seen_steps)) if n_seen else 0.0
         self.sampler.set_kept(kept[keep_pos])
         noisy = self.noise[dropped] != 0
         return {
@@ -362,6 +451,9 @@ class FineTuneRun:
             "noise_removed": float(noisy.sum() / max((self.noise[kept] != 0).sum(), 1)),
             "flops": int(flops),
             "seconds": time.perf_counter() - t0,
+            "sample": int(m),
+            "stale_steps": stale,
+            "dropped_seen": n_seen if scorer == RECORDED else int(len(dropped)),
         }
 
     def set_cap(self, cap_mb: float) -> None:
@@ -410,6 +502,8 @@ class FineTuneRun:
             "last_memory": copy.deepcopy(self.last_memory),
             "cap_mb": self.cap_mb,
             "gns": self._gns,
+            "example_loss": self.example_loss.clone(),
+            "last_seen": self.last_seen.clone(),
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -444,6 +538,17 @@ class FineTuneRun:
         self.set_cap(snap["cap_mb"])
         self._gns = snap["gns"]
         self.n_params = param_counts(self.model)
+        if "example_loss" not in snap:  # a version-2 file written before losses were recorded
+            self._clear_recorded()
+            return
+        loss, seen = snap["example_loss"], snap["last_seen"]
+        n = len(self.train_ids)
+        if tuple(loss.shape) != (n,) or tuple(seen.shape) != (n,):
+            raise ValueError(
+                f"recorded losses of {tuple(loss.shape)} / last seen of {tuple(seen.shape)} examples, this run has {n}"
+            )
+        self.example_loss = loss.to(self.device, torch.float32).clone()
+        self.last_seen = seen.to(self.device, torch.long).clone()
 
     def save(self, path: str | Path) -> Path:
         """Write a snapshot file atomically (a crash mid-write never corrupts an earlier file).

@@ -247,7 +247,9 @@ class FineTuneEnv(gym.Env):
         stats = None
         try:
             if kind == "reprune":
-                info_extra["reprune"] = run.reprune(self.ecfg.reprune_scorer, self.ecfg.reprune_fraction, arg)
+                info_extra["reprune"] = run.reprune(
+                    self.ecfg.reprune_scorer, self.ecfg.reprune_fraction, arg, sample=self.ecfg.reprune_sample
+                )
             elif kind == "switch":
                 info_extra["switch"] = run.switch_strategy(arg)
             stats = run.advance(self.ecfg.interval_steps)

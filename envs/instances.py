@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from govgym.efficiency.config import RunConfig
-from govgym.efficiency.pruning import SCORERS
+from govgym.efficiency.pruning import REPRUNE_SCORERS
 from govgym.efficiency.strategy import Strategy
 from govgym.errors import did_you_mean
 from govgym.typed import (
@@ -135,7 +135,11 @@ class EnvConfig:
     reprune_fraction: float = 0.1
     """Fraction of the kept examples each reprune action drops."""
     reprune_scorer: str = "loss"
-    """Scorer behind the reprune actions: loss | el2n | gradnorm."""
+    """Scorer behind the reprune actions: loss | el2n | gradnorm (exact passes, FLOPs counted) |
+    recorded (the losses the training steps recorded, 0 FLOPs, stale by at most one epoch)."""
+    reprune_sample: int = 0
+    """Exact scorers: score this many random kept examples per reprune and drop from those (raised to
+    at least the number dropped); 0 = score the whole kept set. Must be 0 with ``recorded``."""
     min_kept_fraction: float = 0.5
     """Repruning below this fraction of the data is masked."""
     oom_penalty: float = 1.0
@@ -163,7 +167,18 @@ class EnvConfig:
             except ValueError as err:
                 raise ConfigError(f"env.switch_targets[{i}]: {err}") from None
 
-        check_choice("env.reprune_scorer", self.reprune_scorer, SCORERS)
+        check_choice("env.reprune_scorer", self.reprune_scorer, REPRUNE_SCORERS)
+        if isinstance(self.reprune_sample, bool) or not isinstance(self.reprune_sample, int):
+            raise ConfigError(
+                f"env.reprune_sample: got {self.reprune_sample!r} ({type(self.reprune_sample).__name__}); it must be "
+                "a whole number of examples >= 0 (0 = score the whole kept set), e.g. 400."
+            )
+        check_range("env.reprune_sample", self.reprune_sample, 0)
+        if self.reprune_sample and self.reprune_scorer == "recorded":
+            raise ConfigError(
+                f"env.reprune_sample: got {self.reprune_sample} with env.reprune_scorer=recorded, which ranks the "
+                "whole kept set at 0 FLOPs; set reprune_sample: 0, or pick an exact scorer (loss, el2n, gradnorm)."
+            )
 
 
 @dataclass

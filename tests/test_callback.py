@@ -373,8 +373,12 @@ def test_resume_in_a_plain_trainer_restores_the_callback_and_the_heuristics_coun
     export("patience:patience=2,threshold=0.025", tmp_path / "gov")
 
     def run(out: Path, halt: int | None = None, resume: str | None = None, **over):
-        cb = GovernorCallback(str(tmp_path / "gov"), budget_steps=30, interval_steps=3, log_path=out / "d.json")
-        t = _llm_trainer(out, cb, max_steps=30, save_strategy="steps", save_steps=10, max_grad_norm=1.0, **over)
+        cb = GovernorCallback(
+            str(tmp_path / "gov"), budget_steps=30, interval_steps=3, log_path=out / "d.json"
+        )
+        t = _llm_trainer(
+            out, cb, max_steps=30, save_strategy="steps", save_steps=10, max_grad_norm=1.0, **over
+        )
 
         class Halt(TrainerCallback):
             def on_step_end(self, args, state, control, **kw):
@@ -387,12 +391,18 @@ def test_resume_in_a_plain_trainer_restores_the_callback_and_the_heuristics_coun
         return json.loads((out / "d.json").read_text()) if (out / "d.json").exists() else None
 
     whole = run(tmp_path / "a")
-    assert [d["action"] for d in whole["decisions"]][-2:] == ["continue", "stop"] and whole["global_step"] == 12
+    assert [d["action"] for d in whole["decisions"]][-2:] == ["continue", "stop"] and whole[
+        "global_step"
+    ] == 12
     run(tmp_path / "b", halt=10)
     ckpt = tmp_path / "b" / "out" / "checkpoint-10"
     shutil.copytree(ckpt, tmp_path / "c" / "out" / "checkpoint-10")
     # True: the Trainer builds a new callback from the saved arguments (log_path among them: b's log)
-    run(tmp_path / "c", resume=str(tmp_path / "c" / "out" / "checkpoint-10"), restore_callback_states_from_checkpoint=True)
+    run(
+        tmp_path / "c",
+        resume=str(tmp_path / "c" / "out" / "checkpoint-10"),
+        restore_callback_states_from_checkpoint=True,
+    )
     rebuilt = json.loads((tmp_path / "b" / "d.json").read_text())
     in_place = run(tmp_path / "b", resume=str(ckpt))
     for got in (in_place, rebuilt):

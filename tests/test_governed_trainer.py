@@ -429,7 +429,11 @@ def test_governor_switches_to_qlora_and_int8_in_place(tmp_path: Path):
                 seen["lora_only"] = all("lora_" in n for n, p in m.named_parameters() if p.requires_grad)
 
     t = GovernedTrainer(
-        _model(), _args(tmp_path, max_steps=6), train_dataset=_data(), eval_dataset=held, callbacks=[cb, Look()]
+        _model(),
+        _args(tmp_path, max_steps=6),
+        train_dataset=_data(),
+        eval_dataset=held,
+        callbacks=[cb, Look()],
     )
     t.train()
     out = json.loads(log.read_text())
@@ -437,7 +441,11 @@ def test_governor_switches_to_qlora_and_int8_in_place(tmp_path: Path):
     assert [r["action"] for r in rows[:3]] == ["switch:qlora", "switch:int8", "switch:full"]
     assert [r["strategy"] for r in rows] == ["full", "qlora", "int8", "full"]
     assert gov.seen[0] == [True, True, False, True, True]  # every base reachable inside a GovernedTrainer
-    assert [e["event"] for e in t.events] == ["switch_full_to_qlora", "switch_qlora_to_int8", "switch_int8_to_full"]
+    assert [e["event"] for e in t.events] == [
+        "switch_full_to_qlora",
+        "switch_qlora_to_int8",
+        "switch_int8_to_full",
+    ]
     assert seen == {"nf4": 14, "opt": True, "lora_only": True}  # the 7 projections (MemoryConfig) x 2 layers
     assert set(out["step_flops"]) == {"full", "qlora", "int8"}
     assert t.base == "full" and not any(isinstance(x, bnb.nn.Linear8bitLt) for x in t.model.modules())
@@ -500,7 +508,9 @@ def test_noise_scale_matches_the_envs_definition_under_clipping(tmp_path: Path):
     # a plain Trainer has no pre-clip gradients to give: the feature reads 0 there
     from transformers import Trainer
 
-    cb2 = GovernorCallback(Scripted(NAMES_CS, []), budget_steps=40, interval_steps=k, log_path=tmp_path / "p.json")
+    cb2 = GovernorCallback(
+        Scripted(NAMES_CS, []), budget_steps=40, interval_steps=k, log_path=tmp_path / "p.json"
+    )
     Trainer(
         _model(),
         _args(tmp_path, max_steps=3, logging_steps=1),
@@ -509,4 +519,3 @@ def test_noise_scale_matches_the_envs_definition_under_clipping(tmp_path: Path):
         callbacks=[cb2],
     ).train()
     assert [r["obs"][i] for r in json.loads((tmp_path / "p.json").read_text())["decisions"]] == [0.0, 0.0]
-

@@ -114,3 +114,81 @@ def test_bad_inputs_are_errors():
         score_examples(m, X, LAB, "forgetting")
     with pytest.raises(ValueError, match="same shape"):
         score_examples(m, X, LAB[:, :-1], "loss")
+
+
+# ---------------------------------------------------------------------------- recorded losses, drop counts, config
+def test_per_example_losses_are_each_examples_own_model_loss():
+    from govgym.efficiency.pruning import per_example_losses
+
+    m = tiny_llama()
+    with torch.no_grad():
+        logits = m(input_ids=X).logits
+        want = [m(input_ids=X[i : i + 1], labels=LAB[i : i + 1]).loss.item() for i in range(len(X))]
+    for chunk in (0, 1, 2):  # all rows at once, one at a time (the run), two at a time
+        got = per_example_losses(logits, LAB, causal=True, chunk=chunk)
+        assert got.dtype == torch.float32 and not got.requires_grad
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5)  # example 0's padded tokens do not count
+    np.testing.assert_allclose(score_examples(m, X, LAB, "loss").values, want, rtol=1e-5)
+    none = LAB.clone()
+    none[1] = -100
+    assert torch.isnan(per_example_losses(logits, none)[1])  # no label tokens: nan, i.e. "not recorded"
+
+
+def test_fill_unseen_and_drop_positions():
+    from govgym.efficiency.pruning import drop_positions, fill_unseen
+
+    vals, seen = fill_unseen(np.array([1.0, np.nan, 3.0, np.nan], dtype=np.float32))
+    assert vals.tolist() == [1.0, 2.0, 3.0, 2.0] and seen.tolist() == [True, False, True, False]
+    assert fill_unseen(np.full(3, np.nan))[0].tolist() == [0.0, 0.0, 0.0]
+    v = np.array([0.5, 3.0, 1.0, 3.0, 0.1])
+    assert drop_positions(v, 2, "hardest").tolist() == [1, 3]
+    assert drop_positions(v, 2, "easiest").tolist() == [0, 4]
+    assert drop_positions(v, 0, "hardest").tolist() == []
+    for n_drop in range(5):  # select() is drop_positions' complement
+        keep = select(v, n_drop / 5, "hardest")
+        assert sorted(keep.tolist() + drop_positions(v, n_drop, "hardest").tolist()) == list(range(5))
+    with pytest.raises(ValueError, match="n_drop"):
+        drop_positions(v, 6, "hardest")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"reprune_sample": -1},
+        {"reprune_sample": 2.5},
+        {"reprune_sample": True},
+        {"reprune_sample": "400"},
+        {"reprune_scorer": "recorded", "reprune_sample": 100},
+    ],
+)
+def test_bad_reprune_sample_is_a_config_error_naming_it(bad):
+    from govgym.envs.instances import EnvConfig
+    from govgym.typed import ConfigError, from_dict
+
+    with pytest.raises(ConfigError, match="env.reprune_sample"):
+        EnvConfig(**bad)
+    if bad["reprune_sample"] != "400":  # from_dict reads the string "400" as the number, as YAML would
+        with pytest.raises(ConfigError, match="reprune_sample"):
+            from_dict(EnvConfig, bad)  # as a YAML instance set's env: block is read
+
+
+def test_reprune_scorer_accepts_recorded_and_samples():
+    from govgym.envs.instances import EnvConfig
+    from govgym.typed import ConfigError
+
+    assert EnvConfig(reprune_scorer="recorded").reprune_sample == 0
+    assert EnvConfig(reprune_scorer="loss", reprune_sample=400).reprune_sample == 400
+    with pytest.raises(ConfigError, match="recorded"):
+        EnvConfig(reprune_scorer="recordd")
+
+
+def test_losses_read_from_the_loss_graph_equal_a_recomputation():
+    from govgym.efficiency.pruning import per_example_losses, per_example_losses_from_loss
+
+    m = tiny_llama()
+    out = m(input_ids=X, labels=LAB)  # the training forward: a graph, log-probabilities saved
+    got = per_example_losses_from_loss(out.loss, LAB)
+    np.testing.assert_allclose(got.numpy(), per_example_losses(out.logits, LAB).numpy(), rtol=1e-6)
+    with torch.no_grad():
+        assert per_example_losses_from_loss(m(input_ids=X, labels=LAB).loss, LAB) is None  # no graph
+    assert per_example_losses_from_loss(out.logits.sum(), LAB) is None  # not a cross-entropy
