@@ -255,7 +255,7 @@ ENV_FIELDS: dict[str, Any] = {
     "min_kept_fraction": _in(0.0, 1.0),
     "oom_penalty": _in(0.0),
     "crash_penalty": _in(0.0),
-    "reprune_scorer": lambda v: v in ("loss", "el2n", "gradnorm"),
+    "reprune_scorer": lambda v: v in ("loss", "el2n", "gradnorm", "recorded"),
     "switch_targets": lambda v: (
         isinstance(v, list) and v and all(isinstance(s, str) and STRATEGY.fullmatch(s) for s in v)
     ),
