@@ -100,8 +100,9 @@ class DataConfig:
     noise_rate: float = 0.2
     """Fraction of training examples replaced by noise (0 = clean; the default workload's 0.2 = 20%)."""
     noise_kinds: list[str] = field(default_factory=lambda: list(NOISE_KINDS))
-    """Kinds of injected noise, drawn uniformly: corrupt (random tokens), shuffle (doc paired with the
-    wrong code / words shuffled), duplicate (copies of other examples)."""
+    """Kinds of injected noise, drawn uniformly: corrupt (random labelled tokens: the response's under
+    response_only), shuffle (a prompt paired with another row's response / plain text's words shuffled),
+    duplicate (copies of other examples)."""
     seed: int = 0
     """Seed of the split and the noise injection (independent of the run seed)."""
 
