@@ -16,7 +16,8 @@ comparable with each other (all tokens vs response tokens only); compare noise w
 
 Real ``FineTuneRun``s on this machine's CPU (or ``device=auto``); results are written after every run
 to ``--out``/noise_harm.json and .csv, so a killed run keeps what it finished. The default grid (12
-runs: response-only for both tasks + the all-token doc2code row) takes ~10-20 min on 2 CPU cores.
+runs: response-only for both tasks + the all-token doc2code row) took 17 min on 2 shared CPU cores
+(1 torch thread: with 2 threads on a busy box the same run was ~10x slower).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import math
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from govgym.efficiency.config import RunConfig
 from govgym.efficiency.run import FineTuneRun
@@ -123,6 +126,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=0.4, help="noise rate of each noisy run (one kind each)")
     ap.add_argument("--every", type=int, default=25, help="evaluate every N optimizer steps")
     ap.add_argument("--full", action="store_true", help="also run code2doc with the all-token loss")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: least contention on a shared box)")
     ap.add_argument("overrides", nargs="*", help="RunConfig key=value overrides, e.g. seed=1 device=auto")
     args = ap.parse_args()
 
@@ -133,21 +137,23 @@ def main() -> None:
     steps = math.ceil(args.epochs * (args.examples // batch))
     meta = {"examples": args.examples, "epochs": args.epochs, "rate": args.rate, "every": args.every,
             "batch_size": batch, "total_steps": steps, "overrides": args.overrides}  # fmt: skip
+    torch.set_num_threads(args.threads)
     results: list[dict[str, Any]] = []
-    for task, ro in grid(args.full):
-        for noise in NOISES:
-            data = {"task": task, "response_only": ro, "max_examples": args.examples}
-            data |= {"noise_rate": 0.0} if noise == "clean" else {"noise_rate": args.rate, "noise_kinds": [noise]}
-            over = deep_merge({"data": data, "optim": {"batch_size": batch, "total_steps": steps}}, extra)
-            r = run_one(over, args.every, args.epochs)
-            results.append({"task": task, "response_only": ro, "noise": noise, **r})
-            print(
-                f"{task:9s} {'response' if ro else 'all':8s} {noise:9s} start {r['start']:.3f} "
-                f"epoch1 {r['after_epoch1']:.3f} best {r['best']:.3f} @ {r['best_step']:3d} "
-                f"final {r['final']:.3f}  ({r['seconds']:.0f} s)",
-                flush=True,
-            )
-            write(out, results, meta)
+    rows = grid(args.full)
+    order = [(t, ro, n) for ro in (True, False) for n in NOISES for t, r in rows if r == ro]  # clean pairs first
+    for task, ro, noise in order:
+        data = {"task": task, "response_only": ro, "max_examples": args.examples}
+        data |= {"noise_rate": 0.0} if noise == "clean" else {"noise_rate": args.rate, "noise_kinds": [noise]}
+        over = deep_merge({"data": data, "optim": {"batch_size": batch, "total_steps": steps}}, extra)
+        r = run_one(over, args.every, args.epochs)
+        results.append({"task": task, "response_only": ro, "noise": noise, **r})
+        print(
+            f"{task:9s} {'response' if ro else 'all':8s} {noise:9s} start {r['start']:.3f} "
+            f"epoch1 {r['after_epoch1']:.3f} best {r['best']:.3f} @ {r['best_step']:3d} "
+            f"final {r['final']:.3f}  ({r['seconds']:.0f} s)",
+            flush=True,
+        )
+        write(out, results, meta)
     print()
     print(table(results))
 
