@@ -364,8 +364,8 @@ def _tokenize_pairs(ds: datasets.Dataset, tokenizer: Any, seq_len: int) -> datas
     prefix = _special_prefix(tokenizer)
 
     def fn(batch: dict[str, list]) -> dict[str, list]:
-        prompts = tokenizer(batch["prompt"], add_special_tokens=False)["input_ids"]
-        responses = tokenizer(batch["response"], add_special_tokens=False)["input_ids"]
+        prompts = tokenizer(batch["prompt"], add_special_tokens=False, verbose=False)["input_ids"]
+        responses = tokenizer(batch["response"], add_special_tokens=False, verbose=False)["input_ids"]  # cut below
         ids_out, labels_out = [], []
         for p, r in zip(prompts, responses, strict=True):
             p = prefix + p
