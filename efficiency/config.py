@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from govgym.efficiency.corpus import TASKS
 from govgym.efficiency.strategy import Strategy
 from govgym.typed import ConfigError, check_choice, check_range, deep_merge, from_dict, load_yaml
 
@@ -77,10 +78,19 @@ class DataConfig:
     """Which data to fine-tune on and how much of it is noise."""
 
     source: str = "default"
-    """'default' (doc->code task built from the stdlib half not used for pretraining) or a local dataset:
-    a json/jsonl/txt/parquet/arrow file, a folder of them, or a datasets.save_to_disk folder."""
+    """'default' (a task built from the stdlib half not used for pretraining, see ``task``) or a local
+    dataset: a json/jsonl/txt/parquet/arrow file, a folder of them, or a datasets.save_to_disk folder."""
+    task: str = "doc2code"
+    """Default source only: doc2code (docstring summary -> function) or code2doc (function -> summary)."""
+    response_only: bool = False
+    """SFT on prompt -> response data as TRL's SFTTrainer does it: the loss (train and eval) covers the
+    response tokens only (labels -100 on the prompt). False: every token is a target."""
     text_field: str = "text"
     """Column holding the text, for local datasets."""
+    prompt_field: str = ""
+    """Local datasets: column holding the prompt ('' = plain text data). Set with response_field."""
+    response_field: str = ""
+    """Local datasets: column holding the response (completion); the example is prompt + response."""
     seq_len: int = 128
     """Tokens per example (truncate / pad)."""
     max_examples: int = 2000
@@ -90,8 +100,9 @@ class DataConfig:
     noise_rate: float = 0.2
     """Fraction of training examples replaced by noise (0 = clean; the default workload's 0.2 = 20%)."""
     noise_kinds: list[str] = field(default_factory=lambda: list(NOISE_KINDS))
-    """Kinds of injected noise, drawn uniformly: corrupt (random tokens), shuffle (doc paired with the
-    wrong code / words shuffled), duplicate (copies of other examples)."""
+    """Kinds of injected noise, drawn uniformly: corrupt (random labelled tokens: the response's under
+    response_only), shuffle (a prompt paired with another row's response / plain text's words shuffled),
+    duplicate (copies of other examples)."""
     seed: int = 0
     """Seed of the split and the noise injection (independent of the run seed)."""
 
@@ -110,6 +121,30 @@ class DataConfig:
         if not self.text_field.strip():
             raise ConfigError(
                 "data.text_field: got an empty string; name the column holding the text, e.g. text."
+            )
+        check_choice("data.task", self.task, TASKS)
+        if not isinstance(self.response_only, bool):
+            raise ConfigError(f"data.response_only: expected true or false, got {self.response_only!r}.")
+        if bool(self.prompt_field.strip()) != bool(self.response_field.strip()):
+            have, lack = (
+                ("prompt_field", "response_field") if self.prompt_field.strip() else ("response_field", "prompt_field")
+            )
+            raise ConfigError(
+                f"data.{have}: set to {getattr(self, have)!r} but data.{lack} is empty; prompt-completion "
+                f"data needs both columns. Set data.{lack} too, or clear data.{have} for plain text."
+            )
+        paired = bool(self.prompt_field.strip())
+        if paired and self.source == "default":
+            raise ConfigError(
+                f"data.prompt_field: {self.prompt_field!r} is for a local dataset, but data.source is "
+                "'default' (its columns are fixed by data.task). Clear both fields or point data.source "
+                "at a local dataset."
+            )
+        if self.response_only and self.source != "default" and not paired:
+            raise ConfigError(
+                f"data.response_only: true needs prompt-completion data, but the local data.source "
+                f"{self.source!r} is read as plain text (data.text_field). Set data.prompt_field and "
+                "data.response_field to its prompt and response columns, or set data.response_only false."
             )
         check_range("data.seq_len", self.seq_len, 8, 8192)
         check_range("data.max_examples", self.max_examples, 16)

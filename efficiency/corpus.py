@@ -7,8 +7,10 @@ be reproduced and a different machine is detected, and splits them by a hash of 
 two disjoint halves:
 
 * ``pretrain``: raw source, used to train the tokenizer and pretrain the embedded base model;
-* ``finetune``: turned into a different distribution, a doc -> code task (``<doc> summary`` then
-  ``<code> function without its docstring``), used for fine-tuning.
+* ``finetune``: turned into a different distribution, used for fine-tuning: a doc -> code task
+  (``<doc> summary`` then ``<code> function without its docstring``) or its inverse, code -> doc
+  (``<code> function without its docstring`` then ``<doc> summary``), both prompt -> response pairs
+  built from the same functions.
 
 On CPython 3.11 the filtered library is ~435 files / 8.4 MB, split ~50/50 (4.2 MB of raw source is
 ~1.3M tokens of a 2,048-entry byte-level BPE).
@@ -249,9 +251,32 @@ def pretrain_texts(
     return texts
 
 
+TASKS = ("doc2code", "code2doc")
+"""Fine-tuning tasks built from the finetune half: doc -> code (the default) and code -> doc."""
+
+
 def format_example(doc: str, code: str) -> str:
     """The fine-tuning task format: a docstring summary, then the function without its docstring."""
     return f"<doc> {doc}\n<code> {code}"
+
+
+def prompt_response(doc: str, code: str, task: str = "doc2code") -> tuple[str, str]:
+    """Split one function into the task's (prompt, response); ``prompt + response`` is the example text.
+
+    The cut sits before the space that opens the response (``"<doc> ...\n<code>"`` + ``" def f..."``),
+    so a byte-level BPE that glues a leading space to the next word tokenizes the two halves as it
+    tokenizes the whole. For ``doc2code``, ``prompt + response == format_example(doc, code)``.
+
+    Args:
+        doc: The docstring summary.
+        code: The function without its docstring.
+        task: ``doc2code`` (prompt = summary, response = code) or ``code2doc`` (the inverse).
+    """
+    if task == "doc2code":
+        return f"<doc> {doc}\n<code>", f" {code}"
+    if task == "code2doc":
+        return f"<code> {code}\n<doc>", f" {doc}"
+    raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
 
 
 def _summary(doc: str) -> str:
@@ -297,6 +322,22 @@ def _doc_code(lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef) ->
     return summary, code.rstrip()
 
 
+def task_examples(
+    manifest: dict[str, Any], task: str = "doc2code", root: Path | None = None
+) -> list[dict[str, str]]:
+    """The examples of a fine-tuning task: :func:`doc_code_examples` with ``prompt``/``response`` added.
+
+    Both tasks use the same functions (same keys, same order), so a split by key puts every function
+    on the same side for either task. ``text`` is ``prompt + response`` (for ``doc2code`` exactly the
+    ``text`` of :func:`doc_code_examples`).
+    """
+    out = []
+    for e in doc_code_examples(manifest, root):
+        prompt, response = prompt_response(e["doc"], e["code"], task)
+        out.append({**e, "prompt": prompt, "response": response, "text": prompt + response})
+    return out
+
+
 def doc_code_examples(manifest: dict[str, Any], root: Path | None = None) -> list[dict[str, str]]:
     """Doc -> code examples from the finetune half: one per function/method with a docstring.
 
@@ -308,6 +349,7 @@ def doc_code_examples(manifest: dict[str, Any], root: Path | None = None) -> lis
         Dicts ``{"key", "doc", "code", "text"}`` in a fixed order (file path, then source order),
         with exact duplicate texts removed (the stdlib repeats some helpers, e.g. in ``_pyio`` and
         ``_pydecimal``), so held-out examples never leak into training. ~2,460 on CPython 3.11.
+        :func:`task_examples` turns them into the prompt -> response pairs of either task.
     """
     rels = split_files(rel for rel, _, _ in manifest["files"])["finetune"]
     out: list[dict[str, str]] = []

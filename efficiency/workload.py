@@ -7,15 +7,21 @@ Two sources each for model and data, chosen in :class:`~govgym.efficiency.config
   byte-level BPE trained on the same half. Built once on first use (~2 min on 2 CPU cores for
   1,200 steps x 8 x 128 tokens), cached under ``default_cache_dir(cfg)/base/<key>`` as a normal
   Hugging Face model directory. A directory path instead loads that local model.
-* ``data.source='default'``: a doc -> code task from the *other* half of the library, a different
-  distribution from the raw code the base saw. A path instead loads a local dataset (json/jsonl/txt/
-  parquet/arrow/csv files, a folder of them, or a ``save_to_disk`` folder).
+* ``data.source='default'``: a task from the *other* half of the library, a different distribution
+  from the raw code the base saw: ``data.task='doc2code'`` (docstring summary -> function) or
+  ``'code2doc'`` (function -> summary). A path instead loads a local dataset (json/jsonl/txt/
+  parquet/arrow/csv files, a folder of them, or a ``save_to_disk`` folder), as plain text
+  (``data.text_field``) or as prompt -> response pairs (``data.prompt_field`` + ``data.response_field``).
 
 Every example is exactly ``data.seq_len`` tokens: ``bos`` + text (+ ``eos`` when it fits), truncated,
-right-padded. ``labels`` equal ``input_ids`` with -100 on padding only: the loss covers the docstring
-as well as the code, so a corrupted or mismatched docstring costs loss and pruning can see it.
-Noise (corrupt / shuffle / duplicate) replaces a ``data.noise_rate`` fraction of the train split; the
-eval split is always clean. Nothing here touches a hub: every load is ``local_files_only``.
+right-padded. By default ``labels`` equal ``input_ids`` with -100 on padding only: the loss covers the
+prompt as well as the response. With ``data.response_only`` (SFT as TRL's SFTTrainer does it for
+prompt-completion data) prompt and response are tokenized separately and concatenated, so the
+boundary is exact, and the labels are -100 on the prompt too: train and eval loss are the response's.
+Noise (corrupt / shuffle / duplicate) replaces a ``data.noise_rate`` fraction of the train split:
+corrupt rewrites labelled tokens, shuffle pairs a prompt with another row's response (plain text: its
+words shuffled), duplicate copies a clean row. The eval split is always clean. Nothing here touches a
+hub: every load is ``local_files_only``.
 """
 
 from __future__ import annotations
@@ -59,8 +65,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DATA_FORMAT = 1
-"""Bump when the default dataset recipe changes (part of the tokenized-data cache key)."""
+DATA_FORMAT = 2
+"""Bump when the default dataset recipe changes (part of the tokenized-data cache key).
+2: tasks (doc2code / code2doc) and response-only labels."""
+PROMPT_TAIL = 8
+"""Tokens kept from a prompt's end when a prompt -> response example must cut its prompt to fit
+``seq_len`` (the cue before the response, e.g. ``"\n<doc>"``); the prompt's head fills the rest."""
 NOISE_CODES = {"clean": 0, **{kind: i + 1 for i, kind in enumerate(NOISE_KINDS)}}
 """Value of the ``noise`` column: 0 clean, 1 corrupt, 2 shuffle, 3 duplicate."""
 DATA_EXTENSIONS = {
@@ -91,7 +101,8 @@ class Workload:
 
 
 def _load_local_dataset(cfg: RunConfig) -> datasets.Dataset:
-    """A local dataset reduced to columns ``text`` and ``key`` (row index); errors -> ConfigError."""
+    """A local dataset reduced to columns ``text`` and ``key`` (row index), plus ``prompt`` and
+    ``response`` (``text`` = prompt + response) when ``data.prompt_field`` is set; errors -> ConfigError."""
 
     path, field = Path(cfg.data.source).expanduser(), cfg.data.text_field
     markers = ("dataset_info.json", "state.json", "dataset_dict.json")  # written by save_to_disk
@@ -135,6 +146,8 @@ def _load_local_dataset(cfg: RunConfig) -> datasets.Dataset:
         raise ConfigError(f"data.source: could not load {str(path)!r} ({_root_cause(err)}). {fix}") from err
     if len(ds) == 0:
         raise ConfigError(f"data.source: {str(path)!r} has no rows. {fix}")
+    if cfg.data.prompt_field.strip():
+        return _pairs(ds, cfg, path)
     if field not in ds.column_names:
         hint = did_you_mean(field, ds.column_names)
         raise ConfigError(
@@ -150,6 +163,42 @@ def _load_local_dataset(cfg: RunConfig) -> datasets.Dataset:
     ds = ds.rename_column(field, "text") if field != "text" else ds
     ds = ds.filter(lambda b: [bool(t and t.strip()) for t in b["text"]], batched=True)
     return ds.map(lambda b, idx: {"key": [str(i) for i in idx]}, batched=True, with_indices=True)
+
+
+def _pairs(ds: datasets.Dataset, cfg: RunConfig, path: Path) -> datasets.Dataset:
+    """Prompt-completion rows: columns ``prompt``, ``response``, ``text`` and ``key``; blank responses dropped."""
+
+    for name in ("prompt_field", "response_field"):
+        col = getattr(cfg.data, name)
+        if col not in ds.column_names:
+            hint = did_you_mean(col, ds.column_names)
+            raise ConfigError(
+                f"data.{name}: {col!r} is not a column of {str(path)!r}; its columns are "
+                f"{', '.join(ds.column_names)}.{hint} Set data.{name} to the "
+                f"{name.split('_')[0]} column."
+            )
+        if getattr(ds.features[col], "dtype", None) not in ("string", "large_string"):
+            raise ConfigError(
+                f"data.{name}: column {col!r} of {str(path)!r} holds {ds.features[col]}, not strings; "
+                "name a text column."
+            )
+    prompt, response = cfg.data.prompt_field, cfg.data.response_field
+    rows = ds.map(
+        lambda b: {
+            "prompt": [p or "" for p in b[prompt]],
+            "response": [r or "" for r in b[response]],
+            "text": [(p or "") + (r or "") for p, r in zip(b[prompt], b[response], strict=True)],
+        },
+        batched=True,
+        remove_columns=ds.column_names,
+    )
+    rows = rows.filter(lambda b: [bool(r.strip()) for r in b["response"]], batched=True)
+    if len(rows) == 0:
+        raise ConfigError(
+            f"data.response_field: every row of {str(path)!r} has an empty {response!r}; name the column "
+            "that holds the responses."
+        )
+    return rows.map(lambda b, idx: {"key": [str(i) for i in idx]}, batched=True, with_indices=True)
 
 
 def _check_text_file(f: Path, fix: str) -> bool:
@@ -236,20 +285,23 @@ def _noise_plan(n_train: int, cfg: RunConfig) -> dict[int, tuple[str, int]]:
 
 
 def _shuffle_noise(train: datasets.Dataset, plan: dict[int, tuple[str, int]]) -> datasets.Dataset:
-    """Doc -> code rows get another row's code; plain-text rows get their words shuffled."""
-    paired = "doc" in train.column_names
-    codes = train["code"] if paired else []
+    """Prompt -> response rows get another row's response (a wrong mapping, as label noise is);
+    plain-text rows get their words shuffled."""
+    paired = "response" in train.column_names
+    responses = train["response"] if paired else []
 
     def fn(batch: dict[str, list], idx: list[int]) -> dict[str, list]:
-        out = []
+        out, out_resp = [], []
         for n, i in enumerate(idx):
             kind, seed = plan.get(i, ("clean", 0))
             text = batch["text"][n]
+            resp = batch["response"][n] if paired else None
             if kind == "shuffle":
                 rng = np.random.default_rng(seed)
                 if paired:
-                    j = int(rng.integers(len(codes) - 1))
-                    text = corpus.format_example(batch["doc"][n], codes[j + (j >= i)])  # any row but i
+                    j = int(rng.integers(len(responses) - 1))
+                    resp = responses[j + (j >= i)]  # any row but i
+                    text = batch["prompt"][n] + resp  # doc2code: == format_example(doc_i, code_j)
                 else:
                     words = text.split()
                     for _ in range(10):  # a 4-word text keeps its order 1 time in 24: redraw
@@ -258,13 +310,21 @@ def _shuffle_noise(train: datasets.Dataset, plan: dict[int, tuple[str, int]]) ->
                             break
                     text = shuffled
             out.append(text)
-        return {"text": out}
+            out_resp.append(resp)
+        return {"text": out, "response": out_resp} if paired else {"text": out}
 
     return train.map(fn, batched=True, with_indices=True)
 
 
-def _tokenize(ds: datasets.Dataset, tokenizer: Any, seq_len: int) -> datasets.Dataset:
-    """Text -> exactly seq_len ids (bos + text + eos-if-it-fits, right-padded); -100 labels on padding."""
+def _tokenize(
+    ds: datasets.Dataset, tokenizer: Any, seq_len: int, response_only: bool = False
+) -> datasets.Dataset:
+    """Text -> exactly seq_len ids (bos + text + eos-if-it-fits, right-padded); -100 labels on padding.
+
+    With ``response_only`` the rows are prompt -> response pairs (see :func:`_tokenize_pairs`).
+    """
+    if response_only:
+        return _tokenize_pairs(ds, tokenizer, seq_len)
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
 
     def fn(batch: dict[str, list]) -> dict[str, list]:
@@ -281,10 +341,55 @@ def _tokenize(ds: datasets.Dataset, tokenizer: Any, seq_len: int) -> datasets.Da
     return ds.map(fn, batched=True, remove_columns=ds.column_names)
 
 
+def _special_prefix(tokenizer: Any) -> list[int]:
+    """The ids the tokenizer puts before a text (e.g. ``[bos]``; ``[]`` for GPT-2-like tokenizers)."""
+    full = tokenizer("a b")["input_ids"]
+    plain = tokenizer("a b", add_special_tokens=False)["input_ids"]
+    for k in range(len(full) - len(plain) + 1):
+        if full[k : k + len(plain)] == plain:
+            return full[:k]
+    return []
+
+
+def _tokenize_pairs(ds: datasets.Dataset, tokenizer: Any, seq_len: int) -> datasets.Dataset:
+    """Prompt -> response rows -> exactly seq_len ids: bos + prompt + response + eos-if-it-fits, padded.
+
+    Prompt and response are tokenized separately and concatenated, so the boundary is exact; labels
+    are -100 on the prompt (and its bos) and on padding, the response's ids (and its eos) elsewhere, as
+    TRL's SFTTrainer builds its completion mask. A pair longer than seq_len first cuts its prompt, to
+    no less than half of seq_len (keeping the prompt's head and its last :data:`PROMPT_TAIL` tokens,
+    the cue before the response), then truncates the response, so every row has response tokens.
+    """
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    prefix = _special_prefix(tokenizer)
+
+    def fn(batch: dict[str, list]) -> dict[str, list]:
+        prompts = tokenizer(batch["prompt"], add_special_tokens=False, verbose=False)["input_ids"]
+        responses = tokenizer(batch["response"], add_special_tokens=False, verbose=False)["input_ids"]  # cut below
+        ids_out, labels_out = [], []
+        for p, r in zip(prompts, responses, strict=True):
+            p = prefix + p
+            if len(p) + len(r) > seq_len:
+                keep = min(len(p), max(seq_len - len(r), seq_len // 2))
+                if keep < len(p):
+                    tail = min(PROMPT_TAIL, max(keep - len(prefix), 0))
+                    p = p[: keep - tail] + p[len(p) - tail :]
+                r = r[: seq_len - len(p)]
+            elif eos is not None and len(p) + len(r) < seq_len and (not r or r[-1] != eos):
+                r = [*r, eos]  # only an untruncated response ends with eos
+            fill = seq_len - len(p) - len(r)
+            ids_out.append(p + r + [pad] * fill)
+            labels_out.append([-100] * len(p) + r + [-100] * fill)
+        return {"input_ids": ids_out, "labels": labels_out}
+
+    return ds.map(fn, batched=True, remove_columns=ds.column_names)
+
+
 def _token_noise(
     train: datasets.Dataset, plan: dict[int, tuple[str, int]], vocab_ids: np.ndarray
 ) -> datasets.Dataset:
-    """Apply corrupt (50-100% of non-pad tokens -> random non-special ids) and duplicate; add ``noise``."""
+    """Apply corrupt (50-100% of the labelled tokens -> random non-special ids: the response's only under
+    ``response_only``) and duplicate; add ``noise``."""
 
     def corrupt(batch: dict[str, list], idx: list[int]) -> dict[str, list]:
         for n, i in enumerate(idx):
@@ -319,10 +424,11 @@ def _prepare(
     """Split, inject noise into train, tokenize; returns (train, eval, meta)."""
     train_text, eval_text = _split(texts, cfg)
     plan = _noise_plan(len(train_text), cfg)
+    seq_len, response_only = cfg.data.seq_len, cfg.data.response_only
     train = _token_noise(
-        _tokenize(_shuffle_noise(train_text, plan), tokenizer, cfg.data.seq_len), plan, vocab_ids
+        _tokenize(_shuffle_noise(train_text, plan), tokenizer, seq_len, response_only), plan, vocab_ids
     )
-    eval_ = _tokenize(eval_text, tokenizer, cfg.data.seq_len)
+    eval_ = _tokenize(eval_text, tokenizer, seq_len, response_only)
     eval_ = eval_.add_column("noise", [0] * len(eval_))
     counts = {kind: sum(1 for k, _ in plan.values() if k == kind) for kind in NOISE_KINDS}
     return (
@@ -335,7 +441,7 @@ def _prepare(
 def _default_data(
     cfg: RunConfig, tokenizer: Any, manifest: dict[str, Any], base_dir: Path | None, vocab_ids: np.ndarray
 ) -> tuple[Any, Any, dict]:
-    """The doc -> code task; cached with save_to_disk when the tokenizer is the embedded base's."""
+    """The ``data.task`` examples; cached with save_to_disk when the tokenizer is the embedded base's."""
 
     cache = None
     if base_dir is not None:  # the base dir name pins the tokenizer and the corpus
@@ -343,6 +449,8 @@ def _default_data(
         key = {
             "format": DATA_FORMAT,
             "base": base_dir.name,
+            "task": d.task,
+            "response_only": d.response_only,
             "seq_len": d.seq_len,
             "max": d.max_examples,
             "eval": d.eval_examples,
@@ -365,8 +473,9 @@ def _default_data(
                     "rebuilt on next use."
                 ) from err
             return dd["train"], dd["eval"], meta
-    examples = corpus.doc_code_examples(manifest)
-    texts = datasets.Dataset.from_dict({k: [e[k] for e in examples] for k in ("key", "doc", "code", "text")})
+    examples = corpus.task_examples(manifest, cfg.data.task)
+    cols = ("key", "prompt", "response", "text")
+    texts = datasets.Dataset.from_dict({k: [e[k] for e in examples] for k in cols})
     train, eval_, meta = _prepare(texts, cfg, tokenizer, vocab_ids)
     if cache is not None:
         tmp = cache.parent / f".tmp-{cache.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -473,7 +582,9 @@ def _load_workload(cfg: RunConfig, progress: bool) -> Workload:
         "base": base_summary,
         "n_params": sum(p.numel() for p in model.parameters()),
         "data_source": cfg.data.source,
-        "text_field": cfg.data.text_field if cfg.data.source != "default" else None,
+        "task": cfg.data.task if cfg.data.source == "default" else None,
+        "response_only": cfg.data.response_only,
+        "text_field": cfg.data.text_field if cfg.data.source != "default" and not cfg.data.prompt_field else None,
         "seq_len": cfg.data.seq_len,
         "n_train": len(train),
         "n_eval": len(eval_),

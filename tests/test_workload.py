@@ -296,3 +296,170 @@ def test_two_processes_building_at_once_share_one_cache(tmp_path: Path) -> None:
     ]
     assert not list((tmp_path / "base").glob(".tmp-*"))
     wl.load_workload(tiny_cfg(tmp_path, model={"pretrain_steps": 5}), progress=False)  # the survivor loads
+
+
+# ----------------------------------------------------------------------------- tasks and SFT labels
+
+
+def _task_split(cfg: RunConfig) -> tuple[Any, Any]:
+    """The train / eval examples (before noise and tokenization) of a default-source config."""
+    import datasets
+
+    examples = corpus.task_examples(corpus.current_manifest(), cfg.data.task)
+    cols = ("key", "doc", "code", "prompt", "response", "text")
+    return wl._split(datasets.Dataset.from_dict({k: [e[k] for e in examples] for k in cols}), cfg)
+
+
+def test_code2doc_examples_mirror_doc2code() -> None:
+    manifest = corpus.current_manifest()
+    d2c, c2d = corpus.task_examples(manifest, "doc2code"), corpus.task_examples(manifest, "code2doc")
+    assert len(c2d) == len(d2c) > 1000 and [e["key"] for e in c2d] == [e["key"] for e in d2c]
+    for a, b in zip(d2c[:200], c2d[:200], strict=True):
+        assert a["text"] == corpus.format_example(a["doc"], a["code"]) == a["prompt"] + a["response"]
+        assert b["prompt"] == f"<code> {a['code']}\n<doc>" and b["response"] == f" {a['doc']}"
+        assert b["prompt"].strip() and b["response"].strip()
+    with pytest.raises(ValueError, match="unknown task 'text2sql'"):
+        corpus.prompt_response("d", "c", "text2sql")
+
+
+def test_default_task_tokenization_is_unchanged(built) -> None:
+    # response_only false: every row is exactly the recipe before tasks existed (joint tokenization of
+    # format_example(doc, code), eos when it fits, labels = ids with -100 on padding only)
+    cfg, work = built
+    tok, seq = work.tokenizer, cfg.data.seq_len
+    train_text, eval_text = _task_split(cfg)
+
+    def old(doc: str, code: str) -> tuple[list[int], list[int]]:
+        ids = tok(corpus.format_example(doc, code), truncation=True, max_length=seq)["input_ids"]
+        if len(ids) < seq and ids[-1] != tok.eos_token_id:
+            ids = [*ids, tok.eos_token_id]
+        fill = seq - len(ids)
+        return ids + [tok.pad_token_id] * fill, ids + [-100] * fill
+
+    for n, ex in enumerate(eval_text):
+        assert old(ex["doc"], ex["code"]) == (work.eval[n]["input_ids"], work.eval[n]["labels"])
+    clean = [n for n, code in enumerate(work.train["noise"]) if code == 0]
+    assert len(clean) > 30
+    for n in clean:
+        ex = train_text[n]
+        assert old(ex["doc"], ex["code"]) == (work.train[n]["input_ids"], work.train[n]["labels"])
+
+
+@pytest.mark.parametrize("task", ["doc2code", "code2doc"])
+def test_response_only_masks_exactly_the_prompt(task: str, built) -> None:
+    cache = Path(built[0].cache_dir)
+    cfg = tiny_cfg(cache, data={"task": task, "response_only": True, "seq_len": 128, "eval_examples": 24})
+    work = wl.load_workload(cfg, progress=False)
+    tok = work.tokenizer
+    _, eval_text = _task_split(cfg)
+    assert work.info["task"] == task and work.info["response_only"] is True
+    whole = 0
+    for ex, row in zip(eval_text, work.eval, strict=True):
+        ids, labels = row["input_ids"], row["labels"]
+        p = tok(ex["prompt"])["input_ids"]  # bos + prompt
+        r = tok(ex["response"], add_special_tokens=False)["input_ids"]
+        first = next(k for k, lab in enumerate(labels) if lab != -100)  # every row has response tokens
+        assert all(lab == -100 for lab in labels[:first])
+        n = sum(lab != -100 for lab in labels)
+        assert labels[first : first + n] == ids[first : first + n]  # one contiguous labelled span
+        assert ids[first + n :] == [tok.pad_token_id] * (len(ids) - first - n)
+        assert ids[0] == tok.bos_token_id
+        if len(p) + len(r) < cfg.data.seq_len:  # fits: prompt exactly masked, then response + eos
+            whole += 1
+            assert first == len(p) and ids[:first] == p
+            assert ids[first : first + n] == [*r, tok.eos_token_id]
+            assert tok.decode(ids[1 : first + n - 1]) == ex["prompt"] + ex["response"]
+        else:  # cut: the prompt keeps its head and its cue, the response its head
+            cue = "\n<doc>" if task == "code2doc" else "\n<code>"
+            assert tok.decode(ids[1:first]).endswith(cue) and first <= max(len(p), cfg.data.seq_len // 2)
+            assert tok.decode(ids[first : first + n]) in ex["response"]
+    assert whole >= 2
+
+
+def test_shuffle_and_corrupt_under_response_only(built) -> None:
+    cache = Path(built[0].cache_dir)
+    over = {"response_only": True, "seq_len": 96}
+    clean = wl.load_workload(tiny_cfg(cache, data={**over, "noise_rate": 0.0}), progress=False)
+    tok = clean.tokenizer
+    train_text, _ = _task_split(tiny_cfg(cache, data=over))
+    responses = train_text["response"]
+
+    shuffled = wl.load_workload(tiny_cfg(cache, data={**over, "noise_rate": 0.5, "noise_kinds": ["shuffle"]}), progress=False)
+    rows = [n for n, code in enumerate(shuffled.train["noise"]) if code == wl.NOISE_CODES["shuffle"]]
+    assert len(rows) == 32
+    for n in rows:  # same prompt as the clean row, another row's response
+        ids, labels = shuffled.train[n]["input_ids"], shuffled.train[n]["labels"]
+        first = next(k for k, lab in enumerate(labels) if lab != -100)
+        assert ids[:first] == clean.train[n]["input_ids"][:first]
+        reply = tok.decode([t for t, lab in zip(ids, labels, strict=True) if lab != -100 and t != tok.eos_token_id])
+        assert not responses[n].startswith(reply)
+        assert any(responses[j].startswith(reply) for j in range(len(responses)) if j != n)
+
+    corrupt = wl.load_workload(tiny_cfg(cache, data={**over, "noise_rate": 0.5, "noise_kinds": ["corrupt"]}), progress=False)
+    rows = [n for n, code in enumerate(corrupt.train["noise"]) if code == wl.NOISE_CODES["corrupt"]]
+    assert len(rows) == 32
+    for n in range(len(corrupt.train)):
+        a, b = clean.train[n], corrupt.train[n]
+        changed = [k for k, (x, y) in enumerate(zip(a["input_ids"], b["input_ids"], strict=True)) if x != y]
+        labelled = [k for k, lab in enumerate(a["labels"]) if lab != -100]
+        assert [lab == -100 for lab in b["labels"]] == [lab == -100 for lab in a["labels"]]
+        assert set(changed) <= set(labelled)  # the prompt is never touched
+        if n in rows:
+            assert len(changed) >= 0.4 * len(labelled)  # 50-100% drawn; a draw may repeat a token
+            assert all(b["labels"][k] == b["input_ids"][k] for k in labelled)
+        else:
+            assert not changed
+
+
+def test_data_cache_key_has_task_and_response_only(built) -> None:
+    cache = Path(built[0].cache_dir)
+    folders = {}
+    for task, ro in [("doc2code", False), ("doc2code", True), ("code2doc", False), ("code2doc", True)]:
+        before = set((cache / "data").iterdir())
+        work = wl.load_workload(tiny_cfg(cache, data={"task": task, "response_only": ro}), progress=False)
+        new = set((cache / "data").iterdir()) - before
+        folders[task, ro] = new.pop() if new else None
+        assert work.info["data_config"]["task"] == task
+    # the first was built by the module fixture (same key); every other combination got its own folder
+    assert folders["doc2code", False] is None and len({folders[k] for k in folders if k[0] != "doc2code" or k[1]}) == 3
+
+
+def _write_pairs(root: Path) -> Path:
+    rows = [{"question": f"What is {i} plus {i}?", "answer": f" It is {2 * i}.", "id": i} for i in range(40)]
+    path = root / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_local_prompt_response_fields(built, tmp_path: Path) -> None:
+    cache = Path(built[0].cache_dir)
+    source = str(_write_pairs(tmp_path))
+    fields = {"source": source, "prompt_field": "question", "response_field": "answer", "seq_len": 32}
+    work = wl.load_workload(tiny_cfg(cache, data={**fields, "response_only": True}), progress=False)
+    tok = work.tokenizer
+    for row in work.eval:
+        ids, labels = row["input_ids"], row["labels"]
+        first = next(k for k, lab in enumerate(labels) if lab != -100)
+        prompt, reply = tok.decode(ids[1:first]), tok.decode([t for t, lab in zip(ids, labels) if lab != -100][:-1])
+        assert prompt.startswith("What is ") and reply.startswith(" It is ")
+        i = int(prompt.split()[2])
+        assert reply == f" It is {2 * i}."
+    full = wl.load_workload(tiny_cfg(cache, data=fields), progress=False)  # all-token loss
+    assert all(row["labels"][1] != -100 for row in full.eval)
+
+
+def test_bad_prompt_or_response_field(built, tmp_path: Path) -> None:
+    cache = Path(built[0].cache_dir)
+    source = str(_write_pairs(tmp_path))
+    cfg = tiny_cfg(cache, data={"source": source, "prompt_field": "qestion", "response_field": "answer"})
+    with pytest.raises(ConfigError, match=r"data.prompt_field: 'qestion' is not a column.*Did you mean 'question'"):
+        wl.load_workload(cfg, progress=False)
+    cfg = tiny_cfg(cache, data={"source": source, "prompt_field": "question", "response_field": "id"})
+    with pytest.raises(ConfigError, match=r"data.response_field: column 'id' .* not strings"):
+        wl.load_workload(cfg, progress=False)
+    with pytest.raises(ConfigError, match=r"data.prompt_field: set to 'question' but data.response_field is empty"):
+        tiny_cfg(cache, data={"source": source, "prompt_field": "question"})
+    with pytest.raises(ConfigError, match=r"data.response_only: true needs prompt-completion data"):
+        tiny_cfg(cache, data={"source": source, "response_only": True})
+    with pytest.raises(ConfigError, match=r"data.task: .*text2sql"):
+        tiny_cfg(cache, data={"task": "text2sql"})
