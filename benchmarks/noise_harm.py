@@ -93,8 +93,14 @@ def table(results: list[dict[str, Any]]) -> str:
             rel = f" ({100 * (by[n]['best'] / clean['best'] - 1):+.1f}%)" if clean else ""
             cells.append(f"{by[n]['best']:.3f}{rel}")
         head = f"{clean['best']:.3f} ({clean['best_step']})" if clean else "–"
-        lines.append(f"| {task} | {'response' if ro else 'all tokens'} | {head} | " + " | ".join(cells) + " |")
-    lines += ["", "| task | loss on | start | after 1 epoch (rel.) | best step (epoch) | final |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {task} | {'response' if ro else 'all tokens'} | {head} | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        "| task | loss on | start | after 1 epoch (rel.) | best step (epoch) | final |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results:
         if r["noise"] == "clean":
             lines.append(
@@ -126,7 +132,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=0.4, help="noise rate of each noisy run (one kind each)")
     ap.add_argument("--every", type=int, default=25, help="evaluate every N optimizer steps")
     ap.add_argument("--full", action="store_true", help="also run code2doc with the all-token loss")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: least contention on a shared box)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: least contention on a shared box)"
+    )
     ap.add_argument("overrides", nargs="*", help="RunConfig key=value overrides, e.g. seed=1 device=auto")
     args = ap.parse_args()
 
@@ -140,7 +148,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results: list[dict[str, Any]] = []
     rows = grid(args.full)
-    order = [(t, ro, n) for ro in (True, False) for n in NOISES for t, r in rows if r == ro]  # clean pairs first
+    order = [
+        (t, ro, n) for ro in (True, False) for n in NOISES for t, r in rows if r == ro
+    ]  # clean pairs first
     for task, ro, noise in order:
         data = {"task": task, "response_only": ro, "max_examples": args.examples}
         data |= {"noise_rate": 0.0} if noise == "clean" else {"noise_rate": args.rate, "noise_kinds": [noise]}

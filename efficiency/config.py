@@ -127,7 +127,9 @@ class DataConfig:
             raise ConfigError(f"data.response_only: expected true or false, got {self.response_only!r}.")
         if bool(self.prompt_field.strip()) != bool(self.response_field.strip()):
             have, lack = (
-                ("prompt_field", "response_field") if self.prompt_field.strip() else ("response_field", "prompt_field")
+                ("prompt_field", "response_field")
+                if self.prompt_field.strip()
+                else ("response_field", "prompt_field")
             )
             raise ConfigError(
                 f"data.{have}: set to {getattr(self, have)!r} but data.{lack} is empty; prompt-completion "

@@ -365,7 +365,9 @@ def _tokenize_pairs(ds: datasets.Dataset, tokenizer: Any, seq_len: int) -> datas
 
     def fn(batch: dict[str, list]) -> dict[str, list]:
         prompts = tokenizer(batch["prompt"], add_special_tokens=False, verbose=False)["input_ids"]
-        responses = tokenizer(batch["response"], add_special_tokens=False, verbose=False)["input_ids"]  # cut below
+        responses = tokenizer(batch["response"], add_special_tokens=False, verbose=False)[
+            "input_ids"
+        ]  # cut below
         ids_out, labels_out = [], []
         for p, r in zip(prompts, responses, strict=True):
             p = prefix + p
@@ -584,7 +586,9 @@ def _load_workload(cfg: RunConfig, progress: bool) -> Workload:
         "data_source": cfg.data.source,
         "task": cfg.data.task if cfg.data.source == "default" else None,
         "response_only": cfg.data.response_only,
-        "text_field": cfg.data.text_field if cfg.data.source != "default" and not cfg.data.prompt_field else None,
+        "text_field": cfg.data.text_field
+        if cfg.data.source != "default" and not cfg.data.prompt_field
+        else None,
         "seq_len": cfg.data.seq_len,
         "n_train": len(train),
         "n_eval": len(eval_),

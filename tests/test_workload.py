@@ -384,18 +384,24 @@ def test_shuffle_and_corrupt_under_response_only(built) -> None:
     train_text, _ = _task_split(tiny_cfg(cache, data=over))
     responses = train_text["response"]
 
-    shuffled = wl.load_workload(tiny_cfg(cache, data={**over, "noise_rate": 0.5, "noise_kinds": ["shuffle"]}), progress=False)
+    shuffled = wl.load_workload(
+        tiny_cfg(cache, data={**over, "noise_rate": 0.5, "noise_kinds": ["shuffle"]}), progress=False
+    )
     rows = [n for n, code in enumerate(shuffled.train["noise"]) if code == wl.NOISE_CODES["shuffle"]]
     assert len(rows) == 32
     for n in rows:  # same prompt as the clean row, another row's response
         ids, labels = shuffled.train[n]["input_ids"], shuffled.train[n]["labels"]
         first = next(k for k, lab in enumerate(labels) if lab != -100)
         assert ids[:first] == clean.train[n]["input_ids"][:first]
-        reply = tok.decode([t for t, lab in zip(ids, labels, strict=True) if lab != -100 and t != tok.eos_token_id])
+        reply = tok.decode(
+            [t for t, lab in zip(ids, labels, strict=True) if lab != -100 and t != tok.eos_token_id]
+        )
         assert not responses[n].startswith(reply)
         assert any(responses[j].startswith(reply) for j in range(len(responses)) if j != n)
 
-    corrupt = wl.load_workload(tiny_cfg(cache, data={**over, "noise_rate": 0.5, "noise_kinds": ["corrupt"]}), progress=False)
+    corrupt = wl.load_workload(
+        tiny_cfg(cache, data={**over, "noise_rate": 0.5, "noise_kinds": ["corrupt"]}), progress=False
+    )
     rows = [n for n, code in enumerate(corrupt.train["noise"]) if code == wl.NOISE_CODES["corrupt"]]
     assert len(rows) == 32
     for n in range(len(corrupt.train)):
@@ -421,7 +427,10 @@ def test_data_cache_key_has_task_and_response_only(built) -> None:
         folders[task, ro] = new.pop() if new else None
         assert work.info["data_config"]["task"] == task
     # the first was built by the module fixture (same key); every other combination got its own folder
-    assert folders["doc2code", False] is None and len({folders[k] for k in folders if k[0] != "doc2code" or k[1]}) == 3
+    assert (
+        folders["doc2code", False] is None
+        and len({folders[k] for k in folders if k[0] != "doc2code" or k[1]}) == 3
+    )
 
 
 def _write_pairs(root: Path) -> Path:
@@ -440,7 +449,10 @@ def test_local_prompt_response_fields(built, tmp_path: Path) -> None:
     for row in work.eval:
         ids, labels = row["input_ids"], row["labels"]
         first = next(k for k, lab in enumerate(labels) if lab != -100)
-        prompt, reply = tok.decode(ids[1:first]), tok.decode([t for t, lab in zip(ids, labels) if lab != -100][:-1])
+        prompt, reply = (
+            tok.decode(ids[1:first]),
+            tok.decode([t for t, lab in zip(ids, labels) if lab != -100][:-1]),
+        )
         assert prompt.startswith("What is ") and reply.startswith(" It is ")
         i = int(prompt.split()[2])
         assert reply == f" It is {2 * i}."
@@ -452,12 +464,16 @@ def test_bad_prompt_or_response_field(built, tmp_path: Path) -> None:
     cache = Path(built[0].cache_dir)
     source = str(_write_pairs(tmp_path))
     cfg = tiny_cfg(cache, data={"source": source, "prompt_field": "qestion", "response_field": "answer"})
-    with pytest.raises(ConfigError, match=r"data.prompt_field: 'qestion' is not a column.*Did you mean 'question'"):
+    with pytest.raises(
+        ConfigError, match=r"data.prompt_field: 'qestion' is not a column.*Did you mean 'question'"
+    ):
         wl.load_workload(cfg, progress=False)
     cfg = tiny_cfg(cache, data={"source": source, "prompt_field": "question", "response_field": "id"})
     with pytest.raises(ConfigError, match=r"data.response_field: column 'id' .* not strings"):
         wl.load_workload(cfg, progress=False)
-    with pytest.raises(ConfigError, match=r"data.prompt_field: set to 'question' but data.response_field is empty"):
+    with pytest.raises(
+        ConfigError, match=r"data.prompt_field: set to 'question' but data.response_field is empty"
+    ):
         tiny_cfg(cache, data={"source": source, "prompt_field": "question"})
     with pytest.raises(ConfigError, match=r"data.response_only: true needs prompt-completion data"):
         tiny_cfg(cache, data={"source": source, "response_only": True})
