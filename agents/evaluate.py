@@ -58,7 +58,7 @@ class EvalConfig:
     seeds: int = 5
     """Episode seeds per instance (0 .. seeds-1)."""
     instances: str = ""
-    """Instance-set YAML ('' = packaged configs/instances.yaml)."""
+    """Instance-set YAML ('' = packaged configs/instances_v1.yaml, FineTune-v1; configs/instances.yaml is v0's)."""
     knobs: str = ""
     """Tuned heuristic knobs YAML ('' = the packaged one of the instance set's version: configs/heuristics.yaml
     for v0, configs/heuristics_v1.yaml for v1, written by `govgym tune --write`)."""

@@ -72,7 +72,7 @@ class TrainConfig:
     seed: int = 0
     """Seed of the algorithm and of the envs' instance sampling."""
     instances: str = ""
-    """Instance-set YAML ('' = packaged configs/instances.yaml)."""
+    """Instance-set YAML ('' = packaged configs/instances_v1.yaml, FineTune-v1; configs/instances.yaml is v0's)."""
 
     def __post_init__(self) -> None:
         check_choice("train.algo", self.algo, ALGOS)

@@ -205,8 +205,8 @@ class Governor:
 
 # ---------------------------------------------------------------------------- reading sources
 def _interval_and_actions(instances: str) -> tuple[int, list[str], str]:
-    """(env.interval_steps, action names, instances file) of an instance-set YAML ('' = packaged)."""
-    p = Path(instances) if instances else Path(str(files("govgym.configs") / "instances.yaml"))
+    """(env.interval_steps, action names, instances file) of an instance-set YAML ('' = packaged v1 set)."""
+    p = Path(instances) if instances else Path(str(files("govgym.configs") / "instances_v1.yaml"))
     if not p.is_file():
         raise ConfigError(
             f"export: the instance set {p} the policy was trained on is not a file; run from the folder you trained in "

@@ -85,7 +85,8 @@ class FineTuneEnv(gym.Env):
     non-finite or crashed run (``info["error"]`` says which). Truncated: the FLOP budget is spent.
 
     ## Arguments
-    ``instances``: an InstanceSet or a YAML path (default: packaged ``configs/instances.yaml``);
+    ``instances``: an InstanceSet or a YAML path (default: the packaged set of ``version``: v1
+    ``configs/instances_v1.yaml``, v0 ``configs/instances.yaml``);
     ``split``: 'train' or 'test'; ``interval_steps``: overrides ``env.interval_steps`` for this env
     (validated, >= 1; the shared InstanceSet is not changed); ``wall_time_info`` (default False): also
     put wall-clock seconds in ``info`` (``wall_time``, and ``seconds`` of a reprune or switch). Off by

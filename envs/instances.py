@@ -233,13 +233,17 @@ class InstanceSet:
             raise ConfigError(f"instance {inst.name!r}: {err}") from None
 
 
-def default_instances_path(version: int = 0) -> Path:
-    """The packaged instance set of govgym/FineTune-v{version}."""
+DEFAULT_VERSION = 1
+"""The env version whose packaged instance set is the default of load_instances, evaluate, train, map, demo."""
+
+
+def default_instances_path(version: int = DEFAULT_VERSION) -> Path:
+    """The packaged instance set of govgym/FineTune-v{version} (default: v1)."""
     return Path(str(files("govgym.configs") / ("instances.yaml" if version == 0 else "instances_v1.yaml")))
 
 
 def load_instances(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> InstanceSet:
-    """Load and validate an instance set (default: the packaged ``configs/instances.yaml``)."""
+    """Load and validate an instance set (default: the packaged ``configs/instances_v1.yaml``, FineTune-v1)."""
     p = Path(path) if path else default_instances_path()
     if not p.is_file():
         raise ConfigError(

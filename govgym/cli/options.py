@@ -85,7 +85,7 @@ class CollectJob:
     """``govgym collect``: policies over an instance split, recorded."""
 
     instances: str = ""
-    """Instance-set YAML ('' = packaged configs/instances.yaml)."""
+    """Instance-set YAML ('' = packaged configs/instances_v1.yaml, FineTune-v1; configs/instances.yaml is v0's)."""
     split: str = "train"
     """Instance split to run: train | test."""
     policies: list[str] = field(default_factory=lambda: ["continue", "random"])
@@ -129,7 +129,7 @@ class TuneJob:
     """``govgym tune``: grid-search each heuristic's knobs on the train split."""
 
     instances: str = ""
-    """Instance-set YAML ('' = packaged configs/instances.yaml)."""
+    """Instance-set YAML ('' = packaged configs/instances_v1.yaml, FineTune-v1; configs/instances.yaml is v0's)."""
     seeds: int = 2
     """Episode seeds per train instance."""
     workers: int = 2
@@ -155,7 +155,7 @@ class DemoJob:
     workers: int = 2
     """Processes (one core each) for the training envs and the evaluation."""
     instances: str = ""
-    """Instance-set YAML ('' = packaged configs/instances.yaml)."""
+    """Instance-set YAML ('' = packaged configs/instances_v1.yaml, FineTune-v1; configs/instances.yaml is v0's)."""
 
     def __post_init__(self) -> None:
         check_range("timesteps", self.timesteps, 1)
@@ -169,7 +169,7 @@ class ExportJob:
     """``govgym export``: a trained agent or a heuristic as a numpy-only governor artifact."""
 
     instances: str = ""
-    """Instance-set YAML whose env.interval_steps is the decision interval K ('' = the agent's training set; packaged configs/instances.yaml for a heuristic)."""
+    """Instance-set YAML whose env.interval_steps is the decision interval K ('' = the agent's training set; packaged configs/instances_v1.yaml for a heuristic)."""
 
 
 @dataclass
