@@ -1,7 +1,8 @@
 """The lever map: what stopping, repruning and switching are each worth, alone and together, per instance.
 
-    govgym map                              # FineTune-v1 held-out split, 3 seeds, branch points 0.3 and 0.6 (CSV/JSON/PNG in runs/map)
+    govgym map                              # FineTune-v1 held-out split, 3 seeds, branch point 0.3 (CSV/JSON/PNG in runs/map)
     govgym map seeds=1 max_instances=2      # a quick look
+    govgym map points=[0.3,0.6]             # a wider search (more branches, more real steps)
 
 For every (instance, seed) of the split, a small stated search over *explored* branches of the real
 env, through the exact step memo (``EpisodeTree``: branches share their prefixes, and steps another
@@ -57,9 +58,10 @@ class MapConfig:
     """Instance split to map (the held-out one by default)."""
     seeds: int = 3
     """Episode seeds per instance (0 .. seeds-1)."""
-    points: list[float] = field(default_factory=lambda: [0.3, 0.6])
-    """Branch points as fractions of the fixed run's intervals (each a decision index round(f × L), >= 1):
-    after the first epoch of a 2.5-epoch budget, and before a co-located job arriving at 0.4-0.5 of it."""
+    points: list[float] = field(default_factory=lambda: [0.3])
+    """Branch points as fractions of the fixed run's intervals (each a decision index round(f × L), >= 1).
+    The default 0.3 falls after the first epoch of a 2.5-epoch budget and before a co-located job that
+    arrives at 0.4-0.5 of it; more points search more (each adds ~4 branches per (instance, seed))."""
     workers: int = 2
     """Worker processes (one core each); tasks are (instance, seed) pairs."""
     tolerance: float = 0.005

@@ -38,6 +38,7 @@ from safetensors.torch import load, save
 from govgym.agents.heuristics import POLICIES, make_policy
 from govgym.efficiency import safefile
 from govgym.efficiency.signals import HIGH, LOW, normalize_obs, spec_hash
+from govgym.envs.instances import DEFAULT_VERSION
 from govgym.results import atomic_write
 from govgym.typed import ConfigError, check_choice, load_yaml
 
@@ -52,7 +53,7 @@ ACTIVATIONS = ("Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU")
 """torch.nn activations a policy's ``activation_fn`` may name in agent.json."""
 
 
-def default_knobs_path(version: int = 0) -> Path:
+def default_knobs_path(version: int = DEFAULT_VERSION) -> Path:
     """The packaged tuned knobs of the FineTune-v{version} train split (``govgym tune --write``)."""
     return Path(str(files("govgym.configs") / ("heuristics.yaml" if version == 0 else "heuristics_v1.yaml")))
 

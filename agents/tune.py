@@ -130,7 +130,8 @@ def tune(
         "# Tuned heuristic knobs: the grid point with the highest mean return on the TRAIN split.\n"
         f"# Written by: govgym tune seeds={seeds}{' instances=' + instances if instances else ''}\n"
         f"# ({len(names)} train instances x {seeds} seeds; grid and every point's return in grid.csv beside the run.)\n"
-        "# govgym evaluate reads this file (packaged copy: configs/heuristics.yaml) for each heuristic named plainly.\n"
+        "# govgym evaluate reads this file (packaged copies: configs/heuristics.yaml for v0, configs/heuristics_v1.yaml\n"
+        "# for v1) for each heuristic named plainly.\n"
     )
     text = header + yaml.safe_dump({"heuristics": best}, sort_keys=True)
     atomic_write(out / "heuristics.yaml", text)
