@@ -281,7 +281,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
         "obs_spec": spec_hash(),
         "features": list(FEATURE_NAMES),
         "action_names": list(venv.get_attr("action_names")[0]),
-        "env_id": "govgym/FineTune-v0",
+        "env_id": f"govgym/FineTune-v{load_instances(cfg.instances or None).env.version}",
         "split": "train",
         "env_steps": int(model.num_timesteps),
         "wall_seconds": round(clock.total(), 1),
