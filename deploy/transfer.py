@@ -319,6 +319,7 @@ def _one_run(
     keep = ("input_ids", "labels")
     train = wl.train.remove_columns([c for c in wl.train.column_names if c not in keep])
     held = wl.eval.remove_columns([c for c in wl.eval.column_names if c not in keep])
+    n_params = int(sum(p.numel() for p in wl.model.parameters()))  # the base's, before any adapters
     start = Strategy.parse(inst.start_strategy)
     lr = cfg.optim.lora_lr if start.base != "full" else cfg.optim.lr
     cb = GovernorCallback(gov, budget_steps=steps, lam=inst.lam, interval_steps=k, cap_mb=cap_mb if cuda else 0.0)
@@ -340,7 +341,7 @@ def _one_run(
     trainer.train()
     evals = [float(d["eval_loss"]) for d in cb.decisions]
     return {
-        "params": int(sum(p.numel() for p in wl.model.parameters())),
+        "params": n_params,
         "decisions": [{k2: v for k2, v in d.items() if k2 not in ("obs", "mask")} for d in cb.decisions],
         "flops_used": float(sum(cb.flops.values())),
         "budget_flops": float(cb.budget or 0.0),
