@@ -243,13 +243,16 @@ def pick_instances(iset: Any, split: str, names: list[str]) -> list[Any]:
     """The instances to run: ``names`` (each checked) or the default selection of the split."""
     items = iset.split(split)
     if names:
-        picked = []
-        for n in names:
-            inst = iset.get(n)  # an unknown name is a ConfigError naming the closest
-            if inst not in items:
-                raise ConfigError(f"names: {n!r} is not in the {split!r} split of {iset.source}; use split=... or another name.")
-            picked.append(inst)
-        return picked
+        from govgym.errors import did_you_mean
+
+        by_name = {i.name: i for i in items}
+        for j, n in enumerate(names):
+            if n not in by_name:
+                raise ConfigError(
+                    f"names[{j}]: {n!r} is not an instance of the {split!r} split of {iset.source}."
+                    f"{did_you_mean(n, by_name)} It has: {', '.join(by_name)}."
+                )
+        return [by_name[n] for n in names]
     default = [i for i in items if i.name in DEFAULT_V0_NAMES]
     return default if len(default) == len(DEFAULT_V0_NAMES) else items[:2]
 

@@ -136,3 +136,5 @@ def test_bad_size_key_is_a_config_error_naming_it(capsys):
     assert "govgym transfer: error: sizes[0]: unknown base model size '11m'" in err
     assert main(["transfer", "size=10m"]) == 2
     assert "size: unknown config key for `govgym transfer`" in capsys.readouterr().err
+    assert main(["transfer", "names=[m-crunch]"]) == 2
+    assert "names[0]: 'm-crunch' is not an instance of the 'test' split" in capsys.readouterr().err
