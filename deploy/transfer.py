@@ -253,8 +253,10 @@ def pick_instances(iset: Any, split: str, names: list[str]) -> list[Any]:
                     f"{did_you_mean(n, by_name)} It has: {', '.join(by_name)}."
                 )
         return [by_name[n] for n in names]
-    default = [i for i in items if i.name in DEFAULT_V0_NAMES]
-    return default if len(default) == len(DEFAULT_V0_NAMES) else items[:2]
+    by_name = {i.name: i for i in items}
+    if all(n in by_name for n in DEFAULT_V0_NAMES):
+        return [by_name[n] for n in DEFAULT_V0_NAMES]
+    return items[:2]
 
 
 def resolve_policy(spec: str, action_names: list[str], k: int) -> tuple[Any, str]:
