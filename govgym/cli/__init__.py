@@ -16,6 +16,7 @@ Subcommands (``govgym <cmd> --help`` lists each one's config keys with their doc
   map         what each lever (stop, reprune, switch) is worth alone and together, per instance and family
   export      a trained agent or a heuristic as a governor artifact that runs with numpy only
   deploy      fine-tune through the HF Trainer with a governor vs fixed budget vs EarlyStoppingCallback
+  transfer    policies deployed zero-shot at 10-20x the training model size: savings kept, OOMs under scaled caps
 
 One option style for every subcommand:
   key=value   every setting: a config key, listed with its doc by `govgym <cmd> --help`
@@ -55,6 +56,7 @@ from govgym.cli.options import (
     SwitchJob,
     TuneJob,
 )
+from govgym.deploy.transfer import TransferJob
 from govgym.efficiency.config import RunConfig
 from govgym.errors import USER_ERRORS, ConfigError, did_you_mean
 from govgym.typed import config_keys, from_dict, keys_help, parse_overrides
@@ -164,6 +166,13 @@ COMMANDS = [
         "folder for deploy.csv/json, decisions.json, deploy.png",
         config=True,
     ),
+    Command(
+        "transfer",
+        "each policy deployed zero-shot through GovernedTrainer at larger model sizes vs the training size",
+        (TransferJob,),
+        "runs/transfer",
+        "folder for transfer.csv/json, runs.json(l), transfer.png",
+    ),
 ]
 BY_NAME = {c.name: c for c in COMMANDS}
 LEGACY = "_legacy_"  # argparse dest prefix of the hidden flag spelling of a key
@@ -234,7 +243,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                 default=[],
                 help="a trained agent (DIR/final.zip or label=DIR/final.zip), added to policies; repeatable",
             )
-        if cmd.name in ("demo", "train", "evaluate", "map", "collect", "tune", "deploy"):
+        if cmd.name in ("demo", "train", "evaluate", "map", "collect", "tune", "deploy", "transfer"):
             p.add_argument("--no-progress", action="store_true", help="no progress bars")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="config keys (listed below)")
         # earlier spellings of the subcommand's own keys as flags (--seeds 2 = seeds=2): accepted, not listed
@@ -363,6 +372,10 @@ def dispatch(args: argparse.Namespace, pairs: dict[str, Any]) -> int:
         from govgym.cli.deployjobs import export_governor
 
         export_governor(args.source, Path(args.out), job.instances)
+    elif cmd.name == "transfer":
+        from govgym.deploy.transfer import transfer
+
+        transfer(job, Path(args.out), progress=progress)
     elif cmd.name == "demo":
         from govgym.cli.demo import demo
 
