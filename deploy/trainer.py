@@ -53,7 +53,49 @@ from govgym.deploy.state import FORMAT, from_json, to_json
 from govgym.efficiency.config import MemoryConfig
 from govgym.errors import ConfigError
 
-__all__ = ["INDEX_COLUMN", "SWITCH_BASES", "GovernedTrainer", "GovernedTrainerState", "KeptSampler"]
+
+def training_args(cfg: Any, out: str, k: int, steps: int, **over: Any) -> Any:
+    """The HF TrainingArguments of a govgym run config: K-step evals (one at start), no checkpoints, CPU if asked."""
+    import torch
+    from transformers import TrainingArguments
+
+    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    o = cfg.optim
+    kw: dict[str, Any] = dict(
+        output_dir=out,
+        max_steps=steps,
+        per_device_train_batch_size=o.batch_size,
+        per_device_eval_batch_size=o.batch_size,
+        learning_rate=o.lr,
+        weight_decay=o.weight_decay,
+        adam_beta1=o.beta1,
+        adam_beta2=o.beta2,
+        max_grad_norm=o.max_grad_norm,
+        warmup_steps=min(o.warmup_steps, max(steps - 1, 0)),
+        lr_scheduler_type=o.schedule,
+        eval_strategy="steps",
+        eval_steps=k,
+        eval_on_start=True,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=cpu,
+        disable_tqdm=True,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+    )
+    kw.update(over)
+    return TrainingArguments(**kw)
+
+
+__all__ = [
+    "INDEX_COLUMN",
+    "SWITCH_BASES",
+    "GovernedTrainer",
+    "GovernedTrainerState",
+    "KeptSampler",
+    "training_args",
+]
 
 REPRUNE_MODES = ("hardest", "easiest")
 # every base of the env's strategies: qlora / int8 quantize the live Linear targets with bitsandbytes

@@ -93,12 +93,16 @@ class TransferJob:
                 )
             size_overrides(str(s), key=f"sizes[{i}]")
         if len(set(self.sizes)) != len(self.sizes):
-            raise ConfigError(f"sizes: {self.sizes} names a size twice; name each once, e.g. sizes=[10m,20m].")
+            raise ConfigError(
+                f"sizes: {self.sizes} names a size twice; name each once, e.g. sizes=[10m,20m]."
+            )
         if not self.policies:
             raise ConfigError("policies: empty; name at least one, e.g. policies=[patience,marginal_gain].")
         for i, p in enumerate(self.policies):
             if not isinstance(p, str) or not p.strip():
-                raise ConfigError(f"policies[{i}]: expected a heuristic spec or an artifact folder; got {p!r}.")
+                raise ConfigError(
+                    f"policies[{i}]: expected a heuristic spec or an artifact folder; got {p!r}."
+                )
         if self.split not in ("train", "test"):
             raise ConfigError(f"split: got {self.split!r}; allowed: train, test.")
         check_range("seeds", self.seeds, 1)
@@ -144,9 +148,7 @@ def reach_flops(decisions: list[dict[str, Any]], target: float) -> float:
     return next((float(d["flops_used"]) for d in decisions if d["eval_loss"] <= target), float("nan"))
 
 
-def oom_intervals(
-    decisions: list[dict[str, Any]], peaks: dict[str, float], cap_at: Any
-) -> list[int]:
+def oom_intervals(decisions: list[dict[str, Any]], peaks: dict[str, float], cap_at: Any) -> list[int]:
     """Steps at whose decision the interval just run exceeded the cap in force (peak of its strategy > cap).
 
     ``cap_at(fraction)`` is the (scaled) cap at a budget fraction spent (0 = none); an interval is checked
@@ -314,9 +316,8 @@ def _one_run(
     """One GovernedTrainer run of ``inst`` at ``cfg``'s model: decisions, FLOPs, final eval loss."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from govgym.cli.deployjobs import _training_args
     from govgym.deploy.callback import GovernorCallback
-    from govgym.deploy.trainer import GovernedTrainer
+    from govgym.deploy.trainer import GovernedTrainer, training_args
     from govgym.efficiency.strategy import Strategy
     from govgym.efficiency.workload import load_workload
 
@@ -327,10 +328,12 @@ def _one_run(
     n_params = int(sum(p.numel() for p in wl.model.parameters()))  # the base's, before any adapters
     start = Strategy.parse(inst.start_strategy)
     lr = cfg.optim.lora_lr if start.base != "full" else cfg.optim.lr
-    cb = GovernorCallback(gov, budget_steps=steps, lam=inst.lam, interval_steps=k, cap_mb=cap_mb if cuda else 0.0)
+    cb = GovernorCallback(
+        gov, budget_steps=steps, lam=inst.lam, interval_steps=k, cap_mb=cap_mb if cuda else 0.0
+    )
     trainer = GovernedTrainer(
         wl.model,
-        _training_args(cfg, str(Path(tmp) / "run"), k, steps, learning_rate=lr),
+        training_args(cfg, str(Path(tmp) / "run"), k, steps, learning_rate=lr),
         train_dataset=train,
         eval_dataset=held,
         callbacks=[cb],
@@ -387,7 +390,9 @@ def transfer(
     table = sizes_table if sizes_table is not None else BASE_SIZES
     cuda = job.device == "cuda" or (job.device == "auto" and torch.cuda.is_available())
     if job.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was asked for, but torch sees no CUDA device here; use device=auto or cpu.")
+        raise ConfigError(
+            "device: cuda was asked for, but torch sees no CUDA device here; use device=auto or cpu."
+        )
     sizes = list(job.sizes) or (["10m", "20m"] if cuda else ["10m"])
     for i, s in enumerate(sizes):
         if s not in table:
@@ -401,7 +406,9 @@ def transfer(
     govs = [resolve_policy(p, actions, k) for p in job.policies]
     labels = [lab for _, lab in govs]
     if len(set(labels)) != len(labels) or "fixed" in labels:
-        raise ConfigError(f"policies: labels {labels} repeat or use the reserved 'fixed'; label them, e.g. p2=patience:patience=2.")
+        raise ConfigError(
+            f"policies: labels {labels} repeat or use the reserved 'fixed'; label them, e.g. p2=patience:patience=2."
+        )
     fixed = make_policy("fixed_budget", list(actions))
     out.mkdir(parents=True, exist_ok=True)
     partial = out / "runs.jsonl"
@@ -439,11 +446,13 @@ def transfer(
             for seed in range(job.seeds):
                 run_cfg = copy.deepcopy(cfg)
                 run_cfg.seed = inst.seed * 1000 + seed
-                for (gov, label) in [(fixed, "fixed"), *govs]:
+                for gov, label in [(fixed, "fixed"), *govs]:
                     with tempfile.TemporaryDirectory(prefix="govgym-transfer-") as tmp:
                         r = _one_run(run_cfg, _fresh(gov), inst, k, steps, cap_at(0.0), tmp, cuda)
                     used = {d["strategy"] for d in r["decisions"]}
-                    peaks = strategy_peaks(run_cfg, sorted(used)) if cap_at(0.0) > 0 or inst.cap_schedule else {}
+                    peaks = (
+                        strategy_peaks(run_cfg, sorted(used)) if cap_at(0.0) > 0 or inst.cap_schedule else {}
+                    )
                     r.update(
                         size=size,
                         instance=inst.name,
@@ -487,7 +496,9 @@ def transfer(
         f"equal quality: final eval loss <= the fixed run's x (1 + {job.tolerance:g}); savings = 1 - FLOPs used / "
         "fixed for such runs (0 otherwise); kept = savings / savings at the training size"
     )
-    print(f"wrote {out}/transfer.csv, transfer.json, runs.json, runs.jsonl, transfer.png ({meta['minutes']} min)")
+    print(
+        f"wrote {out}/transfer.csv, transfer.json, runs.json, runs.jsonl, transfer.png ({meta['minutes']} min)"
+    )
     return rows
 
 
@@ -512,8 +523,14 @@ def _plot(runs: list[dict[str, Any]], sizes: list[str], path: Path) -> None:
             d = r["decisions"]
             xs, ys = [x["flops_used"] for x in d], [x["eval_loss"] for x in d]
             first = r["seed"] == 0 and r["instance"] == mine[0]["instance"]
-            ax.plot(xs, ys, color=colors[r["policy"]], alpha=0.6, lw=2.5 if r["policy"] == "fixed" else 1.2,
-                    label=r["policy"] if first else None)
+            ax.plot(
+                xs,
+                ys,
+                color=colors[r["policy"]],
+                alpha=0.6,
+                lw=2.5 if r["policy"] == "fixed" else 1.2,
+                label=r["policy"] if first else None,
+            )
             if r["ended"] == "stop":
                 ax.plot([xs[-1]], [ys[-1]], marker="x", ms=8, color=colors[r["policy"]])
         params = mine[0]["params"] / 1e6 if mine else 0

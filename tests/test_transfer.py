@@ -56,15 +56,21 @@ def test_transfer_two_tiny_sizes_writes_table(tmp_path, module_cache, monkeypatc
         small = saved["meta"]["scales"][f"{inst}@train"]
         big = saved["meta"]["scales"][f"{inst}@tiny2"]
         assert small["budget_steps"] == big["budget_steps"] >= 2
-        f_small = next(r for r in runs if r["instance"] == inst and r["size"] == "train" and r["policy"] == "fixed")
-        f_big = next(r for r in runs if r["instance"] == inst and r["size"] == "tiny2" and r["policy"] == "fixed")
+        f_small = next(
+            r for r in runs if r["instance"] == inst and r["size"] == "train" and r["policy"] == "fixed"
+        )
+        f_big = next(
+            r for r in runs if r["instance"] == inst and r["size"] == "tiny2" and r["policy"] == "fixed"
+        )
         assert f_small["stop_step"] == f_big["stop_step"] == small["budget_steps"]
         assert f_big["flops_used"] > 2 * f_small["flops_used"]
     # the cap scales with the measured full fine-tuning peak
     sq = saved["meta"]["scales"]["t-squeeze@tiny2"]
     assert sq["cap_mb"] == pytest.approx(1.5 * sq["cap_scale"])
     assert sq["cap_schedule"][0]["cap_mb"] == pytest.approx(1.1 * sq["cap_scale"])
-    assert sq["cap_scale"] == pytest.approx(sq["peak_full_mb"] / saved["meta"]["scales"]["t-squeeze@train"]["peak_full_mb"])
+    assert sq["cap_scale"] == pytest.approx(
+        sq["peak_full_mb"] / saved["meta"]["scales"]["t-squeeze@train"]["peak_full_mb"]
+    )
     out = capsys.readouterr().out
     assert "kept" in out and "tiny2" in out
 
@@ -102,8 +108,17 @@ def test_oom_intervals_follow_the_scaled_schedule():
 def test_summarize_kept_is_savings_over_training_size():
     def run(size, pol, inst, used, final, evals):
         d = [{"flops_used": f, "eval_loss": e} for f, e in evals]
-        return {"size": size, "policy": pol, "instance": inst, "seed": 0, "params": 1, "flops_used": used,
-                "final_eval": final, "decisions": d, "oom_steps": []}
+        return {
+            "size": size,
+            "policy": pol,
+            "instance": inst,
+            "seed": 0,
+            "params": 1,
+            "flops_used": used,
+            "final_eval": final,
+            "decisions": d,
+            "oom_steps": [],
+        }
 
     runs = [
         run("train", "fixed", "a", 100.0, 2.0, [(0, 3.0), (50, 2.0), (100, 2.0)]),
@@ -121,7 +136,9 @@ def test_summarize_kept_is_savings_over_training_size():
     runs[3]["final_eval"] = 1.6  # lost quality: no savings credited
     rows = {(r["size"], r["policy"]): r for r in summarize(runs, 0.005, ["train", "big"])}
     assert rows[("big", "p")]["savings"] == 0.0 and rows[("big", "p")]["kept"] == 0.0
-    assert rows[("big", "p")]["flops_saved_kept"] == pytest.approx(0.8)  # the FLOPs saved, whatever the quality
+    assert rows[("big", "p")]["flops_saved_kept"] == pytest.approx(
+        0.8
+    )  # the FLOPs saved, whatever the quality
 
 
 def test_bad_size_key_is_a_config_error_naming_it(capsys):

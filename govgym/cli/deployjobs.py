@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from govgym.deploy.artifact import META_FILE, artifact_bytes, export, is_agent_source, timed_load
+from govgym.deploy.trainer import training_args
 from govgym.errors import ConfigError
 from govgym.results import format_table, write_json, write_rows
 
@@ -75,37 +76,7 @@ def resolve_governor(spec: str) -> tuple[Any, str]:
     return gov, f"governor ({ps.label})"
 
 
-def _training_args(cfg: RunConfig, out: str, k: int, steps: int, **over: Any) -> Any:
-    import torch
-    from transformers import TrainingArguments
-
-    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
-    o = cfg.optim
-    kw: dict[str, Any] = dict(
-        output_dir=out,
-        max_steps=steps,
-        per_device_train_batch_size=o.batch_size,
-        per_device_eval_batch_size=o.batch_size,
-        learning_rate=o.lr,
-        weight_decay=o.weight_decay,
-        adam_beta1=o.beta1,
-        adam_beta2=o.beta2,
-        max_grad_norm=o.max_grad_norm,
-        warmup_steps=min(o.warmup_steps, max(steps - 1, 0)),
-        lr_scheduler_type=o.schedule,
-        eval_strategy="steps",
-        eval_steps=k,
-        eval_on_start=True,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=cpu,
-        disable_tqdm=True,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-    )
-    kw.update(over)
-    return TrainingArguments(**kw)
+_training_args = training_args  # moved to deploy/trainer.py (deploy/transfer.py uses it too)
 
 
 def _one_run(
