@@ -47,6 +47,15 @@ DEFAULT_POLICIES = ["fixed_budget", "patience", "marginal_gain", "zeus", "memory
 REFERENCE = "fixed_budget"
 
 
+def check_harness(prefix: str, cfg: Any) -> None:
+    """The settings every harness over (instance, seed) tasks shares: split, seeds, workers, tolerance, max_instances."""
+    check_choice(f"{prefix}.split", cfg.split, ("train", "test"))
+    check_range(f"{prefix}.seeds", cfg.seeds, 1)
+    check_range(f"{prefix}.workers", cfg.workers, 1)
+    check_range(f"{prefix}.tolerance", cfg.tolerance, 0.0, 0.5)
+    check_range(f"{prefix}.max_instances", cfg.max_instances, 0)
+
+
 @dataclass
 class EvalConfig:
     """What to evaluate, where, and how many times."""
@@ -76,11 +85,7 @@ class EvalConfig:
     lever schedule on the same (instance, seed) ('' = none; regret vs the oracle is always there)."""
 
     def __post_init__(self) -> None:
-        check_choice("evaluate.split", self.split, ("train", "test"))
-        check_range("evaluate.seeds", self.seeds, 1)
-        check_range("evaluate.workers", self.workers, 1)
-        check_range("evaluate.tolerance", self.tolerance, 0.0, 0.5)
-        check_range("evaluate.max_instances", self.max_instances, 0)
+        check_harness("evaluate", self)
         if not self.policies:
             raise ConfigError(
                 "evaluate.policies: empty; name at least one policy, e.g. fixed_budget,patience."

@@ -37,13 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from govgym.agents.evaluate import _env, run_tasks
+from govgym.agents.evaluate import _env, check_harness, run_tasks
 from govgym.agents.rollout import Episode, EpisodeTree, oracle_episode, run_episode
 from govgym.envs.instances import load_instances
 from govgym.envs.memo import load_tree, save_tree
 from govgym.plots import pyplot
 from govgym.results import write_json, write_rows
-from govgym.typed import ConfigError, check_choice, check_range
+from govgym.typed import ConfigError, check_range
 
 LEVERS = ("fixed", "best_stop", "reprune", "switch", "reprune+switch", "all")
 
@@ -72,11 +72,7 @@ class MapConfig:
     """Folder of saved exact step trees shared with `govgym evaluate`/`tune` ('' = none)."""
 
     def __post_init__(self) -> None:
-        check_choice("map.split", self.split, ("train", "test"))
-        check_range("map.seeds", self.seeds, 1)
-        check_range("map.workers", self.workers, 1)
-        check_range("map.tolerance", self.tolerance, 0.0, 0.5)
-        check_range("map.max_instances", self.max_instances, 0)
+        check_harness("map", self)
         if not self.points:
             raise ConfigError("map.points: empty; give at least one branch point, e.g. [0.25, 0.5].")
         for i, f in enumerate(self.points):
@@ -150,9 +146,10 @@ def map_task(task: tuple[str, str, str, int, dict[str, Any], str]) -> dict[str, 
             for sc in scripts:
                 branches[lever].append((sc, play(sc, f"{lever}@{p}")))
 
-    def best(cands: list[tuple[dict[int, int], Episode]]) -> tuple[dict[int, int], Episode] | None:
-        scored = [(sc, oracle_episode(ep)) for sc, ep in cands]
-        return max(scored, key=lambda x: x[1].ret) if scored else None
+    def best(cands: list[tuple[dict[int, int], Episode]]) -> tuple[dict[int, int], Episode, Episode] | None:
+        """(script, whole branch, the branch at its best stop) of the highest best-stop return."""
+        scored = [(sc, ep, oracle_episode(ep)) for sc, ep in cands]
+        return max(scored, key=lambda x: x[2].ret) if scored else None
 
     best_r, best_s = best(branches["reprune"]), best(branches["switch"])
     if best_r and best_s:
@@ -163,11 +160,13 @@ def map_task(task: tuple[str, str, str, int, dict[str, Any], str]) -> dict[str, 
         "fixed": ({}, fixed, fixed),
         "best_stop": ({}, fixed, stop),
     }
-    for lever in ("reprune", "switch", "reprune+switch"):
-        b = best(branches[lever])
+    for lever, b in (
+        ("reprune", best_r),
+        ("switch", best_s),
+        ("reprune+switch", best(branches["reprune+switch"])),
+    ):
         if b is not None:
-            full = next(ep for sc, ep in branches[lever] if sc == b[0])
-            chosen[lever] = (b[0], full, b[1])
+            chosen[lever] = b
     every = [(k, v) for k, v in chosen.items() if k != "fixed"]
     k_all, v_all = max(every, key=lambda kv: kv[1][2].ret)
     chosen["all"] = v_all

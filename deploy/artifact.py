@@ -220,6 +220,40 @@ def _interval_and_actions(instances: str) -> tuple[int, list[str], str]:
     return int(k), [*names, "stop"], str(p)
 
 
+def governor_from_spec(
+    spec: str, action_names: list[str] | None = None, k: int | None = None, key: str = "governor"
+) -> tuple[Any, str, bool]:
+    """(governor, label, is_artifact) of ``spec``: an exported artifact folder (or its governor.json),
+    loaded with every check of ``load_governor``, or a heuristic spec built for ``action_names`` with
+    decision interval ``k`` (None: the packaged instance set's, as ``govgym export`` builds one).
+    ``key`` names the setting in errors. A spec that names a path (it exists, has a path separator, or
+    ends in .json) is an artifact.
+    """
+    import os
+
+    from govgym.agents.policies import parse_spec
+
+    s = spec.strip()
+    if Path(s).exists() or "/" in s or os.sep in s or s.endswith(".json"):
+        return load_governor(s), Path(s.rstrip("/")).name or s, True
+    try:
+        ps = parse_spec(s)
+    except ConfigError as err:
+        raise ConfigError(
+            f"{key}: {s!r} is neither an artifact folder (none exists there) nor a heuristic spec ({err})"
+        ) from None
+    if ps.kind != "heuristic":
+        raise ConfigError(
+            f"{key}: {s!r} is a trained agent; export it first (`govgym export {s} -o FOLDER`) and pass FOLDER."
+        )
+    if action_names is None or k is None:
+        k_set, actions, _ = _interval_and_actions("")
+        action_names, k = action_names or actions, k or k_set
+    gov = make_policy(ps.name, list(action_names), **dict(ps.knobs))
+    gov.interval_steps = k  # type: ignore[attr-defined]
+    return gov, ps.label, False
+
+
 def _agent_files(source: Path) -> tuple[Path, dict[str, Any], bytes, dict[str, Any]]:
     """(folder, agent.json, policy bytes, obs_norm) of a trained agent, each hash-checked."""
     folder = source.parent if source.is_file() else source
@@ -523,6 +557,7 @@ def artifact_bytes(path: str | Path) -> int:
 
 
 __all__ = [
+    "governor_from_spec",
     "ArtifactError",
     "Governor",
     "artifact_bytes",

@@ -263,28 +263,10 @@ def pick_instances(iset: Any, split: str, names: list[str]) -> list[Any]:
 
 def resolve_policy(spec: str, action_names: list[str], k: int) -> tuple[Any, str]:
     """(governor, label): an exported artifact (every check of ``load_governor``) or a heuristic spec."""
-    import os
+    from govgym.deploy.artifact import governor_from_spec
 
-    from govgym.agents.heuristics import make_policy
-    from govgym.agents.policies import parse_spec
-    from govgym.deploy.artifact import load_governor
-
-    s = spec.strip()
-    if Path(s).exists() or "/" in s or os.sep in s or s.endswith(".json"):
-        return load_governor(s), Path(s.rstrip("/")).name or s
-    try:
-        ps = parse_spec(s)
-    except ConfigError as err:
-        raise ConfigError(
-            f"policies: {s!r} is neither an artifact folder (none exists there) nor a heuristic spec ({err})"
-        ) from None
-    if ps.kind != "heuristic":
-        raise ConfigError(
-            f"policies: {s!r} is a trained agent; export it first (`govgym export {s} -o FOLDER`) and pass FOLDER."
-        )
-    gov = make_policy(ps.name, list(action_names), **dict(ps.knobs))
-    gov.interval_steps = k  # type: ignore[attr-defined]
-    return gov, ps.label
+    gov, label, _ = governor_from_spec(spec, action_names, k, key="policies")
+    return gov, label
 
 
 # ----------------------------------------------------------------------------- runs

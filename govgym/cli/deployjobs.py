@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,35 +44,12 @@ def export_governor(source: str, out: Path, instances: str = "") -> dict[str, An
 
 
 def resolve_governor(spec: str) -> tuple[Any, str]:
-    """(governor, label) of ``spec``: an artifact folder (or its governor.json), or a heuristic spec.
+    """(governor, label) of ``spec``: an artifact folder (or its governor.json), or a heuristic spec
+    built with the packaged instance set's action names and interval (``deploy.artifact.governor_from_spec``)."""
+    from govgym.deploy.artifact import governor_from_spec
 
-    A spec that names a path (it exists, has a path separator, or ends in .json) is an artifact and
-    is loaded with every check of ``load_governor``; anything else is a heuristic spec, built with
-    the packaged instance set's action names (as ``govgym export`` builds one).
-    """
-    from govgym.deploy.artifact import _interval_and_actions, load_governor
-
-    s = spec.strip()
-    if Path(s).exists() or "/" in s or os.sep in s or s.endswith(".json"):
-        gov = load_governor(s)
-        return gov, f"governor ({Path(s).name})"
-    from govgym.agents.heuristics import make_policy
-    from govgym.agents.policies import parse_spec
-
-    try:
-        ps = parse_spec(s)
-    except ConfigError as err:
-        raise ConfigError(
-            f"governor: {s!r} is neither an artifact folder (none exists there) nor a heuristic spec ({err})"
-        ) from None
-    if ps.kind != "heuristic":
-        raise ConfigError(
-            f"governor: {s!r} is a trained agent; export it first (`govgym export {s} -o FOLDER`) and pass governor=FOLDER."
-        )
-    k, actions, _ = _interval_and_actions("")
-    gov = make_policy(ps.name, actions, **dict(ps.knobs))
-    gov.interval_steps = k  # type: ignore[attr-defined]
-    return gov, f"governor ({ps.label})"
+    gov, label, _ = governor_from_spec(spec)
+    return gov, f"governor ({label})"
 
 
 _training_args = training_args  # moved to deploy/trainer.py (deploy/transfer.py uses it too)
