@@ -1,6 +1,7 @@
 """Gymnasium environments over a real fine-tuning run.
 
-``govgym/FineTune-v0`` and ``govgym/FineTune-v1`` are registered when ``govgym`` is imported (if gymnasium is installed); the entry
+``govgym/FineTune-v0``, ``govgym/FineTune-v1`` and ``govgym/FineTuneFast-v1`` (the fast backend fitted from
+real runs) are registered when ``govgym`` is imported (if gymnasium is installed); the entry
 point is a string, so nothing heavy is imported until ``gymnasium.make``.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 ENV_ID = "govgym/FineTune-v0"
 ENV_ID_V1 = "govgym/FineTune-v1"
+ENV_ID_FAST = "govgym/FineTuneFast-v1"
 
 
 def register_envs() -> None:
@@ -26,5 +28,11 @@ def register_envs() -> None:
             id=ENV_ID_V1,
             entry_point="govgym.envs.finetune_env:FineTuneEnv",
             kwargs={"version": 1},
+            disable_env_checker=False,
+        )
+    if ENV_ID_FAST not in registry:
+        register(
+            id=ENV_ID_FAST,
+            entry_point="govgym.envs.fast_env:FineTuneFastEnv",
             disable_env_checker=False,
         )

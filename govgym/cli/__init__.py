@@ -42,6 +42,7 @@ from typing import Any
 
 from govgym.agents.evaluate import EvalConfig
 from govgym.agents.levermap import MapConfig
+from govgym.agents.sim2real import Sim2RealConfig
 from govgym.agents.train import TrainConfig
 from govgym.cli.options import (
     CollectJob,
@@ -58,6 +59,7 @@ from govgym.cli.options import (
 )
 from govgym.deploy.transfer import TransferJob
 from govgym.efficiency.config import RunConfig
+from govgym.envs.fastfit import FitConfig
 from govgym.errors import USER_ERRORS, ConfigError, did_you_mean
 from govgym.typed import config_keys, from_dict, keys_help, parse_overrides
 
@@ -152,6 +154,20 @@ COMMANDS = [
         "folder for map.csv/json, map_families.csv/json, map_summary.json, map.png",
     ),
     Command(
+        "fit-fast",
+        "fit the fast backend (govgym/FineTuneFast-v1) from the saved real step trees of the train split",
+        (FitConfig,),
+        "runs/fast",
+        "folder for fast_model.json (the model) and fit.json (its report)",
+    ),
+    Command(
+        "sim2real",
+        "fast backend vs real env on held-out instances: per-step error, returns, policy ranking, error vs traces",
+        (Sim2RealConfig,),
+        "runs/sim2real",
+        "folder for sim2real.json, sim2real_policies.csv/json, sim2real_traces.csv/json, sim2real.png",
+    ),
+    Command(
         "export",
         "a trained agent or a heuristic as a governor artifact (numpy only: no SB3, gymnasium or pickle)",
         (ExportJob,),
@@ -243,7 +259,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                 default=[],
                 help="a trained agent (DIR/final.zip or label=DIR/final.zip), added to policies; repeatable",
             )
-        if cmd.name in ("demo", "train", "evaluate", "map", "collect", "tune", "deploy", "transfer"):
+        if cmd.name in (
+            "demo",
+            "train",
+            "evaluate",
+            "map",
+            "collect",
+            "tune",
+            "deploy",
+            "transfer",
+            "sim2real",
+        ):
             p.add_argument("--no-progress", action="store_true", help="no progress bars")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="config keys (listed below)")
         # earlier spellings of the subcommand's own keys as flags (--seeds 2 = seeds=2): accepted, not listed
@@ -368,6 +394,14 @@ def dispatch(args: argparse.Namespace, pairs: dict[str, Any]) -> int:
         from govgym.agents.levermap import lever_map
 
         lever_map(job, Path(args.out), progress=progress)
+    elif cmd.name == "fit-fast":
+        from govgym.cli.fastjobs import fit_fast_job
+
+        fit_fast_job(job, Path(args.out))
+    elif cmd.name == "sim2real":
+        from govgym.cli.fastjobs import sim2real_job
+
+        sim2real_job(job, Path(args.out), progress=progress)
     elif cmd.name == "export":
         from govgym.cli.deployjobs import export_governor
 

@@ -1,0 +1,398 @@
+"""FineTuneFastEnv (``govgym/FineTuneFast-v1``): FineTune-v1's spaces, masks, reward and episode end over a
+model fitted from recorded real runs (envs/fastmodel.py) instead of a live run: ~10^4 steps/s, no torch."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from govgym.efficiency.signals import HIGH, LOW, Reading, SignalTracker
+from govgym.efficiency.strategy import Strategy
+from govgym.envs.fastmodel import (
+    FastModel,
+    RunState,
+    Static,
+    default_model_path,
+    load_model,
+    lr_frac,
+    transition_features,
+)
+from govgym.envs.instances import Instance, InstanceSet, default_instances_path, load_instances
+from govgym.typed import ConfigError
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One episode's mechanics, as the real env plans them at reset (``FineTuneEnv._plan``)."""
+
+    name: str
+    family: str
+    static: Static
+    k: int
+    intervals: int
+    total_steps: int
+    warmup: int
+    schedule: str
+    start: str
+    budget: float
+    """FLOPs: the start strategy's eval + intervals x (K steps + one eval), as measured by the probes."""
+    lam: float
+    cap_mb: float
+    cap_schedule: tuple[tuple[float, float], ...]
+    e0: float
+
+    def cap_at(self, fraction: float) -> float:
+        cap = self.cap_mb
+        for at, mb in sorted(self.cap_schedule):
+            if fraction >= at:
+                cap = mb
+        return cap
+
+
+def plan_of(fm: FastModel, iset: InstanceSet, inst: Instance, k: int | None = None) -> Plan:
+    """The mechanics of ``inst`` under ``fm``'s measured costs (the real env's rounding and schedule)."""
+    if inst.budget_epochs is None:
+        raise ConfigError(
+            f"instance {inst.name!r}: the fast backend plans budgets in epochs (budget_epochs), as FineTune-v1's "
+            "instances give them; this one has budget_tflops. Give it budget_epochs, or run it on govgym/FineTune-v1."
+        )
+    cfg = iset.run_config(inst)
+    k = int(k or iset.env.interval_steps)
+    st = Static.of(cfg, inst.budget_epochs)
+    step, ev = fm.costs(st.task, inst.start_strategy)
+    intervals = max(1, round(inst.budget_epochs * st.examples / st.batch / k))
+    steps = intervals * k
+    return Plan(
+        name=inst.name,
+        family=inst.family,
+        static=st,
+        k=k,
+        intervals=intervals,
+        total_steps=steps,
+        warmup=min(cfg.optim.warmup_steps, steps // 10),
+        schedule=cfg.optim.schedule,
+        start=Strategy.parse(inst.start_strategy).name,
+        budget=ev + intervals * (k * step + ev),
+        lam=float(inst.lam),
+        cap_mb=float(inst.cap_mb),
+        cap_schedule=tuple((float(c.at), float(c.cap_mb)) for c in inst.cap_schedule),
+        e0=fm.e0(st.task),
+    )
+
+
+def apply_lever(state: RunState, kind: str, arg: Any, fraction: float) -> RunState:
+    """The state right after an action (before the interval's steps): reprune or switch."""
+    s = replace(state)
+    if kind == "reprune":
+        dropped = s.kept * fraction
+        s.kept -= dropped
+        if arg == "hardest":
+            s.dropped_hardest += dropped
+        else:
+            s.dropped_easiest += dropped
+        s.steps_at_reprune, s.since_lever = s.steps, 0
+    elif kind == "switch":
+        s.strategy, s.since_lever = str(arg), 0
+    return s
+
+
+def advance(fm: FastModel, plan: Plan, s: RunState) -> tuple[RunState, float, float, float, float]:
+    """K steps under ``s.strategy`` (in place on a copy): (state, train FLOPs, eval FLOPs, lr start, lr end)."""
+    out = replace(s)
+    step, ev = fm.costs(plan.static.task, s.strategy)
+    start_step, _ = fm.costs(plan.static.task, plan.start)
+    lr0 = lr_frac(out.virtual, plan.total_steps, plan.warmup, plan.schedule)
+    out.virtual += plan.k * step / start_step  # the schedule moves by training FLOPs (v1)
+    out.steps += plan.k
+    if s.strategy.split("+")[0] != "full":
+        out.adapter_steps += plan.k
+    out.since_lever = s.since_lever + 1
+    lr1 = lr_frac(out.virtual - 1e-9, plan.total_steps, plan.warmup, plan.schedule)
+    return out, plan.k * step, ev, lr0, lr1
+
+
+class FineTuneFastEnv(gym.Env):
+    """Govern a fine-tuning run simulated by a model fitted from real runs: FineTune-v1's interface, ~10^4x faster.
+
+    ## Description
+    The same episode as ``govgym/FineTune-v1`` (one fine-tuning run of one instance; a step is one decision
+    interval of K optimizer steps and an evaluation), driven by a ``FastModel`` (envs/fastmodel.py) instead
+    of a live run: budgets, FLOPs per strategy, the LR schedule, memory peaks, the cap schedule and OOMs
+    are its mechanics (measured constants and the real env's rules); the eval loss and gradient figures
+    come from its learned dynamics, sampled with their fitted noise (``noise=True``) or at their mean.
+    Observations go through the same ``SignalTracker`` as the real env and the deployment callback.
+
+    ## Action Space
+    ``Discrete(4 + S)`` with the instance set's ``env.switch_targets``: continue, reprune_hardest,
+    reprune_easiest, one switch per target, stop; ``action_masks()`` as FineTune-v1's (no switch to the
+    strategy in force or to one whose measured peak exceeds the cap; no reprune below
+    ``env.min_kept_fraction`` or below one batch). A masked action acts as continue
+    (``info["invalid_action"]``).
+
+    ## Observation Space
+    ``Box(LOW, HIGH, (20,), float32)``: the features of ``govgym.efficiency.signals``.
+
+    ## Rewards
+    As FineTune-v1: (E_{t−1} − E_t)/E_0 − λ·(FLOPs of the step)/budget; an OOM: −env.oom_penalty − λ·(FLOPs).
+
+    ## Starting State
+    An instance of ``split`` (or, with probability ``randomize``, a random instance drawn around the
+    families: task, examples, noise rate and kinds, epochs, λ, a falling cap), evaluated once.
+    ``options={"instance": name, "episode_seed": s}`` picks one; the episode's noise is seeded by
+    (instance seed, episode seed).
+
+    ## Episode End
+    Terminated: stop, or an OOM (the strategy's measured peak above the cap in force). Truncated: the FLOP
+    budget is spent.
+
+    ## Arguments
+    ``instances`` (default: the packaged FineTune-v1 set), ``split``, ``model`` (a fast model file or a
+    ``FastModel``; default: the packaged ``configs/fast_v1.json``), ``noise`` (sample the dynamics' noise),
+    ``randomize`` (probability of a random instance per episode, training only).
+
+    ## Version History
+    - v1: initial version, with FineTune-v1's spaces and rules.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        instances: InstanceSet | str | None = None,
+        split: str = "train",
+        model: FastModel | str | None = None,
+        noise: bool = True,
+        randomize: float = 0.0,
+    ):
+        super().__init__()
+        self.iset = (
+            instances
+            if isinstance(instances, InstanceSet)
+            else load_instances(instances or default_instances_path(1))
+        )
+        self.fm = model if isinstance(model, FastModel) else load_model(model or default_model_path())
+        if not (isinstance(randomize, (int, float)) and 0.0 <= randomize <= 1.0):
+            raise ConfigError(f"randomize: must be a probability in [0, 1]; got {randomize!r}.")
+        self.noise, self.randomize, self.split = bool(noise), float(randomize), split
+        self.ecfg = self.iset.env
+        self.pool = self.iset.split(split)
+        self.plans = {i.name: plan_of(self.fm, self.iset, i) for i in self.pool}
+        self.targets = [Strategy.parse(s).name for s in self.ecfg.switch_targets]
+        self.actions: list[tuple[str, Any]] = [
+            ("continue", None),
+            ("reprune", "hardest"),
+            ("reprune", "easiest"),
+            *[("switch", t) for t in self.targets],
+            ("stop", None),
+        ]
+        self.action_names = [
+            "continue",
+            "reprune_hardest",
+            "reprune_easiest",
+            *[f"switch:{t}" for t in self.targets],
+            "stop",
+        ]
+        self.action_space = spaces.Discrete(len(self.action_names))
+        self.observation_space = spaces.Box(LOW, HIGH, dtype=np.float32)
+        self.tracker = SignalTracker()
+        self.plan: Plan | None = None
+        self.done = True
+
+    # ------------------------------------------------------------------ reset
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        name = options.get("instance")
+        if name is not None and name not in self.plans:
+            other = self.iset.get(name)  # unknown: ConfigError with the closest match
+            raise ConfigError(
+                f"reset: instance {other.name!r} is not in this env's {self.split!r} split; make the env with "
+                f"split={'test' if self.split == 'train' else 'train'!r} to run it."
+            )
+        ep_seed = int(options.get("episode_seed", self.np_random.integers(2**31 - 1)))
+        if name is None and self.randomize > 0 and self.np_random.random() < self.randomize:
+            self.plan = self._random_plan()
+        else:
+            if name is None:
+                name = self.pool[int(self.np_random.integers(len(self.pool)))].name
+            self.plan = self.plans[name]
+        inst_seed = sum(ord(c) * 31**i for i, c in enumerate(self.plan.name)) % 2**31
+        self.rng = np.random.default_rng([inst_seed, ep_seed])
+        self.episode_seed = ep_seed
+        self.scale = (
+            float(self.fm.mechanics["noise"]["dy_scale_sd"] * self.rng.standard_normal())
+            if self.noise
+            else 0.0
+        )
+        p = self.plan
+        _, ev = self.fm.costs(p.static.task, p.start)
+        self.flops = ev
+        self.state = RunState(strategy=p.start)
+        self.cap = p.cap_mb
+        self.done = False
+        self.tracker.reset(p.e0, 0.0)
+        self.eval_loss, self.train_loss = p.e0, p.e0
+        obs = self.tracker.observe(self._reading(None))
+        self.last_obs = obs
+        return obs, self._info()
+
+    def _random_plan(self) -> Plan:
+        """A random instance around the families (domain randomization); mechanics as a real one's."""
+        r = self.np_random
+        base = self.plans[self.pool[int(r.integers(len(self.pool)))].name]
+        task = ("doc2code", "code2doc")[int(r.integers(2))]
+        n = int(r.choice([300, 400, 500, 600, 800, 1000, 1200, 1400, 1600]))
+        noisy = r.random() < 0.5
+        rate = float(r.choice([0.2, 0.3, 0.4, 0.5])) if noisy else 0.0
+        kinds = r.choice(["shuffle", "corrupt", "duplicate", "mixed"])
+        share = (
+            (1 / 3, 1 / 3, 1 / 3)
+            if kinds == "mixed"
+            else tuple(float(kinds == k) for k in ("shuffle", "corrupt", "duplicate"))
+        )
+        epochs = float(np.clip(r.uniform(0.8, 1.5) * 1500 / n, 1.0, 6.0))
+        capped = r.random() < 0.35
+        intervals = max(1, round(epochs * n / base.static.batch / base.k))
+        steps = intervals * base.k
+        step, ev = self.fm.costs(task, "full")
+        st = Static(
+            task_c2d=float(task == "code2doc"),
+            examples=n,
+            batch=base.static.batch,
+            noise_rate=rate,
+            kinds=share,  # type: ignore[arg-type]
+            budget_epochs=epochs,
+            task=task,
+        )
+        return replace(
+            base,
+            name=f"random-{task}-n{n}-{int(r.integers(1 << 30))}",
+            family="random",
+            static=st,
+            intervals=intervals,
+            total_steps=steps,
+            warmup=min(base.warmup if base.warmup else 10, steps // 10)
+            if base.warmup
+            else min(10, steps // 10),
+            start="full",
+            budget=ev + intervals * (base.k * step + ev),
+            lam=float(r.choice([0.05, 0.1, 0.2, 0.5])),
+            cap_mb=75.0 if capped else 0.0,
+            cap_schedule=((float(r.uniform(0.3, 0.5)), 45.0),) if capped else (),
+            e0=self.fm.e0(task),
+        )
+
+    # ------------------------------------------------------------------ masks
+    def action_masks(self) -> np.ndarray:
+        mask = np.ones(self.action_space.n, dtype=bool)
+        if self.plan is None:
+            return mask
+        s, p, f = self.state, self.plan, self.ecfg.reprune_fraction
+        n_kept = round(p.static.examples * s.kept)
+        if s.kept * (1 - f) < self.ecfg.min_kept_fraction or n_kept * (1 - f) < p.static.batch:
+            mask[1] = mask[2] = False
+        for i, t in enumerate(self.targets):
+            if t == s.strategy or (self.cap > 0 and self.fm.peak_mb(p.static.task, t) > self.cap):
+                mask[3 + i] = False
+        return mask
+
+    # ------------------------------------------------------------------ step
+    def step(self, action: Any):
+        from govgym.envs.finetune_env import action_index
+
+        if self.plan is None or self.done:
+            raise RuntimeError("step() called before reset() or after the episode ended; call reset().")
+        a = action_index(action, int(self.action_space.n), self.action_names)
+        extra: dict[str, Any] = {}
+        if not self.action_masks()[a]:
+            extra["invalid_action"] = self.action_names[a]
+            a = 0
+        kind, arg = self.actions[a]
+        p = self.plan
+        if kind == "stop":
+            return self._end(0.0, True, False, None, extra)
+        before = self.state
+        lever = apply_lever(before, kind, arg, self.ecfg.reprune_fraction)
+        after, train_fl, ev_fl, lr0, lr1 = advance(self.fm, p, lever)
+        if self.cap > 0 and self.fm.peak_mb(p.static.task, after.strategy) > self.cap:
+            self.state = after
+            spent = train_fl / p.budget
+            self.flops += train_fl
+            err = f"oom: measured peak {self.fm.peak_mb(p.static.task, after.strategy):.1f} MiB above the {self.cap:.0f} MiB cap under {after.strategy}"
+            return self._end(-self.ecfg.oom_penalty - p.lam * spent, True, False, err, extra)
+        act = self.action_names[a]
+        x = transition_features(p.static, before, after, lr0, lr1, act)
+        mean = self.fm.predict(x)
+        out = self.fm.sample(mean, self.scale, self.rng) if self.noise else mean
+        dy, gap, lg, cv, ns = (float(v) for v in out)
+        y = max(before.eval_ratio + dy, 0.05)
+        after.eval_ratio, after.best_ratio = y, min(before.best_ratio, y)
+        self.state = after
+        self.flops += train_fl + ev_fl
+        spent = (train_fl + ev_fl) / p.budget
+        reward = (before.eval_ratio - y) - p.lam * spent
+        frac = self.flops / p.budget
+        truncated = frac >= 1.0 - 1e-9
+        self.eval_loss, self.train_loss = p.e0 * y, p.e0 * (y - gap)
+        first = after.steps == p.k
+        self._stats = (1.0 if first else math.exp(lg), max(cv, 0.0), ns, lr1)
+        self.cap = p.cap_at(frac)
+        obs = self.tracker.observe(self._reading(self._stats))
+        self.last_obs = obs
+        self.done = truncated
+        return obs, float(reward), False, truncated, {**self._info(), **extra}
+
+    def _end(self, reward: float, terminated: bool, truncated: bool, error: str | None, extra: dict):
+        self.done = True
+        info = {**self._info(), **extra}
+        if error is not None:
+            info["error"] = error
+        return self.last_obs.copy(), float(reward), terminated, truncated, info
+
+    # ------------------------------------------------------------------ helpers
+    def _reading(self, stats: tuple[float, float, float, float] | None) -> Reading:
+        p, s = self.plan, self.state
+        gn, cv, ns, lr = stats if stats is not None else (0.0, 0.0, float("nan"), 0.0)
+        return Reading(
+            flops_used=self.flops,
+            budget=p.budget,
+            eval_loss=self.eval_loss,
+            train_loss=self.train_loss,
+            grad_norm=gn,
+            grad_norm_std=cv * gn,
+            grad_noise_scale=math.exp(min(ns, 10.0)) * p.static.batch if ns > 0.05 else float("nan"),
+            batch_size=p.static.batch,
+            mem_peak_mb=self.fm.peak_mb(p.static.task, s.strategy),
+            cap_mb=self.cap,
+            strategy=s.strategy,
+            kept_fraction=s.kept,
+            lr_frac=lr,
+            lam=p.lam,
+        )
+
+    def _info(self) -> dict[str, Any]:
+        p, s = self.plan, self.state
+        return {
+            "instance": p.name,
+            "family": p.family,
+            "episode_seed": self.episode_seed,
+            "eval_loss": self.eval_loss,
+            "train_loss": self.train_loss,
+            "e0": p.e0,
+            "flops_used": self.flops,
+            "budget": p.budget,
+            "budget_frac": self.flops / p.budget,
+            "strategy": s.strategy,
+            "kept_fraction": s.kept,
+            "cap_mb": self.cap,
+            "step": s.steps,
+            "action_mask": self.action_masks().tolist(),
+        }
+
+
+__all__ = ["FineTuneFastEnv", "Plan", "advance", "apply_lever", "plan_of"]

@@ -1,0 +1,299 @@
+"""``govgym fit-fast``: fit the fast backend (envs/fastmodel.py) from the saved step trees of real runs.
+
+    govgym fit-fast                          # train split of FineTune-v1, trees under runs/memo -> runs/fast
+    govgym fit-fast max_traces=12 --out runs/fast12   # on 12 (instance, seed) trees only
+
+Every saved tree of a *train* instance (``govgym tune``, ``train``, ``map split=train``, ``evaluate``
+write them; each holds the fixed path and every explored branch of one (instance, seed)) is walked
+from its root: the mechanics replay each node's state (steps, schedule position, strategy, data kept
+and what was dropped) and are checked against what the real env reported (budget fraction, LR
+fraction: ``mechanics_check`` in the provenance); each transition becomes one row of the dynamics
+model's data. Held-out instances are never read. Costs and peaks are measured, not fitted: one probe
+per (task, strategy) with ``envs.probe`` (FlopCounterMode and efficiency.memstats, as the real env).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from govgym.envs.fast_env import advance, apply_lever, plan_of
+from govgym.envs.fastmodel import INPUTS, OUTPUTS, FastModel, RunState, transition_features
+from govgym.envs.instances import InstanceSet, load_instances
+from govgym.envs.memo import TREE_SUFFIX, load_nodes, memo_folder, memo_siblings
+from govgym.typed import ConfigError, check_range
+
+
+@dataclass
+class FitConfig:
+    """What ``govgym fit-fast`` fits on and how."""
+
+    instances: str = ""
+    """Instance-set YAML ('' = packaged configs/instances_v1.yaml, FineTune-v1)."""
+    memo: str = "runs/memo"
+    """Folder of saved exact step trees (the traces); only trees of the train split are read."""
+    max_traces: int = 0
+    """Fit on at most this many (instance, seed) trees, drawn at random with ``seed`` (0 = all)."""
+    hidden: int = 64
+    """Width of the dynamics MLP's two tanh layers."""
+    iterations: int = 2000
+    """Full-batch Adam iterations (the best on a held-back 20% of the train instances is kept)."""
+    seed: int = 0
+    """Seed of the trace draw, the validation split and the network's initialization."""
+
+    def __post_init__(self) -> None:
+        check_range("fit.max_traces", self.max_traces, 0)
+        check_range("fit.hidden", self.hidden, 4, 1024)
+        check_range("fit.iterations", self.iterations, 1)
+
+
+def _targets(node: Any, e0: float) -> np.ndarray:
+    y = float(node.info["eval_loss"]) / e0
+    return np.array([y, node.obs[5], node.obs[7], node.obs[8], node.obs[9]], dtype=np.float64)
+
+
+def measure_mechanics(iset: InstanceSet, strategies: list[str]) -> dict[str, Any]:
+    """FLOPs (step, eval) and peak MiB per (task, strategy), one probe per task (envs.probe)."""
+    from govgym.envs.probe import strategy_costs, strategy_peaks
+
+    costs, peaks = {}, {}
+    seen: set[str] = set()
+    for inst in iset.train:
+        cfg = iset.run_config(inst)
+        task = cfg.data.task
+        if task in seen:
+            continue
+        seen.add(task)
+        for s in strategies:
+            step, ev, _ = strategy_costs(cfg, s)
+            costs[f"{task}|{s}"] = [float(step), float(ev)]
+        for s, mb in strategy_peaks(cfg, strategies).items():
+            peaks[f"{task}|{s}"] = float(mb)
+    return {"costs": costs, "peaks": peaks}
+
+
+def tree_index(iset: InstanceSet, memo: str | Path, split: str = "train") -> list[tuple[str, int, Path]]:
+    """(instance, episode seed, tree file) of every saved tree of ``split``, over the memo's thread-count siblings."""
+    folder = memo_folder(memo, iset.source, 1)
+    names = {i.name for i in iset.split(split)}
+    out: dict[tuple[str, int], Path] = {}
+    for f in memo_siblings(folder):
+        for p in sorted(f.glob(f"*{TREE_SUFFIX}")):
+            inst, _, seed = p.stem.rpartition("-")
+            if inst in names and seed.isdigit():
+                out.setdefault((inst, int(seed)), p)
+    return [(i, s, p) for (i, s), p in sorted(out.items())]
+
+
+def extract(
+    fm: FastModel, iset: InstanceSet, trees: list[tuple[str, int, Path]]
+) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, Any]]:
+    """(X, Y, group of each row, checks): every transition of the trees, states replayed by the mechanics."""
+    targets = list(iset.env.switch_targets)
+    actions = [("continue", None), ("reprune", "hardest"), ("reprune", "easiest")]
+    actions += [("switch", t) for t in targets] + [("stop", None)]
+    act_names = ["continue", "reprune_hardest", "reprune_easiest", *[f"switch:{t}" for t in targets], "stop"]
+    xs, ys, groups = [], [], []
+    frac_err, lr_err, length_err, ooms, nodes_seen = [], [], 0, 0, 0
+    for inst_name, _seed, path in trees:
+        inst = iset.get(inst_name)
+        plan = plan_of(fm, iset, inst)
+        nodes = load_nodes(path)
+        if () not in nodes:
+            continue
+        e0 = float(nodes[()].info["eval_loss"])
+        states: dict[tuple[int, ...], RunState] = {(): RunState(strategy=plan.start)}
+        flops: dict[tuple[int, ...], float] = {(): fm.costs(plan.static.task, plan.start)[1]}
+        fixed_len = 0
+        for prefix in sorted(nodes, key=len):
+            if not prefix or prefix[:-1] not in states:
+                continue
+            node, a = nodes[prefix], prefix[-1]
+            nodes_seen += 1
+            if all(x == 0 for x in prefix) and node.truncated:
+                fixed_len = len(prefix)
+            kind, arg = actions[a] if "invalid_action" not in node.info else ("continue", None)
+            if kind == "stop":
+                continue
+            if node.info.get("error"):
+                ooms += int(str(node.info["error"]).startswith("oom"))
+                continue
+            before = states[prefix[:-1]]
+            lever = apply_lever(before, kind, arg, iset.env.reprune_fraction)
+            after, train_fl, ev_fl, lr0, lr1 = advance(fm, plan, lever)
+            fl = flops[prefix[:-1]] + train_fl + ev_fl
+            frac_err.append(abs(fl / plan.budget - float(node.info["budget_frac"])))
+            lr_err.append(abs(lr1 - float(node.obs[18])))
+            t = _targets(node, e0)
+            x = transition_features(
+                plan.static, before, after, lr0, lr1, act_names[actions.index((kind, arg))]
+            )
+            y = t.copy()
+            y[0] = t[0] - before.eval_ratio
+            xs.append(x)
+            ys.append(y)
+            groups.append(inst_name)
+            after.eval_ratio, after.best_ratio = t[0], min(before.best_ratio, t[0])
+            states[prefix], flops[prefix] = after, fl
+        if fixed_len and fixed_len != plan.intervals:
+            length_err += 1
+    if not xs:
+        raise ConfigError(
+            "fit-fast: no transitions found in the saved trees of the train split. Run real episodes first, "
+            "e.g. `govgym map split=train seeds=2` or `govgym tune` (they write runs/memo), then fit again."
+        )
+    checks = {
+        "nodes": nodes_seen,
+        "transitions": len(xs),
+        "oom_nodes": ooms,
+        "budget_frac_max_abs_err": float(np.max(frac_err)),
+        "lr_frac_max_abs_err": float(np.max(lr_err)),
+        "fixed_length_mismatches": length_err,
+    }
+    return np.array(xs), np.array(ys), groups, checks
+
+
+def _fit_mlp(
+    x: np.ndarray, y: np.ndarray, groups: list[str], hidden: int, iterations: int, seed: int
+) -> tuple[dict[str, np.ndarray], list[tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+    """MSE-trained MLP: iterations and noise chosen on 20% of the instances held back, then refit on all."""
+    import torch
+
+    torch.manual_seed(seed)
+    xm, xsd = x.mean(0), x.std(0) + 1e-6
+    ym, ysd = y.mean(0), y.std(0) + 1e-9
+    xt = torch.tensor((x - xm) / xsd, dtype=torch.float32)
+    yt = torch.tensor((y - ym) / ysd, dtype=torch.float32)
+    names = sorted(set(groups))
+    val_names = set(random.Random(seed).sample(names, max(1, len(names) // 5))) if len(names) > 1 else set()
+    is_val = torch.tensor([g in val_names for g in groups])
+    k = y.shape[1]
+
+    def train(
+        rows: torch.Tensor, n_iter: int, val: torch.Tensor | None
+    ) -> tuple[torch.nn.Module, int, float]:
+        torch.manual_seed(seed)
+        m = torch.nn.Sequential(
+            torch.nn.Linear(x.shape[1], hidden),
+            torch.nn.Tanh(),
+            torch.nn.Linear(hidden, hidden),
+            torch.nn.Tanh(),
+            torch.nn.Linear(hidden, k),
+        )
+        opt = torch.optim.AdamW(m.parameters(), lr=3e-3, weight_decay=1e-3)
+        best, best_it, best_state = math.inf, n_iter, None
+        for it in range(1, n_iter + 1):
+            opt.zero_grad()
+            loss = ((m(xt[rows]) - yt[rows]) ** 2).mean()
+            loss.backward()
+            opt.step()
+            if val is not None and it % 25 == 0:
+                with torch.no_grad():
+                    err = ((m(xt[val]) - yt[val]) ** 2).mean(0)
+                    v = float(err[0] + 0.1 * err[1:].sum())  # the eval change is what governing hinges on
+                if v < best:
+                    best, best_it = v, it
+                    best_state = {kk: vv.clone() for kk, vv in m.state_dict().items()}
+        if best_state is not None:
+            m.load_state_dict(best_state)
+        return m, best_it, best
+
+    def predict(m: torch.nn.Module, rows: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return m(xt[rows]).numpy() * ysd + ym
+
+    noise: dict[str, Any] = {"sd": [float(v) for v in y.std(0)], "dy_scale_sd": 0.0}
+    n_best, val_mae = iterations, None
+    if is_val.any():
+        held, n_best, _ = train(~is_val, iterations, is_val)
+        res = y[is_val.numpy()] - predict(held, is_val)
+        mu = predict(held, is_val)[:, 0]
+        val_mae = dict(zip(OUTPUTS, (float(v) for v in np.abs(res).mean(0))))
+        # eval change: residual = a_instance * mean + e (a per-instance curve scale, per-step rest)
+        vg = [g for g in groups if g in val_names]
+        scales, rest = [], []
+        for g in sorted(val_names):
+            sel = np.array([h == g for h in vg])
+            a = float(np.dot(mu[sel], res[sel, 0]) / max(np.dot(mu[sel], mu[sel]), 1e-12))
+            scales.append(a)
+            rest.append(res[sel, 0] - a * mu[sel])
+        sd = res.std(0)
+        sd[0] = float(np.concatenate(rest).std())
+        noise = {
+            "sd": [float(v) for v in sd],
+            "dy_scale_sd": float(np.std(scales) if len(scales) > 1 else abs(scales[0])),
+        }
+    model, _, _ = train(torch.ones(len(groups), dtype=torch.bool), n_best, None)
+    lin = [m for m in model if isinstance(m, torch.nn.Linear)]
+    layers = [
+        (m.weight.detach().numpy().T.astype(np.float64), m.bias.detach().numpy().astype(np.float64))
+        for m in lin
+    ]
+    stats = {"xm": xm, "xsd": xsd, "ym": ym, "ysd": ysd, "noise": noise}
+    info = {
+        "iterations": n_best,
+        "val_instances": sorted(val_names),
+        "val_mae": val_mae,
+        "train_mae": dict(
+            zip(
+                OUTPUTS,
+                (
+                    float(v)
+                    for v in np.abs(predict(model, torch.ones(len(groups), dtype=torch.bool)) - y).mean(0)
+                ),
+            )
+        ),
+        "noise": noise,
+    }
+    return stats, layers, info
+
+
+def fit_fast(cfg: FitConfig, progress: bool = False) -> tuple[FastModel, dict[str, Any]]:
+    """Fit a fast model on the train split's saved trees; returns it and its fit report."""
+    iset = load_instances(cfg.instances or None)
+    trees = tree_index(iset, cfg.memo)
+    if cfg.max_traces:
+        trees = sorted(random.Random(cfg.seed).sample(trees, min(cfg.max_traces, len(trees))))
+    if not trees:
+        raise ConfigError(
+            f"fit-fast: no saved trees of the train split of {iset.source} under {cfg.memo!r}. Run real "
+            "episodes first (`govgym map split=train seeds=2`, `govgym tune`), or point memo= at their folder."
+        )
+    strategies = sorted({*iset.env.switch_targets, *(i.start_strategy for i in iset.train + iset.test)})
+    mech = measure_mechanics(iset, strategies)
+    e0: dict[str, list[float]] = {}
+    for name, _, path in trees:
+        nodes = load_nodes(path)
+        if () in nodes:
+            e0.setdefault(iset.run_config(iset.get(name)).data.task, []).append(
+                float(nodes[()].info["eval_loss"])
+            )
+    mech["e0"] = {k: float(np.mean(v)) for k, v in e0.items()}
+    shell = FastModel(mech, np.zeros(len(INPUTS)), np.ones(len(INPUTS)), np.zeros(5), np.ones(5), [])
+    x, y, groups, checks = extract(shell, iset, trees)
+    stats, layers, info = _fit_mlp(x, y, groups, cfg.hidden, cfg.iterations, cfg.seed)
+    report = {
+        "instances": sorted(set(groups)),
+        "traces": len(trees),
+        "mechanics_check": checks,
+        **info,
+    }
+    mech["noise"] = stats["noise"]
+    fm = FastModel(
+        mechanics=mech,
+        x_mean=stats["xm"],
+        x_std=stats["xsd"],
+        y_mean=stats["ym"],
+        y_std=stats["ysd"],
+        layers=layers,
+        provenance={"instance_set": Path(iset.source).name, "split": "train", **report},
+    )
+    return fm, report
+
+
+__all__ = ["FitConfig", "extract", "fit_fast", "measure_mechanics", "tree_index"]

@@ -1,0 +1,321 @@
+"""The fast backend's model of a fine-tuning run, fitted from recorded real runs; numpy only at run time.
+
+``govgym/FineTuneFast-v1`` (envs/fast_env.py) steps this model instead of a live run. It has two parts:
+
+- **Mechanics**, exact or measured constants, not learned: decision intervals of a budget in epochs
+  (the real env's ``round(epochs x examples / batch / K)``), each strategy's FLOPs per interval relative
+  to full fine-tuning (``step_cost`` for the training steps, ``eval_cost`` for the evaluation), the
+  initial evaluation's share, the LR schedule advanced by training FLOPs (warmup + cosine, as
+  ``FineTuneRun._sync_schedule``), each strategy's measured peak memory per task, the cap schedule and
+  its OOM rule, the action masks. Fitted from the saved step trees by ``govgym fit-fast``
+  (envs/fastfit.py) where the trees measure them (FLOP shares, peaks, E_0 per task).
+- **Dynamics**, learned: a small MLP (two tanh layers) maps the state before an interval (instance
+  descriptors: task, examples, noise rate by kind, epochs; the run: epochs drawn, LR at the start and
+  end of the interval, eval ratio and best so far, strategy, data kept and what each reprune dropped,
+  the lever just pulled) to a Gaussian over what the interval produces: the change of the eval ratio
+  E_t/E_0, the train-eval gap, the grad-norm ratio and spread, the gradient noise scale. Trained by
+  Gaussian negative log-likelihood on every transition of the saved trees of the *train* split (the
+  held-out instances are never in its fit), so its noise is calibrated to what the model cannot explain.
+
+The model file is JSON behind a format version and a content hash (``efficiency.safefile``), with the
+observation spec hash, the govgym version and the provenance of its fit; no pickle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from govgym import __version__
+from govgym.efficiency import safefile
+from govgym.efficiency.signals import spec_hash
+from govgym.typed import ConfigError
+
+FAST_FORMAT = "govgym-fast-model"
+FAST_VERSION = 1
+NOISE_KINDS = ("shuffle", "corrupt", "duplicate")
+
+INPUTS = (
+    "task_c2d",
+    "log_examples",
+    "noise_rate",
+    "noise_shuffle",
+    "noise_corrupt",
+    "noise_duplicate",
+    "budget_epochs",
+    "epochs_before",
+    "epochs_after",
+    "epochs_on_kept",
+    "lr_start",
+    "lr_end",
+    "eval_ratio_prev",
+    "best_ratio_prev",
+    "log_prev_over_best",
+    "adapters",
+    "gc",
+    "adapter_steps_frac",
+    "kept",
+    "dropped_hardest",
+    "dropped_easiest",
+    "act_hardest",
+    "act_easiest",
+    "act_switch",
+    "since_lever",
+)
+"""Inputs of the dynamics model, in order (``transition_features``)."""
+
+OUTPUTS = ("d_eval_ratio", "train_eval_gap", "log_grad_norm_ratio", "grad_norm_cv", "log_noise_scale")
+"""What one interval produces: E_t/E_0 − E_{t−1}/E_0, and the observation's features 5, 7, 8, 9."""
+
+
+@dataclass(frozen=True)
+class Static:
+    """What the dynamics model knows of an instance (nothing of its name)."""
+
+    task_c2d: float
+    examples: int
+    batch: int
+    noise_rate: float
+    kinds: tuple[float, float, float]
+    budget_epochs: float
+    task: str
+
+    @classmethod
+    def of(cls, run_cfg: Any, budget_epochs: float) -> Static:
+        d = run_cfg.data
+        kinds = [k for k in d.noise_kinds if k in NOISE_KINDS] or list(NOISE_KINDS)
+        share = tuple(float(k in kinds) / len(kinds) for k in NOISE_KINDS)
+        return cls(
+            task_c2d=float(d.task == "code2doc"),
+            examples=int(d.max_examples),
+            batch=int(run_cfg.optim.batch_size),
+            noise_rate=float(d.noise_rate),
+            kinds=share,  # type: ignore[arg-type]
+            budget_epochs=float(budget_epochs),
+            task=str(d.task),
+        )
+
+
+@dataclass
+class RunState:
+    """The fast run between intervals: what the dynamics and mechanics need."""
+
+    steps: int = 0
+    """Optimizer steps done."""
+    virtual: float = 0.0
+    """Where the LR schedule stands (training FLOPs / the start strategy's step FLOPs)."""
+    adapter_steps: int = 0
+    eval_ratio: float = 1.0
+    best_ratio: float = 1.0
+    strategy: str = "full"
+    kept: float = 1.0
+    dropped_hardest: float = 0.0
+    dropped_easiest: float = 0.0
+    steps_at_reprune: int = 0
+    since_lever: int = 20
+
+
+def lr_frac(virtual: float, total: int, warmup: int, schedule: str = "cosine") -> float:
+    """transformers' cosine/linear/constant schedule with linear warmup, at a (fractional) step; end held."""
+    v = min(max(virtual, 0.0), float(total))
+    if v < warmup:
+        return v / max(1, warmup)
+    if schedule == "constant":
+        return 1.0
+    p = (v - warmup) / max(1, total - warmup)
+    if schedule == "linear":
+        return max(0.0, 1.0 - p)
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * p)))
+
+
+def transition_features(
+    s: Static,
+    before: RunState,
+    after: RunState,
+    lr_start: float,
+    lr_end: float,
+    act: str,
+) -> np.ndarray:
+    """The model's input for one interval: ``before`` the action, ``after`` the interval's steps (no eval yet)."""
+    n = max(s.examples, 1)
+    b = s.batch
+    on_kept = (after.steps - after.steps_at_reprune) * b / (n * max(after.kept, 1e-6))
+    return np.array(
+        [
+            s.task_c2d,
+            math.log(n / 600.0),
+            s.noise_rate,
+            s.noise_rate * s.kinds[0],
+            s.noise_rate * s.kinds[1],
+            s.noise_rate * s.kinds[2],
+            s.budget_epochs / 6.0,
+            before.steps * b / n,
+            after.steps * b / n,
+            on_kept,
+            lr_start,
+            lr_end,
+            before.eval_ratio - 1.0,
+            before.best_ratio - 1.0,
+            math.log(before.eval_ratio / before.best_ratio),
+            float(after.strategy.split("+")[0] != "full"),
+            float("+gc" in after.strategy),
+            after.adapter_steps / max(after.steps, 1),
+            after.kept,
+            after.dropped_hardest,
+            after.dropped_easiest,
+            float(act == "reprune_hardest"),
+            float(act == "reprune_easiest"),
+            float(act.startswith("switch")),
+            min(before.since_lever, 20) / 20.0,
+        ],
+        dtype=np.float64,
+    )
+
+
+@dataclass
+class FastModel:
+    """Mechanics + the dynamics MLP; ``predict`` is numpy only."""
+
+    mechanics: dict[str, Any]
+    x_mean: np.ndarray
+    x_std: np.ndarray
+    y_mean: np.ndarray
+    y_std: np.ndarray
+    layers: list[tuple[np.ndarray, np.ndarray]]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Mean of OUTPUTS for inputs ``x`` ((n, len(INPUTS)) or (len(INPUTS),))."""
+        h = (np.atleast_2d(x) - self.x_mean) / self.x_std
+        for w, b in self.layers[:-1]:
+            h = np.tanh(h @ w + b)
+        w, b = self.layers[-1]
+        mean = (h @ w + b) * self.y_std + self.y_mean
+        return mean[0] if x.ndim == 1 else mean
+
+    def sample(self, mean: np.ndarray, episode_scale: float, rng: np.random.Generator) -> np.ndarray:
+        """One draw around ``mean``: the eval change scaled by the episode's factor plus per-step noise.
+
+        The noise was calibrated on instances held back from the fit (``noise`` in the mechanics): the
+        residual of the eval change on a held-back instance is mostly a per-instance scale error (a
+        curve steeper or flatter than predicted, ``dy_scale_sd``) plus a per-step part (``sd[0]``); the
+        other outputs get their held-back residual's standard deviation.
+        """
+        sd = np.asarray(self.mechanics["noise"]["sd"], dtype=np.float64)
+        out = mean + sd * rng.standard_normal(mean.shape)
+        out[0] = mean[0] * (1.0 + episode_scale) + sd[0] * rng.standard_normal()
+        return out
+
+    # ------------------------------------------------------------------ mechanics
+    def costs(self, task: str, strategy: str) -> tuple[float, float]:
+        """(FLOPs of one optimizer step, FLOPs of one eval) of ``strategy`` on ``task``, as measured by
+        ``envs.probe.strategy_costs`` (FlopCounterMode); the mean over tasks for a task the fit never saw."""
+        table = self.mechanics["costs"]
+        if f"{task}|{strategy}" in table:
+            return tuple(float(v) for v in table[f"{task}|{strategy}"])  # type: ignore[return-value]
+        same = [v for k, v in table.items() if k.split("|")[1] == strategy]
+        if not same:
+            raise ConfigError(
+                f"fast model: no measured FLOPs for strategy {strategy!r}; it was fitted without it. Refit "
+                "with `govgym fit-fast` (it probes every strategy of env.switch_targets and every start strategy)."
+            )
+        return float(np.mean([v[0] for v in same])), float(np.mean([v[1] for v in same]))
+
+    def peak_mb(self, task: str, strategy: str) -> float:
+        """Measured peak memory (MiB) of ``strategy`` on ``task`` (the mean over tasks when unseen)."""
+        peaks = self.mechanics["peaks"]
+        if f"{task}|{strategy}" in peaks:
+            return float(peaks[f"{task}|{strategy}"])
+        same = [v for k, v in peaks.items() if k.split("|")[1] == strategy]
+        if not same:
+            raise ConfigError(
+                f"fast model: no measured peak memory for strategy {strategy!r}; it was fitted on traces that "
+                f"never ran it. Refit with `govgym fit-fast` on trees that include it, or remove it from "
+                "env.switch_targets."
+            )
+        return float(np.mean(same))
+
+    def e0(self, task: str) -> float:
+        """Initial eval loss per task (the mean over the fit's runs): the scale of ``info['eval_loss']``."""
+        m = self.mechanics["e0"]
+        return float(m.get(task, np.mean(list(m.values()))))
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | Path) -> Path:
+        body = {
+            "spec_hash": spec_hash(),
+            "inputs": list(INPUTS),
+            "outputs": list(OUTPUTS),
+            "mechanics": self.mechanics,
+            "x_mean": safefile.pack(self.x_mean),
+            "x_std": safefile.pack(self.x_std),
+            "y_mean": safefile.pack(self.y_mean),
+            "y_std": safefile.pack(self.y_std),
+            "layers": [[safefile.pack(w), safefile.pack(b)] for w, b in self.layers],
+            "provenance": {**self.provenance, "govgym_version": __version__},
+        }
+        return safefile.write(Path(path), FAST_FORMAT, FAST_VERSION, body)
+
+
+def load_model(path: str | Path) -> FastModel:
+    """A fast model written by ``FastModel.save`` (format, version and content hash checked; no pickle).
+
+    Raises:
+        ConfigError: not a file, not a fast model, a broken hash, or a model fitted for another
+            observation spec or input list than this code's (refit with ``govgym fit-fast``).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(
+            f"fast model: {p} is not a file. Build one with `govgym fit-fast --out {p.parent}` or leave the "
+            "option out to use the packaged configs/fast_v1.json."
+        )
+    _, body, _ = safefile.read(p, FAST_FORMAT, FAST_VERSION, "fast model")
+    if body.get("spec_hash") != spec_hash() or list(body.get("inputs", [])) != list(INPUTS):
+        raise ConfigError(
+            f"fast model {p}: fitted for observation spec {body.get('spec_hash')!r} and inputs "
+            f"{body.get('inputs')}, this code has {spec_hash()!r} and {list(INPUTS)}. Refit it with "
+            "`govgym fit-fast` (the traces are reused)."
+        )
+
+    def arr(v: Any) -> np.ndarray:
+        a = safefile.unpack(v)
+        if not isinstance(a, np.ndarray):
+            raise ConfigError(f"fast model {p}: expected arrays in its weights, got {type(a).__name__}.")
+        return a.astype(np.float64)
+
+    return FastModel(
+        mechanics=body["mechanics"],
+        x_mean=arr(body["x_mean"]),
+        x_std=arr(body["x_std"]),
+        y_mean=arr(body["y_mean"]),
+        y_std=arr(body["y_std"]),
+        layers=[(arr(w), arr(b)) for w, b in body["layers"]],
+        provenance=body.get("provenance", {}),
+    )
+
+
+def default_model_path() -> Path:
+    """The packaged fast model of FineTune-v1 (``configs/fast_v1.json``)."""
+    from importlib.resources import files
+
+    return Path(str(files("govgym.configs") / "fast_v1.json"))
+
+
+__all__ = [
+    "FAST_FORMAT",
+    "FAST_VERSION",
+    "INPUTS",
+    "OUTPUTS",
+    "FastModel",
+    "RunState",
+    "Static",
+    "default_model_path",
+    "load_model",
+    "lr_frac",
+    "transition_features",
+]

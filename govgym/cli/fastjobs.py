@@ -1,0 +1,56 @@
+"""CLI jobs of the fast backend: fit it from real step trees; compare it with the real env (sim-to-real)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from govgym.results import format_table, write_json
+
+
+def fit_fast_job(cfg: Any, out: Path) -> Path:
+    """Fit, write ``out/fast_model.json`` and ``out/fit.json``, print the fit's report."""
+    from govgym.envs.fastfit import fit_fast
+
+    fm, report = fit_fast(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    path = fm.save(out / "fast_model.json")
+    write_json(out / "fit.json", report)
+    chk = report["mechanics_check"]
+    print(
+        f"fitted on {report['traces']} real traces of {len(report['instances'])} train instances: "
+        f"{chk['transitions']} transitions ({chk['nodes']} tree nodes, {chk['oom_nodes']} OOMs)"
+    )
+    print(
+        f"mechanics vs the real env: budget fraction max |err| {chk['budget_frac_max_abs_err']:.2e}, "
+        f"LR fraction max |err| {chk['lr_frac_max_abs_err']:.2e}, fixed-run length mismatches {chk['fixed_length_mismatches']}"
+    )
+    if report.get("val_mae"):
+        rows = [
+            {"output": k, "held-back MAE": v, "train MAE": report["train_mae"][k]}
+            for k, v in report["val_mae"].items()
+        ]
+        print(format_table(rows))
+    print(f"wrote {path} and {out / 'fit.json'}")
+    return path
+
+
+def sim2real_job(cfg: Any, out: Path, progress: bool = True) -> dict[str, Any]:
+    """Run ``agents.sim2real`` and print its tables."""
+    from govgym.agents.sim2real import sim2real
+
+    s = sim2real(cfg, out, progress=progress)
+    print(
+        f"fixed action sequences ({s['paths']} held-out episodes, {s['steps']} steps): per-step |ΔE/E| mean "
+        f"{s['eval_rel_err_mean']:.4f} (median {s['eval_rel_err_median']:.4f}), budget fraction |err| "
+        f"{s['budget_frac_err_mean']:.2e}, return |err| {s['return_abs_err_mean']:.4f}, OOM agreement {s['oom_agreement']:.0%}"
+    )
+    print(format_table(s["policies"]))
+    print(f"policy ranking, real vs fast: Spearman rho = {s['spearman']:.3f}")
+    if s["curve"]:
+        print(format_table(s["curve"]))
+    print(f"wrote {out}/sim2real.json, sim2real_policies.csv/json, sim2real.png")
+    return s
+
+
+__all__ = ["fit_fast_job", "sim2real_job"]
