@@ -1,5 +1,5 @@
 """FineTuneFastEnv (``govgym/FineTuneFast-v1``): FineTune-v1's spaces, masks, reward and episode end over a
-model fitted from recorded real runs (envs/fastmodel.py) instead of a live run: ~10^4 steps/s, no torch."""
+model fitted from recorded real runs (envs/fastmodel.py) instead of a live run: numpy per step, thousands of steps a second."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from gymnasium import spaces
 
 from govgym.efficiency.signals import HIGH, LOW, Reading, SignalTracker
 from govgym.efficiency.strategy import Strategy
+from govgym.envs.actions import action_index
 from govgym.envs.fastmodel import (
     FastModel,
     RunState,
     Static,
+    base_key,
     default_model_path,
     load_model,
     lr_frac,
@@ -45,6 +47,9 @@ class Plan:
     cap_mb: float
     cap_schedule: tuple[tuple[float, float], ...]
     e0: float
+    eval_examples: int = 64
+    scorer: str = "recorded"
+    sample: int = 0
 
     def cap_at(self, fraction: float) -> float:
         cap = self.cap_mb
@@ -55,17 +60,20 @@ class Plan:
 
 
 def plan_of(fm: FastModel, iset: InstanceSet, inst: Instance, k: int | None = None) -> Plan:
-    """The mechanics of ``inst`` under ``fm``'s measured costs (the real env's rounding and schedule)."""
-    if inst.budget_epochs is None:
-        raise ConfigError(
-            f"instance {inst.name!r}: the fast backend plans budgets in epochs (budget_epochs), as FineTune-v1's "
-            "instances give them; this one has budget_tflops. Give it budget_epochs, or run it on govgym/FineTune-v1."
-        )
+    """The mechanics of ``inst`` under ``fm``'s measured costs (the real env's rounding and schedule).
+
+    A budget in epochs is ``round(epochs x examples / batch / K)`` whole intervals; one in TFLOPs the
+    whole intervals it buys after the first eval, as ``FineTuneEnv._plan`` (v1).
+    """
     cfg = iset.run_config(inst)
     k = int(k or iset.env.interval_steps)
-    st = Static.of(cfg, inst.budget_epochs)
+    st = Static.of(cfg, inst.budget_epochs if inst.budget_epochs is not None else 0.0)
     step, ev = fm.costs(st.task, inst.start_strategy)
-    intervals = max(1, round(inst.budget_epochs * st.examples / st.batch / k))
+    if inst.budget_epochs is not None:
+        intervals = max(1, round(inst.budget_epochs * st.examples / st.batch / k))
+    else:
+        intervals = max(1, int((inst.budget_tflops * 1e12 - ev) // (k * step + ev)))
+        st = replace(st, budget_epochs=intervals * k * st.batch / st.examples)
     steps = intervals * k
     return Plan(
         name=inst.name,
@@ -82,7 +90,27 @@ def plan_of(fm: FastModel, iset: InstanceSet, inst: Instance, k: int | None = No
         cap_mb=float(inst.cap_mb),
         cap_schedule=tuple((float(c.at), float(c.cap_mb)) for c in inst.cap_schedule),
         e0=fm.e0(st.task),
+        eval_examples=int(cfg.data.eval_examples),
+        scorer=iset.env.reprune_scorer,
+        sample=int(iset.env.reprune_sample),
     )
+
+
+def lever_flops(fm: FastModel, plan: Plan, before: RunState, kind: str, fraction: float) -> float:
+    """FLOPs an action costs before the interval's steps: an exact scorer's pass over the scored examples.
+
+    ``recorded`` ranks by the losses the training steps recorded: 0 FLOPs. ``loss``/``el2n`` run one
+    forward per scored example, charged as one eval example's FLOPs under the strategy in force
+    (``eval FLOPs / eval_examples``); ``gradnorm`` a forward and a backward (~3x).
+    """
+    if kind != "reprune" or plan.scorer == "recorded":
+        return 0.0
+    n_kept = round(plan.static.examples * before.kept)
+    n = n_kept
+    if plan.sample:
+        n = min(max(plan.sample, round(fraction * n_kept)), n_kept)
+    _, ev = fm.costs(plan.static.task, before.strategy)
+    return n * ev / max(plan.eval_examples, 1) * (3.0 if plan.scorer == "gradnorm" else 1.0)
 
 
 def apply_lever(state: RunState, kind: str, arg: Any, fraction: float) -> RunState:
@@ -102,7 +130,7 @@ def apply_lever(state: RunState, kind: str, arg: Any, fraction: float) -> RunSta
 
 
 def advance(fm: FastModel, plan: Plan, s: RunState) -> tuple[RunState, float, float, float, float]:
-    """K steps under ``s.strategy`` (in place on a copy): (state, train FLOPs, eval FLOPs, lr start, lr end)."""
+    """K steps under ``s.strategy`` (on a copy): (state, train + measurement FLOPs, eval FLOPs, lr start, lr end)."""
     out = replace(s)
     step, ev = fm.costs(plan.static.task, s.strategy)
     start_step, _ = fm.costs(plan.static.task, plan.start)
@@ -113,7 +141,12 @@ def advance(fm: FastModel, plan: Plan, s: RunState) -> tuple[RunState, float, fl
         out.adapter_steps += plan.k
     out.since_lever = s.since_lever + 1
     lr1 = lr_frac(out.virtual - 1e-9, plan.total_steps, plan.warmup, plan.schedule)
-    return out, plan.k * step, ev, lr0, lr1
+    train = plan.k * step
+    if s.strategy not in s.measured:  # memory is measured on a strategy's first step (efficiency.memstats):
+        out.measured = (*s.measured, s.strategy)
+        if "+gc" in s.strategy:  # under checkpointing that adds one forward without it (~a third of a step)
+            train += step / 3.0
+    return out, train, ev, lr0, lr1
 
 
 class FineTuneFastEnv(gym.Env):
@@ -176,6 +209,19 @@ class FineTuneFastEnv(gym.Env):
             else load_instances(instances or default_instances_path(1))
         )
         self.fm = model if isinstance(model, FastModel) else load_model(model or default_model_path())
+        if self.iset.env.version != 1:
+            raise ConfigError(
+                f"instances: {self.iset.source} is a FineTune-v{self.iset.env.version} set (env.version); the fast "
+                "backend models FineTune-v1's dynamics (budget-planned schedule). Use a v1 set (env.version: 1)."
+            )
+        fitted = self.fm.mechanics.get("base_key")
+        if fitted is not None and fitted != base_key(self.iset):
+            raise ConfigError(
+                f"fast model: fitted on {self.fm.provenance.get('instance_set', 'another instance set')}, whose shared "
+                f"run/env settings (base model, sequence length, batch, LoRA, K, switch targets) differ from those of "
+                f"{self.iset.source}; its measured FLOPs and peaks would be wrong here. Fit one for this set: "
+                f"`govgym fit-fast instances={self.iset.source}`."
+            )
         if not (isinstance(randomize, (int, float)) and 0.0 <= randomize <= 1.0):
             raise ConfigError(f"randomize: must be a probability in [0, 1]; got {randomize!r}.")
         self.noise, self.randomize, self.split = bool(noise), float(randomize), split
@@ -303,8 +349,6 @@ class FineTuneFastEnv(gym.Env):
 
     # ------------------------------------------------------------------ step
     def step(self, action: Any):
-        from govgym.envs.finetune_env import action_index
-
         if self.plan is None or self.done:
             raise RuntimeError("step() called before reset() or after the episode ended; call reset().")
         a = action_index(action, int(self.action_space.n), self.action_names)
@@ -317,8 +361,10 @@ class FineTuneFastEnv(gym.Env):
         if kind == "stop":
             return self._end(0.0, True, False, None, extra)
         before = self.state
+        score_fl = lever_flops(self.fm, p, before, kind, self.ecfg.reprune_fraction)
         lever = apply_lever(before, kind, arg, self.ecfg.reprune_fraction)
         after, train_fl, ev_fl, lr0, lr1 = advance(self.fm, p, lever)
+        train_fl += score_fl
         if self.cap > 0 and self.fm.peak_mb(p.static.task, after.strategy) > self.cap:
             self.state = after
             spent = train_fl / p.budget
@@ -395,4 +441,4 @@ class FineTuneFastEnv(gym.Env):
         }
 
 
-__all__ = ["FineTuneFastEnv", "Plan", "advance", "apply_lever", "plan_of"]
+__all__ = ["FineTuneFastEnv", "Plan", "advance", "apply_lever", "lever_flops", "plan_of"]

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from govgym.envs.fast_env import advance, apply_lever, plan_of
-from govgym.envs.fastmodel import INPUTS, OUTPUTS, FastModel, RunState, transition_features
+from govgym.envs.fast_env import advance, apply_lever, lever_flops, plan_of
+from govgym.envs.fastmodel import INPUTS, OUTPUTS, FastModel, RunState, base_key, transition_features
 from govgym.envs.instances import InstanceSet, load_instances
 from govgym.envs.memo import TREE_SUFFIX, load_nodes, memo_folder, memo_siblings
 from govgym.typed import ConfigError, check_range
@@ -124,9 +124,10 @@ def extract(
                 ooms += int(str(node.info["error"]).startswith("oom"))
                 continue
             before = states[prefix[:-1]]
+            score_fl = lever_flops(fm, plan, before, kind, iset.env.reprune_fraction)
             lever = apply_lever(before, kind, arg, iset.env.reprune_fraction)
             after, train_fl, ev_fl, lr0, lr1 = advance(fm, plan, lever)
-            fl = flops[prefix[:-1]] + train_fl + ev_fl
+            fl = flops[prefix[:-1]] + score_fl + train_fl + ev_fl
             frac_err.append(abs(fl / plan.budget - float(node.info["budget_frac"])))
             lr_err.append(abs(lr1 - float(node.obs[18])))
             t = _targets(node, e0)
@@ -266,6 +267,7 @@ def fit_fast(cfg: FitConfig, progress: bool = False) -> tuple[FastModel, dict[st
         )
     strategies = sorted({*iset.env.switch_targets, *(i.start_strategy for i in iset.train + iset.test)})
     mech = measure_mechanics(iset, strategies)
+    mech["base_key"] = base_key(iset)
     e0: dict[str, list[float]] = {}
     for name, _, path in trees:
         nodes = load_nodes(path)

@@ -117,6 +117,8 @@ class RunState:
     dropped_easiest: float = 0.0
     steps_at_reprune: int = 0
     since_lever: int = 20
+    measured: tuple[str, ...] = ()
+    """Strategies whose memory was measured this episode (a gc strategy's first step costs an extra forward)."""
 
 
 def lr_frac(virtual: float, total: int, warmup: int, schedule: str = "cosine") -> float:
@@ -299,6 +301,17 @@ def load_model(path: str | Path) -> FastModel:
     )
 
 
+def base_key(iset: Any) -> str:
+    """What a fast model's measured mechanics depend on: the instance set's shared run and env blocks."""
+    import hashlib
+    import json
+
+    from govgym.typed import to_dict
+
+    blob = json.dumps({"run": iset.run, "env": to_dict(iset.env)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def default_model_path() -> Path:
     """The packaged fast model of FineTune-v1 (``configs/fast_v1.json``)."""
     from importlib.resources import files
@@ -314,6 +327,7 @@ __all__ = [
     "FastModel",
     "RunState",
     "Static",
+    "base_key",
     "default_model_path",
     "load_model",
     "lr_frac",

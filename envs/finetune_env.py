@@ -16,34 +16,12 @@ from govgym.efficiency.run import FineTuneRun, RunOOM
 from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, Reading, SignalTracker, spec_hash
 from govgym.efficiency.strategy import Strategy
 from govgym.efficiency.workload import load_workload
+from govgym.envs.actions import action_index
 from govgym.envs.instances import EnvConfig, Instance, InstanceSet, default_instances_path, load_instances
 from govgym.envs.probe import strategy_costs, strategy_peaks
 from govgym.typed import ConfigError, from_dict, to_dict
 
 STATE_FORMAT = 1
-
-
-def action_index(action: Any, n: int, names: list[str] | None = None) -> int:
-    """``action`` as an int in [0, n): what ``Discrete(n).contains`` accepts, bools excepted.
-
-    Raises:
-        TypeError: not an integer (a float such as 3.99 is never truncated to 3), or an array that
-            is not 0-d (``np.array([0])``), ``None``, a string ...
-        ValueError: an integer outside [0, n).
-    """
-    value = action
-    if isinstance(value, np.ndarray) and value.shape == () and np.issubdtype(value.dtype, np.integer):
-        value = value.item()  # a 0-d integer array, as SB3's predict returns for one observation
-    listed = f" ({', '.join(f'{i} {a}' for i, a in enumerate(names))})" if names else ""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        shape = f" of shape {value.shape} and dtype {value.dtype}" if isinstance(value, np.ndarray) else ""
-        raise TypeError(
-            f"action {action!r}{shape}: expected one integer in [0, {n}) ({type(action).__name__} given); "
-            f"pass an int such as env.step(0){listed}."
-        )
-    if not 0 <= int(value) < n:
-        raise ValueError(f"action {action!r} is outside Discrete({n}): use 0 to {n - 1}{listed}.")
-    return int(value)
 
 
 class FineTuneEnv(gym.Env):

@@ -1,0 +1,174 @@
+"""govgym/FineTuneFast-v1: fitted from real step trees of tiny runs, checked against them; the packaged model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import govgym  # noqa: F401  (registers the envs)
+from govgym.typed import ConfigError
+
+TINY_V1 = str(Path(__file__).parent / "data" / "tiny_instances_v1.yaml")
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Real episodes of the tiny train instances (fixed runs, a reprune, switches, an OOM) saved as step trees,
+    then a fast model fitted on them."""
+    import torch
+
+    from govgym.agents.evaluate import _env
+    from govgym.agents.levermap import ScriptPolicy
+    from govgym.agents.rollout import run_episode
+    from govgym.envs.fastfit import FitConfig, fit_fast
+    from govgym.envs.memo import EpisodeTree, memo_folder, save_tree
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GOVGYM_CACHE", str(tmp_path_factory.getbasetemp() / "envcache"))
+    memo = tmp_path_factory.mktemp("memo")
+    folder = memo_folder(memo, TINY_V1, torch.get_num_threads())
+    folder.mkdir(parents=True)
+    env = _env(TINY_V1, "train")
+    # actions: 1 reprune_hardest, 4 switch:lora, 5 switch:qlora+gc (see the tiny set's switch_targets)
+    scripts = {"v-epochs": [{}, {2: 1}, {2: 4}, {2: 5}], "v-cap": [{}, {1: 4}], "v-tflops": [{}]}
+    for inst, plays in scripts.items():
+        tree = EpisodeTree(env, inst, 0)
+        for sc in plays:
+            run_episode(tree, ScriptPolicy(sc), "script")
+        save_tree(tree, folder)
+    fm, report = fit_fast(FitConfig(instances=TINY_V1, memo=str(memo), iterations=200))
+    path = fm.save(tmp_path_factory.mktemp("fast") / "fast_model.json")
+    yield {"fm": fm, "report": report, "path": path, "memo": memo}
+    mp.undo()
+
+
+def test_mechanics_replay_the_real_runs(fitted: dict) -> None:
+    """Budget fractions, LR schedule (advanced by FLOPs across switches) and OOMs as the real env had them."""
+    from govgym.agents.sim2real import real_paths, replay
+    from govgym.envs.fast_env import FineTuneFastEnv
+    from govgym.envs.instances import load_instances
+
+    chk = fitted["report"]["mechanics_check"]
+    assert chk["transitions"] > 15 and chk["fixed_length_mismatches"] == 0
+    assert chk["lr_frac_max_abs_err"] < 1e-6
+    assert chk["budget_frac_max_abs_err"] < 0.01
+    iset = load_instances(TINY_V1)
+    env = FineTuneFastEnv(iset, split="train", model=fitted["fm"], noise=False)
+    paths = real_paths(iset, str(fitted["memo"]), split="train")
+    assert any(any(a in (3, 4, 5) for a in p["actions"]) for p in paths)  # switches are among them
+    for p in paths:
+        f = replay(env, p)
+        assert len(f["budget_frac"]) == len(p["budget_frac"]), p["actions"]
+        np.testing.assert_allclose(f["budget_frac"], p["budget_frac"], atol=0.01)
+        assert f["error"].startswith("oom") == p["error"].startswith("oom"), p["actions"]
+
+
+def test_check_env_as_make_builds_it_and_episodes_are_deterministic(fitted: dict) -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make("govgym/FineTuneFast-v1", instances=TINY_V1, model=str(fitted["path"]))
+    check_env(env.unwrapped, skip_render_check=True)
+
+    def episode() -> list:
+        out = []
+        obs, _ = env.reset(options={"instance": "v-epochs", "episode_seed": 3})
+        out.append(obs)
+        while True:
+            obs, r, term, trunc, _ = env.step(0)
+            out += [obs, r]
+            if term or trunc:
+                return out
+
+    a, b = episode(), episode()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_masks_follow_the_cap_and_data_kept(fitted: dict) -> None:
+    from govgym.envs.fast_env import FineTuneFastEnv
+
+    env = FineTuneFastEnv(TINY_V1, split="train", model=fitted["fm"])
+    env.reset(options={"instance": "v-epochs", "episode_seed": 0})
+    m = env.action_masks()
+    assert m[1] and m[2] and not m[3] and m[4]  # full is in force: no switch to full
+    f = env.ecfg.reprune_fraction
+    env.step(1)  # drop-hardest
+    assert env.state.kept == pytest.approx(1 - f) and env.state.dropped_hardest == pytest.approx(f)
+    env.state.kept = 0.51  # 0.51 x (1 - f) < min_kept_fraction 0.5: both reprunes masked
+    assert not env.action_masks()[1] and not env.action_masks()[2]
+    env.reset(options={"instance": "v-cap", "episode_seed": 0})
+    env.cap = 1e-3  # below every measured peak
+    assert not env.action_masks()[3:6].any()
+
+
+def test_model_files_are_checked(fitted: dict, tmp_path: Path) -> None:
+    from govgym.envs.fast_env import FineTuneFastEnv
+    from govgym.envs.fastmodel import load_model
+
+    bad = tmp_path / "edited.json"
+    data = bytearray(Path(fitted["path"]).read_bytes())
+    data[-20] = ord("7") if data[-20] != ord("7") else ord("8")
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="hash|sha256|checksum"):
+        load_model(bad)
+    with pytest.raises(ConfigError, match="not a file"):
+        load_model(tmp_path / "missing.json")
+    with pytest.raises(ConfigError, match="fit-fast instances="):  # a model of another set's base run
+        FineTuneFastEnv(None, model=fitted["fm"])
+
+
+def test_packaged_model_runs_the_packaged_instances() -> None:
+    """The shipped configs/fast_v1.json: fitted on FineTune-v1's train split only, loads, passes check_env."""
+    from gymnasium.utils.env_checker import check_env
+
+    from govgym.envs.instances import load_instances
+
+    env = gym.make("govgym/FineTuneFast-v1", split="test")
+    check_env(env.unwrapped, skip_render_check=True)
+    fm = env.unwrapped.fm
+    held_out = {i.name for i in load_instances().test}
+    assert fm.provenance["instances"] and not held_out & set(fm.provenance["instances"])
+    obs, _ = env.reset(seed=0)
+    done, n = False, 0
+    while not done:
+        obs, r, term, trunc, info = env.step(0)
+        done, n = term or trunc, n + 1
+    assert 3 <= n <= 40 and 0.5 < info["eval_loss"] / info["e0"] < 1.0
+
+
+def test_train_on_the_fast_backend_from_the_cli(fitted: dict, tmp_path: Path) -> None:
+    from govgym.cli import main
+
+    code = main(
+        [
+            "train",
+            "env=fast",
+            f"fast_model={fitted['path']}",
+            f"instances={TINY_V1}",
+            "timesteps=512",
+            "n_envs=4",
+            "n_steps=64",
+            "batch_size=128",
+            "eval_every=0",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "agent"),
+        ]
+    )
+    assert code == 0
+    import json
+
+    meta = json.loads((tmp_path / "agent" / "agent.json").read_text())
+    assert meta["env_id"] == "govgym/FineTuneFast-v1" and meta["env_steps"] >= 512
+
+
+def test_fit_fast_without_trees_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from govgym.cli import main
+
+    assert main(["fit-fast", f"instances={TINY_V1}", f"memo={tmp_path}", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "govgym map split=train" in err and "Traceback" not in err
+    assert main(["train", "env=real", "randomize=0.5", "--out", str(tmp_path / "t")]) == 2
+    assert "env=fast" in capsys.readouterr().err
