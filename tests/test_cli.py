@@ -129,34 +129,6 @@ def test_collect_replay_plot(cache, tmp_path):
     assert r.returncode == 2 and "cannot read" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_demo_trains_then_evaluates_on_held_out_runs(cache, tmp_path):
-    """The main job end to end on the tiny instance set: train (real env, memoized), evaluate, leaderboard."""
-    tiny = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
-    r = govgym(
-        [
-            "demo",
-            "--out",
-            str(tmp_path),
-            f"instances={tiny}",
-            "timesteps=16",
-            "seeds=1",
-            "workers=1",
-            "--no-progress",
-        ],
-        cache,
-    )
-    assert (
-        "[4/4] evaluate" in r.stdout
-        and "oracle" in r.stdout
-        and "agent" in r.stdout
-        and "pretrain: cloned" in r.stdout
-    )
-    board = json.loads((tmp_path / "evaluate" / "leaderboard.json").read_text())
-    assert {"agent", "fixed_budget", "oracle", "patience"} <= {row["policy"] for row in board["rows"]}
-    assert board["meta"]["config"]["split"] == "test"
-    assert (tmp_path / "train" / "final.zip").is_file() and (tmp_path / "evaluate" / "curves.png").is_file()
-
-
 # ---------------------------------------------------------------------------- one option style, keys in --help
 @pytest.mark.parametrize("name", [c.name for c in COMMANDS])
 def test_help_lists_every_config_key_with_its_doc(name):

@@ -172,3 +172,33 @@ def test_fit_fast_without_trees_says_what_to_run(tmp_path: Path, capsys: pytest.
     assert "govgym map split=train" in err and "Traceback" not in err
     assert main(["train", "env=real", "randomize=0.5", "--out", str(tmp_path / "t")]) == 2
     assert "env=fast" in capsys.readouterr().err
+
+
+def test_demo_trains_by_rl_on_the_fast_backend_then_evaluates_on_real_held_out_runs(
+    fitted: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The main job end to end on the tiny v1 set: RL on its fast model, then real held-out runs."""
+    import json
+
+    from govgym.cli import main
+
+    code = main(
+        [
+            "demo",
+            "--out",
+            str(tmp_path),
+            f"instances={TINY_V1}",
+            f"fast_model={fitted['path']}",
+            "timesteps=2048",
+            "seeds=1",
+            "workers=1",
+            "--no-progress",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "[2/4] fast backend" in out and "[4/4] evaluate" in out and "oracle" in out
+    meta = json.loads((tmp_path / "train" / "agent.json").read_text())
+    assert meta["env_id"] == "govgym/FineTuneFast-v1" and meta["env_steps"] >= 2048 and not meta["pretrain"]
+    board = json.loads((tmp_path / "evaluate" / "leaderboard.json").read_text())
+    assert {"agent", "fixed_budget", "oracle", "patience"} <= {row["policy"] for row in board["rows"]}
+    assert board["meta"]["config"]["split"] == "test"

@@ -414,7 +414,15 @@ def dispatch(args: argparse.Namespace, pairs: dict[str, Any]) -> int:
         from govgym.cli.demo import demo
 
         demo(
-            Path(args.out), job.timesteps, job.seeds, job.workers, job.instances, progress, job.train_minutes
+            Path(args.out),
+            job.timesteps,
+            job.seeds,
+            job.workers,
+            job.instances,
+            progress,
+            job.train_minutes,
+            job.fast_model,
+            job.randomize,
         )
     return 0
 

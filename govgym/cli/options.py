@@ -146,10 +146,14 @@ class TuneJob:
 class DemoJob:
     """``govgym demo``: prepare, demonstrations, train, evaluate on held-out runs."""
 
-    timesteps: int = 4096
-    """Env steps of MaskablePPO training (at most)."""
-    train_minutes: float = 1.5
+    timesteps: int = 200_000
+    """Env steps of MaskablePPO training on the fast backend (at most; ~1k+ steps/s on 2 cores)."""
+    train_minutes: float = 5.0
     """... or stop training after this many minutes, whichever comes first (0 = no time limit)."""
+    fast_model: str = ""
+    """Fast model file the agent trains on ('' = the packaged configs/fast_v1.json)."""
+    randomize: float = 0.0
+    """Probability that a training episode is a random instance around the families (domain randomization)."""
     seeds: int = 1
     """Episode seeds per held-out instance (the README's table: 5)."""
     workers: int = 2
