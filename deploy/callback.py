@@ -211,7 +211,10 @@ class GovernorCallback(TrainerCallback, ExportableState):
         self.governor, self.action_names = governor, names
         self.budget_kind, self.budget_value = kind, float(value)
         self.lam, self.cap_mb, self.k = float(lam), float(cap_mb), int(k)
-        self.cap_schedule, self.memory_peaks = check_cap_schedule(cap_schedule), check_memory_peaks(memory_peaks)
+        self.cap_schedule, self.memory_peaks = (
+            check_cap_schedule(cap_schedule),
+            check_memory_peaks(memory_peaks),
+        )
         self.reprune_fraction, self.min_kept_fraction = float(reprune_fraction), float(min_kept_fraction)
         self.trainer: Any = None  # set by GovernedTrainer: the levers a callback cannot reach
         self.log_path = Path(log_path) if log_path is not None else None
@@ -587,17 +590,22 @@ class GovernorCallback(TrainerCallback, ExportableState):
             "grad_noise_scale": gns,
             "mem_peak_mb": mem,
             "cap_mb": self.mem.cap,  # in force from here on (what the governor saw)
+            "interval_cap_mb": None if first else interval_cap,  # the interval just run was under it
             "obs": [float(x) for x in obs],
             "mask": [bool(m) for m in mask],
         }
         if chosen is not None:
             row["invalid_action"] = chosen
         if oom is not None:
-            row.update(error=oom, interval_cap_mb=interval_cap)
+            row["error"] = oom
         if event is not None:
             row["trainer_event"] = {k: v for k, v in event.items() if k != "step"}
         self.decisions.append(row)
-        hist = {"step": state.global_step, "governor_action": name, "governor_budget_frac": used / self.budget}
+        hist = {
+            "step": state.global_step,
+            "governor_action": name,
+            "governor_budget_frac": used / self.budget,
+        }
         state.log_history.append({**hist, "governor_error": oom} if oom else hist)
         self._write(state)
 
