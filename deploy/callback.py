@@ -106,7 +106,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
 
     Resuming: every checkpoint holds the callback's state (``ExportableState``, JSON in
     ``trainer_state.json``: the ``SignalTracker``'s, FLOP counts and budget, pending logs, the decision
-    log with each decision's observation and mask, the noise-scale average). ``train(resume_from_checkpoint=...)``
+    log with each decision's observation and mask, the noise-scale average, the memory cap in force). ``train(resume_from_checkpoint=...)``
     restores it at ``on_train_begin``, whatever ``restore_callback_states_from_checkpoint`` says; the
     governor's own state (a heuristic's counters) is rebuilt by replaying the logged observations, and a
     governor that does not choose the logged actions is refused. The evaluation the Trainer repeats at
