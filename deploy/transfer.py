@@ -589,8 +589,9 @@ def _plot(runs: list[dict[str, Any]], sizes: list[str], path: Path) -> None:
                 lw=2.5 if r["policy"] == "fixed" else 1.2,
                 label=r["policy"] if first else None,
             )
-            if r["ended"] == "stop":
-                ax.plot([xs[-1]], [ys[-1]], marker="x", ms=8, color=colors[r["policy"]])
+            if r["ended"] in ("stop", "oom"):  # x: a stop; v: an OOM (the over-cap evaluation, plotted)
+                mark = "x" if r["ended"] == "stop" else "v"
+                ax.plot([xs[-1]], [ys[-1]], marker=mark, ms=8, color=colors[r["policy"]])
         params = mine[0]["params"] / 1e6 if mine else 0
         ax.set_title(f"{size} ({params:.1f}M params)")
         ax.set_xlabel("FLOPs used")
