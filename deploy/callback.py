@@ -44,8 +44,9 @@ mapping, tested for parity with the env):
   CUDA (the cap and its schedule are observed, not enforced); on CPU nothing is measured, so the cap
   must be 0 there.
 - **strategy**: LoRA when the model has ``peft_config`` (PEFT), QLoRA / int8 from a 4-bit / 8-bit
-  base, ``+gc`` from ``model.is_gradient_checkpointing``, ``+adam8`` from an 8-bit ``optim``.
-  Data kept is 1.0 (the callback does not prune).
+  base, ``+gc`` from ``model.is_activation_checkpointing``, ``+adam8`` from an 8-bit ``optim``; read
+  at each decision and after each switch, not per step (it walks every module). Data kept is 1.0 (the
+  callback does not prune).
 
 Actions: ``stop`` sets ``control.should_training_stop`` (and ``should_save`` when the run saves
 checkpoints, so the state at the stop is kept; with ``load_best_model_at_end`` the Trainer then
@@ -489,6 +490,10 @@ class GovernorCallback(TrainerCallback, ExportableState):
             key = best if best.startswith("eval_") else f"eval_{best}"
             if key in metrics:
                 metrics[key] = float("nan")  # (already logged with its value)
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.ended == "oom":  # save_strategy="epoch" saves the epoch cut short: not an over-cap state
+            control.should_save = False
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._counter is not None:  # training ended before the first evaluation

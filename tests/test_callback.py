@@ -398,6 +398,27 @@ def test_virtual_cap_oom_ends_a_trainer_run(tmp_path):
     assert trainer.state.best_model_checkpoint.endswith(f"checkpoint-{min(saved)[1]}")
 
 
+def test_virtual_cap_oom_is_not_saved_at_the_epoch_end(tmp_path):
+    """save_strategy="epoch": the epoch an OOM cuts short is not saved; a cap set at 0 acts after E_0 (the env's reset)."""
+    gov = Scripted(NAMES, [])
+    cb = GovernorCallback(
+        gov,
+        budget_steps=16,
+        interval_steps=2,
+        cap_mb=20,
+        cap_schedule=[(0.0, 8.0)],
+        memory_peaks={"full": 10.0},
+    )
+    trainer = _llm_trainer(tmp_path, cb, save_strategy="epoch")  # 8 steps an epoch
+    trainer.train()
+    assert [(d["step"], d["cap_mb"], d["action"]) for d in cb.decisions] == [
+        (0, 20.0, "continue"),
+        (2, 8.0, "continue"),
+        (4, 8.0, "oom"),
+    ]
+    assert trainer.state.global_step == 4 and not list((tmp_path / "out").glob("checkpoint-*"))
+
+
 def test_imports_without_gymnasium_or_sb3():
     code = (
         "import sys\n"
