@@ -36,15 +36,23 @@ mapping, tested for parity with the env):
   re-measured when a switch toggles checkpointing). The first evaluation (``eval_on_start``) runs
   under ``FlopCounterMode`` too; each later evaluation costs that. FLOPs used = the measuring pass +
   steps × step FLOPs + evaluations × eval FLOPs, the env's accounting (per process).
-- **memory**: ``torch.cuda.max_memory_allocated`` over the interval on CUDA; on CPU nothing is
-  measured, so ``cap_mb`` must be 0 there.
+- **memory**: with ``memory_peaks`` (each strategy's peak, measured on this model by
+  ``envs.probe.strategy_peaks`` / ``efficiency.memstats``) the env's virtual cap, on any device
+  (``deploy/memory.py``): the peak is that of the strategy in force, the cap follows ``cap_schedule``
+  by budget fraction used, switches to a strategy above the cap are masked and an interval over the
+  cap ends training as an OOM. Without it: ``torch.cuda.max_memory_allocated`` over the interval on
+  CUDA (the cap and its schedule are observed, not enforced); on CPU nothing is measured, so the cap
+  must be 0 there.
 - **strategy**: LoRA when the model has ``peft_config`` (PEFT), QLoRA / int8 from a 4-bit / 8-bit
-  base, ``+gc`` from ``model.is_gradient_checkpointing``, ``+adam8`` from an 8-bit ``optim``.
-  Data kept is 1.0 (the callback does not prune).
+  base, ``+gc`` from ``model.is_activation_checkpointing``, ``+adam8`` from an 8-bit ``optim``; read
+  at each decision and after each switch, not per step (it walks every module). Data kept is 1.0 (the
+  callback does not prune).
 
 Actions: ``stop`` sets ``control.should_training_stop`` (and ``should_save`` when the run saves
 checkpoints, so the state at the stop is kept; with ``load_best_model_at_end`` the Trainer then
-loads the best checkpoint, as with ``EarlyStoppingCallback``); ``continue`` does nothing; a switch
+loads the best checkpoint, as with ``EarlyStoppingCallback``); an OOM (virtual cap) ends training
+the same way but never saves the over-cap state nor lets it rank as the best (its metric reads nan to
+the Trainer; the log keeps its value); ``continue`` does nothing; a switch
 that only toggles gradient checkpointing (``switch:lora+gc`` on a LoRA run) calls
 ``gradient_checkpointing_enable/disable`` in place. ``reprune_hardest`` / ``reprune_easiest`` need
 ``GovernedTrainer`` (``govgym.deploy.trainer``), which sets ``callback.trainer``: inside one they drop
@@ -75,6 +83,7 @@ from transformers.trainer_utils import IntervalStrategy
 
 from govgym import __version__
 from govgym.deploy.artifact import load_governor
+from govgym.deploy.memory import MemoryCap, check_cap_schedule, check_memory_peaks
 from govgym.deploy.observe import (
     Observer,
     _forward_backward,
@@ -98,7 +107,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
 
     Resuming: every checkpoint holds the callback's state (``ExportableState``, JSON in
     ``trainer_state.json``: the ``SignalTracker``'s, FLOP counts and budget, pending logs, the decision
-    log with each decision's observation and mask, the noise-scale average). ``train(resume_from_checkpoint=...)``
+    log with each decision's observation and mask, the noise-scale average, the memory cap in force). ``train(resume_from_checkpoint=...)``
     restores it at ``on_train_begin``, whatever ``restore_callback_states_from_checkpoint`` says; the
     governor's own state (a heuristic's counters) is rebuilt by replaying the logged observations, and a
     governor that does not choose the logged actions is refused. The evaluation the Trainer repeats at
@@ -114,7 +123,11 @@ class GovernorCallback(TrainerCallback, ExportableState):
         budget_epochs: the budget as epochs of the train dataloader, converted with measured FLOPs; or
         budget_steps: the budget as optimizer steps, converted likewise.
         lam: the compute price λ the governor sees (its reward's trade-off).
-        cap_mb: memory cap in MiB the governor sees (0 = none; needs CUDA to be measured).
+        cap_mb: memory cap in MiB at the start (0 = none; on CPU it needs ``memory_peaks``).
+        cap_schedule: changes of the cap by budget fraction used, ``[(0.4, 45.0), ...]`` (as an instance's
+            ``cap_schedule``; ``{"at", "cap_mb"}`` dicts work too): a co-located job arriving or leaving.
+        memory_peaks: ``{strategy: peak MiB}`` measured on this model: the virtual cap of the env (see the
+            module docstring). On CUDA it wins over the allocator's peak when given.
         interval_steps: K, optimizer steps between decisions (default: the governor's ``interval_steps``).
         log_path: where to write the JSON decision log (rewritten atomically after every decision).
         reprune_fraction: fraction of the kept data each reprune drops (inside a ``GovernedTrainer``).
@@ -134,6 +147,8 @@ class GovernorCallback(TrainerCallback, ExportableState):
         log_path: str | os.PathLike[str] | None = None,
         reprune_fraction: float = 0.1,
         min_kept_fraction: float = 0.5,
+        cap_schedule: Any = None,
+        memory_peaks: dict[str, float] | None = None,
     ) -> None:
         self._governor_ref: str | None = None
         if governor is None:
@@ -197,11 +212,17 @@ class GovernorCallback(TrainerCallback, ExportableState):
         self.governor, self.action_names = governor, names
         self.budget_kind, self.budget_value = kind, float(value)
         self.lam, self.cap_mb, self.k = float(lam), float(cap_mb), int(k)
+        self.cap_schedule, self.memory_peaks = (
+            check_cap_schedule(cap_schedule),
+            check_memory_peaks(memory_peaks),
+        )
         self.reprune_fraction, self.min_kept_fraction = float(reprune_fraction), float(min_kept_fraction)
         self.trainer: Any = None  # set by GovernedTrainer: the levers a callback cannot reach
         self.log_path = Path(log_path) if log_path is not None else None
         self.notes: list[str] = []
         self.training = False
+        self._model: Any = None
+        self._strategy: str | None = None
         self._reset_run()
 
     # ------------------------------------------------------------------ checkpoints
@@ -216,6 +237,8 @@ class GovernorCallback(TrainerCallback, ExportableState):
             "log_path": str(self.log_path) if self.log_path is not None else None,
             "reprune_fraction": self.reprune_fraction,
             "min_kept_fraction": self.min_kept_fraction,
+            "cap_schedule": self.cap_schedule,
+            "memory_peaks": self.memory_peaks,
         }
         saved: dict[str, Any] = {"format": FORMAT, "started": self._started}
         if self._started:
@@ -237,6 +260,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
                 notes=self.notes,
                 gns=self._gns,
                 strategy=self.strategy,
+                cap_in_force=self.mem.cap,
             )
         return to_json({"args": args, "attributes": {"saved": saved}})
 
@@ -264,6 +288,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
         self.logs, self.lr, self.ended = list(saved["logs"]), saved["lr"], saved["ended"]
         self.decisions, self.notes = list(saved["decisions"]), list(saved["notes"])
         self._gns = saved["gns"]
+        self.mem.cap = float(saved["cap_in_force"])
         self._step = self._resumed_at = int(saved["global_step"])
         self._replay()
         if self.ended:  # e.g. the checkpoint a stop saved: the user chose to go on
@@ -278,7 +303,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
     def _replay(self) -> None:
         """Rebuild the governor's own state (a heuristic's counters) by replaying the logged decisions."""
         for row in self.decisions:
-            if row["action"] == "truncated":
+            if row["action"] in ("truncated", "oom"):
                 continue  # the governor was not asked
             action, _ = self.governor.predict(
                 np.asarray(row["obs"], dtype=np.float32), action_masks=np.asarray(row["mask"], dtype=bool)
@@ -311,6 +336,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
         self.ended: str | None = None
         self._counter: Any = None
         self._probe: dict[str, Any] | None = None
+        self.mem = MemoryCap(self.cap_mb, self.cap_schedule, self.memory_peaks)
 
     def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Make the Trainer log every step and evaluate at step 0 and every K steps (notes say what changed)."""
@@ -347,12 +373,15 @@ class GovernorCallback(TrainerCallback, ExportableState):
         self._started = self.training = True
         self._step = state.global_step
         self.device = next(model.parameters()).device
-        if self.cap_mb > 0 and self.device.type != "cuda":
+        if self.mem.capped and not self.mem.virtual and self.device.type != "cuda":
             raise ConfigError(
-                f"GovernorCallback: cap_mb={self.cap_mb:g} needs measured memory, which only CUDA gives; the "
-                f"model is on {self.device.type}. Pass cap_mb=0 (no cap) on this device."
+                f"GovernorCallback: cap_mb={self.cap_mb:g} (schedule {self.cap_schedule}) needs measured memory, "
+                f"which only CUDA gives; the model is on {self.device.type}. Pass memory_peaks={{strategy: MiB}} "
+                "measured on this model (envs.probe.strategy_peaks) for the env's virtual cap, or cap_mb=0 and "
+                "no cap_schedule (no cap)."
             )
         self.model, self.args = model, args
+        self.mem.check_start(self.strategy)
         self.batch_size = (
             args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.n_gpu, 1)
         )
@@ -393,7 +422,23 @@ class GovernorCallback(TrainerCallback, ExportableState):
 
     @property
     def strategy(self) -> str:
-        return model_strategy(self.model, self.args.optim)
+        """The model's strategy: read at train begin, at each decision and after each switch, kept in between.
+
+        Reading it walks every module (``is_activation_checkpointing``); ``on_step_end`` charges each step
+        at it, so it is not read per step. A new model (``GovernedTrainer.switch_base`` sets ``model``)
+        and ``_toggle_gc`` read it afresh.
+        """
+        if self._strategy is None:
+            self._strategy = model_strategy(self.model, self.args.optim)
+        return self._strategy
+
+    @property
+    def model(self) -> Any:
+        return self._model
+
+    @model.setter
+    def model(self, model: Any) -> None:
+        self._model, self._strategy = model, None
 
     # ------------------------------------------------------------------ events
     def on_step_end(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
@@ -440,6 +485,15 @@ class GovernorCallback(TrainerCallback, ExportableState):
                 f"{sorted(metrics or {})}); the governor needs it. Give the Trainer an eval_dataset with labels."
             )
         self._decide(state, control, float(e))
+        best = args.metric_for_best_model
+        if self.ended == "oom" and best and metrics is not None:  # the Trainer ranks it next: never the best
+            key = best if best.startswith("eval_") else f"eval_{best}"
+            if key in metrics:
+                metrics[key] = float("nan")  # (already logged with its value)
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.ended == "oom":  # save_strategy="epoch" saves the epoch cut short: not an over-cap state
+            control.should_save = False
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._counter is not None:  # training ended before the first evaluation
@@ -464,16 +518,26 @@ class GovernorCallback(TrainerCallback, ExportableState):
                     {t.base, now.base} <= set(getattr(self.trainer, "switch_bases", ()))
                 )  # GovernedTrainer switches the base (full, lora, qlora, int8) in place
                 mask[i] = same_base and t.adam8 == now.adam8 and (t.base, t.gc) != (now.base, now.gc)
+                mask[i] = mask[i] and self.mem.fits(t.name)  # the env's cap mask (virtual mode)
             elif name in ("reprune_hardest", "reprune_easiest") and self.trainer is not None:
                 mask[i] = self.trainer.can_reprune(self.reprune_fraction, self.min_kept_fraction)
         return mask
 
     def _decide(self, state: Any, control: Any, eval_loss: float) -> None:
-        mem = 0.0
+        self._strategy = None  # read the model afresh at every decision
+        mem, strategy = 0.0, self.strategy
         if self.device.type == "cuda":
             mem = torch.cuda.max_memory_allocated(self.device) / 2**20
             torch.cuda.reset_peak_memory_stats(self.device)
         used = float(sum(self.flops.values()))
+        # the env's order: the interval's OOM against the cap it ran under, then the next interval's cap
+        first = not self.observer.started  # E_0: no interval ran, the cap stays cap_mb (the env's reset)
+        oom = None if first else self.mem.oom(strategy)
+        interval_cap = self.mem.cap
+        if not first and oom is None:
+            self.mem.advance(used / self.budget)
+        if self.mem.virtual:
+            mem = self.mem.peak(strategy)
         gns = self._noise_scale()
         reading = reading_from_trainer(
             flops_used=used,
@@ -483,8 +547,8 @@ class GovernorCallback(TrainerCallback, ExportableState):
             peak_lr=self.args.learning_rate,
             batch_size=self.batch_size,
             mem_peak_mb=mem,
-            cap_mb=self.cap_mb,
-            strategy=self.strategy,
+            cap_mb=self.mem.cap,
+            strategy=strategy,
             lam=self.lam,
             kept_fraction=self.trainer.kept_fraction if self.trainer is not None else 1.0,
             grad_noise_scale=gns,
@@ -494,7 +558,9 @@ class GovernorCallback(TrainerCallback, ExportableState):
         obs = self.observer.observe(reading)
         mask = self.action_masks()
         chosen: Any = None
-        if used >= self.budget:
+        if oom is not None:
+            name = "oom"  # the env ends the episode: the interval's state would not exist
+        elif used >= self.budget:
             name = "truncated"  # the env ends the episode here without asking the governor
         else:
             action, _ = self.governor.predict(obs, action_masks=mask)
@@ -504,10 +570,10 @@ class GovernorCallback(TrainerCallback, ExportableState):
             name = self.action_names[a] if valid else "continue"
             if not valid:
                 chosen = self.action_names[a] if 0 <= a < len(self.action_names) else a
-        if name in ("stop", "truncated"):
+        if name in ("stop", "truncated", "oom"):
             control.should_training_stop = True
             if self.args.save_strategy != IntervalStrategy.NO:
-                control.should_save = True
+                control.should_save = name != "oom"  # an over-cap state is never saved (nor the best)
             self.ended = name
         event = None
         if name.startswith("switch:"):
@@ -527,18 +593,31 @@ class GovernorCallback(TrainerCallback, ExportableState):
             "action": name,
             "strategy": reading.strategy,
             "grad_noise_scale": gns,
+            "mem_peak_mb": mem,
+            "cap_mb": self.mem.cap,  # in force from here on (what the governor saw)
+            "interval_cap_mb": None if first else interval_cap,  # the interval just run was under it
             "obs": [float(x) for x in obs],
             "mask": [bool(m) for m in mask],
         }
         if chosen is not None:
             row["invalid_action"] = chosen
+        if oom is not None:
+            row["error"] = oom
         if event is not None:
             row["trainer_event"] = {k: v for k, v in event.items() if k != "step"}
         self.decisions.append(row)
-        state.log_history.append(
-            {"step": state.global_step, "governor_action": name, "governor_budget_frac": used / self.budget}
-        )
+        hist = {
+            "step": state.global_step,
+            "governor_action": name,
+            "governor_budget_frac": used / self.budget,
+        }
+        state.log_history.append({**hist, "governor_error": oom} if oom else hist)
         self._write(state)
+
+    @property
+    def oom_steps(self) -> list[int]:
+        """Steps at whose decision the interval just run was over the cap (virtual mode; at most one: it ends the run)."""
+        return [int(d["step"]) for d in self.decisions if str(d.get("error", "")).startswith("oom")]
 
     def _noise_scale(self) -> float:
         """B_simple from the interval GovernedTrainer recorded, averaged as the env does (nan: not available).
@@ -572,6 +651,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
         else:
             self.model.gradient_checkpointing_disable()
+        self._strategy = None
         self._measure_step()  # a step under the new strategy costs differently (counted as measuring)
 
     def _note(self, text: str) -> None:
@@ -595,6 +675,9 @@ class GovernorCallback(TrainerCallback, ExportableState):
                 "interval_steps": self.k,
                 "lam": self.lam,
                 "cap_mb": self.cap_mb,
+                "cap_schedule": self.cap_schedule,
+                "memory_peaks": self.memory_peaks,
+                "oom_steps": self.oom_steps,
                 "budget": {"kind": self.budget_kind, "value": self.budget_value, "flops": self.budget},
                 "step_flops": self.step_flops,
                 "eval_flops": self.eval_flops,

@@ -100,7 +100,11 @@ def model_strategy(model: Any, optim: str = "") -> str:
         base = "lora"
     else:
         base = "full"
-    gc = bool(getattr(model, "is_gradient_checkpointing", False))
+    # transformers >= 5 names it is_activation_checkpointing (the old name warns on every read)
+    gc = getattr(model, "is_activation_checkpointing", None)
+    if gc is None:
+        gc = getattr(model, "is_gradient_checkpointing", False)
+    gc = bool(gc)
     return Strategy(base, adam8="8bit" in str(getattr(optim, "value", optim)), gc=gc).name
 
 

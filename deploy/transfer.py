@@ -19,9 +19,17 @@ How an instance scales with the model:
   schedule alike: the cap keeps its headroom relative to full fine-tuning of the model at hand. Peaks
   are measured per size and strategy by ``efficiency.memstats`` exactly as the env measures them
   (``envs.probe.strategy_peaks``: one real step on a throwaway run).
-- **OOMs**: an interval OOMs when the measured peak at this size of the strategy in force exceeds the
-  scaled cap in force at that budget fraction (the env's rule on CPU, where memory is virtual). On
-  CUDA the governor also sees the scaled cap at the start (``cap_mb``) and the real allocator peak.
+- **What the governor sees, and OOMs**: on CPU the ``GovernorCallback`` enforces the env's virtual
+  cap (``deploy/memory.py``): it is given the scaled cap, the scaled schedule and every strategy's
+  peak measured at this size (the switch targets and the start strategy), so ``mem_frac`` and the
+  cap masks are those the policy saw in training, and an interval whose strategy's peak exceeds the
+  cap it ran under (set at the previous decision: the cap in force at that budget fraction) ends the
+  run as an OOM, the fixed run's included. ``oom_intervals`` recomputes the OOMs post hoc from the
+  decisions and must agree with the callback's record (checked, else ``RuntimeError``). On CUDA the
+  governor sees the scaled cap and schedule over the real allocator peak; OOMs there are counted
+  post hoc from the peaks measured at that size (the callback does not end the run).
+- **Final eval loss** of a run that OOMed: the last evaluation before the OOM (the over-cap state
+  would not exist); its FLOPs include the interval that OOMed.
 
 Reported per size and policy (means over instances x seeds): final eval loss and its ratio to the
 fixed run's; FLOPs used / fixed; FLOPs-to-equal-quality / fixed (FLOPs at the first evaluation within
@@ -59,6 +67,12 @@ steps): a low price (λ=0.05, so policies run long enough to reach the fixed run
 that falls from 75 to 30 MiB at 40% of the budget (below full fine-tuning's peak: a run still in full
 there OOMs), and a LoRA start under a static 55 MiB cap (λ=0.5). Sized for the 30-minute bound on 2
 CPU cores with the 10m size and 3 seeds."""
+DEFAULT_V1_NAMES = ["of-c2d-n300-e6-l0.2", "cap-c2d-arrive0.4-l0.05"]
+"""Held-out FineTune-v1 instances of the default table: one per regime where a governor can save or
+must act. Overfit (300 examples, 6 epochs): the fixed run overshoots its best evaluation, so savings at
+equal quality exist to be kept. Cap: a co-located job arrives at 40% of the budget and lowers the cap
+below full fine-tuning's peak, so only a policy that stops or switches first avoids the OOM (the
+"0 OOMs under caps" goal)."""
 
 
 @dataclass
@@ -74,7 +88,7 @@ class TransferJob:
     split: str = "test"
     """Instance split the instances come from: train | test."""
     names: list[str] = field(default_factory=list)
-    """Instances of the split to run ([] = the default pair of FineTune-v0's test split, or the first two of another set)."""
+    """Instances of the split to run ([] = DEFAULT_V1_NAMES or DEFAULT_V0_NAMES when the split has them, else its first two)."""
     seeds: int = 3
     """Seeds per instance and size (the run's seed; the instance's data stays the same)."""
     tolerance: float = 0.005
@@ -144,24 +158,56 @@ def budget_steps(inst: Any, per_epoch: int, step_flops: float, eval_flops: float
 
 
 def reach_flops(decisions: list[dict[str, Any]], target: float) -> float:
-    """FLOPs used at the first decision whose eval loss is <= ``target`` (nan: never)."""
-    return next((float(d["flops_used"]) for d in decisions if d["eval_loss"] <= target), float("nan"))
+    """FLOPs used at the first decision whose eval loss is <= ``target`` (nan: never; an OOM row does not count)."""
+    return next(
+        (float(d["flops_used"]) for d in decisions if d["eval_loss"] <= target and not d.get("error")),
+        float("nan"),
+    )
 
 
-def oom_intervals(decisions: list[dict[str, Any]], peaks: dict[str, float], cap_at: Any) -> list[int]:
-    """Steps at whose decision the interval just run exceeded the cap in force (peak of its strategy > cap).
+def oom_intervals(
+    decisions: list[dict[str, Any]], peaks: dict[str, float], cap_at: Any, cap0: float | None = None
+) -> list[int]:
+    """Steps at whose decision the interval just run exceeded the cap it ran under (the env's rule).
 
-    ``cap_at(fraction)`` is the (scaled) cap at a budget fraction spent (0 = none); an interval is checked
-    against the cap at its start and at its end (a schedule change inside it counts).
+    The interval after a decision runs under the cap set there: ``cap0`` (the start cap; default
+    ``cap_at(0)``) after the first decision (E_0, the env's reset), ``cap_at(budget fraction used)``
+    after each later one (``FineTuneEnv.step``). It OOMs when the peak of the strategy it ran under (the
+    next decision's ``strategy``) exceeds that cap (> 0): a policy has one decision to react to a cap
+    that falls, as in training. ``GovernorCallback`` enforces the same rule (``deploy/memory.py``).
+
+    Args:
+        decisions: the decision log's rows (``step``, ``budget_frac``, ``strategy``).
+        peaks: measured peak MiB per strategy (a strategy missing here counts as fitting).
+        cap_at: the (scaled) cap at a budget fraction spent (0 = none).
+        cap0: the cap at the start (the instance's ``cap_mb``, scaled).
     """
-    out, prev = [], 0.0
+    cap, out = (cap_at(0.0) if cap0 is None else cap0), []
     for d in decisions[1:]:  # the first decision (step 0) follows no interval
-        frac = float(d["budget_frac"])
-        caps = [c for c in (cap_at(prev), cap_at(frac)) if c > 0]
-        if caps and peaks.get(d["strategy"], 0.0) > min(caps):
+        if cap > 0 and peaks.get(d["strategy"], 0.0) > cap:
             out.append(int(d["step"]))
-        prev = frac
+        cap = cap_at(float(d["budget_frac"]))
     return out
+
+
+def checked_oom_steps(
+    decisions: list[dict[str, Any]], peaks: dict[str, float], cap_at: Any, cap0: float, enforced: bool
+) -> list[int]:
+    """The post-hoc OOM steps (``oom_intervals``); where the callback enforced the cap, equal to its record.
+
+    Raises:
+        RuntimeError: the callback's OOM rows (``error`` "oom: ...") and the post-hoc count disagree: the
+            two implementations of the env's rule diverged (a bug, not a user error).
+    """
+    post = oom_intervals(decisions, peaks, cap_at, cap0)
+    if enforced:
+        recorded = [int(d["step"]) for d in decisions if str(d.get("error", "")).startswith("oom")]
+        if recorded != post:
+            raise RuntimeError(
+                f"transfer: the callback recorded OOMs at steps {recorded} but the post-hoc count from the same peaks "
+                f"and cap schedule finds {post}; GovernorCallback's memory rule and oom_intervals disagree."
+            )
+    return post
 
 
 def summarize(runs: list[dict[str, Any]], tolerance: float, sizes: list[str]) -> list[dict[str, Any]]:
@@ -256,8 +302,9 @@ def pick_instances(iset: Any, split: str, names: list[str]) -> list[Any]:
                 )
         return [by_name[n] for n in names]
     by_name = {i.name: i for i in items}
-    if all(n in by_name for n in DEFAULT_V0_NAMES):
-        return [by_name[n] for n in DEFAULT_V0_NAMES]
+    for default in (DEFAULT_V1_NAMES, DEFAULT_V0_NAMES):
+        if all(n in by_name for n in default):
+            return [by_name[n] for n in default]
     return items[:2]
 
 
@@ -294,8 +341,14 @@ def _one_run(
     cap_mb: float,
     tmp: str,
     cuda: bool,
+    cap_schedule: list[tuple[float, float]] | None = None,
+    memory_peaks: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """One GovernedTrainer run of ``inst`` at ``cfg``'s model: decisions, FLOPs, final eval loss."""
+    """One GovernedTrainer run of ``inst`` at ``cfg``'s model: decisions, FLOPs, final eval loss.
+
+    ``cap_mb`` / ``cap_schedule``: the scaled cap and its schedule; ``memory_peaks``: the strategies'
+    peaks at this size, given on CPU (the env's virtual cap, enforced by the callback), None on CUDA.
+    """
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from govgym.deploy.callback import GovernorCallback
@@ -310,8 +363,15 @@ def _one_run(
     n_params = int(sum(p.numel() for p in wl.model.parameters()))  # the base's, before any adapters
     start = Strategy.parse(inst.start_strategy)
     lr = cfg.optim.lora_lr if start.base != "full" else cfg.optim.lr
+    virtual = bool(memory_peaks) and not cuda
     cb = GovernorCallback(
-        gov, budget_steps=steps, lam=inst.lam, interval_steps=k, cap_mb=cap_mb if cuda else 0.0
+        gov,
+        budget_steps=steps,
+        lam=inst.lam,
+        interval_steps=k,
+        cap_mb=cap_mb if cuda or virtual else 0.0,
+        cap_schedule=cap_schedule if cuda or virtual else None,
+        memory_peaks=memory_peaks if virtual else None,
     )
     trainer = GovernedTrainer(
         wl.model,
@@ -329,7 +389,7 @@ def _one_run(
         trainer.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     t0 = time.time()
     trainer.train()
-    evals = [float(d["eval_loss"]) for d in cb.decisions]
+    evals = [float(d["eval_loss"]) for d in cb.decisions if not d.get("error")]  # not an over-cap state
     return {
         "params": n_params,
         "decisions": [{k2: v for k2, v in d.items() if k2 not in ("obs", "mask")} for d in cb.decisions],
@@ -366,6 +426,7 @@ def transfer(
     from govgym.agents.heuristics import make_policy
     from govgym.deploy.artifact import _interval_and_actions
     from govgym.efficiency.basemodel import BASE_SIZES, size_overrides
+    from govgym.efficiency.strategy import Strategy
     from govgym.envs.probe import strategy_costs, strategy_peaks
     from govgym.results import format_table, write_json, write_rows
 
@@ -385,6 +446,7 @@ def transfer(
     insts = pick_instances(iset, job.split, job.names)
     k, actions, _ = _interval_and_actions(iset.source)
     k = iset.env.interval_steps
+    targets = [a.split(":", 1)[1] for a in actions if a.startswith("switch:")]
     govs = [resolve_policy(p, actions, k) for p in job.policies]
     labels = [lab for _, lab in govs]
     if len(set(labels)) != len(labels) or "fixed" in labels:
@@ -417,12 +479,19 @@ def transfer(
             def cap_at(frac: float, ratio: float = ratio, inst: Any = inst) -> float:
                 return scale_cap(inst.cap_at(frac), 1.0, ratio)
 
+            cap0 = scale_cap(inst.cap_mb, 1.0, ratio)
+            schedule = [(c.at, scale_cap(c.cap_mb, 1.0, ratio)) for c in inst.cap_schedule]
+            capped = cap0 > 0 or any(c > 0 for _, c in schedule)
+            # every strategy the run can be under (the env probes the same set at reset)
+            reach = sorted({Strategy.parse(s).name for s in [*targets, inst.start_strategy]})
+            peaks_all = strategy_peaks(cfg, reach) if capped and not cuda else None
+
             scales[f"{inst.name}@{size}"] = {
                 "budget_steps": steps,
                 "epochs": steps / per_epoch,
                 "peak_full_mb": peak_full,
                 "cap_scale": ratio,
-                "cap_mb": cap_at(0.0),
+                "cap_mb": cap0,
                 "cap_schedule": [{"at": c.at, "cap_mb": cap_at(c.at)} for c in inst.cap_schedule],
             }
             for seed in range(job.seeds):
@@ -430,17 +499,20 @@ def transfer(
                 run_cfg.seed = inst.seed * 1000 + seed
                 for gov, label in [(fixed, "fixed"), *govs]:
                     with tempfile.TemporaryDirectory(prefix="govgym-transfer-") as tmp:
-                        r = _one_run(run_cfg, _fresh(gov), inst, k, steps, cap_at(0.0), tmp, cuda)
+                        r = _one_run(
+                            run_cfg, _fresh(gov), inst, k, steps, cap0, tmp, cuda, schedule, peaks_all
+                        )
                     used = {d["strategy"] for d in r["decisions"]}
-                    peaks = (
-                        strategy_peaks(run_cfg, sorted(used)) if cap_at(0.0) > 0 or inst.cap_schedule else {}
-                    )
+                    peaks = peaks_all or (strategy_peaks(run_cfg, sorted(used)) if capped else {})
                     r.update(
                         size=size,
                         instance=inst.name,
                         seed=seed,
                         policy=label,
-                        oom_steps=oom_intervals(r["decisions"], peaks, cap_at),
+                        oom_steps=checked_oom_steps(
+                            r["decisions"], peaks, cap_at, cap0, peaks_all is not None
+                        ),
+                        oom_enforced=peaks_all is not None,
                         peaks_mb=peaks,
                     )
                     runs.append(r)
@@ -468,6 +540,10 @@ def transfer(
         "scales": scales,
         "minutes": round((time.time() - t_start) / 60, 2),
         "cap_rule": "cap_L = cap_S x peak_L(full) / peak_S(full), peaks measured by efficiency.memstats",
+        "oom_rule": (
+            "CPU: the env's virtual cap, enforced by GovernorCallback (an OOM ends the run); "
+            "CUDA: counted post hoc"
+        ),
         "budget_rule": "optimizer steps (epochs) fixed at the training size, the same at every size",
     }
     write_rows(out, "transfer", rows, meta)
@@ -513,8 +589,9 @@ def _plot(runs: list[dict[str, Any]], sizes: list[str], path: Path) -> None:
                 lw=2.5 if r["policy"] == "fixed" else 1.2,
                 label=r["policy"] if first else None,
             )
-            if r["ended"] == "stop":
-                ax.plot([xs[-1]], [ys[-1]], marker="x", ms=8, color=colors[r["policy"]])
+            if r["ended"] in ("stop", "oom"):  # x: a stop; v: an OOM (the over-cap evaluation, plotted)
+                mark = "x" if r["ended"] == "stop" else "v"
+                ax.plot([xs[-1]], [ys[-1]], marker=mark, ms=8, color=colors[r["policy"]])
         params = mine[0]["params"] / 1e6 if mine else 0
         ax.set_title(f"{size} ({params:.1f}M params)")
         ax.set_xlabel("FLOPs used")
@@ -529,6 +606,7 @@ __all__ = [
     "TRAIN_SIZE",
     "TransferJob",
     "budget_steps",
+    "checked_oom_steps",
     "oom_intervals",
     "reach_flops",
     "scale_cap",

@@ -128,6 +128,60 @@ def test_observation_parity_with_env():
         np.testing.assert_array_equal(obs.observe(got), want)
 
 
+def test_memory_cap_parity_with_env():
+    """The env's virtual cap (CPU): the callback's peak, cap in force, cap masks and OOM are the env's.
+
+    Two episodes of t-squeeze (a 1.5 MiB cap falling to 1.1 at 30% of the budget, below full
+    fine-tuning's peak): one that continues under full (the env's OOM one interval after the drop), one
+    that switches to LoRA once the cap fell (then switching back to full is masked by the cap). The
+    callback side is ``deploy.memory.MemoryCap`` fed the env's measured peaks and the instance's
+    schedule, stepped by the budget fraction the env reports, as ``GovernorCallback._decide`` steps it.
+    """
+    import dataclasses
+
+    from govgym.deploy.memory import MemoryCap, check_cap_schedule, check_memory_peaks
+    from govgym.envs.finetune_env import FineTuneEnv
+
+    env = FineTuneEnv(TINY, split="train")
+    readings = []
+    observe = env.tracker.observe
+    env.tracker.observe = lambda r: (readings.append(r), observe(r))[1]
+    switches = [(i, a.split(":", 1)[1]) for i, a in enumerate(env.action_names) if a.startswith("switch:")]
+    ends = []
+    for react in (False, True):
+        obs0, info = env.reset(seed=0, options={"instance": "t-squeeze"})
+        inst = env.instance
+        mem = MemoryCap(
+            inst.cap_mb, check_cap_schedule(inst.cap_schedule), check_memory_peaks(dict(env.peaks))
+        )
+        cb_obs = Observer()
+        want, strategy = obs0, info["strategy"]
+        while True:
+            r = readings[-1]
+            assert (r.mem_peak_mb, r.cap_mb) == (mem.peak(strategy), mem.cap)
+            got = dataclasses.replace(r, mem_peak_mb=mem.peak(strategy), cap_mb=mem.cap)
+            np.testing.assert_array_equal(cb_obs.observe(got), want)
+            env_mask = env.action_masks()
+            assert [bool(env_mask[i]) for i, _ in switches] == [
+                mem.fits(t) and t != strategy for _, t in switches
+            ]
+            name = "switch:lora" if react and mem.cap < inst.cap_mb and strategy == "full" else "continue"
+            want, _, term, trunc, info = env.step(env.action_names.index(name))
+            strategy = info["strategy"]  # the interval ran under it (a switch acts before the interval)
+            oom = mem.oom(strategy)
+            if info.get("error", "").startswith("oom"):
+                assert oom is not None and oom.startswith(info["error"].split(" MiB")[0])
+                ends.append(("oom", strategy))
+                break
+            assert oom is None, oom
+            mem.advance(info["budget_frac"])
+            if trunc or term:
+                ends.append(("end", strategy))
+                break
+    assert ends == [("oom", "full"), ("end", "lora")]
+    assert not mem.fits("full") and mem.fits("lora")  # the end: full is masked under the 1.1 MiB cap
+
+
 # ---------------------------------------------------------------------- real Trainer runs
 def test_stop_in_causal_lm_trainer(tmp_path):
     gov = make_policy("patience", NAMES, patience=1, threshold=0.5)  # no eval gain of half of E_0: stop
@@ -286,6 +340,85 @@ def test_stop_keeps_the_best_checkpoint(tmp_path):
     assert trainer.state.best_model_checkpoint.endswith(f"checkpoint-{best[1]}")
 
 
+def test_virtual_cap_oom_ends_a_trainer_run(tmp_path):
+    """CPU, memory_peaks given: the cap follows cap_schedule, masks switches above it, and an interval over it is an OOM.
+
+    full (10 MiB) fits the 20 MiB start cap; at 30% of the budget the cap falls to 8 MiB: switch:full+gc
+    (9 MiB) is masked from then on, and the governor, continuing under full, runs one interval over
+    the cap: training ends there (ended "oom", the row's error, the log's oom_steps). The over-cap state
+    is neither saved nor the best checkpoint, though its eval loss is the lowest.
+    """
+    from govgym.efficiency.signals import FEATURE_NAMES
+
+    names = ["continue", "switch:full+gc", "stop"]
+    gov = Scripted(names, [])
+    cb = GovernorCallback(
+        gov,
+        budget_steps=20,
+        interval_steps=2,
+        cap_mb=20,
+        cap_schedule=[(0.3, 8.0)],
+        memory_peaks={"full": 10.0, "full+gc": 9.0},
+        log_path=tmp_path / "m.json",
+    )
+    trainer = _llm_trainer(
+        tmp_path,
+        cb,
+        save_strategy="steps",
+        save_steps=2,
+        eval_strategy="steps",
+        eval_steps=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+    )
+    trainer.train()
+    log = _check_log(tmp_path / "m.json")
+    rows = log["decisions"]
+    j = next(i for i, d in enumerate(rows) if d["cap_mb"] == 8.0)
+    assert rows[j]["budget_frac"] >= 0.3 > rows[j - 1]["budget_frac"]  # the env's cap_at, set at decision j
+    assert [d["mask"] for d in rows[: j + 1]] == [[True, True, True]] * j + [[True, False, True]]
+    assert gov.seen == [d["mask"] for d in rows[: j + 1]]
+    m = FEATURE_NAMES.index("mem_frac")
+    assert [round(d["obs"][m], 6) for d in rows[: j + 1]] == [0.5] * j + [1.25]
+    assert [d["mem_peak_mb"] for d in rows] == [10.0] * len(rows)
+    oom = rows[-1]
+    assert len(rows) == j + 2 and oom["action"] == "oom" and oom["interval_cap_mb"] == 8.0
+    assert oom["error"] == "oom: measured peak 10.0 MiB above the 8.0 MiB cap under full (virtual cap)"
+    assert log["ended"] == "oom" and log["oom_steps"] == [oom["step"]] == cb.oom_steps
+    assert trainer.state.global_step == oom["step"] < 20
+    assert any(
+        h.get("governor_action") == "oom" and h["governor_error"] == oom["error"]
+        for h in trainer.state.log_history
+    )
+    out = tmp_path / "out"
+    assert (
+        not (out / f"checkpoint-{oom['step']}").exists() and (out / f"checkpoint-{oom['step'] - 2}").is_dir()
+    )
+    saved = [(d["eval_loss"], d["step"]) for d in rows[1:-1]]
+    assert trainer.state.best_model_checkpoint.endswith(f"checkpoint-{min(saved)[1]}")
+
+
+def test_virtual_cap_oom_is_not_saved_at_the_epoch_end(tmp_path):
+    """save_strategy="epoch": the epoch an OOM cuts short is not saved; a cap set at 0 acts after E_0 (the env's reset)."""
+    gov = Scripted(NAMES, [])
+    cb = GovernorCallback(
+        gov,
+        budget_steps=16,
+        interval_steps=2,
+        cap_mb=20,
+        cap_schedule=[(0.0, 8.0)],
+        memory_peaks={"full": 10.0},
+    )
+    trainer = _llm_trainer(tmp_path, cb, save_strategy="epoch")  # 8 steps an epoch
+    trainer.train()
+    assert [(d["step"], d["cap_mb"], d["action"]) for d in cb.decisions] == [
+        (0, 20.0, "continue"),
+        (2, 8.0, "continue"),
+        (4, 8.0, "oom"),
+    ]
+    assert trainer.state.global_step == 4 and not list((tmp_path / "out").glob("checkpoint-*"))
+
+
 def test_imports_without_gymnasium_or_sb3():
     code = (
         "import sys\n"
@@ -314,6 +447,49 @@ def test_constructor_errors(kw, match):
     kw.setdefault("interval_steps", 4)
     with pytest.raises(ConfigError, match=match):
         GovernorCallback(make_policy("patience", NAMES), **kw)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"cap_schedule": "0.4:45"}, r"cap_schedule must be a list of \(budget fraction, cap MiB\) pairs"),
+        (
+            {"cap_schedule": [(0.4,)]},
+            r"cap_schedule\[0\] must be a \(budget fraction, cap MiB\) pair of numbers",
+        ),
+        (
+            {"cap_schedule": [(0.2, 30), (1.5, 10)]},
+            r"cap_schedule\[1\] changes the cap at budget fraction 1.5",
+        ),
+        ({"cap_schedule": [(0.4, -1)]}, r"cap_schedule\[0\] sets the cap to -1 MiB; a cap must be >= 0"),
+        ({"cap_schedule": [(0.4, float("nan"))]}, r"pair of numbers"),
+        ({"memory_peaks": {}}, "memory_peaks must be a non-empty dict of strategy name"),
+        ({"memory_peaks": [10.0]}, "memory_peaks must be a non-empty dict"),
+        (
+            {"memory_peaks": {"fulll": 10.0}},
+            r"memory_peaks key 'fulll': got 'fulll'; the strategy must start with",
+        ),
+        ({"memory_peaks": {"full": 0}}, r"memory_peaks\['full'\] must be .* finite number > 0; got 0"),
+        ({"memory_peaks": {"full": float("inf")}}, "finite number > 0"),
+    ],
+)
+def test_bad_cap_schedule_and_memory_peaks(kw, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        GovernorCallback(make_policy("patience", NAMES), budget_steps=10, interval_steps=2, cap_mb=20, **kw)
+    assert str(err.value).startswith("GovernorCallback: ") and "\n" not in str(err.value)
+
+
+def test_virtual_cap_refuses_a_start_it_cannot_measure_or_fit(tmp_path):
+    gov = make_policy("patience", NAMES)
+    cb = GovernorCallback(gov, budget_steps=10, interval_steps=2, cap_mb=20, memory_peaks={"lora": 5.0})
+    with pytest.raises(ConfigError, match="under strategy 'full', which has no entry in memory_peaks"):
+        _llm_trainer(tmp_path, cb).train()
+    cb = GovernorCallback(gov, budget_steps=10, interval_steps=2, cap_mb=4, memory_peaks={"full": 5.0})
+    with pytest.raises(ConfigError, match="cap_mb=4 is below the measured peak of every strategy"):
+        _llm_trainer(tmp_path, cb).train()
+    cb = GovernorCallback(gov, budget_steps=10, interval_steps=2, cap_schedule=[(0.5, 30.0)])
+    with pytest.raises(ConfigError, match="only CUDA gives.*memory_peaks"):
+        _llm_trainer(tmp_path, cb).train()
 
 
 def test_governor_without_stop_is_refused():
@@ -357,6 +533,9 @@ def test_exported_artifact_path_steers_a_trainer(tmp_path):
 def test_resume_in_a_plain_trainer_restores_the_callback_and_the_heuristics_counters(tmp_path):
     """A plain Trainer killed after checkpoint-10 and resumed decides exactly as the uninterrupted run.
 
+    The run has a virtual memory cap whose schedule lowers it before the checkpoint: the resumed callback
+    keeps the schedule, the peaks and the cap in force (each row logs the cap its interval ran under).
+
     The patience heuristic (2 evaluations gaining less than 2.5% of E_0) counts one bad evaluation at step 9,
     before the checkpoint, and stops at 12 on the second: the resumed governor stops there only if its
     counters were restored (by replaying the logged observations). Both ways of resuming: the callback
@@ -374,7 +553,13 @@ def test_resume_in_a_plain_trainer_restores_the_callback_and_the_heuristics_coun
 
     def run(out: Path, halt: int | None = None, resume: str | None = None, **over):
         cb = GovernorCallback(
-            str(tmp_path / "gov"), budget_steps=30, interval_steps=3, log_path=out / "d.json"
+            str(tmp_path / "gov"),
+            budget_steps=30,
+            interval_steps=3,
+            log_path=out / "d.json",
+            cap_mb=20,
+            cap_schedule=[(0.25, 12.0)],  # falls before the checkpoint: the cap in force is restored
+            memory_peaks={"full": 10.0},
         )
         t = _llm_trainer(
             out, cb, max_steps=30, save_strategy="steps", save_steps=10, max_grad_norm=1.0, **over
@@ -394,6 +579,9 @@ def test_resume_in_a_plain_trainer_restores_the_callback_and_the_heuristics_coun
     assert [d["action"] for d in whole["decisions"]][-2:] == ["continue", "stop"] and whole[
         "global_step"
     ] == 12
+    # the virtual cap: 12 MiB in force at the checkpoint (decision 9), the interval 9-12 ran under it
+    assert [d["cap_mb"] for d in whole["decisions"] if d["step"] <= 9][-1] == 12.0
+    assert whole["decisions"][-1]["interval_cap_mb"] == 12.0 and whole["cap_schedule"] == [[0.25, 12.0]]
     run(tmp_path / "b", halt=10)
     ckpt = tmp_path / "b" / "out" / "checkpoint-10"
     shutil.copytree(ckpt, tmp_path / "c" / "out" / "checkpoint-10")

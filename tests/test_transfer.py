@@ -9,9 +9,12 @@ from types import SimpleNamespace
 import pytest
 
 from govgym.deploy.transfer import (
+    DEFAULT_V1_NAMES,
     TransferJob,
     budget_steps,
+    checked_oom_steps,
     oom_intervals,
+    pick_instances,
     scale_cap,
     summarize,
     transfer,
@@ -62,8 +65,16 @@ def test_transfer_two_tiny_sizes_writes_table(tmp_path, module_cache, monkeypatc
         f_big = next(
             r for r in runs if r["instance"] == inst and r["size"] == "tiny2" and r["policy"] == "fixed"
         )
-        assert f_small["stop_step"] == f_big["stop_step"] == small["budget_steps"]
-        assert f_big["flops_used"] > 2 * f_small["flops_used"]
+        # t-squeeze's cap falls below full fine-tuning's peak at 30%: the fixed run (never switches) OOMs at
+        # both sizes (the cap scales with the peak), and the callback ends it there (CPU: the virtual cap)
+        for f in (f_small, f_big):
+            assert f["ended"] == "oom" and f["oom_enforced"]
+            assert f["oom_steps"] == [f["stop_step"]] and f["stop_step"] < small["budget_steps"]
+            assert f["final_eval"] == [d["eval_loss"] for d in f["decisions"]][-2]  # the last before the OOM
+        assert f_big["flops_used"] / f_big["stop_step"] > 2 * f_small["flops_used"] / f_small["stop_step"]
+    for r in runs:  # every run: the post-hoc count is the callback's own record
+        assert r["oom_steps"] == [d["step"] for d in r["decisions"] if d.get("error", "").startswith("oom")]
+        assert set(r["peaks_mb"]) == {"full", "lora", "qlora+gc"}  # every strategy the run could reach
     # the cap scales with the measured full fine-tuning peak
     sq = saved["meta"]["scales"]["t-squeeze@tiny2"]
     assert sq["cap_mb"] == pytest.approx(1.5 * sq["cap_scale"])
@@ -91,18 +102,42 @@ def test_budget_steps_is_size_free():
 
 
 def test_oom_intervals_follow_the_scaled_schedule():
+    """The env's rule: the cap set at a decision (cap_at of the budget fraction used) is the next interval's."""
     decisions = [
         {"step": 0, "budget_frac": 0.0, "strategy": "full"},
         {"step": 20, "budget_frac": 0.2, "strategy": "full"},
-        {"step": 40, "budget_frac": 0.45, "strategy": "full"},  # the cap falls at 0.4, inside this interval
-        {"step": 60, "budget_frac": 0.7, "strategy": "lora"},
+        {"step": 40, "budget_frac": 0.45, "strategy": "full"},  # the cap falls here, for the next interval
+        {"step": 60, "budget_frac": 0.7, "strategy": "lora"},  # the policy switched in time
     ]
 
     def cap_at(frac: float) -> float:
         return 2 * (75.0 if frac < 0.4 else 45.0)  # an instance's schedule, scaled x2
 
-    assert oom_intervals(decisions, {"full": 136.0, "lora": 80.0}, cap_at) == [40]
-    assert oom_intervals(decisions, {"full": 136.0, "lora": 80.0}, lambda f: 0.0) == []
+    peaks = {"full": 136.0, "lora": 80.0}
+    assert oom_intervals(decisions, peaks, cap_at) == []
+    late = [*decisions[:3], {**decisions[3], "strategy": "full"}]  # still under full after the fall
+    assert oom_intervals(late, peaks, cap_at) == [60]
+    assert oom_intervals(decisions, peaks, lambda f: 0.0) == []
+    assert oom_intervals(decisions, peaks, cap_at, cap0=120.0) == [20]  # the start cap is the instance's
+    # the callback's record must agree where it enforced the cap
+    recorded = [*late[:3], {**late[3], "action": "oom", "error": "oom: measured peak 136.0 MiB ..."}]
+    assert checked_oom_steps(recorded, peaks, cap_at, 150.0, enforced=True) == [60]
+    with pytest.raises(
+        RuntimeError, match=r"recorded OOMs at steps \[60\] but the post-hoc count .* finds \[\]"
+    ):
+        checked_oom_steps(recorded, {"full": 80.0}, cap_at, 150.0, enforced=True)
+    assert checked_oom_steps(late, peaks, cap_at, 150.0, enforced=False) == [60]  # CUDA: post hoc only
+
+
+def test_default_v1_pair_is_an_overfit_and_a_cap_instance():
+    from govgym.envs.instances import default_instances_path, load_instances
+
+    iset = load_instances(default_instances_path(1))
+    picked = pick_instances(iset, "test", [])
+    assert [i.name for i in picked] == DEFAULT_V1_NAMES
+    assert [i.family for i in picked] == ["overfit", "cap"]
+    cap = picked[1]
+    assert cap.cap_at(0.39) == cap.cap_mb > cap.cap_at(0.4) > 0  # the co-located job arrives at 40%
 
 
 def test_summarize_kept_is_savings_over_training_size():
