@@ -206,12 +206,9 @@ def compare(
                         )
                     )
         else:
-            try:
-                spec = parse_spec(cfg.agent if label not in _heuristic_names() else label)
-            except ConfigError:
-                continue
-            if spec.kind == "agent" and not cfg.agent:
-                continue
+            if label not in _heuristic_names() and not cfg.agent:
+                continue  # a learned row and no agent named: nothing to run it with
+            spec = parse_spec(label if label in _heuristic_names() else cfg.agent)
             pred = []
             for inst in names:
                 for s in range(cfg.seeds):

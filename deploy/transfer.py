@@ -498,10 +498,11 @@ def transfer(
                 run_cfg = copy.deepcopy(cfg)
                 run_cfg.seed = inst.seed * 1000 + seed
                 for gov, label in [(fixed, "fixed"), *govs]:
+                    # the fixed budget is the quality reference: it runs its whole budget, its OOMs counted
+                    # after the fact (under an enforced cap it would end at the OOM, an easy bar to match)
+                    enforce = None if label == "fixed" else peaks_all
                     with tempfile.TemporaryDirectory(prefix="govgym-transfer-") as tmp:
-                        r = _one_run(
-                            run_cfg, _fresh(gov), inst, k, steps, cap0, tmp, cuda, schedule, peaks_all
-                        )
+                        r = _one_run(run_cfg, _fresh(gov), inst, k, steps, cap0, tmp, cuda, schedule, enforce)
                     used = {d["strategy"] for d in r["decisions"]}
                     peaks = peaks_all or (strategy_peaks(run_cfg, sorted(used)) if capped else {})
                     r.update(
@@ -509,10 +510,8 @@ def transfer(
                         instance=inst.name,
                         seed=seed,
                         policy=label,
-                        oom_steps=checked_oom_steps(
-                            r["decisions"], peaks, cap_at, cap0, peaks_all is not None
-                        ),
-                        oom_enforced=peaks_all is not None,
+                        oom_steps=checked_oom_steps(r["decisions"], peaks, cap_at, cap0, enforce is not None),
+                        oom_enforced=enforce is not None,
                         peaks_mb=peaks,
                     )
                     runs.append(r)

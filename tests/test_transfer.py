@@ -65,15 +65,16 @@ def test_transfer_two_tiny_sizes_writes_table(tmp_path, module_cache, monkeypatc
         f_big = next(
             r for r in runs if r["instance"] == inst and r["size"] == "tiny2" and r["policy"] == "fixed"
         )
-        # t-squeeze's cap falls below full fine-tuning's peak at 30%: the fixed run (never switches) OOMs at
-        # both sizes (the cap scales with the peak), and the callback ends it there (CPU: the virtual cap)
+        # t-squeeze's cap falls below full fine-tuning's peak at 30%: the fixed run (never switches) goes over
+        # it at both sizes (the cap scales with the peak); as the quality reference it runs its whole budget
+        # with the OOMs counted after the fact
         for f in (f_small, f_big):
-            assert f["ended"] == "oom" and f["oom_enforced"]
-            assert f["oom_steps"] == [f["stop_step"]] and f["stop_step"] < small["budget_steps"]
-            assert f["final_eval"] == [d["eval_loss"] for d in f["decisions"]][-2]  # the last before the OOM
+            assert not f["oom_enforced"] and f["ended"] != "oom"
+            assert f["oom_steps"] and f["oom_steps"][0] < small["budget_steps"]
         assert f_big["flops_used"] / f_big["stop_step"] > 2 * f_small["flops_used"] / f_small["stop_step"]
-    for r in runs:  # every run: the post-hoc count is the callback's own record
-        assert r["oom_steps"] == [d["step"] for d in r["decisions"] if d.get("error", "").startswith("oom")]
+    for r in runs:  # every governed run: the post-hoc count is the callback's own record
+        if r["oom_enforced"]:
+            assert r["oom_steps"] == [d["step"] for d in r["decisions"] if d.get("error", "").startswith("oom")]
         assert set(r["peaks_mb"]) == {"full", "lora", "qlora+gc"}  # every strategy the run could reach
     # the cap scales with the measured full fine-tuning peak
     sq = saved["meta"]["scales"]["t-squeeze@tiny2"]
