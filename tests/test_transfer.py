@@ -74,7 +74,9 @@ def test_transfer_two_tiny_sizes_writes_table(tmp_path, module_cache, monkeypatc
         assert f_big["flops_used"] / f_big["stop_step"] > 2 * f_small["flops_used"] / f_small["stop_step"]
     for r in runs:  # every governed run: the post-hoc count is the callback's own record
         if r["oom_enforced"]:
-            assert r["oom_steps"] == [d["step"] for d in r["decisions"] if d.get("error", "").startswith("oom")]
+            assert r["oom_steps"] == [
+                d["step"] for d in r["decisions"] if d.get("error", "").startswith("oom")
+            ]
         assert set(r["peaks_mb"]) == {"full", "lora", "qlora+gc"}  # every strategy the run could reach
     # the cap scales with the measured full fine-tuning peak
     sq = saved["meta"]["scales"]["t-squeeze@tiny2"]
