@@ -45,8 +45,9 @@ class Sim2RealConfig:
     """Saved step trees: held-out ones are the real side of the fixed sequences; train ones feed refits."""
     eval: str = "runs/eval_v1"
     """A `govgym evaluate` output folder (episodes.csv): the real side of the policy comparison."""
-    agent: str = "runs/train_v1/final.zip"
-    """The agent behind the leaderboard's learned rows (label ``agent`` or its algo); '' = skip them."""
+    agents: list[str] = field(default_factory=lambda: ["agent=runs/train_v1/final.zip"])
+    """label=path of each trained agent behind the real leaderboard's learned rows (rows with another label that
+    is not a heuristic are skipped)."""
     seeds: int = 5
     """Episode seeds per held-out instance (0 .. seeds-1), as the real leaderboard's."""
     traces: list[int] = field(default_factory=list)
@@ -55,6 +56,12 @@ class Sim2RealConfig:
     """Draws of each trace count (the spread of the error-vs-traces curve)."""
 
     def __post_init__(self) -> None:
+        for i, a in enumerate(self.agents):
+            if "=" not in str(a) or not str(a).split("=", 1)[0]:
+                raise ConfigError(
+                    f"sim2real.agents[{i}]: got {a!r}; give label=path, the label as in the leaderboard, e.g. "
+                    "agent=runs/train_v1/final.zip."
+                )
         check_range("sim2real.seeds", self.seeds, 1)
         check_range("sim2real.fit_seeds", self.fit_seeds, 1)
         for i, n in enumerate(self.traces):
@@ -206,9 +213,10 @@ def compare(
                         )
                     )
         else:
-            if label not in _heuristic_names() and not cfg.agent:
-                continue  # a learned row and no agent named: nothing to run it with
-            spec = parse_spec(label if label in _heuristic_names() else cfg.agent)
+            agents = dict(str(a).split("=", 1) for a in cfg.agents)
+            if label not in _heuristic_names() and label not in agents:
+                continue  # a learned row and no agent named for it: nothing to run it with
+            spec = parse_spec(label if label in _heuristic_names() else agents[label])
             pred = []
             for inst in names:
                 for s in range(cfg.seeds):

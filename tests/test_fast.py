@@ -202,3 +202,33 @@ def test_demo_trains_by_rl_on_the_fast_backend_then_evaluates_on_real_held_out_r
     board = json.loads((tmp_path / "evaluate" / "leaderboard.json").read_text())
     assert {"agent", "fixed_budget", "oracle", "patience"} <= {row["policy"] for row in board["rows"]}
     assert board["meta"]["config"]["split"] == "test"
+
+
+def test_sim2real_on_held_out_runs_and_fewer_traces(
+    fitted: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Real held-out episodes (govgym evaluate) vs the fast model, and a refit on fewer traces."""
+    import json
+
+    from govgym.agents.sim2real import spearman
+    from govgym.cli import main
+
+    memo = str(fitted["memo"])
+    ev = tmp_path / "eval"
+    argv = ["evaluate", f"instances={TINY_V1}", "seeds=2", "workers=1", f"memo={memo}", "--no-progress"]
+    assert main([*argv, "policies=[fixed_budget,patience,continue]", "--out", str(ev)]) == 0
+    out = tmp_path / "s2r"
+    argv = ["sim2real", f"instances={TINY_V1}", f"model={fitted['path']}", f"memo={memo}", f"eval={ev}"]
+    assert (
+        main([*argv, "agents=[]", "seeds=2", "traces=[2]", "fit_seeds=1", "--no-progress", "--out", str(out)])
+        == 0
+    )
+    s = json.loads((out / "sim2real.json").read_text())
+    assert s["paths"] >= 2 and s["steps"] >= 4 and 0 <= s["eval_rel_err_mean"] < 0.5
+    assert s["budget_frac_err_mean"] < 0.01 and s["oom_agreement"] == 1.0
+    assert {r["policy"] for r in s["policies"]} == {"fixed_budget", "patience", "continue", "oracle"}
+    assert s["curve"] and s["curve"][0]["traces"] == 2
+    assert (out / "sim2real.png").stat().st_size > 1000 and "Spearman" in capsys.readouterr().out
+    assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 1, 2], [5, 5, 9]) == pytest.approx(1.0)  # ties share their rank
