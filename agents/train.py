@@ -74,8 +74,8 @@ class TrainConfig:
     instances: str = ""
     """Instance-set YAML ('' = packaged configs/instances_v1.yaml, FineTune-v1; configs/instances.yaml is v0's)."""
     env: str = "real"
-    """real (govgym/FineTune-v1 over live runs, memoized) | fast (govgym/FineTuneFast-v1: the model fitted from
-    real runs by `govgym fit-fast`, ~10^4 steps/s, no torch per step; RL from scratch, no cloning)."""
+    """real: live runs, memoized | fast: the fast backend (a model fitted from real runs, thousands of steps a
+    second; RL from scratch, no cloning)."""
     fast_model: str = ""
     """env=fast: the fast model file ('' = the packaged configs/fast_v1.json)."""
     randomize: float = 0.0
