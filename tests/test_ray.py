@@ -43,18 +43,18 @@ def _returns(results: list[dict]) -> dict[tuple[str, int, str], float]:
     return out
 
 
-def test_evaluate_and_map_on_local_ray_equal_the_local_pool(cache):
-    """2 workers each side: a spawned pool vs a local Ray with 2 CPUs; the same returns, trees, files."""
+def test_evaluate_on_local_ray_equals_the_local_pool(cache):
+    """2 workers each side: a spawned pool vs a local Ray with 2 CPUs; the same returns, trees and files."""
     ray = pytest.importorskip("ray")
     from govgym.agents.evaluate import EvalConfig, evaluate
-    from govgym.agents.levermap import MapConfig, lever_map
 
     got = {}
     for backend in ("local", "ray"):
         cfg = EvalConfig(
             policies=["fixed_budget", "patience:patience=1", "memory_reactive", "random"],
             split="train",
-            seeds=2,
+            seeds=1,
+            max_instances=2,
             instances=TINY,
             workers=2,
             memo=str(cache / f"memo-{backend}"),
@@ -66,51 +66,40 @@ def test_evaluate_and_map_on_local_ray_equal_the_local_pool(cache):
     assert local["meta"]["steps"]["real_steps"] > 0
     assert local["meta"]["steps"] == onray["meta"]["steps"]
     assert _returns(local["results"]) == _returns(onray["results"])  # bit-identical, not approximately
-    assert len(_returns(local["results"])) == 3 * 2 * 4  # instances x seeds x policies
+    assert len(_returns(local["results"])) == 2 * 1 * 4  # instances x seeds x policies
     rows = {b: json.loads((cache / f"eval-{b}" / "episodes.json").read_text())["rows"] for b in got}
     assert rows["local"] == rows["ray"]
-    # each (instance, seed) task wrote its own tree, whole; no temp file left behind
-    trees = {b: sorted(p.name for p in (cache / f"memo-{b}").rglob("*.tree")) for b in got}
-    assert trees["local"] == trees["ray"] and len(trees["ray"]) == 6
+    # each (instance, seed) task wrote its own tree, whole, in the same memo namespace; no temp file left
+    trees = {
+        b: sorted(p.relative_to(cache / f"memo-{b}") for p in (cache / f"memo-{b}").rglob("*.tree"))
+        for b in got
+    }
+    assert trees["local"] == trees["ray"] and len(trees["ray"]) == 2
     assert not [p for p in (cache / "memo-ray").rglob("*") if ".tmp" in p.name]
-
-    # map through a Ray this test started: used as it is and left running (not ours to shut down)
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        m = {}
-        for backend in ("local", "ray"):
-            cfg = MapConfig(
-                instances=TINY,
-                split="train",
-                seeds=1,
-                max_instances=2,
-                workers=2,
-                memo=str(cache / f"memo-{backend}"),
-                backend=backend,
-            )
-            m[backend] = lever_map(cfg, cache / f"map-{backend}", progress=False)
-        assert ray.is_initialized()
-    finally:
-        ray.shutdown()
-    assert _returns(m["local"]["results"]) == _returns(m["ray"]["results"])
-    assert m["local"]["rows"] == m["ray"]["rows"]
 
 
 def test_collect_on_ray_equals_one_by_one(cache):
-    """collect's (policy, episode) tasks on Ray record the same episodes as running them in turn."""
-    pytest.importorskip("ray")
+    """collect's (policy, episode) tasks on a Ray started beforehand: the same episodes as one by one."""
+    ray = pytest.importorskip("ray")
     from govgym.cli.envjobs import collect
 
     rows = {}
-    for backend, workers in (("local", 1), ("ray", 2)):
-        out = cache / f"collect-{backend}"
-        rows[backend] = collect(TINY, "train", ["continue", "random"], 2, out, 0, False, workers, backend)
-        assert (
-            len(list((out / "traces").glob("*.parquet"))) == 4
-            and len(list((out / "states").glob("*.json"))) == 4
-        )
-    strip = [{k: v for k, v in r.items() if k != "sec"} for r in rows["local"]]
-    assert strip == [{k: v for k, v in r.items() if k != "sec"} for r in rows["ray"]]
+    ray.init(num_cpus=2, include_dashboard=False)  # someone else's Ray: used as it is, left running
+    try:
+        for backend in ("local", "ray"):  # workers=1 both sides: the same torch threads per episode
+            out = cache / f"collect-{backend}"
+            rows[backend] = collect(TINY, "train", ["continue", "random"], 2, out, 0, False, 1, backend)
+            assert len(list((out / "traces").glob("*.parquet"))) == 4
+            assert len(list((out / "states").glob("*.json"))) == 4
+        assert ray.is_initialized()
+    finally:
+        ray.shutdown()
+
+    def strip(rs: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "sec"} for r in rs]  # wall time differs, nothing else
+
+    assert strip(rows["local"]) == strip(rows["ray"])
+    assert [r["episode"] for r in rows["ray"]] == [0, 1, 0, 1]
 
 
 def test_ray_not_installed_says_how_to_install(no_ray, cache, capsys):
