@@ -21,21 +21,20 @@ per-seed means, i.e. how much the result moves from one seed to the next.
 
 from __future__ import annotations
 
+import contextlib
 import math
-import multiprocessing as mp
 import time
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from govgym.agents.policies import build_policy, default_knobs_path, parse_spec
 from govgym.agents.rollout import Episode, EpisodeTree, oracle_episode, run_episode
+from govgym.agents.scaleout import check_backend, task_results
 from govgym.envs.finetune_env import FineTuneEnv
 from govgym.envs.instances import load_instances
 from govgym.envs.memo import load_tree, memo_folder, save_tree, worker_threads
@@ -48,10 +47,11 @@ REFERENCE = "fixed_budget"
 
 
 def check_harness(prefix: str, cfg: Any) -> None:
-    """The settings every harness over (instance, seed) tasks shares: split, seeds, workers, tolerance, max_instances."""
+    """The settings every harness over (instance, seed) tasks shares: split, seeds, workers, backend, tolerance, max_instances."""
     check_choice(f"{prefix}.split", cfg.split, ("train", "test"))
     check_range(f"{prefix}.seeds", cfg.seeds, 1)
     check_range(f"{prefix}.workers", cfg.workers, 1)
+    check_backend(prefix, cfg.backend, cfg.ray_address)
     check_range(f"{prefix}.tolerance", cfg.tolerance, 0.0, 0.5)
     check_range(f"{prefix}.max_instances", cfg.max_instances, 0)
 
@@ -73,6 +73,11 @@ class EvalConfig:
     for v0, configs/heuristics_v1.yaml for v1, written by `govgym tune --write`)."""
     workers: int = 2
     """Worker processes (one core each); tasks are (instance, seed) pairs."""
+    backend: str = "local"
+    """Where the (instance, seed) tasks run: local (this process, or a pool of `workers` processes) | ray
+    (one Ray task each: `pip install "govgym[ray]"`; see agents/scaleout.py)."""
+    ray_address: str = ""
+    """With backend=ray: '' = start a local Ray with `workers` CPUs; else the cluster to use (auto, ray://HEAD:10001)."""
     tolerance: float = 0.005
     """FLOPs-to-equal-quality: reached when eval loss <= (1 + tolerance) x the fixed-budget final eval."""
     max_instances: int = 0
@@ -103,12 +108,6 @@ def _env(instances: str, split: str) -> Any:
     if key not in _ENVS:
         _ENVS[key] = FineTuneEnv(instances or None, split=split, wall_time_info=False)
     return _ENVS[key]
-
-
-def _init_worker(threads: int) -> None:
-
-    warnings.filterwarnings("ignore")
-    torch.set_num_threads(threads)
 
 
 def run_task(task: tuple[str, str, str, int, list[Any], str]) -> dict[str, Any]:
@@ -153,43 +152,46 @@ def run_tasks(
     progress: bool = True,
     memo: str = "",
     task_fn: Any = None,
+    backend: str = "local",
+    ray_address: str = "",
 ) -> list[dict[str, Any]]:
-    """All (instance, seed) tasks, in ``workers`` processes (spawned: torch threads and fork do not mix).
+    """All (instance, seed) tasks on ``workers`` cores: this process, a spawned pool, or Ray.
 
     ``memo``: a folder of saved step trees to reuse and extend ('' = none); see ``envs/memo.py``.
     ``task_fn``: what one task runs (default ``run_task``: every policy spec; ``agents.levermap``
-    passes its branch search), a module-level function so that spawned workers can import it.
+    passes its branch search), a module-level function so that spawned workers and Ray can import it.
+    ``backend``: 'local' (``workers`` == 1: this process; more: a spawned pool) or 'ray' (one Ray task
+    per (instance, seed) on a local Ray with ``workers`` CPUs, or on the cluster at ``ray_address``);
+    see ``agents/scaleout.py``. Each task writes only its own (instance, seed)'s tree; results are
+    gathered here.
     """
     task_fn = task_fn or run_task
+    check_backend("", backend, ray_address)
+    dup = sorted({n for n in names if names.count(n) > 1} | {str(s) for s in seeds if seeds.count(s) > 1})
+    if dup:  # one task per (instance, seed): two tasks must never write one tree file
+        raise ConfigError(f"run_tasks: instances and seeds must be unique; repeated: {', '.join(dup)}.")
 
     threads = worker_threads(workers)
     if memo:
         memo = str(memo_folder(memo, instances, threads))
+    if backend == "ray":  # Ray's worker processes need not share our working directory
+        instances = str(Path(instances).resolve()) if instances else instances
+        memo = str(Path(memo).resolve()) if memo else memo
     tasks = [(instances, split, n, s, specs, memo) for s in seeds for n in names]
-    if workers > 1:
-        # longest first (by FLOP budget): the pool's last task is a short one, so no core idles long at the end
+    if workers > 1 or backend == "ray":
+        # longest first (by FLOP budget): the last task is a short one, so no core idles long at the end
         iset = load_instances(instances or None)
         budget = {i.name: i.budget_tflops or i.budget_epochs or 0.0 for i in iset.train + iset.test}
         tasks.sort(key=lambda t: -budget.get(t[2], 0.0))
     bar = tqdm(total=len(tasks), desc=desc, unit="task", dynamic_ncols=True, disable=not progress)
     out: list[dict[str, Any]] = []
-    if workers == 1:
-        prev = torch.get_num_threads()
-        _init_worker(threads)
-        try:
-            for t in tasks:
-                out.append(task_fn(t))
-                bar.update(1)
-        finally:
-            torch.set_num_threads(prev)
-    else:
-        with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
-            for r in pool.imap_unordered(task_fn, tasks):
-                out.append(r)
-                bar.update(1)
-                bar.set_postfix(
-                    real_steps=sum(x["real_steps"] for x in out), memo_hits=sum(x["memo_hits"] for x in out)
-                )
+    with contextlib.closing(task_results(task_fn, tasks, workers, threads, backend, ray_address)) as results:
+        for r in results:
+            out.append(r)
+            bar.update(1)
+            bar.set_postfix(
+                real_steps=sum(x["real_steps"] for x in out), memo_hits=sum(x["memo_hits"] for x in out)
+            )
     bar.close()
     out.sort(key=lambda r: (r["episode_seed"], names.index(r["instance"])))
     return out
@@ -499,6 +501,8 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
         cfg.workers,
         progress=progress,
         memo=cfg.memo,
+        backend=cfg.backend,
+        ray_address=cfg.ray_address,
     )
     seconds = time.perf_counter() - t0
     families = {i.name: i.family for i in iset.train + iset.test}

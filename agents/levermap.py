@@ -64,6 +64,11 @@ class MapConfig:
     arrives at 0.4-0.5 of it; more points search more (each adds ~4 branches per (instance, seed))."""
     workers: int = 2
     """Worker processes (one core each); tasks are (instance, seed) pairs."""
+    backend: str = "local"
+    """Where the (instance, seed) tasks run: local (this process, or a pool of `workers` processes) | ray
+    (one Ray task each: `pip install "govgym[ray]"`; see agents/scaleout.py)."""
+    ray_address: str = ""
+    """With backend=ray: '' = start a local Ray with `workers` CPUs; else the cluster to use (auto, ray://HEAD:10001)."""
     tolerance: float = 0.005
     """FLOPs-to-equal-quality: reached at eval loss <= (1 + tolerance) x the fixed run's final eval."""
     max_instances: int = 0
@@ -400,6 +405,8 @@ def lever_map(cfg: MapConfig, out: Path, progress: bool = True) -> dict[str, Any
         progress=progress,
         memo=cfg.memo,
         task_fn=map_task,
+        backend=cfg.backend,
+        ray_address=cfg.ray_address,
     )
     seconds = time.perf_counter() - t0
     rows = map_rows(results, families, cfg.tolerance)

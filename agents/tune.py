@@ -63,8 +63,13 @@ def tune(
     write: str = "",
     progress: bool = True,
     memo: str = "runs/memo",
+    backend: str = "local",
+    ray_address: str = "",
 ) -> dict[str, Any]:
-    """Run the grid on the train split; write ``heuristics.yaml`` (best knobs) and ``grid.csv``."""
+    """Run the grid on the train split; write ``heuristics.yaml`` (best knobs) and ``grid.csv``.
+
+    ``backend`` / ``ray_address``: where the (instance, seed) tasks run (``agents/scaleout.py``).
+    """
 
     iset = load_instances(instances or None)
     names = [i.name for i in iset.split("train")]
@@ -80,6 +85,8 @@ def tune(
         desc="tune",
         progress=progress,
         memo=memo,
+        backend=backend,
+        ray_address=ray_address,
     )
     rows = episode_rows(results)  # ranked by return; FLOPs-to-equal-quality uses EvalConfig.tolerance
     by_label: dict[str, list[float]] = defaultdict(list)

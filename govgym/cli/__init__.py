@@ -360,6 +360,9 @@ def dispatch(args: argparse.Namespace, pairs: dict[str, Any]) -> int:
             Path(args.out),
             job.seed,
             progress=progress,
+            workers=job.workers,
+            backend=job.backend,
+            ray_address=job.ray_address,
         )
     elif cmd.name == "replay":
         from govgym.cli import envjobs
@@ -384,6 +387,8 @@ def dispatch(args: argparse.Namespace, pairs: dict[str, Any]) -> int:
             args.write,
             progress=progress,
             memo=job.memo,
+            backend=job.backend,
+            ray_address=job.ray_address,
         )
     elif cmd.name == "evaluate":
         from govgym.agents.evaluate import evaluate

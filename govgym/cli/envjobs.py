@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +10,47 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from govgym.agents.heuristics import make_policy
+from govgym.agents.scaleout import task_results
 from govgym.envs.finetune_env import FineTuneEnv
 from govgym.envs.instances import load_instances
+from govgym.envs.memo import worker_threads
 from govgym.envs.recording import TraceRecorder, load_state, load_traces, replay, save_state
 from govgym.plots import pyplot
 from govgym.results import format_table, write_rows
+
+_ENVS: dict[tuple[str, str], Any] = {}
+
+
+def collect_episode(task: tuple[str, str, str, int, str, int, str]) -> dict[str, Any]:
+    """One recorded episode of one policy (one task of ``collect``); writes its own trace and state files.
+
+    The env is made once per worker process and reused; the policy is made per episode, seeded with
+    the episode's seed, so an episode is the same whether it runs alone, in a pool or on Ray.
+    """
+    instances, split, pname, ep, inst, episode_seed, out = task
+    key = (instances, split)
+    if key not in _ENVS:
+        _ENVS[key] = FineTuneEnv(instances or None, split=split, wall_time_info=True)
+    env = TraceRecorder(_ENVS[key], Path(out) / "traces", policy=pname)  # one Parquet file per episode
+    policy = make_policy(pname, env.unwrapped.action_names, episode_seed)
+    obs, info = env.reset(seed=episode_seed, options={"instance": inst})
+    ret, done, n = 0.0, False, 0
+    while not done:
+        a, _ = policy.predict(obs, episode_start=n == 0, action_masks=env.unwrapped.action_masks())
+        obs, r, term, trunc, info = env.step(a)
+        ret, n, done = ret + r, n + 1, term or trunc
+    save_state(env.unwrapped.state(), Path(out) / "states" / f"{pname}-{inst}-{ep}.json")
+    return {
+        "policy": pname,
+        "episode": ep,
+        "instance": inst,
+        "steps": n,
+        "return": ret,
+        "final_eval": info.get("eval_loss"),
+        "budget_frac": info["budget_frac"],
+        "error": info.get("error", ""),
+        "sec": info.get("wall_time", float("nan")),
+    }
 
 
 def collect(
@@ -24,46 +61,34 @@ def collect(
     out: Path,
     seed: int = 0,
     progress: bool = True,
+    workers: int = 1,
+    backend: str = "local",
+    ray_address: str = "",
 ) -> list[dict[str, Any]]:
-    """Run each policy over ``episodes`` instances of ``split``; record traces and episode states."""
+    """Run each policy over ``episodes`` instances of ``split``; record traces and episode states.
+
+    Each (policy, episode) is one task (``collect_episode``) on ``backend`` with ``workers`` cores
+    (``agents/scaleout.py``): it writes its own trace and state; the episode table is written here.
+    """
 
     iset = load_instances(instances)
     pool = iset.split(split)
+    src = str(Path(iset.source).resolve())  # Ray's worker processes need not share our working directory
+    tasks = [
+        (src, split, pname, ep, pool[ep % len(pool)].name, seed * 10_000 + ep, str(Path(out).resolve()))
+        for pname in policies
+        for ep in range(episodes)
+    ]
+    bar = tqdm(total=len(tasks), desc="collect", unit="episode", dynamic_ncols=True, disable=not progress)
     rows = []
-    bar = tqdm(
-        total=len(policies) * episodes,
-        desc="collect",
-        unit="episode",
-        dynamic_ncols=True,
-        disable=not progress,
-    )
-    for pname in policies:
-        env = TraceRecorder(FineTuneEnv(iset, split=split, wall_time_info=True), out / "traces", policy=pname)
-        policy = make_policy(pname, env.unwrapped.action_names, seed)
-        for ep in range(episodes):
-            inst = pool[ep % len(pool)].name
-            obs, info = env.reset(seed=seed * 10_000 + ep, options={"instance": inst})
-            ret, done, n = 0.0, False, 0
-            while not done:
-                a, _ = policy.predict(obs, episode_start=n == 0, action_masks=env.unwrapped.action_masks())
-                obs, r, term, trunc, info = env.step(a)
-                ret, n, done = ret + r, n + 1, term or trunc
-            save_state(env.unwrapped.state(), out / "states" / f"{pname}-{inst}-{ep}.json")
-            rows.append(
-                {
-                    "policy": pname,
-                    "instance": inst,
-                    "steps": n,
-                    "return": ret,
-                    "final_eval": info.get("eval_loss"),
-                    "budget_frac": info["budget_frac"],
-                    "error": info.get("error", ""),
-                    "sec": info.get("wall_time", float("nan")),
-                }
-            )
+    gen = task_results(collect_episode, tasks, workers, worker_threads(workers), backend, ray_address)
+    with contextlib.closing(gen) as results:
+        for row in results:
+            rows.append(row)
             bar.update(1)
-            bar.set_postfix(policy=pname, sec_per_step=f"{info['wall_time'] / max(n, 1):.2f}")
+            bar.set_postfix(policy=row["policy"], sec_per_step=f"{row['sec'] / max(row['steps'], 1):.2f}")
     bar.close()
+    rows.sort(key=lambda r: (policies.index(r["policy"]), r["episode"]))  # as they would run one by one
     print(format_table(rows))
     write_rows(out, "episodes", rows, {"instances": iset.source, "split": split, "policies": policies})
     plot_traces(out / "traces", out / "traces.png")
@@ -136,4 +161,4 @@ def plot_traces(folder: Path, out: Path, max_episodes: int = 6) -> Path:
     return out
 
 
-__all__ = ["collect", "plot_traces", "replay_state"]
+__all__ = ["collect", "collect_episode", "plot_traces", "replay_state"]

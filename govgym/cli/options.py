@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from govgym.agents.heuristics import POLICIES
+from govgym.agents.scaleout import check_backend
 from govgym.efficiency.strategy import Strategy
 from govgym.errors import ConfigError
 from govgym.typed import check_choice, check_range
@@ -93,7 +94,14 @@ class CollectJob:
     episodes: int = 2
     """Episodes per policy (instances of the split taken in order)."""
     seed: int = 0
-    """Seed of the episodes (episode seeds are seed * 10000 + episode) and of the random policy."""
+    """Seed of the episodes (episode seeds are seed * 10000 + episode; the random policy draws from the same seed)."""
+    workers: int = 1
+    """Episodes run at once, one core each (1 = one after another in this process)."""
+    backend: str = "local"
+    """Where the tasks run: local (this process, or a pool of `workers` processes) | ray (one Ray task each:
+    `pip install "govgym[ray]"`)."""
+    ray_address: str = ""
+    """With backend=ray: '' = start a local Ray with `workers` CPUs; else the cluster to use (auto, ray://HEAD:10001)."""
 
     def __post_init__(self) -> None:
         check_choice("split", self.split, SPLITS)
@@ -103,6 +111,8 @@ class CollectJob:
             check_choice(f"policies[{i}]", name, POLICIES)
         check_range("episodes", self.episodes, 1)
         check_range("seed", self.seed, 0)
+        check_range("workers", self.workers, 1)
+        check_backend("", self.backend, self.ray_address)
 
 
 @dataclass
@@ -136,10 +146,16 @@ class TuneJob:
     """Worker processes (one core each)."""
     memo: str = "runs/memo"
     """Folder of saved exact step trees to reuse and extend ('' = none)."""
+    backend: str = "local"
+    """Where the tasks run: local (this process, or a pool of `workers` processes) | ray (one Ray task each:
+    `pip install "govgym[ray]"`)."""
+    ray_address: str = ""
+    """With backend=ray: '' = start a local Ray with `workers` CPUs; else the cluster to use (auto, ray://HEAD:10001)."""
 
     def __post_init__(self) -> None:
         check_range("seeds", self.seeds, 1)
         check_range("workers", self.workers, 1)
+        check_backend("", self.backend, self.ray_address)
 
 
 @dataclass
