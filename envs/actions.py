@@ -30,4 +30,16 @@ def action_index(action: Any, n: int, names: list[str] | None = None) -> int:
     return int(value)
 
 
-__all__ = ["action_index"]
+def action_table(targets: list[Any]) -> tuple[list[tuple[str, Any]], list[str]]:
+    """The action list of a govgym env with switch ``targets``: (kind, argument) per action, and its names.
+
+    0 continue, 1 reprune_hardest, 2 reprune_easiest, one ``switch:<target>`` per target, then stop. The
+    envs dispatch on the (kind, argument) pairs, never on the names.
+    """
+    actions = [("continue", None), ("reprune", "hardest"), ("reprune", "easiest")]
+    actions += [("switch", t) for t in targets] + [("stop", None)]
+    names = ["continue", "reprune_hardest", "reprune_easiest", *[f"switch:{t}" for t in targets], "stop"]
+    return actions, names
+
+
+__all__ = ["action_index", "action_table"]

@@ -13,7 +13,7 @@ from gymnasium import spaces
 
 from govgym.efficiency.signals import HIGH, LOW, Reading, SignalTracker
 from govgym.efficiency.strategy import Strategy
-from govgym.envs.actions import action_index
+from govgym.envs.actions import action_index, action_table
 from govgym.envs.fastmodel import (
     FastModel,
     RunState,
@@ -229,20 +229,7 @@ class FineTuneFastEnv(gym.Env):
         self.pool = self.iset.split(split)
         self.plans = {i.name: plan_of(self.fm, self.iset, i) for i in self.pool}
         self.targets = [Strategy.parse(s).name for s in self.ecfg.switch_targets]
-        self.actions: list[tuple[str, Any]] = [
-            ("continue", None),
-            ("reprune", "hardest"),
-            ("reprune", "easiest"),
-            *[("switch", t) for t in self.targets],
-            ("stop", None),
-        ]
-        self.action_names = [
-            "continue",
-            "reprune_hardest",
-            "reprune_easiest",
-            *[f"switch:{t}" for t in self.targets],
-            "stop",
-        ]
+        self.actions, self.action_names = action_table(self.targets)
         self.action_space = spaces.Discrete(len(self.action_names))
         self.observation_space = spaces.Box(LOW, HIGH, dtype=np.float32)
         self.tracker = SignalTracker()

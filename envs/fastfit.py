@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from govgym.envs.actions import action_table
 from govgym.envs.fast_env import advance, apply_lever, lever_flops, plan_of
 from govgym.envs.fastmodel import INPUTS, OUTPUTS, FastModel, RunState, base_key, transition_features
 from govgym.envs.instances import InstanceSet, load_instances
@@ -93,10 +94,7 @@ def extract(
     fm: FastModel, iset: InstanceSet, trees: list[tuple[str, int, Path]]
 ) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, Any]]:
     """(X, Y, group of each row, checks): every transition of the trees, states replayed by the mechanics."""
-    targets = list(iset.env.switch_targets)
-    actions = [("continue", None), ("reprune", "hardest"), ("reprune", "easiest")]
-    actions += [("switch", t) for t in targets] + [("stop", None)]
-    act_names = ["continue", "reprune_hardest", "reprune_easiest", *[f"switch:{t}" for t in targets], "stop"]
+    actions, act_names = action_table(list(iset.env.switch_targets))
     xs, ys, groups = [], [], []
     frac_err, lr_err, length_err, ooms, nodes_seen = [], [], 0, 0, 0
     for inst_name, _seed, path in trees:

@@ -16,7 +16,7 @@ from govgym.efficiency.run import FineTuneRun, RunOOM
 from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, Reading, SignalTracker, spec_hash
 from govgym.efficiency.strategy import Strategy
 from govgym.efficiency.workload import load_workload
-from govgym.envs.actions import action_index
+from govgym.envs.actions import action_index, action_table
 from govgym.envs.instances import EnvConfig, Instance, InstanceSet, default_instances_path, load_instances
 from govgym.envs.probe import strategy_costs, strategy_peaks
 from govgym.typed import ConfigError, from_dict, to_dict
@@ -105,20 +105,7 @@ class FineTuneEnv(gym.Env):
             )
         self.targets = [Strategy.parse(s) for s in self.ecfg.switch_targets]
         # what each action does, as (kind, argument): step() dispatches on these, never on the names
-        self.actions: list[tuple[str, Any]] = [
-            ("continue", None),
-            ("reprune", "hardest"),
-            ("reprune", "easiest"),
-            *[("switch", t) for t in self.targets],
-            ("stop", None),
-        ]
-        self.action_names = [
-            "continue",
-            "reprune_hardest",
-            "reprune_easiest",
-            *[f"switch:{s}" for s in self.targets],
-            "stop",
-        ]
+        self.actions, self.action_names = action_table(self.targets)
         self.action_space = spaces.Discrete(len(self.action_names))
         self.observation_space = spaces.Box(LOW, HIGH, dtype=np.float32)
         self.run: Any = None
