@@ -309,9 +309,7 @@ class FineTuneFastEnv(gym.Env):
             static=st,
             intervals=intervals,
             total_steps=steps,
-            warmup=min(base.warmup if base.warmup else 10, steps // 10)
-            if base.warmup
-            else min(10, steps // 10),
+            warmup=min(base.warmup or 10, steps // 10),
             start="full",
             budget=ev + intervals * (base.k * step + ev),
             lam=float(r.choice([0.05, 0.1, 0.2, 0.5])),
