@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -104,14 +108,58 @@ def make_run():
     return _make
 
 
+def run_cli(args: list[str], env: dict[str, str] | None = None, check: bool = True) -> SimpleNamespace:
+    """``govgym ARGS`` run in this process: what a test of a subcommand's output and exit status needs.
+
+    A subprocess costs ~9 s on 2 busy cores, nearly all of it a new Python importing torch; in process the
+    same ``govgym.cli.main`` runs with ``env`` (e.g. GOVGYM_CACHE) patched into ``os.environ`` and
+    stdout/stderr captured. An exception ``main`` does not turn into exit status 2 propagates and fails
+    the test (a subprocess would have printed a traceback). ``test_cli.py`` keeps one real subprocess of
+    the installed ``govgym`` command, so the entry point and its exit status stay tested.
+
+    Returns:
+        ``returncode``, ``stdout`` and ``stderr``, as ``subprocess.run(..., capture_output=True)`` gives.
+    """
+    from govgym.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        mock.patch.dict(os.environ, env or {}),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            code = main(args)
+        except SystemExit as exc:  # argparse's --help (0) and usage errors (2)
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    r = SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    if check:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
 TINY_INSTANCES = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
 
 
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One GOVGYM_CACHE folder for the whole session (the ``envcache`` that test_env.py and others use).
+
+    A tiny base model and its tokenized data take ~15-20 s to build on 2 busy cores and ~1 s to load;
+    built once per session instead of once per module (was 8 separate caches, 1 per test in test_memo).
+    Entries are keyed by their config (``base/<key>``, ``data/<key>``), so modules with different tiny
+    models share the folder safely; tests that damage a cache work on a copy (test_bad_inputs' F2-F4).
+    """
+    root = tmp_path_factory.getbasetemp() / "envcache"
+    root.mkdir(exist_ok=True)
+    return root
+
+
 @pytest.fixture(scope="module")
-def module_cache(tmp_path_factory):
-    """One GOVGYM_CACHE per test module: the tiny instances' workload is built once (~20 s on 2 busy cores)."""
+def module_cache(shared_cache):
+    """GOVGYM_CACHE set to the session's shared cache for a test module (the tiny instances' workload)."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("GOVGYM_CACHE", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("GOVGYM_CACHE", str(shared_cache))
     yield
     mp.undo()
 

@@ -1,4 +1,8 @@
-"""Every CLI subcommand as a subprocess on a tiny embedded default; bad input gives one clear sentence."""
+"""Every CLI subcommand on a tiny embedded default; bad input gives one clear sentence.
+
+The subcommands run in process (``tests.conftest.run_cli``: a subprocess costs ~9 s of importing torch);
+``test_installed_command_exits_2_on_bad_input`` runs the installed ``govgym`` command as a user does.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import pytest
 
 from govgym.cli import BY_NAME, COMMANDS, build_parser, parse_args
 from govgym.typed import config_keys
+from tests.conftest import run_cli
 
 TINY = [
     "model.hidden_size=32",
@@ -30,23 +35,29 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> dict[str, str]:
-    return {**os.environ, "GOVGYM_CACHE": str(tmp_path_factory.mktemp("cache"))}
+def cache(shared_cache) -> dict[str, str]:
+    return {**os.environ, "GOVGYM_CACHE": str(shared_cache)}
 
 
-def govgym(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run(
-        [sys.executable, "-m", "govgym.cli", *args], capture_output=True, text=True, env=env, timeout=600
-    )
-    if check:
-        assert r.returncode == 0, r.stderr[-3000:]
-    return r
+govgym = run_cli  # `govgym ARGS` in process: returncode, stdout, stderr
 
 
 def test_help_lists_subcommands(cache):
     out = govgym(["--help"], cache).stdout
     for cmd in ("prepare", "run", "demo", "strategies", "prune", "switch"):
         assert cmd in out
+
+
+def test_installed_command_exits_2_on_bad_input(cache):
+    """The one subprocess: the console script pip installed (`govgym`, else `python -m govgym.cli`) turns
+    main()'s status into the process's exit status, and a user error is one line, not a traceback."""
+    script = Path(sys.executable).with_name("govgym")
+    cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "govgym.cli"]
+    r = subprocess.run([*cmd, "run", "optim.lr=-1"], capture_output=True, text=True, env=cache, timeout=600)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert (
+        r.stderr.startswith("govgym run: error:") and "optim.lr" in r.stderr and "Traceback" not in r.stderr
+    )
 
 
 def test_prepare_then_run_writes_results(cache, tmp_path):

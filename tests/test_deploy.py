@@ -1,16 +1,18 @@
-"""``govgym deploy`` as a subprocess on a tiny embedded default: three real Trainer runs, their table and files."""
+"""``govgym deploy`` on a tiny embedded default: three real Trainer runs, their table and files.
+
+The command runs in process (``tests.conftest.run_cli``; a subprocess costs ~9 s of importing torch).
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import TINY_EMBEDDED
+from tests.conftest import TINY_EMBEDDED, run_cli
 
 TINY = [
     *(f"model.{k}={v}" for k, v in TINY_EMBEDDED["model"].items()),
@@ -21,14 +23,12 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> dict[str, str]:
-    return {**os.environ, "GOVGYM_CACHE": str(tmp_path_factory.mktemp("cache"))}
+def env(shared_cache) -> dict[str, str]:
+    return {**os.environ, "GOVGYM_CACHE": str(shared_cache)}
 
 
-def govgym(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "govgym.cli", *args], capture_output=True, text=True, env=env, timeout=600
-    )
+def govgym(args: list[str], env: dict[str, str]) -> SimpleNamespace:
+    return run_cli(args, env, check=False)
 
 
 def test_deploy_artifact_vs_fixed_vs_early_stopping(env, tmp_path: Path):

@@ -5,20 +5,20 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.conftest import run_cli
+
 TINY = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
 
 
 @pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory):
-    """One GOVGYM_CACHE for the module: the tiny base model and data take ~15 s to build, then load in ~1 s."""
-    return tmp_path_factory.mktemp("govgym_cache")
+def tiny_cache(shared_cache):
+    """The session's GOVGYM_CACHE (conftest): the tiny base model and data take ~15 s to build, then load in ~1 s."""
+    return shared_cache
 
 
 @pytest.fixture
@@ -305,10 +305,8 @@ def test_bad_policy_specs_are_clear(cache):
 
 def test_evaluate_and_tune_cli(cache):
     env = dict(os.environ)  # the shared GOVGYM_CACHE
-    cmd = [sys.executable, "-m", "govgym.cli"]
-    r = subprocess.run(
+    r = run_cli(  # in process (a subprocess costs ~9 s of importing torch)
         [
-            *cmd,
             "evaluate",
             "--out",
             str(cache / "e"),
@@ -320,18 +318,14 @@ def test_evaluate_and_tune_cli(cache):
             "policies=[fixed_budget,zeus]",
             f"memo={cache / 'memo'}",
         ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+        env,
+        check=False,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "oracle" in r.stdout and "FLOPs-to-equal-quality" in r.stdout
     assert np.isfinite(json.loads((cache / "e" / "leaderboard.json").read_text())["rows"][0]["return"])
-    r = subprocess.run(
-        [*cmd, "evaluate", "--out", str(cache / "e"), "seeds=-1"], capture_output=True, text=True, env=env
-    )
+    r = run_cli(["evaluate", "--out", str(cache / "e"), "seeds=-1"], env, check=False)
     assert r.returncode == 2 and "evaluate.seeds" in r.stderr and "Traceback" not in r.stderr
     assert (cache / "e" / "leaderboard.json").is_file()  # a bad call leaves earlier results alone
-    r = subprocess.run([*cmd, "tune", "--help"], capture_output=True, text=True, env=env)
+    r = run_cli(["tune", "--help"], env, check=False)
     assert r.returncode == 0 and "--write" in r.stdout

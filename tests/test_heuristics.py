@@ -167,10 +167,10 @@ def test_bad_knob_and_name_are_clear():
 
 
 @pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory):
-    """One cache (tiny base model, data) for this module's real-env tests."""
+def tiny_cache(shared_cache):
+    """The session's cache (tiny base model, data; conftest) for this module's real-env tests."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GOVGYM_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.setenv("GOVGYM_CACHE", str(shared_cache))
         yield
 
 

@@ -11,8 +11,8 @@ TINY = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
 
 
 @pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GOVGYM_CACHE", str(tmp_path / "cache"))
+def cache(shared_cache, monkeypatch):
+    monkeypatch.setenv("GOVGYM_CACHE", str(shared_cache))  # the session's tiny base and data (conftest)
 
 
 def _episode(env, actions, fork_at=None):

@@ -14,9 +14,9 @@ INSTALL = 'pip install "govgym[ray]"'
 
 
 @pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory):
-    """One GOVGYM_CACHE for the module: the tiny base model and data are built once, then loaded."""
-    return tmp_path_factory.mktemp("govgym_cache")
+def tiny_cache(shared_cache):
+    """The session's GOVGYM_CACHE (conftest): the tiny base model and data are built once, then loaded."""
+    return shared_cache
 
 
 @pytest.fixture
