@@ -86,6 +86,7 @@ def test_deploy_bad_governor_is_one_sentence(env, tmp_path: Path, governor: str,
     assert "Traceback" not in r.stderr and not (tmp_path / "deploy.csv").exists()
 
 
+@pytest.mark.slow  # a second full deploy (3 Trainer runs); the fast tier's deploy: the test above
 def test_deploy_early_stopping_stops_where_patience_heuristic_does(env, tmp_path: Path):
     """A high constant LR makes eval loss rise early: EarlyStoppingCallback(patience=1) stops before the
     budget, at the same step as the patience heuristic with patience=1, both with the FLOPs counted alike."""

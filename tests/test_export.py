@@ -22,6 +22,7 @@ from govgym.agents.heuristics import POLICIES, make_policy
 from govgym.deploy.artifact import ArtifactError, export, load_governor
 from govgym.efficiency.signals import HIGH, LOW, spec_hash
 from govgym.errors import ConfigError
+from tests.conftest import run_cli
 
 DATA = Path(__file__).parent / "data"
 TINY = str(DATA / "tiny_instances.yaml")
@@ -286,20 +287,8 @@ def test_the_blocker_blocks():
 
 # ---------------------------------------------------------------------------- CLI
 def test_cli_export_prints_size_and_load_time(agent_dir, tmp_path, capsys):
-    r = subprocess.run(  # the smoke test: the installed command as a user runs it
-        [
-            sys.executable,
-            "-m",
-            "govgym.cli",
-            "export",
-            str(agent_dir / "final.zip"),
-            "-o",
-            str(tmp_path / "a"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    # in process (a subprocess costs ~9 s of importing torch; test_cli.py runs the installed command)
+    r = run_cli(["export", str(agent_dir / "final.zip"), "-o", str(tmp_path / "a")], check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "artifact size" in r.stdout and "load time" in r.stdout and "policy.safetensors" in r.stdout, (
         r.stdout

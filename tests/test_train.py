@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli
+
 TINY = str(Path(__file__).parent / "data" / "tiny_instances.yaml")
 ARGS = [
     "algo=maskable_ppo",
@@ -61,10 +63,10 @@ def test_training_resumes_after_kill(tmp_path):
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "govgym.cli", "train", "--out", str(tmp_path), "--resume", *ARGS],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "GOVGYM_CACHE": str(tmp_path / "c")},
+    # in process (a subprocess costs ~9 s of importing torch; test_cli.py runs the installed command)
+    r = run_cli(
+        ["train", "--out", str(tmp_path), "--resume", *ARGS],
+        {"GOVGYM_CACHE": str(tmp_path / "c")},
+        check=False,
     )
     assert r.returncode == 2 and "no checkpoint" in r.stderr and "Traceback" not in r.stderr
