@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from govgym.efficiency import caps
 from govgym.efficiency.signals import HIGH, LOW, Reading, SignalTracker
 from govgym.efficiency.strategy import Strategy
 from govgym.envs.actions import action_index, action_table
@@ -52,11 +53,8 @@ class Plan:
     sample: int = 0
 
     def cap_at(self, fraction: float) -> float:
-        cap = self.cap_mb
-        for at, mb in sorted(self.cap_schedule):
-            if fraction >= at:
-                cap = mb
-        return cap
+        """The cap in force once ``fraction`` of the budget is spent (``efficiency.caps.cap_at``)."""
+        return caps.cap_at(self.cap_mb, self.cap_schedule, fraction)
 
 
 def plan_of(fm: FastModel, iset: InstanceSet, inst: Instance, k: int | None = None) -> Plan:
@@ -263,6 +261,13 @@ class FineTuneFastEnv(gym.Env):
             else 0.0
         )
         p = self.plan
+        if p.family != "random":  # the real env's reset check (efficiency/caps.py): a cap with no room
+            peaks = {t: self.fm.peak_mb(p.static.task, t) for t in {*self.targets, p.start}}
+            fix = "Raise it (or set 0 for no cap), or add a smaller strategy to env.switch_targets."
+            err = caps.room_error(f"instance {p.name!r}", p.cap_mb, p.cap_schedule, peaks, fix)
+            if err:
+                self.plan = None
+                raise ConfigError(err)
         _, ev = self.fm.costs(p.static.task, p.start)
         self.flops = ev
         self.state = RunState(strategy=p.start)
@@ -328,7 +333,7 @@ class FineTuneFastEnv(gym.Env):
         if s.kept * (1 - f) < self.ecfg.min_kept_fraction or n_kept * (1 - f) < p.static.batch:
             mask[1] = mask[2] = False
         for i, t in enumerate(self.targets):
-            if t == s.strategy or (self.cap > 0 and self.fm.peak_mb(p.static.task, t) > self.cap):
+            if t == s.strategy or caps.over_cap(self.fm.peak_mb(p.static.task, t), self.cap):
                 mask[3 + i] = False
         return mask
 
@@ -350,7 +355,7 @@ class FineTuneFastEnv(gym.Env):
         lever = apply_lever(before, kind, arg, self.ecfg.reprune_fraction)
         after, train_fl, ev_fl, lr0, lr1 = advance(self.fm, p, lever)
         train_fl += score_fl
-        if self.cap > 0 and self.fm.peak_mb(p.static.task, after.strategy) > self.cap:
+        if caps.over_cap(self.fm.peak_mb(p.static.task, after.strategy), self.cap):
             self.state = after
             spent = train_fl / p.budget
             self.flops += train_fl
