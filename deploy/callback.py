@@ -92,9 +92,11 @@ from govgym.deploy.observe import (
     reading_from_trainer,
 )
 from govgym.deploy.state import FORMAT, from_json, to_json
+from govgym.efficiency import noise
 from govgym.efficiency.compute import _register_formulas, count_flops
 from govgym.efficiency.signals import FEATURE_NAMES, spec_hash
 from govgym.efficiency.strategy import Strategy
+from govgym.envs.actions import CONTINUE, STOP, action_mask, switch_target
 from govgym.errors import ConfigError
 from govgym.results import write_json
 
@@ -163,7 +165,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
             self._governor_ref = str(governor)
             governor = _load(governor)
         names = list(getattr(governor, "action_names", None) or [])
-        missing = [a for a in ("continue", "stop") if a not in names]
+        missing = [a for a in (CONTINUE, STOP) if a not in names]
         if missing or not callable(getattr(governor, "predict", None)):
             raise ConfigError(
                 f"GovernorCallback: the governor must have predict(obs, action_masks=...) and action_names "
@@ -508,20 +510,19 @@ class GovernorCallback(TrainerCallback, ExportableState):
         """Actions this callback can carry out: continue, stop, switches that only toggle checkpointing, and
         reprunes inside a ``GovernedTrainer`` (while a batch and ``min_kept_fraction`` of the data would remain)."""
         now = Strategy.parse(self.strategy)
-        mask = np.zeros(len(self.action_names), dtype=bool)
-        for i, name in enumerate(self.action_names):
-            if name in ("continue", "stop"):
-                mask[i] = True
-            elif name.startswith("switch:"):
-                t = Strategy.parse(name.split(":", 1)[1])
-                same_base = t.base == now.base or (
-                    {t.base, now.base} <= set(getattr(self.trainer, "switch_bases", ()))
-                )  # GovernedTrainer switches the base (full, lora, qlora, int8) in place
-                mask[i] = same_base and t.adam8 == now.adam8 and (t.base, t.gc) != (now.base, now.gc)
-                mask[i] = mask[i] and self.mem.fits(t.name)  # the env's cap mask (virtual mode)
-            elif name in ("reprune_hardest", "reprune_easiest") and self.trainer is not None:
-                mask[i] = self.trainer.can_reprune(self.reprune_fraction, self.min_kept_fraction)
-        return mask
+
+        def switch(target: str) -> bool:
+            t = Strategy.parse(target)
+            same_base = t.base == now.base or (
+                {t.base, now.base} <= set(getattr(self.trainer, "switch_bases", ()))
+            )  # GovernedTrainer switches the base (full, lora, qlora, int8) in place
+            ok = same_base and t.adam8 == now.adam8 and (t.base, t.gc) != (now.base, now.gc)
+            return ok and self.mem.fits(t.name)  # the env's cap mask (virtual mode)
+
+        reprune = self.trainer is not None and self.trainer.can_reprune(
+            self.reprune_fraction, self.min_kept_fraction
+        )
+        return action_mask(self.action_names, reprune=reprune, switch=switch)
 
     def _decide(self, state: Any, control: Any, eval_loss: float) -> None:
         self._strategy = None  # read the model afresh at every decision
@@ -567,18 +568,19 @@ class GovernorCallback(TrainerCallback, ExportableState):
             a = int(np.asarray(action).reshape(-1)[0])
             valid = 0 <= a < len(self.action_names) and mask[a]
             # a masked action acts as continue (the env's rule)
-            name = self.action_names[a] if valid else "continue"
+            name = self.action_names[a] if valid else CONTINUE
             if not valid:
                 chosen = self.action_names[a] if 0 <= a < len(self.action_names) else a
-        if name in ("stop", "truncated", "oom"):
+        if name in (STOP, "truncated", "oom"):
             control.should_training_stop = True
             if self.args.save_strategy != IntervalStrategy.NO:
                 control.should_save = name != "oom"  # an over-cap state is never saved (nor the best)
             self.ended = name
         event = None
-        if name.startswith("switch:"):
+        target = switch_target(name)
+        if target is not None:
             self._gns = None  # the env's rule: a new strategy starts the noise-scale average over
-            t = Strategy.parse(name.split(":", 1)[1])
+            t = Strategy.parse(target)
             if t.base != Strategy.parse(reading.strategy).base:  # full <-> lora: GovernedTrainer's lever
                 event = self.trainer.switch_base(t.base)
             self._toggle_gc(t.gc)
@@ -630,20 +632,10 @@ class GovernorCallback(TrainerCallback, ExportableState):
         iv = take() if take is not None else None
         if iv is None:
             return float("nan")
-        from govgym.efficiency.run import noise_estimates
-
         small, big, n = iv
-        g2, trace = noise_estimates(small, big, self.batch_size, n * self.batch_size)
-        if math.isfinite(g2) and math.isfinite(trace):
-            a = 0.5
-            self._gns = (
-                [g2, trace]
-                if self._gns is None
-                else [a * self._gns[0] + (1 - a) * g2, a * self._gns[1] + (1 - a) * trace]
-            )
-        if self._gns is not None and self._gns[0] > 0:
-            return max(self._gns[1], 0.0) / self._gns[0]
-        return float("nan")
+        g2, trace = noise.noise_estimates(small, big, self.batch_size, n * self.batch_size)
+        self._gns = noise.average(self._gns, g2, trace)  # efficiency/noise.py: the env's EMA, shared
+        return noise.averaged_scale(self._gns)
 
     def _toggle_gc(self, on: bool) -> None:
         if on:

@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from govgym.envs.actions import switch_target
 from govgym.errors import ConfigError
 from govgym.typed import check_range
 
@@ -446,7 +447,7 @@ def transfer(
     insts = pick_instances(iset, job.split, job.names)
     k, actions, _ = _interval_and_actions(iset.source)
     k = iset.env.interval_steps
-    targets = [a.split(":", 1)[1] for a in actions if a.startswith("switch:")]
+    targets = [t for t in map(switch_target, actions) if t is not None]
     govs = [resolve_policy(p, actions, k) for p in job.policies]
     labels = [lab for _, lab in govs]
     if len(set(labels)) != len(labels) or "fixed" in labels:

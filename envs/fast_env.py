@@ -14,7 +14,7 @@ from gymnasium import spaces
 from govgym.efficiency import caps
 from govgym.efficiency.signals import HIGH, LOW, Reading, SignalTracker
 from govgym.efficiency.strategy import Strategy
-from govgym.envs.actions import action_index, action_table
+from govgym.envs.actions import action_index, action_mask, action_table
 from govgym.envs.fastmodel import (
     FastModel,
     RunState,
@@ -325,17 +325,16 @@ class FineTuneFastEnv(gym.Env):
 
     # ------------------------------------------------------------------ masks
     def action_masks(self) -> np.ndarray:
-        mask = np.ones(self.action_space.n, dtype=bool)
         if self.plan is None:
-            return mask
+            return np.ones(self.action_space.n, dtype=bool)
         s, p, f = self.state, self.plan, self.ecfg.reprune_fraction
         n_kept = round(p.static.examples * s.kept)
-        if s.kept * (1 - f) < self.ecfg.min_kept_fraction or n_kept * (1 - f) < p.static.batch:
-            mask[1] = mask[2] = False
-        for i, t in enumerate(self.targets):
-            if t == s.strategy or caps.over_cap(self.fm.peak_mb(p.static.task, t), self.cap):
-                mask[3 + i] = False
-        return mask
+        reprune = not (s.kept * (1 - f) < self.ecfg.min_kept_fraction or n_kept * (1 - f) < p.static.batch)
+
+        def switch(t: str) -> bool:
+            return not (t == s.strategy or caps.over_cap(self.fm.peak_mb(p.static.task, t), self.cap))
+
+        return action_mask(self.action_names, reprune=reprune, switch=switch)
 
     # ------------------------------------------------------------------ step
     def step(self, action: Any):

@@ -17,7 +17,7 @@ from govgym.efficiency.run import FineTuneRun, RunOOM
 from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, Reading, SignalTracker, spec_hash
 from govgym.efficiency.strategy import Strategy
 from govgym.efficiency.workload import load_workload
-from govgym.envs.actions import action_index, action_table
+from govgym.envs.actions import action_index, action_mask, action_table
 from govgym.envs.instances import EnvConfig, Instance, InstanceSet, default_instances_path, load_instances
 from govgym.envs.probe import strategy_costs, strategy_peaks
 from govgym.typed import ConfigError, from_dict, to_dict
@@ -178,20 +178,20 @@ class FineTuneEnv(gym.Env):
     # ------------------------------------------------------------------ masks
     def action_masks(self) -> np.ndarray:
         """Valid actions, in the form sb3-contrib's MaskablePPO expects (bool array)."""
-        mask = np.ones(self.action_space.n, dtype=bool)
         if self.run is None:
-            return mask
+            return np.ones(self.action_space.n, dtype=bool)
         kept_after = self.run.kept_fraction * (1 - self.ecfg.reprune_fraction)
-        if (
+        reprune = not (
             kept_after < self.ecfg.min_kept_fraction
             or len(self.run.sampler.kept) * (1 - self.ecfg.reprune_fraction) < self.run.cfg.optim.batch_size
-        ):
-            mask[1] = mask[2] = False
-        cap = self.run.cap_mb
-        for i, t in enumerate(self.targets):
-            if t == self.run.strategy or caps.over_cap(self.peaks.get(t.name, 0.0), cap):
-                mask[3 + i] = False
-        return mask
+        )
+        cap, now = self.run.cap_mb, self.run.strategy
+
+        def switch(target: str) -> bool:
+            t = Strategy.parse(target)
+            return not (t == now or caps.over_cap(self.peaks.get(t.name, 0.0), cap))
+
+        return action_mask(self.action_names, reprune=reprune, switch=switch)
 
     # ------------------------------------------------------------------ step
     def step(self, action: Any):

@@ -170,11 +170,11 @@ def test_heuristic_knobs_are_checked_at_export(tmp_path):
 # ---------------------------------------------------------------------------- (c) refused artifacts
 def _resign(folder: Path, edit) -> None:
     """Edit governor.json and give it a valid own hash (a forger who knows the format)."""
-    from govgym.deploy.artifact import _canonical, _sha
+    from govgym.sealed import seal
 
     meta = json.loads((folder / "governor.json").read_text())
     edit(meta)
-    meta["sha256"] = _sha(_canonical(meta))
+    seal(meta)
     (folder / "governor.json").write_text(json.dumps(meta))
 
 
