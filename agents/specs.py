@@ -178,9 +178,7 @@ def verified_bytes(path: Path, meta: dict[str, Any], role: str) -> bytes:
         raise ConfigError(
             f"agent {path}: {AGENT_META} names no '{role}' file; it was not written by this govgym's `govgym train`."
         )
-    file = sealed.confined(
-        agent_folder(path), entry["name"], f"agent {path}: {AGENT_META} files.{role}"
-    )
+    file = sealed.confined(agent_folder(path), entry["name"], f"agent {path}: {AGENT_META} files.{role}")
     if not file.is_file():
         raise ConfigError(f"agent {path}: {file.name} is missing; copy the whole agent folder.")
     data = file.read_bytes()

@@ -533,10 +533,8 @@ class GovernorCallback(TrainerCallback, ExportableState):
         used = float(sum(self.flops.values()))
         # the env's order: the interval's OOM against the cap it ran under, then the next interval's cap
         first = not self.observer.started  # E_0: no interval ran, the cap stays cap_mb (the env's reset)
-        oom = None if first else self.mem.oom(strategy)
         interval_cap = self.mem.cap
-        if not first and oom is None:
-            self.mem.advance(used / self.budget)
+        oom = None if first else self.mem.end_interval(strategy, used / self.budget)
         if self.mem.virtual:
             mem = self.mem.peak(strategy)
         gns = self._noise_scale()

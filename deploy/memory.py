@@ -133,6 +133,19 @@ class MemoryCap:
         """End of a decision interval with ``fraction`` of the budget used: the next interval's cap."""
         self.cap = self.cap_at(fraction)
 
+    def end_interval(self, strategy: str, fraction: float) -> str | None:
+        """A decision after an interval run under ``strategy``, ``fraction`` of the budget used (not E_0).
+
+        The env's order (``FineTuneEnv.step``): the interval's OOM against the cap it ran under; without
+        one, the cap of the next interval becomes ``cap_at(fraction)``. Returns the OOM sentence or None.
+        The callback calls it at every decision but the first; ``transfer.oom_intervals`` replays a
+        decision log through it, so the live rule and the post-hoc count are one code path.
+        """
+        oom = self.oom(strategy)
+        if oom is None:
+            self.advance(fraction)
+        return oom
+
     def peak(self, strategy: str) -> float:
         """The measured peak of ``strategy`` (virtual mode)."""
         assert self.peaks is not None
