@@ -33,6 +33,7 @@ from safetensors.numpy import save as st_save
 from govgym import __version__, sealed
 from govgym.agents import specs
 from govgym.agents.heuristics import POLICIES, make_policy
+from govgym.deploy.validate import ACTIVATIONS, check_governor_values
 from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, normalize_obs, spec_hash
 from govgym.efficiency.strategy import Strategy
 from govgym.envs.actions import action_names
@@ -44,7 +45,6 @@ FORMAT = "govgym-governor"
 VERSION = 1
 META_FILE = "governor.json"
 WEIGHTS_FILE = "policy.safetensors"
-ACTIVATIONS = ("Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU")
 DEFAULT_ACTIVATION = {"maskable_ppo": "Tanh", "ppo": "Tanh", "dqn": "ReLU"}
 """SB3's default ``activation_fn`` of ActorCriticPolicy (Tanh) and DQNPolicy (ReLU)."""
 
@@ -463,6 +463,7 @@ def load_governor(path: str | Path) -> Governor:
             raise ArtifactError(
                 f"governor: {file.name} cannot be parsed ({type(err).__name__}); export it again."
             ) from None
+    check_governor_values(meta, weights, str(meta_path), len(FEATURE_NAMES), ArtifactError)
     try:
         return Governor(meta, weights)
     except ConfigError:

@@ -82,6 +82,7 @@ from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import IntervalStrategy
 
 from govgym import __version__
+from govgym.deploy.arguments import check_budget, check_k, check_number
 from govgym.deploy.artifact import load_governor
 from govgym.deploy.memory import MemoryCap, check_cap_schedule, check_memory_peaks
 from govgym.deploy.observe import (
@@ -173,44 +174,12 @@ class GovernorCallback(TrainerCallback, ExportableState):
                 f"(missing {missing or 'predict'}). Build a heuristic with its action list, e.g. "
                 "make_policy('patience', ['continue', 'stop']), or load an exported governor."
             )
-        given = {
-            k: v
-            for k, v in (
-                ("budget_flops", budget_flops),
-                ("budget_epochs", budget_epochs),
-                ("budget_steps", budget_steps),
-            )
-            if v is not None
-        }
-        if len(given) != 1:
-            raise ConfigError(
-                f"GovernorCallback: give exactly one budget (budget_flops, budget_epochs or budget_steps); "
-                f"got {', '.join(f'{k}={v}' for k, v in given.items()) or 'none'}. The governor's "
-                "observation is the fraction of the budget left, so it needs one, e.g. budget_epochs=3."
-            )
-        ((kind, value),) = given.items()
-        if not (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-            and value > 0
-        ):
-            raise ConfigError(f"GovernorCallback: {kind} must be a finite number > 0; got {value!r}.")
-        k = interval_steps if interval_steps is not None else getattr(governor, "interval_steps", None)
-        if k is None or isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ConfigError(
-                f"GovernorCallback: interval_steps (K, optimizer steps between decisions) must be an integer "
-                f">= 1; got {k!r} (from {'interval_steps' if interval_steps is not None else 'the governor'}). "
-                "Pass interval_steps=K, e.g. the interval the governor was trained with."
-            )
-        for name, v, hi in (
-            ("lam", lam, 10.0),
-            ("cap_mb", cap_mb, math.inf),
-            ("reprune_fraction", reprune_fraction, 0.9),
-            ("min_kept_fraction", min_kept_fraction, 1.0),
-        ):
-            if not (isinstance(v, (int, float)) and 0 <= v <= hi):
-                raise ConfigError(f"GovernorCallback: {name} must be a number in [0, {hi:g}]; got {v!r}.")
+        kind, value = check_budget(budget_flops, budget_epochs, budget_steps)
+        k = check_k(interval_steps, governor)
+        lam = check_number("lam", lam, 0.0, 10.0)
+        cap_mb = check_number("cap_mb", cap_mb, 0.0, 1e12)  # MiB: 10^12 MiB is an exabyte
+        reprune_fraction = check_number("reprune_fraction", reprune_fraction, 0.0, 0.9)
+        min_kept_fraction = check_number("min_kept_fraction", min_kept_fraction, 0.0, 1.0)
         self.governor, self.action_names = governor, names
         self.budget_kind, self.budget_value = kind, float(value)
         self.lam, self.cap_mb, self.k = float(lam), float(cap_mb), int(k)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from govgym.deploy.arguments import is_number
 from govgym.efficiency import caps
 from govgym.efficiency.strategy import Strategy
 from govgym.errors import ConfigError
@@ -30,7 +31,7 @@ WHO = "GovernorCallback"
 
 
 def _number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return is_number(x) and math.isfinite(x)  # numpy scalars too, never a bool
 
 
 def check_cap_schedule(value: Any) -> list[list[float]]:
