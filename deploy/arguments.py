@@ -67,9 +67,8 @@ def check_k(interval_steps: Any, governor: Any) -> int:
     """K: ``interval_steps``, or the governor's own; an integer in range (``deploy.validate.check_interval``)."""
     k = interval_steps if interval_steps is not None else getattr(governor, "interval_steps", None)
     src = "interval_steps" if interval_steps is not None else "the governor"
-    return check_interval(
-        k, f"{WHO} ({src}: pass interval_steps=K, the interval the governor was trained with)"
-    )
+    fix = f"(from {src}) Pass interval_steps=K, e.g. the interval the governor was trained with."
+    return check_interval(k, WHO, fix)
 
 
 __all__ = ["BUDGET_LIMITS", "check_budget", "check_k", "check_number", "is_number"]

@@ -40,12 +40,12 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
 
 
-def check_interval(value: Any, where: str, error: type[Exception] = ConfigError) -> int:
-    """``value`` as K if it is an integer in [1, MAX_INTERVAL]; else ``error`` naming ``where``."""
+def check_interval(value: Any, where: str, fix: str = "", error: type[Exception] = ConfigError) -> int:
+    """``value`` as K if it is an integer in [1, MAX_INTERVAL]; else ``error`` naming ``where`` (``fix`` ends it)."""
     if not _is_int(value) or not 1 <= int(value) <= MAX_INTERVAL:
         raise error(
             f"{where}: interval_steps (K, optimizer steps between decisions) must be an integer >= 1 and "
-            f"<= {MAX_INTERVAL:,}; got {value!r} ({type(value).__name__})."
+            f"<= {MAX_INTERVAL:,}; got {value!r} ({type(value).__name__}).{' ' + fix if fix else ''}"
         )
     return int(value)
 
@@ -70,7 +70,9 @@ def check_governor_values(
     def fail(text: str) -> None:
         raise error(f"governor: {where}: {text}; export it again from its source (`govgym export`).")
 
-    check_interval(meta.get("interval_steps"), f"governor: {where}", error)
+    check_interval(
+        meta.get("interval_steps"), f"governor: {where}", "Export it again (`govgym export`).", error
+    )
     names = meta.get("action_names")
     if (
         not isinstance(names, list)
