@@ -93,6 +93,7 @@ from govgym.deploy.observe import (
     reading_from_trainer,
 )
 from govgym.deploy.state import FORMAT, from_json, to_json
+from govgym.deploy.trainer_args import adjust_training_args
 from govgym.efficiency import noise
 from govgym.efficiency.compute import _register_formulas, count_flops
 from govgym.efficiency.signals import FEATURE_NAMES, spec_hash
@@ -194,6 +195,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
         self.training = False
         self._model: Any = None
         self._strategy: str | None = None
+        self._adjusted_args: Any = None  # the TrainingArguments adjusted (on_init_end or on_train_begin)
         self._reset_run()
 
     # ------------------------------------------------------------------ checkpoints
@@ -310,36 +312,26 @@ class GovernorCallback(TrainerCallback, ExportableState):
         self.mem = MemoryCap(self.cap_mb, self.cap_schedule, self.memory_peaks)
 
     def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Make the Trainer log every step and evaluate at step 0 and every K steps (notes say what changed)."""
-        k = self.k
-        ls = args.logging_steps
-        if args.logging_strategy != IntervalStrategy.STEPS or ls < 1 or k % int(ls):
-            self._note(
-                f"logging_strategy={args.logging_strategy}, logging_steps={ls} -> steps, 1 "
-                f"(grad-norm statistics need every step's grad_norm)"
-            )
-            args.logging_strategy, args.logging_steps = IntervalStrategy.STEPS, 1
-        if args.eval_strategy == IntervalStrategy.NO:
-            self._note(f"eval_strategy=no -> steps, eval_steps={k} (one evaluation per decision)")
-            args.eval_strategy, args.eval_steps = IntervalStrategy.STEPS, k
-        elif (
-            args.eval_strategy != IntervalStrategy.STEPS
-            or not args.eval_steps
-            or args.eval_steps < 1
-            or k % int(args.eval_steps)
-        ):
-            raise ConfigError(
-                f"GovernorCallback: the governor decides every {k} steps on a fresh eval loss, but the Trainer "
-                f"evaluates with eval_strategy={args.eval_strategy!s}, eval_steps={args.eval_steps}. Set "
-                f"eval_strategy='steps' with eval_steps dividing {k} (e.g. eval_steps={k}), or leave "
-                "evaluation off and the callback sets it."
-            )
-        if not args.eval_on_start:
-            self._note("eval_on_start=False -> True (E_0 and the first decision, as at the env's reset)")
-            args.eval_on_start = True
+        """Passed to the Trainer's constructor: adjust its TrainingArguments here (``deploy/trainer_args.py``)."""
+        self._adjust(args)
+
+    def _adjust(self, args: Any, state: Any = None) -> None:
+        """Log every step, evaluate at step 0 and every K steps (notes say what changed), once per Trainer.
+
+        With ``trainer.add_callback(...)`` ``on_init_end`` never runs; ``on_train_begin`` calls this then,
+        and recomputes the TrainerState's logging/eval steps, which the Trainer fixed before that event.
+        """
+        if self._adjusted_args is args:
+            return
+        for text in adjust_training_args(args, self.k):
+            self._note(text)
+        self._adjusted_args = args
+        if state is not None:
+            state.compute_steps(args, state.max_steps)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         """Measure one optimizer step's FLOPs on a real batch, then count the first evaluation."""
+        self._adjust(args, state)  # attached with add_callback: on_init_end did not run
         self._reset_run()
         self._started = self.training = True
         self._step = state.global_step
@@ -412,6 +404,17 @@ class GovernorCallback(TrainerCallback, ExportableState):
         self._model, self._strategy = model, None
 
     # ------------------------------------------------------------------ events
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """No training step runs under the FLOP counter: it measures the first evaluation only."""
+        if self._counter is not None:  # no evaluation before the first step (another callback turned it off)
+            self._counter.__exit__(None, None, None)
+            self._counter = None
+            raise ConfigError(
+                "GovernorCallback: the first training step began before the evaluation at step 0 (E_0) that the "
+                "governor needs; something turned eval_on_start off after the callback set it. Leave "
+                "eval_on_start=True."
+            )
+
     def on_step_end(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
         self._step = state.global_step
         self.flops["train"] += self.step_flops[self.strategy]
