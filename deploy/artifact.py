@@ -177,8 +177,12 @@ class Governor:
 
 
 # ---------------------------------------------------------------------------- reading sources
-def _interval_and_actions(instances: str) -> tuple[int, list[str], str]:
-    """(env.interval_steps, action names, instances file) of an instance-set YAML ('' = packaged v1 set)."""
+def interval_and_actions(instances: str) -> tuple[int, list[str], str]:
+    """(env.interval_steps, action names, instances file) of an instance-set YAML ('' = packaged v1 set).
+
+    What ``govgym export`` and ``govgym transfer`` build a heuristic for: the env's decision interval K
+    and its action table (``envs.actions.action_names``) over the set's ``env.switch_targets``.
+    """
     p = Path(instances) if instances else Path(str(files("govgym.configs") / "instances_v1.yaml"))
     if not p.is_file():
         raise ConfigError(
@@ -216,7 +220,7 @@ def governor_from_spec(
             f"{key}: {s!r} is a trained agent; export it first (`govgym export {s} -o FOLDER`) and pass FOLDER."
         )
     if action_names is None or k is None:
-        k_set, actions, _ = _interval_and_actions("")
+        k_set, actions, _ = interval_and_actions("")
         action_names, k = action_names or actions, k or k_set
     gov = make_policy(ps.name, list(action_names), **dict(ps.knobs))
     gov.interval_steps = k  # type: ignore[attr-defined]
@@ -307,7 +311,7 @@ def export(source: str | Path, out_dir: str | Path, reference: Any = None, insta
     if is_agent_source(source):
         folder, ameta, policy_bytes, norm = _agent_files(Path(source))
         cfg = ameta.get("config") or {}
-        k, _, inst_file = _interval_and_actions(instances or cfg.get("instances", ""))
+        k, _, inst_file = interval_and_actions(instances or cfg.get("instances", ""))
         net, weights = _network(ameta, st_load(policy_bytes))
         actions = list(ameta.get("action_names") or [])
         if net["shapes"][-1][0] != len(actions):
@@ -335,7 +339,7 @@ def export(source: str | Path, out_dir: str | Path, reference: Any = None, insta
             )
     else:
         name, knobs, label = _heuristic_spec(source)
-        k, actions, inst_file = _interval_and_actions(instances)
+        k, actions, inst_file = interval_and_actions(instances)
         make_policy(name, actions, **dict(knobs))  # a bad knob is refused before anything is written
         body = {
             "kind": "heuristic",
@@ -490,6 +494,7 @@ def artifact_bytes(path: str | Path) -> int:
 
 __all__ = [
     "governor_from_spec",
+    "interval_and_actions",
     "ArtifactError",
     "Governor",
     "artifact_bytes",

@@ -84,18 +84,19 @@ from transformers.trainer_utils import IntervalStrategy
 from govgym import __version__
 from govgym.deploy.arguments import check_budget, check_k, check_number
 from govgym.deploy.artifact import load_governor
+from govgym.deploy.levers import Levers
 from govgym.deploy.memory import MemoryCap, check_cap_schedule, check_memory_peaks
 from govgym.deploy.observe import (
     Observer,
-    _forward_backward,
-    _probe_batch,
+    forward_backward,
     model_strategy,
+    probe_batch,
     reading_from_trainer,
 )
 from govgym.deploy.state import FORMAT, from_json, to_json
 from govgym.deploy.trainer_args import adjust_training_args
 from govgym.efficiency import noise
-from govgym.efficiency.compute import _register_formulas, count_flops
+from govgym.efficiency.compute import count_flops, register_formulas
 from govgym.efficiency.signals import FEATURE_NAMES, spec_hash
 from govgym.efficiency.strategy import Strategy
 from govgym.envs.actions import CONTINUE, STOP, action_mask, switch_target
@@ -189,7 +190,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
             check_memory_peaks(memory_peaks),
         )
         self.reprune_fraction, self.min_kept_fraction = float(reprune_fraction), float(min_kept_fraction)
-        self.trainer: Any = None  # set by GovernedTrainer: the levers a callback cannot reach
+        self.trainer: Levers | None = None  # a GovernedTrainer's levers (attach_levers; deploy/levers.py)
         self.log_path = Path(log_path) if log_path is not None else None
         self.notes: list[str] = []
         self.training = False
@@ -348,7 +349,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
         self.batch_size = (
             args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.n_gpu, 1)
         )
-        self._probe = _probe_batch(kwargs.get("train_dataloader"), args, self.device)
+        self._probe = probe_batch(kwargs.get("train_dataloader"), args, self.device)
         saved = self._saved_state(state)
         if saved is not None:  # a resumed run: measurements, budget and counts come from the checkpoint
             self._restore(saved)
@@ -371,7 +372,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
             self.steps_budget = math.ceil(steps)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        _register_formulas()
+        register_formulas()
         self._counter = FlopCounterMode(display=False)
         self._counter.__enter__()  # left in on_evaluate, once eval_on_start's evaluation has run
 
@@ -379,7 +380,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
         s = self.strategy
         if s in self.step_flops:
             return
-        _, fl = count_flops(lambda: _forward_backward(self.model, self._probe))
+        _, fl = count_flops(lambda: forward_backward(self.model, self._probe))
         self.flops["measure"] += fl
         self.step_flops[s] = fl * self.args.gradient_accumulation_steps
 
@@ -394,6 +395,15 @@ class GovernorCallback(TrainerCallback, ExportableState):
         if self._strategy is None:
             self._strategy = model_strategy(self.model, self.args.optim)
         return self._strategy
+
+    def attach_levers(self, levers: Levers) -> None:
+        """``LeverUser``: a ``GovernedTrainer`` gives its levers (reprune, base switches, the noise interval)."""
+        self.trainer = levers
+
+    def model_changed(self, levers: Levers, model: Any) -> None:
+        """``LeverUser``: the trainer switched the base; read the new model's strategy at the next use."""
+        if levers is self.trainer and self._model is not None:
+            self.model = model
 
     @property
     def model(self) -> Any:
@@ -486,7 +496,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
         def switch(target: str) -> bool:
             t = Strategy.parse(target)
             same_base = t.base == now.base or (
-                {t.base, now.base} <= set(getattr(self.trainer, "switch_bases", ()))
+                self.trainer is not None and {t.base, now.base} <= set(self.trainer.switch_bases)
             )  # GovernedTrainer switches the base (full, lora, qlora, int8) in place
             ok = same_base and t.adam8 == now.adam8 and (t.base, t.gc) != (now.base, now.gc)
             return ok and self.mem.fits(t.name)  # the env's cap mask (virtual mode)
@@ -598,8 +608,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
         of their mean (batch n·B), an EMA (0.5) of |G|² and tr Σ separately, then their ratio. A plain
         Trainer gives no pre-clip gradients to a callback: nan there (the feature reads 0).
         """
-        take = getattr(self.trainer, "take_noise_interval", None)
-        iv = take() if take is not None else None
+        iv = self.trainer.take_noise_interval() if self.trainer is not None else None
         if iv is None:
             return float("nan")
         small, big, n = iv

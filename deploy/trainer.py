@@ -48,7 +48,8 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from govgym.deploy.sampler import INDEX_COLUMN, KeptSampler, _IndexCollator, per_example_losses
+from govgym.deploy.levers import LeverUser
+from govgym.deploy.sampler import INDEX_COLUMN, IndexCollator, KeptSampler, per_example_losses
 from govgym.deploy.state import FORMAT, from_json, to_json
 from govgym.efficiency.config import MemoryConfig
 from govgym.errors import ConfigError
@@ -142,7 +143,7 @@ class GovernedTrainer(Trainer):
                 "adds to track rows. Rename or remove that column."
             )
         self.train_dataset = ds.add_column(INDEX_COLUMN, list(range(len(ds))))
-        self.data_collator = _IndexCollator(self.data_collator)
+        self.data_collator = IndexCollator(self.data_collator)
         self.n_examples = len(ds)
         self.example_loss = np.full(self.n_examples, np.nan, dtype=np.float32)
         self.example_step = np.full(self.n_examples, -1, dtype=np.int64)  # global step of the last loss
@@ -159,8 +160,8 @@ class GovernedTrainer(Trainer):
 
     def _link_callbacks(self) -> None:
         for cb in self.callback_handler.callbacks:
-            if hasattr(cb, "action_masks"):  # a GovernorCallback: give it the levers this trainer owns
-                cb.trainer = self
+            if isinstance(cb, LeverUser):  # a GovernorCallback: give it the levers this trainer owns
+                cb.attach_levers(self)
                 self.track_noise = True
             elif isinstance(cb, GovernedTrainerState):
                 cb.trainer = self
@@ -328,8 +329,8 @@ class GovernedTrainer(Trainer):
         self.events.append(event)
         self.state.log_history.append(dict(event))
         for cb in self.callback_handler.callbacks:
-            if getattr(cb, "trainer", None) is self and getattr(cb, "model", None) is not None:
-                cb.model = self.model
+            if isinstance(cb, LeverUser):
+                cb.model_changed(self, self.model)
         return event
 
     def _convert(self, base: str) -> None:

@@ -412,7 +412,7 @@ def transfer(
     import torch
 
     from govgym.agents.heuristics import make_policy
-    from govgym.deploy.artifact import _interval_and_actions
+    from govgym.deploy.artifact import interval_and_actions
     from govgym.efficiency.basemodel import BASE_SIZES, size_overrides
     from govgym.efficiency.strategy import Strategy
     from govgym.envs.probe import strategy_costs, strategy_peaks
@@ -432,7 +432,7 @@ def transfer(
     if note:
         print(note)
     insts = pick_instances(iset, job.split, job.names)
-    k, actions, _ = _interval_and_actions(iset.source)
+    k, actions, _ = interval_and_actions(iset.source)
     k = iset.env.interval_steps
     targets = [t for t in map(switch_target, actions) if t is not None]
     govs = [resolve_policy(p, actions, k) for p in job.policies]
