@@ -78,12 +78,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import TrainerCallback
-from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import IntervalStrategy
 
-from govgym import __version__
 from govgym.deploy.arguments import check_budget, check_k, check_number
 from govgym.deploy.artifact import load_governor
+from govgym.deploy.decision_log import LOG_FORMAT as LOG_FORMAT  # re-exported
+from govgym.deploy.decision_log import DecisionLog
 from govgym.deploy.levers import Levers
 from govgym.deploy.memory import MemoryCap, check_cap_schedule, check_memory_peaks
 from govgym.deploy.observe import (
@@ -93,21 +93,16 @@ from govgym.deploy.observe import (
     probe_batch,
     reading_from_trainer,
 )
-from govgym.deploy.state import FORMAT, from_json, to_json
+from govgym.deploy.resume import CheckpointedGovernor
 from govgym.deploy.trainer_args import adjust_training_args
 from govgym.efficiency import noise
 from govgym.efficiency.compute import count_flops, register_formulas
-from govgym.efficiency.signals import FEATURE_NAMES, spec_hash
 from govgym.efficiency.strategy import Strategy
 from govgym.envs.actions import CONTINUE, STOP, action_mask, switch_target
 from govgym.errors import ConfigError
-from govgym.results import write_json
-
-LOG_FORMAT = 1
-TRACKER_FIELDS = ("e0", "prev_eval", "best", "prev_flops", "g0", "ema", "since_best")  # SignalTracker's state
 
 
-class GovernorCallback(TrainerCallback, ExportableState):
+class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
     """Steer a Trainer run with a governor every K optimizer steps (see the module docstring).
 
     Resuming: every checkpoint holds the callback's state (``ExportableState``, JSON in
@@ -198,99 +193,6 @@ class GovernorCallback(TrainerCallback, ExportableState):
         self._strategy: str | None = None
         self._adjusted_args: Any = None  # the TrainingArguments adjusted (on_init_end or on_train_begin)
         self._reset_run()
-
-    # ------------------------------------------------------------------ checkpoints
-    def state(self) -> dict[str, Any]:
-        """``ExportableState``: constructor arguments and the run's state, JSON only (``trainer_state.json``)."""
-        args = {
-            "governor": self._governor_ref,
-            self.budget_kind: self.budget_value,
-            "lam": self.lam,
-            "cap_mb": self.cap_mb,
-            "interval_steps": self.k,
-            "log_path": str(self.log_path) if self.log_path is not None else None,
-            "reprune_fraction": self.reprune_fraction,
-            "min_kept_fraction": self.min_kept_fraction,
-            "cap_schedule": self.cap_schedule,
-            "memory_peaks": self.memory_peaks,
-        }
-        saved: dict[str, Any] = {"format": FORMAT, "started": self._started}
-        if self._started:
-            t = self.observer.tracker
-            saved.update(
-                global_step=self._step,
-                observer_started=self.observer.started,
-                tracker={k: getattr(t, k) for k in TRACKER_FIELDS},
-                budget=self.budget,
-                steps_budget=getattr(self, "steps_budget", None),
-                flops=self.flops,
-                flops_restart=self.flops_restart,
-                step_flops=self.step_flops,
-                eval_flops=self.eval_flops,
-                logs=self.logs,
-                lr=self.lr,
-                decisions=self.decisions,
-                ended=self.ended,
-                notes=self.notes,
-                gns=self._gns,
-                strategy=self.strategy,
-                cap_in_force=self.mem.cap,
-            )
-        return to_json({"args": args, "attributes": {"saved": saved}})
-
-    def _saved_state(self, state: Any) -> dict[str, Any] | None:
-        """This callback's entry in a resumed TrainerState (None: not a resume of a governed run)."""
-        entry = (getattr(state, "stateful_callbacks", None) or {}).get(type(self).__name__)
-        entries = entry if isinstance(entry, list) else [entry] if entry else []
-        mine = self.state()["args"]
-        matching = [e for e in entries if e.get("args") == mine] or (entries if len(entries) == 1 else [])
-        for e in matching:
-            saved = from_json(e.get("attributes", {}).get("saved") or {})
-            if saved.get("started") and saved.get("global_step") == state.global_step > 0:
-                return saved
-        return None
-
-    def _restore(self, saved: dict[str, Any]) -> None:
-        self.observer.started = bool(saved["observer_started"])
-        for k, v in saved["tracker"].items():
-            setattr(self.observer.tracker, k, v)
-        self.budget, self.flops = saved["budget"], dict(saved["flops"])
-        if saved["steps_budget"] is not None:
-            self.steps_budget = int(saved["steps_budget"])
-        self.flops_restart = saved["flops_restart"]
-        self.step_flops, self.eval_flops = dict(saved["step_flops"]), saved["eval_flops"]
-        self.logs, self.lr, self.ended = list(saved["logs"]), saved["lr"], saved["ended"]
-        self.decisions, self.notes = list(saved["decisions"]), list(saved["notes"])
-        self._gns = saved["gns"]
-        self.mem.cap = float(saved["cap_in_force"])
-        self._step = self._resumed_at = int(saved["global_step"])
-        self._replay()
-        if self.ended:  # e.g. the checkpoint a stop saved: the user chose to go on
-            self._note(
-                f"resumed at step {self._step} from a checkpoint saved after the governor ended the run "
-                f"({self.ended}); training goes on to the Trainer's own end, ungoverned"
-            )
-        want = Strategy.parse(saved["strategy"])
-        if want.gc != Strategy.parse(self.strategy).gc:  # a switch toggled checkpointing before the save
-            self._toggle_gc(want.gc)
-
-    def _replay(self) -> None:
-        """Rebuild the governor's own state (a heuristic's counters) by replaying the logged decisions."""
-        for row in self.decisions:
-            if row["action"] in ("truncated", "oom"):
-                continue  # the governor was not asked
-            action, _ = self.governor.predict(
-                np.asarray(row["obs"], dtype=np.float32), action_masks=np.asarray(row["mask"], dtype=bool)
-            )
-            a = int(np.asarray(action).reshape(-1)[0])
-            got = self.action_names[a] if 0 <= a < len(self.action_names) else a
-            if got != row.get("invalid_action", row["action"]):
-                raise ConfigError(
-                    f"GovernorCallback: resuming, the governor chose {got!r} on the observation of step "
-                    f"{row['step']} where the checkpoint's decision log says {row['action']!r}: the checkpoint was "
-                    f"made with another governor (or other knobs). Resume with the governor that ran before "
-                    f"({self.log_path or 'see the decision log'})."
-                )
 
     # ------------------------------------------------------------------ setup
     def _reset_run(self) -> None:
@@ -596,11 +498,6 @@ class GovernorCallback(TrainerCallback, ExportableState):
         state.log_history.append({**hist, "governor_error": oom} if oom else hist)
         self._write(state)
 
-    @property
-    def oom_steps(self) -> list[int]:
-        """Steps at whose decision the interval just run was over the cap (virtual mode; at most one: it ends the run)."""
-        return [int(d["step"]) for d in self.decisions if str(d.get("error", "")).startswith("oom")]
-
     def _noise_scale(self) -> float:
         """B_simple from the interval GovernedTrainer recorded, averaged as the env does (nan: not available).
 
@@ -630,38 +527,6 @@ class GovernorCallback(TrainerCallback, ExportableState):
 
         self.notes.append(text)
         logging.get_logger(__name__).warning(f"GovernorCallback: {text}")
-
-    def _write(self, state: Any) -> None:
-        if self.log_path is None:
-            return
-        write_json(
-            self.log_path,
-            {
-                "format": LOG_FORMAT,
-                "govgym": __version__,
-                "spec_hash": spec_hash(),
-                "features": list(FEATURE_NAMES),
-                "governor": type(self.governor).__name__,
-                "action_names": self.action_names,
-                "interval_steps": self.k,
-                "lam": self.lam,
-                "cap_mb": self.cap_mb,
-                "cap_schedule": self.cap_schedule,
-                "memory_peaks": self.memory_peaks,
-                "oom_steps": self.oom_steps,
-                "budget": {"kind": self.budget_kind, "value": self.budget_value, "flops": self.budget},
-                "step_flops": self.step_flops,
-                "eval_flops": self.eval_flops,
-                "flops": self.flops,
-                "flops_restart": self.flops_restart,
-                "notes": self.notes,
-                "ended": self.ended,
-                "global_step": state.global_step,
-                "decisions": self.decisions,
-                # GovernedTrainer's reprunes and switches, the governor's and any others (its levers)
-                "trainer_events": list(self.trainer.events) if self.trainer is not None else [],
-            },
-        )
 
 
 def _load(path: str | os.PathLike[str]) -> Any:

@@ -54,50 +54,6 @@ from govgym.deploy.state import FORMAT, from_json, to_json
 from govgym.efficiency.config import MemoryConfig
 from govgym.errors import ConfigError
 
-
-def training_args(cfg: Any, out: str, k: int, steps: int, **over: Any) -> Any:
-    """The HF TrainingArguments of a govgym run config: K-step evals (one at start), no checkpoints, CPU if asked."""
-    import torch
-    from transformers import TrainingArguments
-
-    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
-    o = cfg.optim
-    kw: dict[str, Any] = dict(
-        output_dir=out,
-        max_steps=steps,
-        per_device_train_batch_size=o.batch_size,
-        per_device_eval_batch_size=o.batch_size,
-        learning_rate=o.lr,
-        weight_decay=o.weight_decay,
-        adam_beta1=o.beta1,
-        adam_beta2=o.beta2,
-        max_grad_norm=o.max_grad_norm,
-        warmup_steps=min(o.warmup_steps, max(steps - 1, 0)),
-        lr_scheduler_type=o.schedule,
-        eval_strategy="steps",
-        eval_steps=k,
-        eval_on_start=True,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=cpu,
-        disable_tqdm=True,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-    )
-    kw.update(over)
-    return TrainingArguments(**kw)
-
-
-__all__ = [
-    "INDEX_COLUMN",
-    "SWITCH_BASES",
-    "GovernedTrainer",
-    "GovernedTrainerState",
-    "KeptSampler",
-    "training_args",
-]
-
 REPRUNE_MODES = ("hardest", "easiest")
 # every base of the env's strategies: qlora / int8 quantize the live Linear targets with bitsandbytes
 # (a core dependency; its 4-bit and 8-bit layers run on CPU too) and add LoRA adapters on top
@@ -256,6 +212,15 @@ class GovernedTrainer(Trainer):
         return small, big, n
 
     # ------------------------------------------------------------------ levers
+    def can_reprune(self, fraction: float, min_kept_fraction: float = 0.0) -> bool:
+        """Whether a reprune of ``fraction`` leaves at least a batch and ``min_kept_fraction`` of the data."""
+        kept = len(self.kept_indices)
+        after = kept * (1 - fraction)
+        return (
+            after >= self.args.per_device_train_batch_size
+            and after / max(self.n_examples, 1) >= min_kept_fraction
+        )
+
     def reprune(self, fraction: float, mode: str = "hardest") -> dict[str, Any]:
         """Drop ``fraction`` of the kept examples with the highest (hardest) or lowest (easiest) recorded loss.
 
@@ -489,15 +454,6 @@ class GovernedTrainer(Trainer):
             self._gsum = [tensors[f"gsum.{i}"].to(dev) for i in range(n)]
             self._gnorms = list(tensors["gnorms"].unbind(0))
 
-    def can_reprune(self, fraction: float, min_kept_fraction: float = 0.0) -> bool:
-        """Whether a reprune of ``fraction`` leaves at least a batch and ``min_kept_fraction`` of the data."""
-        kept = len(self.kept_indices)
-        after = kept * (1 - fraction)
-        return (
-            after >= self.args.per_device_train_batch_size
-            and after / max(self.n_examples, 1) >= min_kept_fraction
-        )
-
 
 class GovernedTrainerState(TrainerCallback, ExportableState):
     """Carries a ``GovernedTrainer``'s state through its checkpoints (``trainer_state.json``, JSON only).
@@ -524,3 +480,12 @@ def _is_causal(model: Any) -> bool:
     m = model.get_base_model() if hasattr(model, "get_base_model") else model
     m = getattr(m, "module", m)
     return m.__class__.__name__ in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()
+
+
+__all__ = [
+    "INDEX_COLUMN",
+    "SWITCH_BASES",
+    "GovernedTrainer",
+    "GovernedTrainerState",
+    "KeptSampler",
+]

@@ -5,6 +5,8 @@ step since the last decision, and takes its first decision on E_0 (the env's res
 log every step (or every L steps with L dividing K), evaluate every K steps (or every E steps, E dividing
 K) and once at step 0. Off settings are changed (each change returned as a note); an evaluation schedule
 that cannot give a fresh eval loss every K steps (per epoch, or steps not dividing K) is refused.
+
+``training_args`` builds such TrainingArguments from a govgym ``RunConfig`` (``govgym deploy``/``transfer``).
 """
 
 from __future__ import annotations
@@ -51,4 +53,38 @@ def adjust_training_args(args: Any, k: int) -> list[str]:
     return notes
 
 
-__all__ = ["adjust_training_args"]
+def training_args(cfg: Any, out: str, k: int, steps: int, **over: Any) -> Any:
+    """The HF TrainingArguments of a govgym run config: K-step evals (one at start), no checkpoints, CPU if asked."""
+    import torch
+    from transformers import TrainingArguments
+
+    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    o = cfg.optim
+    kw: dict[str, Any] = dict(
+        output_dir=out,
+        max_steps=steps,
+        per_device_train_batch_size=o.batch_size,
+        per_device_eval_batch_size=o.batch_size,
+        learning_rate=o.lr,
+        weight_decay=o.weight_decay,
+        adam_beta1=o.beta1,
+        adam_beta2=o.beta2,
+        max_grad_norm=o.max_grad_norm,
+        warmup_steps=min(o.warmup_steps, max(steps - 1, 0)),
+        lr_scheduler_type=o.schedule,
+        eval_strategy="steps",
+        eval_steps=k,
+        eval_on_start=True,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=cpu,
+        disable_tqdm=True,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+    )
+    kw.update(over)
+    return TrainingArguments(**kw)
+
+
+__all__ = ["adjust_training_args", "training_args"]

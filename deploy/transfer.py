@@ -340,7 +340,8 @@ def _one_run(
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from govgym.deploy.callback import GovernorCallback
-    from govgym.deploy.trainer import GovernedTrainer, training_args
+    from govgym.deploy.trainer import GovernedTrainer
+    from govgym.deploy.trainer_args import training_args
     from govgym.efficiency.strategy import Strategy
     from govgym.efficiency.workload import load_workload
 
