@@ -69,14 +69,12 @@ Resuming from a Trainer checkpoint restores all of it (``GovernorCallback.state`
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from transformers import TrainerCallback
 from transformers.trainer_utils import IntervalStrategy
 
@@ -84,11 +82,11 @@ from govgym.deploy.arguments import check_budget, check_k, check_number
 from govgym.deploy.artifact import load_governor
 from govgym.deploy.decision_log import LOG_FORMAT as LOG_FORMAT  # re-exported
 from govgym.deploy.decision_log import DecisionLog
+from govgym.deploy.ledger import EvalMeter, flop_budget, measure_step, steps_of_budget
 from govgym.deploy.levers import Levers
 from govgym.deploy.memory import MemoryCap, check_cap_schedule, check_memory_peaks
 from govgym.deploy.observe import (
     Observer,
-    forward_backward,
     model_strategy,
     probe_batch,
     reading_from_trainer,
@@ -96,7 +94,6 @@ from govgym.deploy.observe import (
 from govgym.deploy.resume import CheckpointedGovernor
 from govgym.deploy.trainer_args import adjust_training_args
 from govgym.efficiency import noise
-from govgym.efficiency.compute import count_flops, register_formulas
 from govgym.efficiency.strategy import Strategy
 from govgym.envs.actions import CONTINUE, STOP, action_mask, switch_target
 from govgym.errors import ConfigError
@@ -210,7 +207,7 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         self.lr: float | None = None
         self.decisions: list[dict[str, Any]] = []
         self.ended: str | None = None
-        self._counter: Any = None
+        self._counter = EvalMeter()  # FLOPs of the E_0 evaluation (deploy/ledger.py)
         self._probe: dict[str, Any] | None = None
         self.mem = MemoryCap(self.cap_mb, self.cap_schedule, self.memory_peaks)
 
@@ -260,31 +257,22 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
             return
         self._measure_step()
         if self.budget is None:
-            steps = self.budget_value
-            if self.budget_kind == "budget_epochs":
-                try:
-                    batches = len(kwargs["train_dataloader"])
-                except TypeError:
-                    raise ConfigError(
-                        "GovernorCallback: budget_epochs needs a train dataset with a length (an epoch has a "
-                        "size); this one is iterable only. Give budget_steps or budget_flops instead."
-                    ) from None
-                per_epoch = max(batches // args.gradient_accumulation_steps, 1)
-                steps = self.budget_value * per_epoch
-            self.steps_budget = math.ceil(steps)
+            self.steps_budget = steps_of_budget(
+                self.budget_kind,
+                self.budget_value,
+                kwargs.get("train_dataloader"),
+                args.gradient_accumulation_steps,
+            )
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        register_formulas()
-        self._counter = FlopCounterMode(display=False)
-        self._counter.__enter__()  # left in on_evaluate, once eval_on_start's evaluation has run
+        self._counter.start()  # stopped in on_evaluate, once eval_on_start's evaluation has run
 
     def _measure_step(self) -> None:
         s = self.strategy
         if s in self.step_flops:
             return
-        _, fl = count_flops(lambda: forward_backward(self.model, self._probe))
+        fl, self.step_flops[s] = measure_step(self.model, self._probe, self.args.gradient_accumulation_steps)
         self.flops["measure"] += fl
-        self.step_flops[s] = fl * self.args.gradient_accumulation_steps
 
     @property
     def strategy(self) -> str:
@@ -318,9 +306,8 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
     # ------------------------------------------------------------------ events
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """No training step runs under the FLOP counter: it measures the first evaluation only."""
-        if self._counter is not None:  # no evaluation before the first step (another callback turned it off)
-            self._counter.__exit__(None, None, None)
-            self._counter = None
+        if self._counter.active:  # no evaluation before the first step (another callback turned it off)
+            self._counter.stop()
             raise ConfigError(
                 "GovernorCallback: the first training step began before the evaluation at step 0 (E_0) that the "
                 "governor needs; something turned eval_on_start off after the callback set it. Leave "
@@ -343,15 +330,15 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
     def on_evaluate(
         self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
-        if self._counter is not None:
-            self._counter.__exit__(None, None, None)
-            self.eval_flops, self._counter = int(self._counter.get_total_flops()), None
+        if self._counter.active:
+            self.eval_flops = self._counter.stop()
             if self.budget is None:  # steps x step FLOPs + the evaluations they include (+ E_0)
-                n_evals = self.steps_budget // int(args.eval_steps) + 1
-                self.budget = float(
-                    self.flops["measure"]
-                    + self.steps_budget * self.step_flops[self.strategy]
-                    + n_evals * self.eval_flops
+                self.budget = flop_budget(
+                    self.flops["measure"],
+                    self.steps_budget,
+                    self.step_flops[self.strategy],
+                    args.eval_steps,
+                    self.eval_flops,
                 )
         if not self.training:  # trainer.evaluate() outside train(): nothing to govern
             return
@@ -382,9 +369,7 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
             control.should_save = False
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self._counter is not None:  # training ended before the first evaluation
-            self._counter.__exit__(None, None, None)
-            self._counter = None
+        self._counter.stop()  # training ended before the first evaluation (else a no-op)
         self.training = False
         self.ended = self.ended or "trainer"  # max_steps / epochs / another callback ended it first
         self._write(state)
