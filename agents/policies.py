@@ -23,191 +23,44 @@ An agent folder written by ``govgym train`` (format 2):
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from gymnasium import spaces
 from safetensors.torch import load, save
 
-from govgym.agents.heuristics import POLICIES, make_policy
-from govgym.efficiency import safefile
-from govgym.efficiency.signals import HIGH, LOW, normalize_obs, spec_hash
-from govgym.envs.instances import DEFAULT_VERSION
-from govgym.results import atomic_write
-from govgym.typed import ConfigError, check_choice, load_yaml
+from govgym import sealed
+from govgym.agents.heuristics import make_policy
 
-ALGOS = ("maskable_ppo", "ppo", "dqn")
-"""The algorithms an agent may be trained with (agents/train.py) and loaded as."""
-AGENT_META = "agent.json"
-AGENT_FORMAT = 2
-"""2: policy in safetensors + observation statistics in JSON, content hashes (1 loaded SB3's pickles)."""
-POLICY_FILE = "policy.safetensors"
-OBS_NORM_FILE = "obs_norm.json"
+# re-exported (the names callers import from here): their one definition is in agents/specs.py
+from govgym.agents.specs import (
+    AGENT_FORMAT,
+    AGENT_META,
+    ALGOS,
+    OBS_NORM_FILE,
+    POLICY_FILE,
+    PolicySpec,
+    agent_folder,
+    agent_meta,
+    default_knobs_path,
+    load_knobs,
+    verified_bytes,
+)
+from govgym.agents.specs import parse_spec as parse_any_spec
+from govgym.efficiency import safefile
+from govgym.efficiency.signals import HIGH, LOW, normalize_obs
+from govgym.results import atomic_write, no_nan
+from govgym.typed import ConfigError
+
 ACTIVATIONS = ("Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU")
 """torch.nn activations a policy's ``activation_fn`` may name in agent.json."""
 
 
-def default_knobs_path(version: int = DEFAULT_VERSION) -> Path:
-    """The packaged tuned knobs of the FineTune-v{version} train split (``govgym tune --write``)."""
-    return Path(str(files("govgym.configs") / ("heuristics.yaml" if version == 0 else "heuristics_v1.yaml")))
-
-
-def load_knobs(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """{heuristic: knobs} from a knobs YAML (default: packaged ``configs/heuristics.yaml``)."""
-    p = Path(path) if path else default_knobs_path()
-    if not p.is_file():
-        if path:
-            raise ConfigError(
-                f"knobs: {p} is not a file; pass a YAML written by `govgym tune` (or leave it empty)."
-            )
-        return {}
-    data = load_yaml(p).get("heuristics", {})
-
-    for name, knobs in data.items():
-        if name not in POLICIES or not isinstance(knobs, dict):
-            raise ConfigError(
-                f"knobs: {p}: '{name}' is not a heuristic with a mapping of knobs; heuristics: {', '.join(POLICIES)}."
-            )
-    return data
-
-
-@dataclass(frozen=True)
-class PolicySpec:
-    """A parsed spec: ``label`` (leaderboard name), ``kind`` ('heuristic' | 'agent'), and its payload."""
-
-    label: str
-    kind: str
-    name: str = ""
-    knobs: tuple[tuple[str, Any], ...] = ()
-    path: str = ""
-
-
 def parse_spec(spec: str, knobs_file: str | Path | None = None) -> PolicySpec:
-    """Parse one spec string (see the module docstring); a bad one is a clear error."""
-
-    s = spec.strip()
-    label, _, rest = s.partition("=") if "=" in s.split(":", 1)[0] else ("", "", s)
-    target = rest if label else s
-    if target.endswith(".zip") or Path(target).is_dir():
-        path = Path(target)
-        folder = path if path.is_dir() else path.parent
-        if not (folder / AGENT_META).is_file() and not (path.is_dir() or path.is_file()):
-            raise ConfigError(
-                f"policy {spec!r}: no trained agent at {path}; train one with `govgym train --out DIR` and pass DIR/final.zip."
-            )
-        meta = _agent_meta(path)
-        try:  # load it here, in the caller's process: a broken file is one clear error, not a worker's traceback
-            AgentPolicy(path)
-        except ConfigError:
-            raise
-        except Exception as err:
-            raise ConfigError(
-                f"agent {path}: cannot be loaded ({type(err).__name__}: {err}); point to a final.zip written by `govgym train`."
-            ) from None
-        return PolicySpec(label or meta.get("algo", "agent"), "agent", path=str(path))
-    name, _, kv = target.partition(":")
-    check_choice("policy", name, POLICIES)
-    if kv:
-        knobs = {k: yaml.safe_load(v) for k, v in (_pair(spec, p) for p in kv.split(","))}
-        return PolicySpec(label or target, "heuristic", name, tuple(sorted(knobs.items())))
-    tuned = load_knobs(knobs_file).get(name, {})
-    return PolicySpec(label or name, "heuristic", name, tuple(sorted(tuned.items())))
-
-
-def _pair(spec: str, p: str) -> tuple[str, str]:
-    if "=" not in p:
-        raise ConfigError(
-            f"policy {spec!r}: knob {p!r} must be key=value, e.g. patience:patience=3,threshold=0.01."
-        )
-    k, v = p.split("=", 1)
-    return k.strip(), v.strip()
-
-
-def _canonical(meta: dict[str, Any]) -> bytes:
-    """The bytes agent.json's own hash covers: its content without ``sha256``, keys sorted, no spaces."""
-    return json.dumps(
-        {k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True, separators=(",", ":")
-    ).encode()
-
-
-def _finite(obj: Any) -> Any:
-    """``obj`` with non-finite floats as None (agent.json is strict JSON)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def agent_folder(path: str | Path) -> Path:
-    """The folder of an agent given as the folder itself or as a file in it (``DIR/final.zip``)."""
-    path = Path(path)
-    return path if path.is_dir() else path.parent
-
-
-def _agent_meta(path: Path) -> dict[str, Any]:
-    """agent.json of the agent at ``path``, checked: format, own content hash, algorithm, observation spec."""
-    meta_path = agent_folder(path) / AGENT_META
-    if not meta_path.is_file():
-        raise ConfigError(
-            f"agent {path}: no {AGENT_META} beside it; it was not written by `govgym train` (retrain, or copy the whole folder)."
-        )
-    try:
-        meta = json.loads(meta_path.read_text())
-        if not isinstance(meta, dict):
-            raise ValueError(f"expected a JSON object, got {type(meta).__name__}")
-    except (OSError, ValueError) as err:
-        raise ConfigError(
-            f"agent {path}: {meta_path} is unreadable ({err}); it was not written by `govgym train`."
-        ) from None
-    if meta.get("format") != AGENT_FORMAT:
-        raise ConfigError(
-            f"agent {path}: {meta_path} has format {meta.get('format')!r}, this govgym reads format {AGENT_FORMAT} "
-            "(policy in safetensors with content hashes; format 1 agents loaded SB3 pickles and are not loaded). Retrain it with this version."
-        )
-    if meta.get("sha256") != safefile.sha256_bytes(_canonical(meta)):
-        raise ConfigError(
-            f"agent {path}: {meta_path} fails its content hash: it was edited after `govgym train` wrote it. Refused; retrain or restore the file."
-        )
-
-    if meta.get("algo") not in ALGOS:
-        raise ConfigError(
-            f"agent {path}: {meta_path}: algo {meta.get('algo')!r} is not one of {', '.join(ALGOS)}."
-        )
-    if meta.get("obs_spec") != spec_hash():
-        raise ConfigError(
-            f"agent {path}: trained on observation spec {meta.get('obs_spec')}, this govgym computes {spec_hash()}; "
-            "its inputs would mean something else. Retrain it with this version."
-        )
-    return meta
-
-
-def _verified_bytes(path: Path, meta: dict[str, Any], role: str) -> bytes:
-    """The bytes of the file agent.json names for ``role``, confined to the agent's folder and hash-checked."""
-    entry = (meta.get("files") or {}).get(role)
-    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-        raise ConfigError(
-            f"agent {path}: {AGENT_META} names no '{role}' file; it was not written by this govgym's `govgym train`."
-        )
-    file = safefile.confined(
-        agent_folder(path), entry["name"], what=f"agent {path}: {AGENT_META} files.{role}"
-    )
-    if not file.is_file():
-        raise ConfigError(f"agent {path}: {file.name} is missing; copy the whole agent folder.")
-    data = file.read_bytes()
-    if safefile.sha256_bytes(data) != entry.get("sha256"):
-        raise ConfigError(
-            f"agent {path}: {file.name} fails the content hash in {AGENT_META}: it was changed after training. Refused."
-        )
-    return data
+    """Parse one spec string (see the module docstring); an agent is loaded here to check it (``AgentPolicy``)."""
+    return parse_any_spec(spec, knobs_file, load_agent=AgentPolicy)
 
 
 def policy_class(name: str) -> Any:
@@ -261,7 +114,7 @@ def write_agent(folder: Path, model: Any, venv: Any, meta: dict[str, Any]) -> Pa
     norm_bytes = json.dumps(norm, allow_nan=False).encode()
     atomic_write(folder / POLICY_FILE, policy_bytes)
     atomic_write(folder / OBS_NORM_FILE, norm_bytes)
-    meta = _finite(
+    meta = no_nan(
         {
             **meta,
             "format": AGENT_FORMAT,
@@ -275,7 +128,7 @@ def write_agent(folder: Path, model: Any, venv: Any, meta: dict[str, Any]) -> Pa
             "resume_only": "final.zip, vecnormalize.pkl and checkpoints/ are SB3 pickles for `govgym train --resume` (trusted files only)",
         }
     )
-    meta["sha256"] = safefile.sha256_bytes(_canonical(meta))
+    meta["sha256"] = sealed.sha256_bytes(sealed.canonical(meta))
     atomic_write(folder / AGENT_META, json.dumps(meta, indent=1, allow_nan=False).encode())
     return folder / AGENT_META
 
@@ -296,10 +149,10 @@ class AgentPolicy:
     def __init__(self, path: str | Path):
 
         path = Path(path)
-        self.meta = _agent_meta(path)
+        self.meta = agent_meta(path)
         self.algo = self.meta["algo"]
-        policy_bytes = _verified_bytes(path, self.meta, "policy")
-        norm = json.loads(_verified_bytes(path, self.meta, "obs_norm"))
+        policy_bytes = verified_bytes(path, self.meta, "policy")
+        norm = json.loads(verified_bytes(path, self.meta, "obs_norm"))
         n = self.meta.get("n_actions")
         if not isinstance(n, int) or n < 1:
             raise ConfigError(f"agent {path}: {AGENT_META} n_actions={n!r} is not a positive integer.")
@@ -374,6 +227,8 @@ def build_policy(spec: PolicySpec, action_names: list[str], seed: int = 0) -> An
 
 __all__ = [
     "AGENT_FORMAT",
+    "ALGOS",
+    "default_knobs_path",
     "AgentPolicy",
     "PolicySpec",
     "agent_folder",

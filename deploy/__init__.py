@@ -1,6 +1,16 @@
 """Deployment: exported governors and the Hugging Face Trainer integration.
 
-Imports neither Stable-Baselines3 nor gymnasium: a full-size fine-tuning run needs only torch,
-transformers and numpy (DESIGN.md, "deploy"). The observation is computed with the same
-``govgym.efficiency.signals`` code as in the environment.
+Imports neither Stable-Baselines3 nor gymnasium (tests/test_layers.py imports every module here with
+them blocked): a full-size fine-tuning run needs only torch, transformers and numpy. The observation is
+computed with the same ``govgym.efficiency.signals`` code as in the environment. One concern per module:
+
+- ``callback``: ``GovernorCallback``, the Trainer events and the decision every K steps;
+- ``arguments``: the callback's argument checks; ``trainer_args``: the TrainingArguments it needs;
+- ``ledger``: FLOPs and the budget; ``memory``: the virtual memory cap (rules in ``efficiency/caps.py``);
+- ``observe``: the Trainer's readings as the env's ``Reading``; ``resume``: its checkpoint state;
+- ``decision_log``: the JSON decision log; ``levers``: the interface to ``GovernedTrainer``;
+- ``trainer``: ``GovernedTrainer`` (reprune, base switches, noise scale); ``sampler``: its kept-set sampler;
+- ``artifact``: export and load of a governor; ``validate``: the checks of its values; ``governor``:
+  the numpy policy it loads as; ``state``: JSON for checkpointed state;
+- ``transfer``: the zero-shot transfer experiment (``govgym transfer``).
 """

@@ -19,9 +19,7 @@ actions removed (as MaskablePPO does), argmax; for DQN the Q-network and argmax.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import time
 from importlib.resources import files
 from pathlib import Path
@@ -31,10 +29,14 @@ import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from govgym import __version__
+from govgym import __version__, sealed
+from govgym.agents import specs
 from govgym.agents.heuristics import POLICIES, make_policy
-from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, normalize_obs, spec_hash
+from govgym.deploy.governor import Governor
+from govgym.deploy.validate import ACTIVATIONS, check_governor_values
+from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, spec_hash
 from govgym.efficiency.strategy import Strategy
+from govgym.envs.actions import action_names
 from govgym.errors import ConfigError
 from govgym.results import atomic_write
 from govgym.typed import load_yaml
@@ -43,9 +45,6 @@ FORMAT = "govgym-governor"
 VERSION = 1
 META_FILE = "governor.json"
 WEIGHTS_FILE = "policy.safetensors"
-AGENT_FORMAT = 2
-"""The agent folder format (agent.json) this exporter reads (agents/policies.py)."""
-ACTIVATIONS = ("Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU")
 DEFAULT_ACTIVATION = {"maskable_ppo": "Tanh", "ppo": "Tanh", "dqn": "ReLU"}
 """SB3's default ``activation_fn`` of ActorCriticPolicy (Tanh) and DQNPolicy (ReLU)."""
 
@@ -54,158 +53,18 @@ class ArtifactError(ConfigError):
     """An exported governor is not what it claims (format, hash, names, observation spec); nothing was used."""
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _canonical(meta: dict[str, Any]) -> bytes:
-    """The bytes a JSON file's own hash covers: its content without ``sha256``, keys sorted, no spaces."""
-    return json.dumps(
-        {k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True, separators=(",", ":")
-    ).encode()
-
-
 def _confined(folder: Path, name: Any, what: str) -> Path:
-    """``folder/name`` if ``name`` is a plain file name inside ``folder`` (no '/', '\\', '..')."""
-    if (
-        not isinstance(name, str)
-        or not name
-        or "/" in name
-        or "\\" in name
-        or "\x00" in name
-        or name.startswith("..")
-    ):
-        raise ArtifactError(
-            f"{what}: {name!r} is not a plain file name inside the artifact folder; names that reach outside it are refused."
-        )
-    root = folder.resolve()
-    path = (root / name).resolve()
-    if path.parent != root:
-        raise ArtifactError(f"{what}: {name!r} resolves to {path}, outside {root}; refused.")
-    return path
-
-
-# ---------------------------------------------------------------------------- numpy forward
-def _activation(name: str, x: np.ndarray) -> np.ndarray:
-    if name == "Tanh":
-        return np.tanh(x)
-    if name == "ReLU":
-        return np.maximum(x, 0)
-    if name == "LeakyReLU":
-        return np.where(x >= 0, x, x * np.float32(0.01))
-    if name == "ELU":
-        return np.where(x > 0, x, np.expm1(x))
-    if name == "SiLU":
-        return x / (1 + np.exp(-x))
-    if name == "GELU":
-        erf = np.vectorize(math.erf, otypes=[np.float64])
-        return (0.5 * x * (1 + erf(x / math.sqrt(2)))).astype(x.dtype)
-    raise ArtifactError(f"activation {name!r} is not one of {', '.join(ACTIVATIONS)}.")
-
-
-def _categorical_mode(logits: np.ndarray) -> np.ndarray:
-    """The mode of torch's ``Categorical(logits=...)`` as SB3 takes it: argmax of its probabilities.
-
-    Done step by step as torch does it in float32 (logits minus their logsumexp, then softmax), so that
-    two actions whose logits differ by less than float32 can resolve tie the same way (first index).
-    """
-    z = logits.astype(np.float32)
-    m = z.max(axis=1, keepdims=True)
-    lse = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True, dtype=np.float32))
-    z = z - lse
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return (e / e.sum(axis=1, keepdims=True, dtype=np.float32)).argmax(axis=1)
-
-
-class Governor:
-    """An exported policy: SB3's ``predict`` over govgym's observation, with numpy only.
-
-    Attributes:
-        kind: 'agent' or 'heuristic'.
-        action_names: the env's actions, in the order the policy indexes them.
-        interval_steps: the decision interval K (optimizer steps per decision) it was trained with.
-        feature_names: the observation's features, in order.
-        meta: the artifact's governor.json.
-    """
-
-    def __init__(self, meta: dict[str, Any], weights: dict[str, np.ndarray] | None = None):
-        self.meta = meta
-        self.kind: str = meta["kind"]
-        self.action_names: list[str] = list(meta["action_names"])
-        self.interval_steps: int = int(meta["interval_steps"])
-        self.feature_names: list[str] = list(meta["observation"]["features"])
-        self.n_actions = len(self.action_names)
-        if self.kind == "heuristic":
-            h = meta["heuristic"]
-            self._heuristic = make_policy(h["name"], self.action_names, **dict(h["knobs"]))
-            return
-        net = meta["network"]
-        self.masked = bool(net["masked"])
-        self.q_values = net["head"] == "q"
-        self.layers = []
-        for i, act in enumerate(net["activations"]):
-            w, b = weights[f"layer{i}.weight"], weights[f"layer{i}.bias"]  # type: ignore[index]
-            self.layers.append((w.astype(np.float32), b.astype(np.float32), act))
-        norm = meta["normalization"]
-        self.norm_obs = bool(norm["norm_obs"])
-        self.mean = np.asarray(norm["mean"], dtype=np.float64)
-        self.var = np.asarray(norm["var"], dtype=np.float64)
-        self.clip_obs, self.epsilon = float(norm["clip_obs"]), float(norm["epsilon"])
-
-    def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
-        """VecNormalize's formula: clip((obs - mean) / sqrt(var + eps), -clip, clip) as float32."""
-        if not self.norm_obs:
-            return obs
-        return normalize_obs(obs, self.mean, self.var, self.clip_obs, self.epsilon)
-
-    def logits(self, obs: np.ndarray) -> np.ndarray:
-        """The action logits (or Q-values) of a batch (n, n_features) of raw observations."""
-        x = self.normalize_obs(np.asarray(obs, dtype=np.float32))
-        for w, b, act in self.layers:
-            x = x @ w.T + b
-            if act:
-                x = _activation(act, x)
-        return x
-
-    def predict(
-        self,
-        obs: Any,
-        state: Any = None,
-        episode_start: Any = None,
-        deterministic: bool = True,
-        action_masks: Any = None,
-    ) -> tuple[np.ndarray, Any]:
-        """SB3's predict: one observation (n_features,) -> a 0-d int64 array; a batch (n, n_features) -> (n,).
-
-        Always deterministic (the mode of the policy's distribution). ``action_masks`` (True = valid)
-        restrict a maskable agent's choice as MaskablePPO does; an unmasked agent (PPO, DQN) ignores
-        them, as SB3 does. Heuristics use them as in ``govgym evaluate``.
-        """
-        if self.kind == "heuristic":
-            return self._heuristic.predict(obs, state, episode_start, deterministic, action_masks)
-        o = np.asarray(obs, dtype=np.float32)
-        single = o.ndim == 1
-        o = o.reshape(1, -1) if single else o
-        n_feat = len(self.feature_names)
-        if o.ndim != 2 or o.shape[1] != n_feat:
-            raise ConfigError(
-                f"Governor.predict: expected observations of shape ({n_feat},) or (n, {n_feat}), got {np.shape(obs)}."
-            )
-        z = self.logits(o)
-        if self.q_values:
-            a = z.argmax(axis=1)
-        else:
-            if self.masked and action_masks is not None:
-                m = np.asarray(action_masks, dtype=bool).reshape(len(o), self.n_actions)
-                z = np.where(m, z, np.float32(-1e8))  # MaskableCategorical's HUGE_NEG
-            a = _categorical_mode(z)
-        a = a.astype(np.int64)
-        return (a.reshape(()) if single else a), state
+    """``folder/name`` if ``name`` is a plain file name inside ``folder`` (``govgym.sealed.confined``)."""
+    return sealed.confined(folder, name, what, inside="the artifact folder", error=ArtifactError)
 
 
 # ---------------------------------------------------------------------------- reading sources
-def _interval_and_actions(instances: str) -> tuple[int, list[str], str]:
-    """(env.interval_steps, action names, instances file) of an instance-set YAML ('' = packaged v1 set)."""
+def interval_and_actions(instances: str) -> tuple[int, list[str], str]:
+    """(env.interval_steps, action names, instances file) of an instance-set YAML ('' = packaged v1 set).
+
+    What ``govgym export`` and ``govgym transfer`` build a heuristic for: the env's decision interval K
+    and its action table (``envs.actions.action_names``) over the set's ``env.switch_targets``.
+    """
     p = Path(instances) if instances else Path(str(files("govgym.configs") / "instances_v1.yaml"))
     if not p.is_file():
         raise ConfigError(
@@ -215,9 +74,7 @@ def _interval_and_actions(instances: str) -> tuple[int, list[str], str]:
     env = load_yaml(p).get("env", {}) or {}
     k = env.get("interval_steps", 20)
     targets = env.get("switch_targets", ["full", "lora", "qlora", "lora+gc", "qlora+gc"])
-    names = ["continue", "reprune_hardest", "reprune_easiest"]
-    names += [f"switch:{Strategy.parse(s)}" for s in targets]
-    return int(k), [*names, "stop"], str(p)
+    return int(k), action_names([Strategy.parse(s) for s in targets]), str(p)
 
 
 def governor_from_spec(
@@ -231,13 +88,11 @@ def governor_from_spec(
     """
     import os
 
-    from govgym.agents.policies import parse_spec
-
     s = spec.strip()
     if Path(s).exists() or "/" in s or os.sep in s or s.endswith(".json"):
         return load_governor(s), Path(s.rstrip("/")).name or s, True
     try:
-        ps = parse_spec(s)
+        ps = specs.parse_spec(s)  # an agent is not loaded here (no SB3 in deploy/)
     except ConfigError as err:
         raise ConfigError(
             f"{key}: {s!r} is neither an artifact folder (none exists there) nor a heuristic spec ({err})"
@@ -247,7 +102,7 @@ def governor_from_spec(
             f"{key}: {s!r} is a trained agent; export it first (`govgym export {s} -o FOLDER`) and pass FOLDER."
         )
     if action_names is None or k is None:
-        k_set, actions, _ = _interval_and_actions("")
+        k_set, actions, _ = interval_and_actions("")
         action_names, k = action_names or actions, k or k_set
     gov = make_policy(ps.name, list(action_names), **dict(ps.knobs))
     gov.interval_steps = k  # type: ignore[attr-defined]
@@ -255,39 +110,15 @@ def governor_from_spec(
 
 
 def _agent_files(source: Path) -> tuple[Path, dict[str, Any], bytes, dict[str, Any]]:
-    """(folder, agent.json, policy bytes, obs_norm) of a trained agent, each hash-checked."""
-    folder = source.parent if source.is_file() else source
-    meta_path = folder / "agent.json"
-    if not meta_path.is_file():
-        raise ConfigError(
-            f"export: no agent.json in {folder}; pass an agent folder written by `govgym train` (or its final.zip), or a heuristic spec."
-        )
+    """(folder, agent.json, policy bytes, obs_norm) of a trained agent, every check of ``agents.specs`` passed."""
+    meta = specs.agent_meta(source)  # format, own content hash, algorithm, observation spec
+    policy = specs.verified_bytes(source, meta, "policy")
+    norm = specs.verified_bytes(source, meta, "obs_norm")
     try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"export: {meta_path} is unreadable ({err}).") from None
-    if not isinstance(meta, dict) or meta.get("format") != AGENT_FORMAT:
-        raise ConfigError(
-            f"export: {meta_path} is not a format-{AGENT_FORMAT} agent.json; retrain it with this govgym."
-        )
-    if meta.get("sha256") != _sha(_canonical(meta)):
-        raise ConfigError(
-            f"export: {meta_path} fails its content hash: it was edited after training. Refused."
-        )
-    if meta.get("obs_spec") != spec_hash():
-        raise ConfigError(
-            f"export: the agent was trained on observation spec {meta.get('obs_spec')}, this govgym computes "
-            f"{spec_hash()}; retrain it with this version."
-        )
-    blobs = {}
-    for role in ("policy", "obs_norm"):
-        entry = (meta.get("files") or {}).get(role) or {}
-        path = _confined(folder, entry.get("name"), f"export: agent.json files.{role}")
-        data = path.read_bytes() if path.is_file() else b""
-        if _sha(data) != entry.get("sha256"):
-            raise ConfigError(f"export: {path} is missing or fails its hash in agent.json. Refused.")
-        blobs[role] = data
-    return folder, meta, blobs["policy"], json.loads(blobs["obs_norm"])
+        obs_norm = json.loads(norm)
+    except ValueError as err:  # the hash matched: a broken writer
+        raise ConfigError(f"export: the agent's obs_norm file is not JSON ({err}); retrain it.") from None
+    return specs.agent_folder(source), meta, policy, obs_norm
 
 
 def _network(
@@ -362,7 +193,7 @@ def export(source: str | Path, out_dir: str | Path, reference: Any = None, insta
     if is_agent_source(source):
         folder, ameta, policy_bytes, norm = _agent_files(Path(source))
         cfg = ameta.get("config") or {}
-        k, _, inst_file = _interval_and_actions(instances or cfg.get("instances", ""))
+        k, _, inst_file = interval_and_actions(instances or cfg.get("instances", ""))
         net, weights = _network(ameta, st_load(policy_bytes))
         actions = list(ameta.get("action_names") or [])
         if net["shapes"][-1][0] != len(actions):
@@ -390,7 +221,7 @@ def export(source: str | Path, out_dir: str | Path, reference: Any = None, insta
             )
     else:
         name, knobs, label = _heuristic_spec(source)
-        k, actions, inst_file = _interval_and_actions(instances)
+        k, actions, inst_file = interval_and_actions(instances)
         make_policy(name, actions, **dict(knobs))  # a bad knob is refused before anything is written
         body = {
             "kind": "heuristic",
@@ -410,11 +241,15 @@ def export(source: str | Path, out_dir: str | Path, reference: Any = None, insta
     }
     if weights:
         blob = st_save(weights)
-        meta["files"]["policy"] = {"name": WEIGHTS_FILE, "sha256": _sha(blob), "bytes": len(blob)}
+        meta["files"]["policy"] = {
+            "name": WEIGHTS_FILE,
+            "sha256": sealed.sha256_bytes(blob),
+            "bytes": len(blob),
+        }
         atomic_write(out / WEIGHTS_FILE, blob)
     elif (out / WEIGHTS_FILE).exists():
         (out / WEIGHTS_FILE).unlink()  # a heuristic over an agent's artifact: no stale weights beside it
-    meta["sha256"] = _sha(_canonical(meta))
+    sealed.seal(meta)
     path = atomic_write(out / META_FILE, json.dumps(meta, indent=1, allow_nan=False).encode())
     _check_same_actions(load_governor(out), reference, source, out)
     return path
@@ -422,27 +257,14 @@ def export(source: str | Path, out_dir: str | Path, reference: Any = None, insta
 
 def _heuristic_spec(spec: str) -> tuple[str, dict[str, Any], str]:
     """(name, knobs, spec) of ``name`` (tuned knobs of the packaged heuristics.yaml) or ``name:k=v,...``."""
-    import yaml
-
-    name, _, kv = spec.strip().partition(":")
+    name = spec.strip().partition(":")[0]
     if name not in POLICIES:
         raise ConfigError(
             f"export: {spec!r} is neither an agent (a folder, DIR/final.zip or DIR/agent.json that exists) "
             f"nor a heuristic ({', '.join(POLICIES)})."
         )
-    if kv:
-        knobs = {}
-        for pair in kv.split(","):
-            if "=" not in pair:
-                raise ConfigError(
-                    f"export: knob {pair!r} of {spec!r} must be key=value, e.g. patience:patience=3."
-                )
-            key, value = pair.split("=", 1)
-            knobs[key.strip()] = yaml.safe_load(value.strip())
-    else:
-        tuned = Path(str(files("govgym.configs") / "heuristics.yaml"))
-        knobs = dict(((load_yaml(tuned).get("heuristics") or {}) if tuned.is_file() else {}).get(name) or {})
-    return name, dict(sorted(knobs.items())), spec.strip()
+    ps = specs.parse_spec(spec.strip(), knobs_file=specs.default_knobs_path(version=0))
+    return ps.name, dict(ps.knobs), spec.strip()
 
 
 def _check_same_actions(gov: Governor, reference: Any, source: str, out: Path, n: int = 512) -> None:
@@ -472,14 +294,9 @@ def load_governor(path: str | Path) -> Governor:
         raise ArtifactError(
             f"governor: no {META_FILE} in {folder}; pass a folder written by `govgym export SOURCE -o FOLDER`."
         )
-    try:
-        meta = json.loads(meta_path.read_bytes())
-        if not isinstance(meta, dict):
-            raise ValueError(f"expected a JSON object, got {type(meta).__name__}")
-    except (OSError, ValueError) as err:
-        raise ArtifactError(
-            f"governor: {meta_path} is not valid JSON ({str(err)[:120]}): it was truncated or edited; export it again."
-        ) from None
+    meta = sealed.read_object(
+        meta_path, "governor", "it was truncated or edited; export it again.", ArtifactError
+    )
     if meta.get("format") != FORMAT:
         raise ArtifactError(
             f"governor: {meta_path} is not a '{FORMAT}' file (format {meta.get('format')!r})."
@@ -489,7 +306,7 @@ def load_governor(path: str | Path) -> Governor:
             f"governor: {meta_path} has format version {meta.get('version')!r}; this govgym reads version {VERSION}. "
             "Export it again with this govgym."
         )
-    if meta.get("sha256") != _sha(_canonical(meta)):
+    if not sealed.is_sealed(meta):
         raise ArtifactError(
             f"governor: {meta_path} fails its content hash (sha256): it was edited after `govgym export` wrote it. "
             "Refused; export it again."
@@ -521,7 +338,7 @@ def load_governor(path: str | Path) -> Governor:
                 f"governor: {file} holds {len(data)} bytes, governor.json expects {entry.get('bytes')}: it was truncated "
                 "(cut off while written or copied). Refused; copy or export it again."
             )
-        if _sha(data) != entry.get("sha256"):
+        if sealed.sha256_bytes(data) != entry.get("sha256"):
             raise ArtifactError(
                 f"governor: {file} fails its sha256 in governor.json: its bytes were changed after export (corruption "
                 "or tampering). Refused; export it again."
@@ -532,6 +349,7 @@ def load_governor(path: str | Path) -> Governor:
             raise ArtifactError(
                 f"governor: {file.name} cannot be parsed ({type(err).__name__}); export it again."
             ) from None
+    check_governor_values(meta, weights, str(meta_path), len(FEATURE_NAMES), ArtifactError)
     try:
         return Governor(meta, weights)
     except ConfigError:
@@ -558,6 +376,7 @@ def artifact_bytes(path: str | Path) -> int:
 
 __all__ = [
     "governor_from_spec",
+    "interval_and_actions",
     "ArtifactError",
     "Governor",
     "artifact_bytes",

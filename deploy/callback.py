@@ -69,40 +69,37 @@ Resuming from a Trainer checkpoint restores all of it (``GovernorCallback.state`
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from transformers import TrainerCallback
-from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import IntervalStrategy
 
-from govgym import __version__
+from govgym.deploy.arguments import check_budget, check_k, check_number
 from govgym.deploy.artifact import load_governor
+from govgym.deploy.decision_log import LOG_FORMAT as LOG_FORMAT  # re-exported
+from govgym.deploy.decision_log import DecisionLog
+from govgym.deploy.ledger import EvalMeter, flop_budget, measure_step, steps_of_budget
+from govgym.deploy.levers import Levers
 from govgym.deploy.memory import MemoryCap, check_cap_schedule, check_memory_peaks
 from govgym.deploy.observe import (
     Observer,
-    _forward_backward,
-    _probe_batch,
     model_strategy,
+    probe_batch,
     reading_from_trainer,
 )
-from govgym.deploy.state import FORMAT, from_json, to_json
-from govgym.efficiency.compute import _register_formulas, count_flops
-from govgym.efficiency.signals import FEATURE_NAMES, spec_hash
+from govgym.deploy.resume import CheckpointedGovernor
+from govgym.deploy.trainer_args import adjust_training_args
+from govgym.efficiency import noise
 from govgym.efficiency.strategy import Strategy
+from govgym.envs.actions import CONTINUE, STOP, action_mask, switch_target
 from govgym.errors import ConfigError
-from govgym.results import write_json
-
-LOG_FORMAT = 1
-TRACKER_FIELDS = ("e0", "prev_eval", "best", "prev_flops", "g0", "ema", "since_best")  # SignalTracker's state
 
 
-class GovernorCallback(TrainerCallback, ExportableState):
+class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
     """Steer a Trainer run with a governor every K optimizer steps (see the module docstring).
 
     Resuming: every checkpoint holds the callback's state (``ExportableState``, JSON in
@@ -163,7 +160,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
             self._governor_ref = str(governor)
             governor = _load(governor)
         names = list(getattr(governor, "action_names", None) or [])
-        missing = [a for a in ("continue", "stop") if a not in names]
+        missing = [a for a in (CONTINUE, STOP) if a not in names]
         if missing or not callable(getattr(governor, "predict", None)):
             raise ConfigError(
                 f"GovernorCallback: the governor must have predict(obs, action_masks=...) and action_names "
@@ -171,44 +168,12 @@ class GovernorCallback(TrainerCallback, ExportableState):
                 f"(missing {missing or 'predict'}). Build a heuristic with its action list, e.g. "
                 "make_policy('patience', ['continue', 'stop']), or load an exported governor."
             )
-        given = {
-            k: v
-            for k, v in (
-                ("budget_flops", budget_flops),
-                ("budget_epochs", budget_epochs),
-                ("budget_steps", budget_steps),
-            )
-            if v is not None
-        }
-        if len(given) != 1:
-            raise ConfigError(
-                f"GovernorCallback: give exactly one budget (budget_flops, budget_epochs or budget_steps); "
-                f"got {', '.join(f'{k}={v}' for k, v in given.items()) or 'none'}. The governor's "
-                "observation is the fraction of the budget left, so it needs one, e.g. budget_epochs=3."
-            )
-        ((kind, value),) = given.items()
-        if not (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-            and value > 0
-        ):
-            raise ConfigError(f"GovernorCallback: {kind} must be a finite number > 0; got {value!r}.")
-        k = interval_steps if interval_steps is not None else getattr(governor, "interval_steps", None)
-        if k is None or isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ConfigError(
-                f"GovernorCallback: interval_steps (K, optimizer steps between decisions) must be an integer "
-                f">= 1; got {k!r} (from {'interval_steps' if interval_steps is not None else 'the governor'}). "
-                "Pass interval_steps=K, e.g. the interval the governor was trained with."
-            )
-        for name, v, hi in (
-            ("lam", lam, 10.0),
-            ("cap_mb", cap_mb, math.inf),
-            ("reprune_fraction", reprune_fraction, 0.9),
-            ("min_kept_fraction", min_kept_fraction, 1.0),
-        ):
-            if not (isinstance(v, (int, float)) and 0 <= v <= hi):
-                raise ConfigError(f"GovernorCallback: {name} must be a number in [0, {hi:g}]; got {v!r}.")
+        kind, value = check_budget(budget_flops, budget_epochs, budget_steps)
+        k = check_k(interval_steps, governor)
+        lam = check_number("lam", lam, 0.0, 10.0)
+        cap_mb = check_number("cap_mb", cap_mb, 0.0, 1e12)  # MiB: 10^12 MiB is an exabyte
+        reprune_fraction = check_number("reprune_fraction", reprune_fraction, 0.0, 0.9)
+        min_kept_fraction = check_number("min_kept_fraction", min_kept_fraction, 0.0, 1.0)
         self.governor, self.action_names = governor, names
         self.budget_kind, self.budget_value = kind, float(value)
         self.lam, self.cap_mb, self.k = float(lam), float(cap_mb), int(k)
@@ -217,106 +182,14 @@ class GovernorCallback(TrainerCallback, ExportableState):
             check_memory_peaks(memory_peaks),
         )
         self.reprune_fraction, self.min_kept_fraction = float(reprune_fraction), float(min_kept_fraction)
-        self.trainer: Any = None  # set by GovernedTrainer: the levers a callback cannot reach
+        self.trainer: Levers | None = None  # a GovernedTrainer's levers (attach_levers; deploy/levers.py)
         self.log_path = Path(log_path) if log_path is not None else None
         self.notes: list[str] = []
         self.training = False
         self._model: Any = None
         self._strategy: str | None = None
+        self._adjusted_args: Any = None  # the TrainingArguments adjusted (on_init_end or on_train_begin)
         self._reset_run()
-
-    # ------------------------------------------------------------------ checkpoints
-    def state(self) -> dict[str, Any]:
-        """``ExportableState``: constructor arguments and the run's state, JSON only (``trainer_state.json``)."""
-        args = {
-            "governor": self._governor_ref,
-            self.budget_kind: self.budget_value,
-            "lam": self.lam,
-            "cap_mb": self.cap_mb,
-            "interval_steps": self.k,
-            "log_path": str(self.log_path) if self.log_path is not None else None,
-            "reprune_fraction": self.reprune_fraction,
-            "min_kept_fraction": self.min_kept_fraction,
-            "cap_schedule": self.cap_schedule,
-            "memory_peaks": self.memory_peaks,
-        }
-        saved: dict[str, Any] = {"format": FORMAT, "started": self._started}
-        if self._started:
-            t = self.observer.tracker
-            saved.update(
-                global_step=self._step,
-                observer_started=self.observer.started,
-                tracker={k: getattr(t, k) for k in TRACKER_FIELDS},
-                budget=self.budget,
-                steps_budget=getattr(self, "steps_budget", None),
-                flops=self.flops,
-                flops_restart=self.flops_restart,
-                step_flops=self.step_flops,
-                eval_flops=self.eval_flops,
-                logs=self.logs,
-                lr=self.lr,
-                decisions=self.decisions,
-                ended=self.ended,
-                notes=self.notes,
-                gns=self._gns,
-                strategy=self.strategy,
-                cap_in_force=self.mem.cap,
-            )
-        return to_json({"args": args, "attributes": {"saved": saved}})
-
-    def _saved_state(self, state: Any) -> dict[str, Any] | None:
-        """This callback's entry in a resumed TrainerState (None: not a resume of a governed run)."""
-        entry = (getattr(state, "stateful_callbacks", None) or {}).get(type(self).__name__)
-        entries = entry if isinstance(entry, list) else [entry] if entry else []
-        mine = self.state()["args"]
-        matching = [e for e in entries if e.get("args") == mine] or (entries if len(entries) == 1 else [])
-        for e in matching:
-            saved = from_json(e.get("attributes", {}).get("saved") or {})
-            if saved.get("started") and saved.get("global_step") == state.global_step > 0:
-                return saved
-        return None
-
-    def _restore(self, saved: dict[str, Any]) -> None:
-        self.observer.started = bool(saved["observer_started"])
-        for k, v in saved["tracker"].items():
-            setattr(self.observer.tracker, k, v)
-        self.budget, self.flops = saved["budget"], dict(saved["flops"])
-        if saved["steps_budget"] is not None:
-            self.steps_budget = int(saved["steps_budget"])
-        self.flops_restart = saved["flops_restart"]
-        self.step_flops, self.eval_flops = dict(saved["step_flops"]), saved["eval_flops"]
-        self.logs, self.lr, self.ended = list(saved["logs"]), saved["lr"], saved["ended"]
-        self.decisions, self.notes = list(saved["decisions"]), list(saved["notes"])
-        self._gns = saved["gns"]
-        self.mem.cap = float(saved["cap_in_force"])
-        self._step = self._resumed_at = int(saved["global_step"])
-        self._replay()
-        if self.ended:  # e.g. the checkpoint a stop saved: the user chose to go on
-            self._note(
-                f"resumed at step {self._step} from a checkpoint saved after the governor ended the run "
-                f"({self.ended}); training goes on to the Trainer's own end, ungoverned"
-            )
-        want = Strategy.parse(saved["strategy"])
-        if want.gc != Strategy.parse(self.strategy).gc:  # a switch toggled checkpointing before the save
-            self._toggle_gc(want.gc)
-
-    def _replay(self) -> None:
-        """Rebuild the governor's own state (a heuristic's counters) by replaying the logged decisions."""
-        for row in self.decisions:
-            if row["action"] in ("truncated", "oom"):
-                continue  # the governor was not asked
-            action, _ = self.governor.predict(
-                np.asarray(row["obs"], dtype=np.float32), action_masks=np.asarray(row["mask"], dtype=bool)
-            )
-            a = int(np.asarray(action).reshape(-1)[0])
-            got = self.action_names[a] if 0 <= a < len(self.action_names) else a
-            if got != row.get("invalid_action", row["action"]):
-                raise ConfigError(
-                    f"GovernorCallback: resuming, the governor chose {got!r} on the observation of step "
-                    f"{row['step']} where the checkpoint's decision log says {row['action']!r}: the checkpoint was "
-                    f"made with another governor (or other knobs). Resume with the governor that ran before "
-                    f"({self.log_path or 'see the decision log'})."
-                )
 
     # ------------------------------------------------------------------ setup
     def _reset_run(self) -> None:
@@ -334,41 +207,31 @@ class GovernorCallback(TrainerCallback, ExportableState):
         self.lr: float | None = None
         self.decisions: list[dict[str, Any]] = []
         self.ended: str | None = None
-        self._counter: Any = None
+        self._counter = EvalMeter()  # FLOPs of the E_0 evaluation (deploy/ledger.py)
         self._probe: dict[str, Any] | None = None
         self.mem = MemoryCap(self.cap_mb, self.cap_schedule, self.memory_peaks)
 
     def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Make the Trainer log every step and evaluate at step 0 and every K steps (notes say what changed)."""
-        k = self.k
-        ls = args.logging_steps
-        if args.logging_strategy != IntervalStrategy.STEPS or ls < 1 or k % int(ls):
-            self._note(
-                f"logging_strategy={args.logging_strategy}, logging_steps={ls} -> steps, 1 "
-                f"(grad-norm statistics need every step's grad_norm)"
-            )
-            args.logging_strategy, args.logging_steps = IntervalStrategy.STEPS, 1
-        if args.eval_strategy == IntervalStrategy.NO:
-            self._note(f"eval_strategy=no -> steps, eval_steps={k} (one evaluation per decision)")
-            args.eval_strategy, args.eval_steps = IntervalStrategy.STEPS, k
-        elif (
-            args.eval_strategy != IntervalStrategy.STEPS
-            or not args.eval_steps
-            or args.eval_steps < 1
-            or k % int(args.eval_steps)
-        ):
-            raise ConfigError(
-                f"GovernorCallback: the governor decides every {k} steps on a fresh eval loss, but the Trainer "
-                f"evaluates with eval_strategy={args.eval_strategy!s}, eval_steps={args.eval_steps}. Set "
-                f"eval_strategy='steps' with eval_steps dividing {k} (e.g. eval_steps={k}), or leave "
-                "evaluation off and the callback sets it."
-            )
-        if not args.eval_on_start:
-            self._note("eval_on_start=False -> True (E_0 and the first decision, as at the env's reset)")
-            args.eval_on_start = True
+        """Passed to the Trainer's constructor: adjust its TrainingArguments here (``deploy/trainer_args.py``)."""
+        self._adjust(args)
+
+    def _adjust(self, args: Any, state: Any = None) -> None:
+        """Log every step, evaluate at step 0 and every K steps (notes say what changed), once per Trainer.
+
+        With ``trainer.add_callback(...)`` ``on_init_end`` never runs; ``on_train_begin`` calls this then,
+        and recomputes the TrainerState's logging/eval steps, which the Trainer fixed before that event.
+        """
+        if self._adjusted_args is args:
+            return
+        for text in adjust_training_args(args, self.k):
+            self._note(text)
+        self._adjusted_args = args
+        if state is not None:
+            state.compute_steps(args, state.max_steps)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         """Measure one optimizer step's FLOPs on a real batch, then count the first evaluation."""
+        self._adjust(args, state)  # attached with add_callback: on_init_end did not run
         self._reset_run()
         self._started = self.training = True
         self._step = state.global_step
@@ -385,7 +248,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
         self.batch_size = (
             args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.n_gpu, 1)
         )
-        self._probe = _probe_batch(kwargs.get("train_dataloader"), args, self.device)
+        self._probe = probe_batch(kwargs.get("train_dataloader"), args, self.device)
         saved = self._saved_state(state)
         if saved is not None:  # a resumed run: measurements, budget and counts come from the checkpoint
             self._restore(saved)
@@ -394,31 +257,22 @@ class GovernorCallback(TrainerCallback, ExportableState):
             return
         self._measure_step()
         if self.budget is None:
-            steps = self.budget_value
-            if self.budget_kind == "budget_epochs":
-                try:
-                    batches = len(kwargs["train_dataloader"])
-                except TypeError:
-                    raise ConfigError(
-                        "GovernorCallback: budget_epochs needs a train dataset with a length (an epoch has a "
-                        "size); this one is iterable only. Give budget_steps or budget_flops instead."
-                    ) from None
-                per_epoch = max(batches // args.gradient_accumulation_steps, 1)
-                steps = self.budget_value * per_epoch
-            self.steps_budget = math.ceil(steps)
+            self.steps_budget = steps_of_budget(
+                self.budget_kind,
+                self.budget_value,
+                kwargs.get("train_dataloader"),
+                args.gradient_accumulation_steps,
+            )
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        _register_formulas()
-        self._counter = FlopCounterMode(display=False)
-        self._counter.__enter__()  # left in on_evaluate, once eval_on_start's evaluation has run
+        self._counter.start()  # stopped in on_evaluate, once eval_on_start's evaluation has run
 
     def _measure_step(self) -> None:
         s = self.strategy
         if s in self.step_flops:
             return
-        _, fl = count_flops(lambda: _forward_backward(self.model, self._probe))
+        fl, self.step_flops[s] = measure_step(self.model, self._probe, self.args.gradient_accumulation_steps)
         self.flops["measure"] += fl
-        self.step_flops[s] = fl * self.args.gradient_accumulation_steps
 
     @property
     def strategy(self) -> str:
@@ -432,6 +286,15 @@ class GovernorCallback(TrainerCallback, ExportableState):
             self._strategy = model_strategy(self.model, self.args.optim)
         return self._strategy
 
+    def attach_levers(self, levers: Levers) -> None:
+        """``LeverUser``: a ``GovernedTrainer`` gives its levers (reprune, base switches, the noise interval)."""
+        self.trainer = levers
+
+    def model_changed(self, levers: Levers, model: Any) -> None:
+        """``LeverUser``: the trainer switched the base; read the new model's strategy at the next use."""
+        if levers is self.trainer and self._model is not None:
+            self.model = model
+
     @property
     def model(self) -> Any:
         return self._model
@@ -441,6 +304,16 @@ class GovernorCallback(TrainerCallback, ExportableState):
         self._model, self._strategy = model, None
 
     # ------------------------------------------------------------------ events
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """No training step runs under the FLOP counter: it measures the first evaluation only."""
+        if self._counter.active:  # no evaluation before the first step (another callback turned it off)
+            self._counter.stop()
+            raise ConfigError(
+                "GovernorCallback: the first training step began before the evaluation at step 0 (E_0) that the "
+                "governor needs; something turned eval_on_start off after the callback set it. Leave "
+                "eval_on_start=True."
+            )
+
     def on_step_end(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
         self._step = state.global_step
         self.flops["train"] += self.step_flops[self.strategy]
@@ -457,15 +330,15 @@ class GovernorCallback(TrainerCallback, ExportableState):
     def on_evaluate(
         self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
-        if self._counter is not None:
-            self._counter.__exit__(None, None, None)
-            self.eval_flops, self._counter = int(self._counter.get_total_flops()), None
+        if self._counter.active:
+            self.eval_flops = self._counter.stop()
             if self.budget is None:  # steps x step FLOPs + the evaluations they include (+ E_0)
-                n_evals = self.steps_budget // int(args.eval_steps) + 1
-                self.budget = float(
-                    self.flops["measure"]
-                    + self.steps_budget * self.step_flops[self.strategy]
-                    + n_evals * self.eval_flops
+                self.budget = flop_budget(
+                    self.flops["measure"],
+                    self.steps_budget,
+                    self.step_flops[self.strategy],
+                    args.eval_steps,
+                    self.eval_flops,
                 )
         if not self.training:  # trainer.evaluate() outside train(): nothing to govern
             return
@@ -496,9 +369,7 @@ class GovernorCallback(TrainerCallback, ExportableState):
             control.should_save = False
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self._counter is not None:  # training ended before the first evaluation
-            self._counter.__exit__(None, None, None)
-            self._counter = None
+        self._counter.stop()  # training ended before the first evaluation (else a no-op)
         self.training = False
         self.ended = self.ended or "trainer"  # max_steps / epochs / another callback ended it first
         self._write(state)
@@ -508,20 +379,19 @@ class GovernorCallback(TrainerCallback, ExportableState):
         """Actions this callback can carry out: continue, stop, switches that only toggle checkpointing, and
         reprunes inside a ``GovernedTrainer`` (while a batch and ``min_kept_fraction`` of the data would remain)."""
         now = Strategy.parse(self.strategy)
-        mask = np.zeros(len(self.action_names), dtype=bool)
-        for i, name in enumerate(self.action_names):
-            if name in ("continue", "stop"):
-                mask[i] = True
-            elif name.startswith("switch:"):
-                t = Strategy.parse(name.split(":", 1)[1])
-                same_base = t.base == now.base or (
-                    {t.base, now.base} <= set(getattr(self.trainer, "switch_bases", ()))
-                )  # GovernedTrainer switches the base (full, lora, qlora, int8) in place
-                mask[i] = same_base and t.adam8 == now.adam8 and (t.base, t.gc) != (now.base, now.gc)
-                mask[i] = mask[i] and self.mem.fits(t.name)  # the env's cap mask (virtual mode)
-            elif name in ("reprune_hardest", "reprune_easiest") and self.trainer is not None:
-                mask[i] = self.trainer.can_reprune(self.reprune_fraction, self.min_kept_fraction)
-        return mask
+
+        def switch(target: str) -> bool:
+            t = Strategy.parse(target)
+            same_base = t.base == now.base or (
+                self.trainer is not None and {t.base, now.base} <= set(self.trainer.switch_bases)
+            )  # GovernedTrainer switches the base (full, lora, qlora, int8) in place
+            ok = same_base and t.adam8 == now.adam8 and (t.base, t.gc) != (now.base, now.gc)
+            return ok and self.mem.fits(t.name)  # the env's cap mask (virtual mode)
+
+        reprune = self.trainer is not None and self.trainer.can_reprune(
+            self.reprune_fraction, self.min_kept_fraction
+        )
+        return action_mask(self.action_names, reprune=reprune, switch=switch)
 
     def _decide(self, state: Any, control: Any, eval_loss: float) -> None:
         self._strategy = None  # read the model afresh at every decision
@@ -532,10 +402,8 @@ class GovernorCallback(TrainerCallback, ExportableState):
         used = float(sum(self.flops.values()))
         # the env's order: the interval's OOM against the cap it ran under, then the next interval's cap
         first = not self.observer.started  # E_0: no interval ran, the cap stays cap_mb (the env's reset)
-        oom = None if first else self.mem.oom(strategy)
         interval_cap = self.mem.cap
-        if not first and oom is None:
-            self.mem.advance(used / self.budget)
+        oom = None if first else self.mem.end_interval(strategy, used / self.budget)
         if self.mem.virtual:
             mem = self.mem.peak(strategy)
         gns = self._noise_scale()
@@ -567,18 +435,19 @@ class GovernorCallback(TrainerCallback, ExportableState):
             a = int(np.asarray(action).reshape(-1)[0])
             valid = 0 <= a < len(self.action_names) and mask[a]
             # a masked action acts as continue (the env's rule)
-            name = self.action_names[a] if valid else "continue"
+            name = self.action_names[a] if valid else CONTINUE
             if not valid:
                 chosen = self.action_names[a] if 0 <= a < len(self.action_names) else a
-        if name in ("stop", "truncated", "oom"):
+        if name in (STOP, "truncated", "oom"):
             control.should_training_stop = True
             if self.args.save_strategy != IntervalStrategy.NO:
                 control.should_save = name != "oom"  # an over-cap state is never saved (nor the best)
             self.ended = name
         event = None
-        if name.startswith("switch:"):
+        target = switch_target(name)
+        if target is not None:
             self._gns = None  # the env's rule: a new strategy starts the noise-scale average over
-            t = Strategy.parse(name.split(":", 1)[1])
+            t = Strategy.parse(target)
             if t.base != Strategy.parse(reading.strategy).base:  # full <-> lora: GovernedTrainer's lever
                 event = self.trainer.switch_base(t.base)
             self._toggle_gc(t.gc)
@@ -614,11 +483,6 @@ class GovernorCallback(TrainerCallback, ExportableState):
         state.log_history.append({**hist, "governor_error": oom} if oom else hist)
         self._write(state)
 
-    @property
-    def oom_steps(self) -> list[int]:
-        """Steps at whose decision the interval just run was over the cap (virtual mode; at most one: it ends the run)."""
-        return [int(d["step"]) for d in self.decisions if str(d.get("error", "")).startswith("oom")]
-
     def _noise_scale(self) -> float:
         """B_simple from the interval GovernedTrainer recorded, averaged as the env does (nan: not available).
 
@@ -626,24 +490,13 @@ class GovernorCallback(TrainerCallback, ExportableState):
         of their mean (batch n·B), an EMA (0.5) of |G|² and tr Σ separately, then their ratio. A plain
         Trainer gives no pre-clip gradients to a callback: nan there (the feature reads 0).
         """
-        take = getattr(self.trainer, "take_noise_interval", None)
-        iv = take() if take is not None else None
+        iv = self.trainer.take_noise_interval() if self.trainer is not None else None
         if iv is None:
             return float("nan")
-        from govgym.efficiency.run import noise_estimates
-
         small, big, n = iv
-        g2, trace = noise_estimates(small, big, self.batch_size, n * self.batch_size)
-        if math.isfinite(g2) and math.isfinite(trace):
-            a = 0.5
-            self._gns = (
-                [g2, trace]
-                if self._gns is None
-                else [a * self._gns[0] + (1 - a) * g2, a * self._gns[1] + (1 - a) * trace]
-            )
-        if self._gns is not None and self._gns[0] > 0:
-            return max(self._gns[1], 0.0) / self._gns[0]
-        return float("nan")
+        g2, trace = noise.noise_estimates(small, big, self.batch_size, n * self.batch_size)
+        self._gns = noise.average(self._gns, g2, trace)  # efficiency/noise.py: the env's EMA, shared
+        return noise.averaged_scale(self._gns)
 
     def _toggle_gc(self, on: bool) -> None:
         if on:
@@ -659,38 +512,6 @@ class GovernorCallback(TrainerCallback, ExportableState):
 
         self.notes.append(text)
         logging.get_logger(__name__).warning(f"GovernorCallback: {text}")
-
-    def _write(self, state: Any) -> None:
-        if self.log_path is None:
-            return
-        write_json(
-            self.log_path,
-            {
-                "format": LOG_FORMAT,
-                "govgym": __version__,
-                "spec_hash": spec_hash(),
-                "features": list(FEATURE_NAMES),
-                "governor": type(self.governor).__name__,
-                "action_names": self.action_names,
-                "interval_steps": self.k,
-                "lam": self.lam,
-                "cap_mb": self.cap_mb,
-                "cap_schedule": self.cap_schedule,
-                "memory_peaks": self.memory_peaks,
-                "oom_steps": self.oom_steps,
-                "budget": {"kind": self.budget_kind, "value": self.budget_value, "flops": self.budget},
-                "step_flops": self.step_flops,
-                "eval_flops": self.eval_flops,
-                "flops": self.flops,
-                "flops_restart": self.flops_restart,
-                "notes": self.notes,
-                "ended": self.ended,
-                "global_step": state.global_step,
-                "decisions": self.decisions,
-                # GovernedTrainer's reprunes and switches, the governor's and any others (its levers)
-                "trainer_events": list(self.trainer.events) if self.trainer is not None else [],
-            },
-        )
 
 
 def _load(path: str | os.PathLike[str]) -> Any:

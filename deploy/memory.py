@@ -2,7 +2,8 @@
 
 ``FineTuneEnv`` (on CPU, where memory is virtual) knows each strategy's peak, measured once by
 ``efficiency.memstats`` (``envs.probe.strategy_peaks``: one real step per strategy), and a cap that
-follows the instance's schedule (``Instance.cap_at``). Its rules, which ``MemoryCap`` reproduces:
+follows the instance's schedule (``Instance.cap_at``). Its rules, which ``MemoryCap`` applies with the
+same functions (``efficiency/caps.py``, the one place they are written):
 
 - the observation's ``mem_frac`` is the peak of the strategy the last interval ran under (at the
   first decision: the start strategy's) over the cap in force;
@@ -21,6 +22,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from govgym.deploy.arguments import is_number
+from govgym.efficiency import caps
 from govgym.efficiency.strategy import Strategy
 from govgym.errors import ConfigError
 
@@ -28,7 +31,7 @@ WHO = "GovernorCallback"
 
 
 def _number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return is_number(x) and math.isfinite(x)  # numpy scalars too, never a bool
 
 
 def check_cap_schedule(value: Any) -> list[list[float]]:
@@ -125,15 +128,24 @@ class MemoryCap:
 
     def cap_at(self, fraction: float) -> float:
         """The cap in force once ``fraction`` of the budget is spent (``Instance.cap_at``)."""
-        cap = self.cap_mb
-        for at, c in sorted(self.schedule, key=lambda ch: ch[0]):
-            if fraction >= at:
-                cap = c
-        return cap
+        return caps.cap_at(self.cap_mb, self.schedule, fraction)
 
     def advance(self, fraction: float) -> None:
         """End of a decision interval with ``fraction`` of the budget used: the next interval's cap."""
         self.cap = self.cap_at(fraction)
+
+    def end_interval(self, strategy: str, fraction: float) -> str | None:
+        """A decision after an interval run under ``strategy``, ``fraction`` of the budget used (not E_0).
+
+        The env's order (``FineTuneEnv.step``): the interval's OOM against the cap it ran under; without
+        one, the cap of the next interval becomes ``cap_at(fraction)``. Returns the OOM sentence or None.
+        The callback calls it at every decision but the first; ``transfer.oom_intervals`` replays a
+        decision log through it, so the live rule and the post-hoc count are one code path.
+        """
+        oom = self.oom(strategy)
+        if oom is None:
+            self.advance(fraction)
+        return oom
 
     def peak(self, strategy: str) -> float:
         """The measured peak of ``strategy`` (virtual mode)."""
@@ -149,14 +161,14 @@ class MemoryCap:
         """Whether a switch to ``strategy`` stays under the cap in force (the env's mask)."""
         if self.peaks is None or self.cap <= 0:
             return True
-        return strategy in self.peaks and self.peaks[strategy] <= self.cap
+        return strategy in self.peaks and not caps.over_cap(self.peaks[strategy], self.cap)
 
     def oom(self, strategy: str) -> str | None:
         """The env's OOM sentence if an interval under ``strategy`` exceeded the cap it ran under, else None."""
         if self.peaks is None or self.cap <= 0:
             return None
         peak = self.peak(strategy)
-        if peak <= self.cap:
+        if not caps.over_cap(peak, self.cap):
             return None
         return f"oom: measured peak {peak:.1f} MiB above the {self.cap:.1f} MiB cap under {strategy} (virtual cap)"
 
@@ -165,12 +177,10 @@ class MemoryCap:
         if self.peaks is None:
             return
         self.peak(strategy)
-        if self.cap_mb > 0 and self.cap_mb < min(self.peaks.values()):
-            fits = ", ".join(f"{k} {v:.1f}" for k, v in sorted(self.peaks.items(), key=lambda kv: kv[1]))
-            raise ConfigError(
-                f"{WHO}: cap_mb={self.cap_mb:g} is below the measured peak of every strategy in memory_peaks "
-                f"({fits} MiB), so the run would OOM in its first interval. Raise cap_mb (0 = no cap)."
-            )
+        fix = "Raise it (0 = no cap), or measure and pass a smaller strategy in memory_peaks."
+        err = caps.room_error(WHO, self.cap_mb, self.schedule, self.peaks, fix)
+        if err:
+            raise ConfigError(err)
 
 
 __all__ = ["MemoryCap", "check_cap_schedule", "check_memory_peaks"]

@@ -108,7 +108,7 @@ def model_strategy(model: Any, optim: str = "") -> str:
     return Strategy(base, adam8="8bit" in str(getattr(optim, "value", optim)), gc=gc).name
 
 
-def _probe_batch(dl: Any, args: Any, device: torch.device) -> dict[str, Any]:
+def probe_batch(dl: Any, args: Any, device: torch.device) -> dict[str, Any]:
     """One real per-device batch of the train data, collated by the Trainer's collator, on the model's device.
 
     Indexes the dataset (the first rows) rather than iterating the dataloader, whose sampler would
@@ -125,7 +125,7 @@ def _probe_batch(dl: Any, args: Any, device: torch.device) -> dict[str, Any]:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in dict(batch).items()}
 
 
-def _forward_backward(model: Any, batch: dict[str, Any]) -> None:
+def forward_backward(model: Any, batch: dict[str, Any]) -> None:
     """One training forward + backward, leaving no trace: RNG restored, gradients cleared, mode restored."""
     cpu = torch.get_rng_state()
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None

@@ -88,7 +88,7 @@ class KeptSampler(Sampler[int]):
         self._skip, self._pending = int(st["consumed"]), [int(i) for i in st["pending"]]
 
 
-class _IndexCollator:
+class IndexCollator:
     """Wraps the Trainer's collator: takes ``govgym_index`` out of each row, returns it as a tensor."""
 
     def __init__(self, inner: Any) -> None:
@@ -103,4 +103,4 @@ class _IndexCollator:
         return self.inner(features)
 
 
-__all__ = ["INDEX_COLUMN", "KeptSampler", "per_example_losses"]
+__all__ = ["INDEX_COLUMN", "IndexCollator", "KeptSampler", "per_example_losses"]

@@ -48,54 +48,11 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from govgym.deploy.sampler import INDEX_COLUMN, KeptSampler, _IndexCollator, per_example_losses
+from govgym.deploy.levers import LeverUser
+from govgym.deploy.sampler import INDEX_COLUMN, IndexCollator, KeptSampler, per_example_losses
 from govgym.deploy.state import FORMAT, from_json, to_json
 from govgym.efficiency.config import MemoryConfig
 from govgym.errors import ConfigError
-
-
-def training_args(cfg: Any, out: str, k: int, steps: int, **over: Any) -> Any:
-    """The HF TrainingArguments of a govgym run config: K-step evals (one at start), no checkpoints, CPU if asked."""
-    import torch
-    from transformers import TrainingArguments
-
-    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
-    o = cfg.optim
-    kw: dict[str, Any] = dict(
-        output_dir=out,
-        max_steps=steps,
-        per_device_train_batch_size=o.batch_size,
-        per_device_eval_batch_size=o.batch_size,
-        learning_rate=o.lr,
-        weight_decay=o.weight_decay,
-        adam_beta1=o.beta1,
-        adam_beta2=o.beta2,
-        max_grad_norm=o.max_grad_norm,
-        warmup_steps=min(o.warmup_steps, max(steps - 1, 0)),
-        lr_scheduler_type=o.schedule,
-        eval_strategy="steps",
-        eval_steps=k,
-        eval_on_start=True,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=cpu,
-        disable_tqdm=True,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-    )
-    kw.update(over)
-    return TrainingArguments(**kw)
-
-
-__all__ = [
-    "INDEX_COLUMN",
-    "SWITCH_BASES",
-    "GovernedTrainer",
-    "GovernedTrainerState",
-    "KeptSampler",
-    "training_args",
-]
 
 REPRUNE_MODES = ("hardest", "easiest")
 # every base of the env's strategies: qlora / int8 quantize the live Linear targets with bitsandbytes
@@ -142,7 +99,7 @@ class GovernedTrainer(Trainer):
                 "adds to track rows. Rename or remove that column."
             )
         self.train_dataset = ds.add_column(INDEX_COLUMN, list(range(len(ds))))
-        self.data_collator = _IndexCollator(self.data_collator)
+        self.data_collator = IndexCollator(self.data_collator)
         self.n_examples = len(ds)
         self.example_loss = np.full(self.n_examples, np.nan, dtype=np.float32)
         self.example_step = np.full(self.n_examples, -1, dtype=np.int64)  # global step of the last loss
@@ -159,8 +116,8 @@ class GovernedTrainer(Trainer):
 
     def _link_callbacks(self) -> None:
         for cb in self.callback_handler.callbacks:
-            if hasattr(cb, "action_masks"):  # a GovernorCallback: give it the levers this trainer owns
-                cb.trainer = self
+            if isinstance(cb, LeverUser):  # a GovernorCallback: give it the levers this trainer owns
+                cb.attach_levers(self)
                 self.track_noise = True
             elif isinstance(cb, GovernedTrainerState):
                 cb.trainer = self
@@ -255,6 +212,15 @@ class GovernedTrainer(Trainer):
         return small, big, n
 
     # ------------------------------------------------------------------ levers
+    def can_reprune(self, fraction: float, min_kept_fraction: float = 0.0) -> bool:
+        """Whether a reprune of ``fraction`` leaves at least a batch and ``min_kept_fraction`` of the data."""
+        kept = len(self.kept_indices)
+        after = kept * (1 - fraction)
+        return (
+            after >= self.args.per_device_train_batch_size
+            and after / max(self.n_examples, 1) >= min_kept_fraction
+        )
+
     def reprune(self, fraction: float, mode: str = "hardest") -> dict[str, Any]:
         """Drop ``fraction`` of the kept examples with the highest (hardest) or lowest (easiest) recorded loss.
 
@@ -328,8 +294,8 @@ class GovernedTrainer(Trainer):
         self.events.append(event)
         self.state.log_history.append(dict(event))
         for cb in self.callback_handler.callbacks:
-            if getattr(cb, "trainer", None) is self and getattr(cb, "model", None) is not None:
-                cb.model = self.model
+            if isinstance(cb, LeverUser):
+                cb.model_changed(self, self.model)
         return event
 
     def _convert(self, base: str) -> None:
@@ -488,15 +454,6 @@ class GovernedTrainer(Trainer):
             self._gsum = [tensors[f"gsum.{i}"].to(dev) for i in range(n)]
             self._gnorms = list(tensors["gnorms"].unbind(0))
 
-    def can_reprune(self, fraction: float, min_kept_fraction: float = 0.0) -> bool:
-        """Whether a reprune of ``fraction`` leaves at least a batch and ``min_kept_fraction`` of the data."""
-        kept = len(self.kept_indices)
-        after = kept * (1 - fraction)
-        return (
-            after >= self.args.per_device_train_batch_size
-            and after / max(self.n_examples, 1) >= min_kept_fraction
-        )
-
 
 class GovernedTrainerState(TrainerCallback, ExportableState):
     """Carries a ``GovernedTrainer``'s state through its checkpoints (``trainer_state.json``, JSON only).
@@ -523,3 +480,12 @@ def _is_causal(model: Any) -> bool:
     m = model.get_base_model() if hasattr(model, "get_base_model") else model
     m = getattr(m, "module", m)
     return m.__class__.__name__ in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()
+
+
+__all__ = [
+    "INDEX_COLUMN",
+    "SWITCH_BASES",
+    "GovernedTrainer",
+    "GovernedTrainerState",
+    "KeptSampler",
+]

@@ -54,6 +54,8 @@ from typing import Any
 
 import numpy as np
 
+from govgym.efficiency import caps
+from govgym.envs.actions import switch_target
 from govgym.errors import ConfigError
 from govgym.typed import check_range
 
@@ -166,48 +168,34 @@ def reach_flops(decisions: list[dict[str, Any]], target: float) -> float:
 
 
 def oom_intervals(
-    decisions: list[dict[str, Any]], peaks: dict[str, float], cap_at: Any, cap0: float | None = None
+    decisions: list[dict[str, Any]],
+    peaks: dict[str, float],
+    cap0: float,
+    schedule: list[tuple[float, float]] | None = None,
 ) -> list[int]:
     """Steps at whose decision the interval just run exceeded the cap it ran under (the env's rule).
 
-    The interval after a decision runs under the cap set there: ``cap0`` (the start cap; default
-    ``cap_at(0)``) after the first decision (E_0, the env's reset), ``cap_at(budget fraction used)``
-    after each later one (``FineTuneEnv.step``). It OOMs when the peak of the strategy it ran under (the
-    next decision's ``strategy``) exceeds that cap (> 0): a policy has one decision to react to a cap
-    that falls, as in training. ``GovernorCallback`` enforces the same rule (``deploy/memory.py``).
+    The decision log replayed through ``deploy.memory.MemoryCap.end_interval``, the code the
+    ``GovernorCallback`` enforces the cap with: the interval after the first decision (E_0, the env's
+    reset) runs under ``cap0``; after each later one under the schedule's cap at the budget fraction used.
+    It OOMs when the peak of the strategy it ran under (the next decision's ``strategy``) exceeds that cap
+    (> 0): a policy has one decision to react to a cap that falls, as in training. Unlike a live run, the
+    replay goes on after an OOM (the fixed budget runs its whole budget as the quality reference).
 
     Args:
         decisions: the decision log's rows (``step``, ``budget_frac``, ``strategy``).
-        peaks: measured peak MiB per strategy (a strategy missing here counts as fitting).
-        cap_at: the (scaled) cap at a budget fraction spent (0 = none).
-        cap0: the cap at the start (the instance's ``cap_mb``, scaled).
+        peaks: measured peak MiB of every strategy the run was under.
+        cap0: the (scaled) cap at the start, MiB (0 = none).
+        schedule: the (scaled) ``(at, cap_mb)`` changes.
     """
-    cap, out = (cap_at(0.0) if cap0 is None else cap0), []
+    from govgym.deploy.memory import MemoryCap, check_cap_schedule
+
+    mem, out = MemoryCap(cap0, check_cap_schedule(schedule), dict(peaks)), []
     for d in decisions[1:]:  # the first decision (step 0) follows no interval
-        if cap > 0 and peaks.get(d["strategy"], 0.0) > cap:
+        if mem.end_interval(d["strategy"], float(d["budget_frac"])) is not None:
             out.append(int(d["step"]))
-        cap = cap_at(float(d["budget_frac"]))
+            mem.advance(float(d["budget_frac"]))  # the replay goes on under the next cap
     return out
-
-
-def checked_oom_steps(
-    decisions: list[dict[str, Any]], peaks: dict[str, float], cap_at: Any, cap0: float, enforced: bool
-) -> list[int]:
-    """The post-hoc OOM steps (``oom_intervals``); where the callback enforced the cap, equal to its record.
-
-    Raises:
-        RuntimeError: the callback's OOM rows (``error`` "oom: ...") and the post-hoc count disagree: the
-            two implementations of the env's rule diverged (a bug, not a user error).
-    """
-    post = oom_intervals(decisions, peaks, cap_at, cap0)
-    if enforced:
-        recorded = [int(d["step"]) for d in decisions if str(d.get("error", "")).startswith("oom")]
-        if recorded != post:
-            raise RuntimeError(
-                f"transfer: the callback recorded OOMs at steps {recorded} but the post-hoc count from the same peaks "
-                f"and cap schedule finds {post}; GovernorCallback's memory rule and oom_intervals disagree."
-            )
-    return post
 
 
 def summarize(runs: list[dict[str, Any]], tolerance: float, sizes: list[str]) -> list[dict[str, Any]]:
@@ -352,7 +340,8 @@ def _one_run(
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from govgym.deploy.callback import GovernorCallback
-    from govgym.deploy.trainer import GovernedTrainer, training_args
+    from govgym.deploy.trainer import GovernedTrainer
+    from govgym.deploy.trainer_args import training_args
     from govgym.efficiency.strategy import Strategy
     from govgym.efficiency.workload import load_workload
 
@@ -424,7 +413,7 @@ def transfer(
     import torch
 
     from govgym.agents.heuristics import make_policy
-    from govgym.deploy.artifact import _interval_and_actions
+    from govgym.deploy.artifact import interval_and_actions
     from govgym.efficiency.basemodel import BASE_SIZES, size_overrides
     from govgym.efficiency.strategy import Strategy
     from govgym.envs.probe import strategy_costs, strategy_peaks
@@ -444,9 +433,9 @@ def transfer(
     if note:
         print(note)
     insts = pick_instances(iset, job.split, job.names)
-    k, actions, _ = _interval_and_actions(iset.source)
+    k, actions, _ = interval_and_actions(iset.source)
     k = iset.env.interval_steps
-    targets = [a.split(":", 1)[1] for a in actions if a.startswith("switch:")]
+    targets = [t for t in map(switch_target, actions) if t is not None]
     govs = [resolve_policy(p, actions, k) for p in job.policies]
     labels = [lab for _, lab in govs]
     if len(set(labels)) != len(labels) or "fixed" in labels:
@@ -476,9 +465,6 @@ def transfer(
             peak_full = strategy_peaks(cfg, ["full"])["full"]
             ratio = peak_full / peak_small
 
-            def cap_at(frac: float, ratio: float = ratio, inst: Any = inst) -> float:
-                return scale_cap(inst.cap_at(frac), 1.0, ratio)
-
             cap0 = scale_cap(inst.cap_mb, 1.0, ratio)
             schedule = [(c.at, scale_cap(c.cap_mb, 1.0, ratio)) for c in inst.cap_schedule]
             capped = cap0 > 0 or any(c > 0 for _, c in schedule)
@@ -492,7 +478,7 @@ def transfer(
                 "peak_full_mb": peak_full,
                 "cap_scale": ratio,
                 "cap_mb": cap0,
-                "cap_schedule": [{"at": c.at, "cap_mb": cap_at(c.at)} for c in inst.cap_schedule],
+                "cap_schedule": [{"at": at, "cap_mb": caps.cap_at(cap0, schedule, at)} for at, _ in schedule],
             }
             for seed in range(job.seeds):
                 run_cfg = copy.deepcopy(cfg)
@@ -510,7 +496,7 @@ def transfer(
                         instance=inst.name,
                         seed=seed,
                         policy=label,
-                        oom_steps=checked_oom_steps(r["decisions"], peaks, cap_at, cap0, enforce is not None),
+                        oom_steps=oom_intervals(r["decisions"], peaks, cap0, schedule),
                         oom_enforced=enforce is not None,
                         peaks_mb=peaks,
                     )
@@ -605,7 +591,6 @@ __all__ = [
     "TRAIN_SIZE",
     "TransferJob",
     "budget_steps",
-    "checked_oom_steps",
     "oom_intervals",
     "reach_flops",
     "scale_cap",

@@ -24,7 +24,6 @@ FLOPs (torch.utils.flop_counter) and memory (memstats) are measured on the first
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -37,10 +36,12 @@ import torch.nn.functional as F
 from transformers import get_scheduler
 
 from govgym import __version__
-from govgym.efficiency import memstats, safefile
+from govgym.efficiency import caps, memstats, noise, safefile
 from govgym.efficiency.compute import FlopCache, count_flops, param_counts
 from govgym.efficiency.config import RunConfig
 from govgym.efficiency.memory import Strategy, apply_strategy, make_optimizer, trainable_parameters
+from govgym.efficiency.noise import gradient_noise_scale as gradient_noise_scale  # re-exported
+from govgym.efficiency.noise import noise_estimates
 from govgym.efficiency.pruning import (
     RECORDED,
     REPRUNE_SCORERS,
@@ -294,17 +295,8 @@ class FineTuneRun:
         if gsum is not None:
             big = float(torch.stack(torch._foreach_norm(gsum)).pow(2).sum()) / n**2
             g2, trace = noise_estimates(float(np.mean(gn**2)), big, bs, n * bs)
-            if math.isfinite(g2) and math.isfinite(trace):
-                # EMA of numerator and denominator separately, then the ratio (McCandlish et al. 2018):
-                # one interval's |G|² estimate is too noisy to divide by.
-                a = 0.5
-                self._gns = (
-                    (g2, trace)
-                    if self._gns is None
-                    else (a * self._gns[0] + (1 - a) * g2, a * self._gns[1] + (1 - a) * trace)
-                )
-            if self._gns is not None and self._gns[0] > 0:
-                noise_scale = max(self._gns[1], 0.0) / self._gns[0]
+            self._gns = noise.average(self._gns, g2, trace)  # the EMA of (|G|², tr Σ): efficiency/noise.py
+            noise_scale = noise.averaged_scale(self._gns)
         self.last_memory = self.memory.get(key, self.last_memory)
         return IntervalStats(
             step=self.step,
@@ -467,7 +459,7 @@ class FineTuneRun:
     @property
     def over_cap(self) -> bool:
         """Measured peak above the cap (the virtual OOM on CPU)."""
-        return self.cap_mb > 0 and self.last_memory.peak / memstats.MB > self.cap_mb
+        return caps.over_cap(self.last_memory.peak / memstats.MB, self.cap_mb)
 
     @property
     def flops_total(self) -> int:
@@ -674,23 +666,3 @@ def load_model_state(
             f"run snapshot {path}: the weights of strategy {strategy} do not round-trip exactly through this "
             "torch/bitsandbytes; refusing to resume from an approximation. Switch the run to 'full' or 'lora' before saving."
         )
-
-
-def noise_estimates(small_sq: float, big_sq: float, b_small: int, b_big: int) -> tuple[float, float]:
-    """Unbiased |G|² and tr(Σ) from gradient norms at two batch sizes (McCandlish et al. 2018, app. A).
-
-    ``small_sq``: mean |g|² of per-step gradients (batch ``b_small``); ``big_sq``: |ḡ|² of their mean
-    (batch ``b_big``): |G|² = (b_big·big − b_small·small)/(b_big − b_small),
-    tr(Σ) = (small − big)/(1/b_small − 1/b_big).
-    """
-    g2 = (b_big * big_sq - b_small * small_sq) / (b_big - b_small)
-    trace = (small_sq - big_sq) / (1.0 / b_small - 1.0 / b_big)
-    return g2, trace
-
-
-def gradient_noise_scale(small_sq: float, big_sq: float, b_small: int, b_big: int) -> float:
-    """B_simple = tr(Σ)/|G|² from one pair of estimates (nan when |G|² is not positive: too noisy)."""
-    g2, trace = noise_estimates(small_sq, big_sq, b_small, b_big)
-    if not (g2 > 0) or not math.isfinite(trace):
-        return float("nan")
-    return max(trace, 0.0) / g2

@@ -26,7 +26,10 @@ import numpy as np
 import torch
 from safetensors.torch import save
 
+from govgym import sealed
 from govgym.results import atomic_write
+from govgym.sealed import plain_file_name
+from govgym.sealed import sha256_bytes as sha256_bytes  # re-exported: the one definition is in the base
 from govgym.typed import ConfigError
 
 HEADER_LIMIT = 64 * 1024
@@ -40,10 +43,6 @@ class UnsafeFileError(ConfigError):
     nothing of it was used. A ConfigError, so the CLI reports it as one sentence."""
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def sha256_file(path: str | Path) -> str:
     """sha256 of a file's bytes, read in 1 MiB chunks."""
     h = hashlib.sha256()
@@ -54,31 +53,16 @@ def sha256_file(path: str | Path) -> str:
 
 
 def _plain_file_name(what: str, name: str) -> str:
-    """``name`` if it can be one file name inside a folder: no separator, no '..', not empty or hidden-relative."""
-    bad = (
-        not isinstance(name, str)
-        or not name
-        or name in (".", "..")
-        or "/" in name
-        or "\\" in name
-        or "\x00" in name
-    )
-    if bad or name.startswith(".."):
-        raise UnsafeFileError(
-            f"{what}: {name!r} is not a plain file name (it must not be empty, contain '/', '\\\\' or start "
-            "with '..'); names that reach outside their folder are refused."
-        )
-    return name
+    """``name`` if it can be one file name inside a folder (``govgym.sealed.plain_file_name``)."""
+    return plain_file_name(name, what, error=UnsafeFileError)
 
 
 def confined(folder: str | Path, name: str, what: str = "file") -> Path:
-    """``folder/name``, refused unless ``name`` is a plain file name that resolves inside ``folder``."""
-    _plain_file_name(what, name)
-    root = Path(folder).resolve()
-    path = (root / name).resolve()
-    if path.parent != root:
-        raise UnsafeFileError(f"{what}: {name!r} resolves to {path}, outside {root}; refused.")
-    return path
+    """``folder/name``, refused unless ``name`` is a plain file name that resolves inside ``folder``.
+
+    The rule of every sealed file (``govgym.sealed.confined``), raising ``UnsafeFileError``.
+    """
+    return sealed.confined(folder, name, what, error=UnsafeFileError)
 
 
 # ---------------------------------------------------------------------------- pack / unpack

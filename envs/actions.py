@@ -1,7 +1,14 @@
-"""The one check of an action given to a govgym env (numpy only: the real and the fast env share it)."""
+"""The action table of a govgym env, its masks and the check of an action (numpy only, no gymnasium).
+
+One place for what an action *is*: the table's order and names (``action_table``), the masks built by
+name from it (``action_mask``: the real env, the fast env and ``deploy.callback.GovernorCallback``),
+and the check of an action passed to ``step`` (``action_index``). ``govgym.deploy`` imports this module:
+it must stay free of gymnasium and torch (tests/test_layers.py).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,16 +37,68 @@ def action_index(action: Any, n: int, names: list[str] | None = None) -> int:
     return int(value)
 
 
+CONTINUE = "continue"
+STOP = "stop"
+REPRUNES = ("reprune_hardest", "reprune_easiest")
+"""The reprune actions, hardest first (their argument: ``name.split("_", 1)[1]``)."""
+SWITCH = "switch:"
+"""Prefix of a switch action's name: ``switch:<strategy>``."""
+
+
+def switch_target(name: str) -> str | None:
+    """The strategy a ``switch:<strategy>`` action names; None for any other action."""
+    return name[len(SWITCH) :] if name.startswith(SWITCH) else None
+
+
+def action_names(targets: Sequence[Any]) -> list[str]:
+    """The names of ``action_table(targets)``, in order."""
+    return action_table(list(targets))[1]
+
+
+def action_mask(names: Sequence[str], *, reprune: bool, switch: Callable[[str], bool]) -> np.ndarray:
+    """The valid actions among ``names``, by name: the one mask rule of the envs and the callback.
+
+    ``continue`` and ``stop`` are always valid; both reprunes are valid when ``reprune``; a
+    ``switch:<t>`` is valid when ``switch(t)`` (the caller's rule: not the strategy in force, fits the
+    cap, a lever it can pull).
+
+    Args:
+        names: the action names, in the policy's order (an env's ``action_table`` or a subset of it).
+        reprune: whether a reprune can run now (enough data would remain).
+        switch: whether a switch to the target strategy (as written in the name) is valid now.
+    """
+    mask = np.zeros(len(names), dtype=bool)
+    for i, name in enumerate(names):
+        target = switch_target(name)
+        if target is not None:
+            mask[i] = bool(switch(target))
+        elif name in REPRUNES:
+            mask[i] = bool(reprune)
+        else:
+            mask[i] = name in (CONTINUE, STOP)
+    return mask
+
+
 def action_table(targets: list[Any]) -> tuple[list[tuple[str, Any]], list[str]]:
     """The action list of a govgym env with switch ``targets``: (kind, argument) per action, and its names.
 
     0 continue, 1 reprune_hardest, 2 reprune_easiest, one ``switch:<target>`` per target, then stop. The
     envs dispatch on the (kind, argument) pairs, never on the names.
     """
-    actions = [("continue", None), ("reprune", "hardest"), ("reprune", "easiest")]
-    actions += [("switch", t) for t in targets] + [("stop", None)]
-    names = ["continue", "reprune_hardest", "reprune_easiest", *[f"switch:{t}" for t in targets], "stop"]
+    actions = [(CONTINUE, None), *(("reprune", r.split("_", 1)[1]) for r in REPRUNES)]
+    actions += [("switch", t) for t in targets] + [(STOP, None)]
+    names = [CONTINUE, *REPRUNES, *[f"{SWITCH}{t}" for t in targets], STOP]
     return actions, names
 
 
-__all__ = ["action_index", "action_table"]
+__all__ = [
+    "CONTINUE",
+    "REPRUNES",
+    "STOP",
+    "SWITCH",
+    "action_index",
+    "action_mask",
+    "action_names",
+    "action_table",
+    "switch_target",
+]

@@ -11,9 +11,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from govgym.efficiency import caps
 from govgym.efficiency.signals import HIGH, LOW, Reading, SignalTracker
 from govgym.efficiency.strategy import Strategy
-from govgym.envs.actions import action_index, action_table
+from govgym.envs.actions import action_index, action_mask, action_table
 from govgym.envs.fastmodel import (
     FastModel,
     RunState,
@@ -52,11 +53,8 @@ class Plan:
     sample: int = 0
 
     def cap_at(self, fraction: float) -> float:
-        cap = self.cap_mb
-        for at, mb in sorted(self.cap_schedule):
-            if fraction >= at:
-                cap = mb
-        return cap
+        """The cap in force once ``fraction`` of the budget is spent (``efficiency.caps.cap_at``)."""
+        return caps.cap_at(self.cap_mb, self.cap_schedule, fraction)
 
 
 def plan_of(fm: FastModel, iset: InstanceSet, inst: Instance, k: int | None = None) -> Plan:
@@ -263,6 +261,13 @@ class FineTuneFastEnv(gym.Env):
             else 0.0
         )
         p = self.plan
+        if p.family != "random":  # the real env's reset check (efficiency/caps.py): a cap with no room
+            peaks = {t: self.fm.peak_mb(p.static.task, t) for t in {*self.targets, p.start}}
+            fix = "Raise it (or set 0 for no cap), or add a smaller strategy to env.switch_targets."
+            err = caps.room_error(f"instance {p.name!r}", p.cap_mb, p.cap_schedule, peaks, fix)
+            if err:
+                self.plan = None
+                raise ConfigError(err)
         _, ev = self.fm.costs(p.static.task, p.start)
         self.flops = ev
         self.state = RunState(strategy=p.start)
@@ -320,17 +325,16 @@ class FineTuneFastEnv(gym.Env):
 
     # ------------------------------------------------------------------ masks
     def action_masks(self) -> np.ndarray:
-        mask = np.ones(self.action_space.n, dtype=bool)
         if self.plan is None:
-            return mask
+            return np.ones(self.action_space.n, dtype=bool)
         s, p, f = self.state, self.plan, self.ecfg.reprune_fraction
         n_kept = round(p.static.examples * s.kept)
-        if s.kept * (1 - f) < self.ecfg.min_kept_fraction or n_kept * (1 - f) < p.static.batch:
-            mask[1] = mask[2] = False
-        for i, t in enumerate(self.targets):
-            if t == s.strategy or (self.cap > 0 and self.fm.peak_mb(p.static.task, t) > self.cap):
-                mask[3 + i] = False
-        return mask
+        reprune = not (s.kept * (1 - f) < self.ecfg.min_kept_fraction or n_kept * (1 - f) < p.static.batch)
+
+        def switch(t: str) -> bool:
+            return not (t == s.strategy or caps.over_cap(self.fm.peak_mb(p.static.task, t), self.cap))
+
+        return action_mask(self.action_names, reprune=reprune, switch=switch)
 
     # ------------------------------------------------------------------ step
     def step(self, action: Any):
@@ -350,7 +354,7 @@ class FineTuneFastEnv(gym.Env):
         lever = apply_lever(before, kind, arg, self.ecfg.reprune_fraction)
         after, train_fl, ev_fl, lr0, lr1 = advance(self.fm, p, lever)
         train_fl += score_fl
-        if self.cap > 0 and self.fm.peak_mb(p.static.task, after.strategy) > self.cap:
+        if caps.over_cap(self.fm.peak_mb(p.static.task, after.strategy), self.cap):
             self.state = after
             spent = train_fl / p.budget
             self.flops += train_fl

@@ -12,11 +12,12 @@ import numpy as np
 from gymnasium import spaces
 
 from govgym import __version__
+from govgym.efficiency import caps
 from govgym.efficiency.run import FineTuneRun, RunOOM
 from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, Reading, SignalTracker, spec_hash
 from govgym.efficiency.strategy import Strategy
 from govgym.efficiency.workload import load_workload
-from govgym.envs.actions import action_index, action_table
+from govgym.envs.actions import action_index, action_mask, action_table
 from govgym.envs.instances import EnvConfig, Instance, InstanceSet, default_instances_path, load_instances
 from govgym.envs.probe import strategy_costs, strategy_peaks
 from govgym.typed import ConfigError, from_dict, to_dict
@@ -139,13 +140,11 @@ class FineTuneEnv(gym.Env):
         cfg = self.iset.run_config(instance, episode_seed)
         self.budget, self.planned_steps = self._plan(cfg, instance)
         self.peaks = strategy_peaks(cfg, [t.name for t in self.targets] + [cfg.memory.strategy])
-        if instance.cap_mb > 0 and instance.cap_mb < min(self.peaks.values()):
-            fits = ", ".join(f"{k} {v:.1f}" for k, v in sorted(self.peaks.items(), key=lambda kv: kv[1]))
-            raise ConfigError(
-                f"instance {instance.name!r}: cap_mb={instance.cap_mb:g} is below the measured peak of every "
-                f"strategy this episode can reach ({fits} MiB), so every episode would OOM at its first step. "
-                "Raise cap_mb (or set 0 for no cap), or add a smaller strategy to env.switch_targets."
-            )
+        schedule = [(ch.at, ch.cap_mb) for ch in instance.cap_schedule]
+        fix = "Raise it (or set 0 for no cap), or add a smaller strategy to env.switch_targets."
+        err = caps.room_error(f"instance {instance.name!r}", instance.cap_mb, schedule, self.peaks, fix)
+        if err:
+            raise ConfigError(err)
         self.run = FineTuneRun(cfg, workload=load_workload(cfg, progress=False), progress=False)
         self.t0 = time.perf_counter()
 
@@ -179,20 +178,20 @@ class FineTuneEnv(gym.Env):
     # ------------------------------------------------------------------ masks
     def action_masks(self) -> np.ndarray:
         """Valid actions, in the form sb3-contrib's MaskablePPO expects (bool array)."""
-        mask = np.ones(self.action_space.n, dtype=bool)
         if self.run is None:
-            return mask
+            return np.ones(self.action_space.n, dtype=bool)
         kept_after = self.run.kept_fraction * (1 - self.ecfg.reprune_fraction)
-        if (
+        reprune = not (
             kept_after < self.ecfg.min_kept_fraction
             or len(self.run.sampler.kept) * (1 - self.ecfg.reprune_fraction) < self.run.cfg.optim.batch_size
-        ):
-            mask[1] = mask[2] = False
-        cap = self.run.cap_mb
-        for i, t in enumerate(self.targets):
-            if t == self.run.strategy or (cap > 0 and self.peaks.get(t.name, 0.0) > cap):
-                mask[3 + i] = False
-        return mask
+        )
+        cap, now = self.run.cap_mb, self.run.strategy
+
+        def switch(target: str) -> bool:
+            t = Strategy.parse(target)
+            return not (t == now or caps.over_cap(self.peaks.get(t.name, 0.0), cap))
+
+        return action_mask(self.action_names, reprune=reprune, switch=switch)
 
     # ------------------------------------------------------------------ step
     def step(self, action: Any):

@@ -25,6 +25,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from govgym.efficiency import caps
 from govgym.efficiency.config import RunConfig
 from govgym.efficiency.pruning import REPRUNE_SCORERS
 from govgym.efficiency.strategy import Strategy
@@ -115,11 +116,7 @@ class Instance:
 
     def cap_at(self, fraction: float) -> float:
         """The cap in force once ``fraction`` of the budget is spent."""
-        cap = self.cap_mb
-        for ch in sorted(self.cap_schedule, key=lambda c: c.at):
-            if fraction >= ch.at:
-                cap = ch.cap_mb
-        return cap
+        return caps.cap_at(self.cap_mb, [(ch.at, ch.cap_mb) for ch in self.cap_schedule], fraction)
 
 
 @dataclass

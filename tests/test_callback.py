@@ -358,7 +358,8 @@ def test_virtual_cap_oom_ends_a_trainer_run(tmp_path):
         interval_steps=2,
         cap_mb=20,
         cap_schedule=[(0.3, 8.0)],
-        memory_peaks={"full": 10.0, "full+gc": 9.0},
+        # lora (5 MiB) leaves room under the 8 MiB cap: a schedule entry below every peak is refused (class 5)
+        memory_peaks={"full": 10.0, "full+gc": 9.0, "lora": 5.0},
         log_path=tmp_path / "m.json",
     )
     trainer = _llm_trainer(
@@ -407,7 +408,7 @@ def test_virtual_cap_oom_is_not_saved_at_the_epoch_end(tmp_path):
         interval_steps=2,
         cap_mb=20,
         cap_schedule=[(0.0, 8.0)],
-        memory_peaks={"full": 10.0},
+        memory_peaks={"full": 10.0, "lora": 5.0},  # lora leaves room under 8 MiB (class 5 refuses no room)
     )
     trainer = _llm_trainer(tmp_path, cb, save_strategy="epoch")  # 8 steps an epoch
     trainer.train()

@@ -274,8 +274,9 @@ def test_bad_policy_specs_are_clear(cache):
     (cache / "m" / "final.zip").write_bytes(b"PK")
     with pytest.raises(ConfigError, match="agent.json"):
         parse_spec(str(cache / "m"))
-    from govgym.agents.policies import AGENT_FORMAT, _canonical
-    from govgym.efficiency.safefile import sha256_bytes
+    from govgym.agents.policies import AGENT_FORMAT
+    from govgym.sealed import canonical as _canonical
+    from govgym.sealed import sha256_bytes
 
     def write_meta(**meta):
         meta = {"format": AGENT_FORMAT, **meta}

@@ -171,11 +171,11 @@ def test_heuristic_knobs_are_checked_at_export(tmp_path):
 # ---------------------------------------------------------------------------- (c) refused artifacts
 def _resign(folder: Path, edit) -> None:
     """Edit governor.json and give it a valid own hash (a forger who knows the format)."""
-    from govgym.deploy.artifact import _canonical, _sha
+    from govgym.sealed import seal
 
     meta = json.loads((folder / "governor.json").read_text())
     edit(meta)
-    meta["sha256"] = _sha(_canonical(meta))
+    seal(meta)
     (folder / "governor.json").write_text(json.dumps(meta))
 
 
@@ -234,10 +234,21 @@ def test_another_format_version_is_refused(copy):
         load_governor(copy)
 
 
-def test_refusals_are_config_errors_the_cli_reports(copy):
-    from govgym.errors import USER_ERRORS
+def test_refusals_are_one_sentence_from_the_cli_before_any_run(copy, tmp_path, capsys):
+    """A refused artifact given to `govgym deploy` is exit status 2 and one line naming it, never a traceback,
+    and it is refused before anything is trained or written (the output folder is never created)."""
+    from govgym.cli import main
 
-    assert issubclass(ArtifactError, USER_ERRORS)
+    _resign(copy, lambda m: m.update(version=99))
+    out = tmp_path / "out"
+    assert main(["deploy", f"governor={copy}", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1
+        and err[0].startswith("govgym deploy: error: governor:")
+        and "format version 99" in err[0]
+    )
+    assert not out.exists()
 
 
 # ---------------------------------------------------------------------------- (d) numpy only

@@ -24,6 +24,8 @@ point and imports no other govgym module, so importing the root loads nothing of
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,16 +146,26 @@ def test_no_arrow_points_up():
     assert not bad, "imports against the layering:\n" + "\n".join(bad)
 
 
+BASE = {
+    "govgym.typed": "typed config dataclasses and their YAML loading",
+    "govgym.errors": "the error types and the closest-match helper",
+    "govgym.results": "atomic writes and strict JSON/CSV result files",
+    "govgym.sealed": "self-hashed JSON files and the names they list",
+    "govgym.plots": "matplotlib without a display",
+    "govgym.configs": "the packaged YAML presets (a package for importlib.resources)",
+}
+"""The base layer, each module with its one concern. A new govgym/*.py is listed here on purpose or fails."""
+
+
 def test_every_module_has_a_layer():
-    """The base stays small: a new govgym/*.py is base only if it imports none of the others (checked above)."""
+    """The base stays small and known: exactly the modules of BASE, nothing added to it by accident."""
     layers = {module_name(f): layer(module_name(f)) for f in package_files()}
     assert layers["govgym"] == "root"
-    assert {m for m, lay in layers.items() if lay == "base"} >= {
-        "govgym.typed",
-        "govgym.errors",
-        "govgym.results",
-        "govgym.plots",
-    }
+    base = {m for m, lay in layers.items() if lay == "base"}
+    assert base == set(BASE), (
+        f"base modules {sorted(base - set(BASE))} are not in BASE (add each with its one concern) and "
+        f"{sorted(set(BASE) - base)} are missing"
+    )
     assert layers["govgym.cli"] == "cli" and layers["govgym.efficiency.strategy"] == "efficiency"
 
 
@@ -203,3 +215,51 @@ def test_the_checker_accepts_downward_arrows():
     ok = "from govgym import __version__\nfrom govgym.efficiency.signals import Reading\nimport govgym.typed\nfrom govgym.results import write_rows\n"
     assert violations(ok, "govgym.envs.finetune_env") == []
     assert violations(ok, "govgym.cli.reports") == []
+
+
+# ---------------------------------------------------------------------------- deploy/ runs without RL
+DEPLOY_BLOCKED = ("stable_baselines3", "sb3_contrib", "gymnasium")
+IMPORT_ALL_DEPLOY = """
+import importlib, importlib.abc, pkgutil, sys
+BLOCKED = {blocked!r}
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"blocked: {{name}}")
+        return None
+
+sys.meta_path.insert(0, Block())
+import govgym.deploy
+names = sorted(m.name for m in pkgutil.iter_modules(govgym.deploy.__path__, "govgym.deploy."))
+for name in names:
+    importlib.import_module(name)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+assert not loaded, loaded
+print(len(names), "deploy modules imported")
+"""
+
+
+def deploy_import_check() -> subprocess.CompletedProcess:
+    """Import every module of govgym.deploy in a fresh Python where SB3, sb3-contrib and gymnasium cannot load."""
+    code = IMPORT_ALL_DEPLOY.format(blocked=DEPLOY_BLOCKED)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def test_deploy_imports_neither_sb3_nor_gymnasium():
+    """README and deploy/__init__.py: a Trainer run with a governor needs neither SB3 nor gymnasium.
+
+    Two checks: every deploy module imports in a Python that blocks them (catches a module-level import,
+    direct or through any other govgym module), and no deploy source names them anywhere, function bodies
+    included (catches an import that would only fail when that function runs).
+    """
+    r = deploy_import_check()
+    assert r.returncode == 0, f"a deploy module needs SB3 or gymnasium:\n{r.stderr[-3000:]}"
+    assert "deploy modules imported" in r.stdout
+    direct = [
+        f"{f.relative_to(ROOT)}:{line} imports {t}"
+        for f in sorted((ROOT / "deploy").glob("*.py"))
+        for line, t, _ in imports(f.read_text(encoding="utf-8"), module_name(f))
+        if t.split(".")[0] in DEPLOY_BLOCKED
+    ]
+    assert not direct, direct

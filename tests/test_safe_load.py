@@ -166,8 +166,8 @@ def test_s2_payload_in_vecnormalize_never_runs(agent, tmp_path):
 
 def _rehash(agent: Path, edit) -> None:
     """Edit agent.json and give it a valid own hash (a forger who knows the format)."""
-    from govgym.agents.policies import _canonical
-    from govgym.efficiency.safefile import sha256_bytes
+    from govgym.sealed import canonical as _canonical
+    from govgym.sealed import sha256_bytes
 
     meta = json.loads((agent / "agent.json").read_text())
     edit(meta)

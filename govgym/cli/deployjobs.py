@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from govgym.deploy.artifact import META_FILE, artifact_bytes, export, is_agent_source, timed_load
-from govgym.deploy.trainer import training_args
+from govgym.deploy.trainer_args import training_args
 from govgym.errors import ConfigError
 from govgym.results import format_table, write_json, write_rows
 
