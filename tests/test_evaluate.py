@@ -135,9 +135,9 @@ def test_episode_rows_are_relative_to_the_fixed_run():
 
 def test_an_agent_is_loaded_once_per_worker(cache, monkeypatch):
     """Every task a worker runs reuses the agent it loaded for the first one (loading reads and checks files)."""
-    import govgym.agents.evaluate as ev
+    import govgym.agents.harness as ev
     from govgym.agents.heuristics import make_policy
-    from govgym.agents.policies import PolicySpec
+    from govgym.agents.policies import PolicySpec, parse_spec
 
     real, loads = ev.build_policy, []
 
@@ -151,7 +151,7 @@ def test_an_agent_is_loaded_once_per_worker(cache, monkeypatch):
 
     monkeypatch.setattr(ev, "build_policy", counting)
     monkeypatch.setattr(ev, "_AGENTS", {})
-    specs = [ev.parse_spec("fixed_budget"), PolicySpec("agent", "agent", path="runs/a/final.zip")]
+    specs = [parse_spec("fixed_budget"), PolicySpec("agent", "agent", path="runs/a/final.zip")]
     res = ev.run_tasks(TINY, "train", ["t-free"], [0, 1], specs, workers=1, progress=False)
     assert len(res) == 2 and all(len(r["episodes"]) == 2 for r in res)
     assert loads == ["runs/a/final.zip"]
