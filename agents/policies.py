@@ -39,7 +39,7 @@ from govgym.agents.heuristics import POLICIES, make_policy
 from govgym.efficiency import safefile
 from govgym.efficiency.signals import HIGH, LOW, normalize_obs, spec_hash
 from govgym.envs.instances import DEFAULT_VERSION
-from govgym.results import atomic_write
+from govgym.results import atomic_write, no_nan
 from govgym.typed import ConfigError, check_choice, load_yaml
 
 ALGOS = ("maskable_ppo", "ppo", "dqn")
@@ -129,22 +129,52 @@ def _pair(spec: str, p: str) -> tuple[str, str]:
     return k.strip(), v.strip()
 
 
-def _canonical(meta: dict[str, Any]) -> bytes:
-    """The bytes agent.json's own hash covers: its content without ``sha256``, keys sorted, no spaces."""
+def canonical_meta(meta: dict[str, Any]) -> bytes:
+    """The bytes a meta file's own hash covers: its content without ``sha256``, keys sorted, no spaces."""
     return json.dumps(
         {k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True, separators=(",", ":")
     ).encode()
 
 
-def _finite(obj: Any) -> Any:
-    """``obj`` with non-finite floats as None (agent.json is strict JSON)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+_canonical = canonical_meta  # the earlier private name, kept while deploy/artifact.py moves over
+
+
+MAX_ACTIONS = 64
+"""An agent.json's n_actions above this is not an action table of govgym's (7 actions in v1)."""
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_obs_norm(norm: Any, where: str) -> None:
+    """Refuse an obs_norm.json whose statistics VecNormalize could not have written.
+
+    ``norm_obs`` a bool; ``mean`` and ``var`` one finite number per observation feature, ``var`` >= 0;
+    ``clip_obs`` and ``epsilon`` finite and > 0 (``count`` is not used to act).
+    """
+    if not isinstance(norm, dict):
+        raise ConfigError(
+            f"{where}: expected a JSON object of normalization statistics, got {type(norm).__name__}."
+        )
+    missing = [k for k in ("norm_obs", "mean", "var", "clip_obs", "epsilon") if k not in norm]
+    if missing:
+        raise ConfigError(f"{where}: lacks {', '.join(missing)}; write the agent again (govgym train).")
+    if not isinstance(norm["norm_obs"], bool):
+        raise ConfigError(f"{where}: norm_obs must be true or false, got {norm['norm_obs']!r}.")
+    for key in ("mean", "var"):
+        v = norm[key]
+        if not isinstance(v, list) or len(v) != LOW.shape[0] or not all(_number(x) for x in v):
+            raise ConfigError(
+                f"{where}: {key} must be {LOW.shape[0]} finite numbers (one per observation feature); got "
+                f"{(str(len(v)) + ' values') if isinstance(v, list) else repr(v)[:60]}"
+                f"{'' if not isinstance(v, list) or len(v) != LOW.shape[0] else ', not all finite'}."
+            )
+    if any(x < 0 for x in norm["var"]):
+        raise ConfigError(f"{where}: var holds a negative variance; a variance is >= 0.")
+    for key in ("clip_obs", "epsilon"):
+        if not _number(norm[key]) or not norm[key] > 0:
+            raise ConfigError(f"{where}: {key} must be a finite number > 0, got {norm[key]!r}.")
 
 
 def agent_folder(path: str | Path) -> Path:
@@ -173,7 +203,7 @@ def _agent_meta(path: Path) -> dict[str, Any]:
             f"agent {path}: {meta_path} has format {meta.get('format')!r}, this govgym reads format {AGENT_FORMAT} "
             "(policy in safetensors with content hashes; format 1 agents loaded SB3 pickles and are not loaded). Retrain it with this version."
         )
-    if meta.get("sha256") != safefile.sha256_bytes(_canonical(meta)):
+    if meta.get("sha256") != safefile.sha256_bytes(canonical_meta(meta)):
         raise ConfigError(
             f"agent {path}: {meta_path} fails its content hash: it was edited after `govgym train` wrote it. Refused; retrain or restore the file."
         )
@@ -261,7 +291,7 @@ def write_agent(folder: Path, model: Any, venv: Any, meta: dict[str, Any]) -> Pa
     norm_bytes = json.dumps(norm, allow_nan=False).encode()
     atomic_write(folder / POLICY_FILE, policy_bytes)
     atomic_write(folder / OBS_NORM_FILE, norm_bytes)
-    meta = _finite(
+    meta = no_nan(
         {
             **meta,
             "format": AGENT_FORMAT,
@@ -275,7 +305,7 @@ def write_agent(folder: Path, model: Any, venv: Any, meta: dict[str, Any]) -> Pa
             "resume_only": "final.zip, vecnormalize.pkl and checkpoints/ are SB3 pickles for `govgym train --resume` (trusted files only)",
         }
     )
-    meta["sha256"] = safefile.sha256_bytes(_canonical(meta))
+    meta["sha256"] = safefile.sha256_bytes(canonical_meta(meta))
     atomic_write(folder / AGENT_META, json.dumps(meta, indent=1, allow_nan=False).encode())
     return folder / AGENT_META
 
@@ -299,19 +329,54 @@ class AgentPolicy:
         self.meta = _agent_meta(path)
         self.algo = self.meta["algo"]
         policy_bytes = _verified_bytes(path, self.meta, "policy")
-        norm = json.loads(_verified_bytes(path, self.meta, "obs_norm"))
+        try:
+            norm = json.loads(_verified_bytes(path, self.meta, "obs_norm"))
+        except ValueError as err:
+            raise ConfigError(
+                f"agent {path}: {OBS_NORM_FILE} is not JSON ({err}); write the agent again."
+            ) from None
         n = self.meta.get("n_actions")
-        if not isinstance(n, int) or n < 1:
-            raise ConfigError(f"agent {path}: {AGENT_META} n_actions={n!r} is not a positive integer.")
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_ACTIONS:
+            raise ConfigError(
+                f"agent {path}: {AGENT_META} n_actions={n!r} is not an integer in [1, {MAX_ACTIONS}]."
+            )
         self.n_actions = n
+        names = self.meta.get("action_names")
+        if names is not None and (
+            not isinstance(names, list) or len(names) != n or not all(isinstance(a, str) for a in names)
+        ):
+            raise ConfigError(
+                f"agent {path}: {AGENT_META} action_names must be {n} strings (n_actions), got {names!r:.120}."
+            )
+        check_obs_norm(norm, f"agent {path}: {OBS_NORM_FILE}")
         cls = policy_class(str(self.meta.get("policy_class")))
         self.masked = cls.__name__ == "MaskableActorCriticPolicy"
         kwargs = _policy_kwargs(self.meta.get("policy_kwargs") or {}, out=False)
-        self.policy = cls(
-            spaces.Box(LOW, HIGH, dtype=np.float32), spaces.Discrete(n), lambda _: 0.0, **kwargs
-        )
         try:
-            self.policy.load_state_dict(load(policy_bytes), strict=True)
+            self.policy = cls(
+                spaces.Box(LOW, HIGH, dtype=np.float32), spaces.Discrete(n), lambda _: 0.0, **kwargs
+            )
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ConfigError(
+                f"agent {path}: {AGENT_META} policy_kwargs {kwargs} do not build a {cls.__name__} "
+                f"({type(err).__name__}: {str(err)[:200]}); write the agent again (govgym train)."
+            ) from None
+        try:
+            weights = load(policy_bytes)
+        except Exception as err:  # safetensors raises its own error types for a garbled header
+            raise ConfigError(
+                f"agent {path}: {POLICY_FILE} is not a safetensors file ({str(err)[:200]})."
+            ) from None
+        bad = [
+            k for k, v in weights.items() if v.dtype.is_floating_point and not bool(torch.isfinite(v).all())
+        ]
+        if bad:
+            raise ConfigError(
+                f"agent {path}: {POLICY_FILE} tensor {bad[0]} holds nan or inf values; a policy with them acts "
+                "arbitrarily. Use a checkpoint from before training diverged."
+            )
+        try:
+            self.policy.load_state_dict(weights, strict=True)
         except RuntimeError as err:
             raise ConfigError(
                 f"agent {path}: {POLICY_FILE} does not fit a {cls.__name__} with {kwargs} ({str(err)[:300]})."
@@ -378,6 +443,8 @@ __all__ = [
     "PolicySpec",
     "agent_folder",
     "build_policy",
+    "canonical_meta",
+    "check_obs_norm",
     "load_knobs",
     "parse_spec",
     "policy_class",

@@ -274,13 +274,13 @@ def test_bad_policy_specs_are_clear(cache):
     (cache / "m" / "final.zip").write_bytes(b"PK")
     with pytest.raises(ConfigError, match="agent.json"):
         parse_spec(str(cache / "m"))
-    from govgym.agents.policies import AGENT_FORMAT, _canonical
+    from govgym.agents.policies import AGENT_FORMAT, canonical_meta
     from govgym.efficiency.safefile import sha256_bytes
 
     def write_meta(**meta):
         meta = {"format": AGENT_FORMAT, **meta}
         (cache / "m" / "agent.json").write_text(
-            json.dumps({**meta, "sha256": sha256_bytes(_canonical(meta))})
+            json.dumps({**meta, "sha256": sha256_bytes(canonical_meta(meta))})
         )
 
     write_meta(algo="ppo", obs_spec="0000")
