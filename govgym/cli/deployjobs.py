@@ -115,6 +115,14 @@ def _one_run(
     }
 
 
+def deploy_scratch() -> Path:
+    """The parent of every deploy's temp folder, after removing those of deploys that were killed."""
+    scratch = Path(tempfile.gettempdir()) / "govgym-deploy"
+    scratch.mkdir(exist_ok=True)
+    clean_stale_tmp(scratch)
+    return scratch
+
+
 def deploy_compare(cfg: RunConfig, out: Path, job: DeployJob, progress: bool = True) -> list[dict[str, Any]]:
     """Three Trainer runs on the same data and seed: the governor, the fixed budget, EarlyStoppingCallback.
 
@@ -125,6 +133,9 @@ def deploy_compare(cfg: RunConfig, out: Path, job: DeployJob, progress: bool = T
     """
     from govgym.agents.heuristics import make_policy
 
+    # the runs' Trainer folders and logs: under one parent, named with this pid, so that a deploy killed
+    # with kill -9 (no cleanup runs) has its folders removed by the next deploy, first thing
+    scratch = deploy_scratch()
     gov, label = resolve_governor(job.governor)
     k = job.interval or int(getattr(gov, "interval_steps", 0) or 0)
     if k < 1:
@@ -134,11 +145,6 @@ def deploy_compare(cfg: RunConfig, out: Path, job: DeployJob, progress: bool = T
     fixed = make_policy("fixed_budget", list(gov.action_names))
     out.mkdir(parents=True, exist_ok=True)
     runs = []
-    # the runs' Trainer folders and logs: under one parent, named with this pid, so that a deploy killed
-    # with kill -9 (no cleanup runs) has its folders removed by the next deploy (clean_stale_tmp)
-    scratch = Path(tempfile.gettempdir()) / "govgym-deploy"
-    scratch.mkdir(exist_ok=True)
-    clean_stale_tmp(scratch)
     with tempfile.TemporaryDirectory(prefix=f".tmp-runs-{os.getpid()}-", dir=scratch) as tmp:
         for name, g, esc in (
             (label, gov, False),
