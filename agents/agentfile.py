@@ -51,8 +51,6 @@ def canonical_meta(meta: dict[str, Any]) -> bytes:
     ).encode()
 
 
-
-
 MAX_ACTIONS = 64
 """An agent.json's n_actions above this is not an action table of govgym's (7 actions in v1)."""
 
