@@ -148,6 +148,35 @@ def algo_class(algo: str) -> Any:
     return {"ppo": PPO, "dqn": DQN}[algo]
 
 
+def algo_kwargs(cfg: TrainConfig, tb: Path | str) -> dict[str, Any]:
+    """The SB3 constructor's keyword arguments for ``cfg.algo`` (PPO / MaskablePPO or DQN), from ``cfg``.
+
+    ``learning_rate`` is passed only when set (0 leaves SB3's default of the algorithm); the PPO
+    minibatch is capped at one rollout (n_steps x n_envs), DQN's random warm-up at a quarter of the run.
+    """
+    kw: dict[str, Any] = {"seed": cfg.seed, "verbose": 0, "tensorboard_log": str(tb)}
+    if cfg.learning_rate:  # 0: leave SB3's default of the algorithm
+        kw["learning_rate"] = cfg.learning_rate
+    if cfg.algo in ("ppo", "maskable_ppo"):
+        kw.update(
+            n_steps=cfg.n_steps,
+            batch_size=min(cfg.batch_size, cfg.n_steps * cfg.n_envs),
+            n_epochs=cfg.n_epochs,
+            gamma=cfg.gamma,
+            gae_lambda=cfg.gae_lambda,
+            ent_coef=cfg.ent_coef,
+        )
+    else:
+        kw.update(
+            learning_starts=min(cfg.dqn_learning_starts, cfg.timesteps // 4),
+            buffer_size=cfg.dqn_buffer_size,
+            train_freq=cfg.dqn_train_freq,
+            gamma=cfg.gamma,
+            exploration_fraction=cfg.dqn_exploration_fraction,
+        )
+    return kw
+
+
 def _make_env(
     instances: str,
     rank: int,
@@ -261,26 +290,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
             model.load_replay_buffer(str(replay))
     else:
         venv = VecNormalize(venv, norm_obs=True, norm_reward=False)
-        kw: dict[str, Any] = {"seed": cfg.seed, "verbose": 0, "tensorboard_log": str(out / "tb")}
-        if cfg.learning_rate:  # 0: leave SB3's default of the algorithm
-            kw["learning_rate"] = cfg.learning_rate
-        if cfg.algo in ("ppo", "maskable_ppo"):
-            kw.update(
-                n_steps=cfg.n_steps,
-                batch_size=min(cfg.batch_size, cfg.n_steps * cfg.n_envs),
-                n_epochs=cfg.n_epochs,
-                gamma=cfg.gamma,
-                gae_lambda=cfg.gae_lambda,
-                ent_coef=cfg.ent_coef,
-            )
-        else:
-            kw.update(
-                learning_starts=min(cfg.dqn_learning_starts, cfg.timesteps // 4),
-                buffer_size=cfg.dqn_buffer_size,
-                train_freq=cfg.dqn_train_freq,
-                gamma=cfg.gamma,
-                exploration_fraction=cfg.dqn_exploration_fraction,
-            )
+        kw = algo_kwargs(cfg, out / "tb")
         model = cls("MlpPolicy", venv, **kw)
         if cfg.algo != "dqn" and cfg.pretrain and cfg.env == "real":
             pretrained = _pretrain(cfg, model, venv)

@@ -376,3 +376,55 @@ def test_k3_a_killed_deploys_temp_folders_are_removed_by_the_next_deploy(tmp_pat
     )
     assert status == 2 and "governor" in err
     assert not stale.exists() and live.exists()
+
+
+# ---------------------------------------------------------------------------- TrainConfig (issue 17 item 6)
+def test_train_hyperparameters_default_to_the_values_train_used_to_hard_code():
+    """Written independently of agents/train.py: the SB3 kwargs train passed before they were config keys."""
+    from govgym.agents.train import TrainConfig, algo_kwargs
+
+    ppo = algo_kwargs(TrainConfig(), "tb")
+    assert ppo == {
+        "seed": 0,
+        "verbose": 0,
+        "tensorboard_log": "tb",
+        "n_steps": 32,
+        "batch_size": 64,
+        "n_epochs": 10,
+        "gamma": 1.0,
+        "gae_lambda": 0.95,
+        "ent_coef": 0.01,
+    }
+    dqn = algo_kwargs(TrainConfig(algo="dqn", timesteps=2000), "tb")
+    assert dqn == {
+        "seed": 0,
+        "verbose": 0,
+        "tensorboard_log": "tb",
+        "learning_starts": 200,
+        "buffer_size": 50_000,
+        "train_freq": 4,
+        "gamma": 1.0,
+        "exploration_fraction": 0.5,
+    }
+    assert (
+        algo_kwargs(TrainConfig(algo="dqn", timesteps=400), "tb")["learning_starts"] == 100
+    )  # capped at 1/4
+    tuned = algo_kwargs(TrainConfig(gamma=0.99, ent_coef=0.0, n_epochs=4, learning_rate=1e-3), "tb")
+    assert (tuned["gamma"], tuned["ent_coef"], tuned["n_epochs"], tuned["learning_rate"]) == (
+        0.99,
+        0.0,
+        4,
+        1e-3,
+    )
+
+
+def test_train_hyperparameters_are_documented_and_validated(capsys):
+    from govgym.cli import build_parser
+
+    _, subs = build_parser()
+    text = subs["train"].format_help()
+    for key in ("learning_rate=", "gamma=", "n_epochs=", "gae_lambda=", "ent_coef=", "dqn_buffer_size="):
+        assert key in text
+    for bad in ("gamma=1.5", "gae_lambda=-0.1", "n_epochs=0", "ent_coef=nan", "dqn_train_freq=2.5"):
+        status, err = cli(capsys, "train", bad)
+        assert status == 2 and bad.split("=")[0] in err and "Traceback" not in err, (bad, err)
