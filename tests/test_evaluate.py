@@ -299,7 +299,7 @@ def test_bad_policy_specs_are_clear(cache):
             "obs_norm": {"name": "policy.safetensors", "sha256": sha256_bytes(b"not safetensors")},
         },
     )
-    with pytest.raises(ConfigError, match="cannot be loaded"):
+    with pytest.raises(ConfigError, match="obs_norm.json is not JSON"):
         parse_spec(str(cache / "m" / "final.zip"))  # a corrupt policy file: one sentence, no traceback
 
 
