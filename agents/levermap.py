@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from govgym.agents.evaluate import _env, check_harness, run_tasks
+from govgym.agents.harness import check_harness, run_tasks, task_env
 from govgym.agents.rollout import Episode, EpisodeTree, oracle_episode, run_episode
 from govgym.envs.instances import load_instances
 from govgym.envs.memo import load_tree, save_tree
@@ -122,7 +122,7 @@ def map_task(task: tuple[str, str, str, int, dict[str, Any], str]) -> dict[str, 
     """The branch search of one (instance, seed); returns every explored episode by lever."""
     instances, split, inst, seed, opts, memo = task
     t0 = time.perf_counter()
-    env = _env(instances, split)
+    env = task_env(instances, split)
     tree = EpisodeTree(env, inst, seed)
     if memo:
         load_tree(tree, Path(memo))

@@ -8,34 +8,26 @@ A spec is what the CLI and the evaluation harness pass around (plain, picklable 
 - ``runs/train/final.zip``, ``runs/train`` or ``mppo=runs/train/final.zip`` — a trained agent: its
   folder's ``agent.json``, ``policy.safetensors`` and ``obs_norm.json`` (see ``AgentPolicy``).
 
-An agent folder written by ``govgym train`` (format 2):
-
-- ``agent.json`` — what the agent is (algorithm, SB3 policy class and kwargs, number of actions, the
-  observation spec it was trained on, training config and statistics), the sha256 of every file it
-  names, its own format version and a sha256 of its own content (canonical JSON without that field);
-- ``policy.safetensors`` — ``model.policy.state_dict()``;
-- ``obs_norm.json`` — VecNormalize's observation statistics (mean, var, count, clip_obs, epsilon);
-- ``final.zip``, ``vecnormalize.pkl``, ``checkpoints/`` — SB3's own pickled files, for ``govgym train
-  --resume`` only. **Trusted files only: resuming unpickles SB3's own files.** Evaluating, replaying,
-  deploying or sharing an agent never opens them.
+Spec parsing, knobs and agent.json reading are ``agents/specs.py``'s (free of SB3 and gymnasium, so
+``govgym.deploy`` can use them); the agent folder itself (its files, their value checks, ``AgentPolicy``)
+is ``agents/agentfile.py``'s. Their names are re-exported here, where callers found them.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from gymnasium import spaces
-from safetensors.torch import load, save
-
-from govgym import sealed
+from govgym.agents.agentfile import (  # re-exported (see __all__): the agent folder's names, where callers found them
+    ACTIVATIONS,
+    AgentPolicy,
+    canonical_meta,
+    check_obs_norm,
+    policy_class,
+    write_agent,
+)
 from govgym.agents.heuristics import make_policy
-
-# re-exported (the names callers import from here): their one definition is in agents/specs.py
-from govgym.agents.specs import (
+from govgym.agents.specs import (  # re-exported (see __all__): spec and agent.json names
     AGENT_FORMAT,
     AGENT_META,
     ALGOS,
@@ -46,169 +38,14 @@ from govgym.agents.specs import (
     agent_meta,
     default_knobs_path,
     load_knobs,
-    verified_bytes,
 )
 from govgym.agents.specs import parse_spec as parse_any_spec
-from govgym.efficiency import safefile
-from govgym.efficiency.signals import HIGH, LOW, normalize_obs
-from govgym.results import atomic_write, no_nan
 from govgym.typed import ConfigError
-
-ACTIVATIONS = ("Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU")
-"""torch.nn activations a policy's ``activation_fn`` may name in agent.json."""
 
 
 def parse_spec(spec: str, knobs_file: str | Path | None = None) -> PolicySpec:
     """Parse one spec string (see the module docstring); an agent is loaded here to check it (``AgentPolicy``)."""
     return parse_any_spec(spec, knobs_file, load_agent=AgentPolicy)
-
-
-def policy_class(name: str) -> Any:
-    """The SB3 policy class agent.json names (an allowlist: nothing else is constructed)."""
-    from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
-    from stable_baselines3.common.policies import ActorCriticPolicy
-    from stable_baselines3.dqn.policies import DQNPolicy
-
-    classes = {c.__name__: c for c in (MaskableActorCriticPolicy, ActorCriticPolicy, DQNPolicy)}
-    if name not in classes:
-        raise ConfigError(f"agent: policy class {name!r} is not one of {', '.join(classes)}.")
-    return classes[name]
-
-
-def _policy_kwargs(kw: dict[str, Any], out: bool) -> dict[str, Any]:
-    """SB3 policy kwargs to JSON (``out``) or back: plain values, and ``activation_fn`` by torch.nn name."""
-
-    res = dict(kw)
-    act = res.get("activation_fn")
-    if act is not None:
-        name = act.__name__ if out else act
-        if name not in ACTIVATIONS:
-            raise ConfigError(f"agent: policy activation_fn {name!r} is not one of {', '.join(ACTIVATIONS)}.")
-        res["activation_fn"] = name if out else getattr(torch.nn, name)
-    for k, v in res.items():
-        if k != "activation_fn" and not isinstance(v, (int, float, str, bool, list, dict, type(None))):
-            raise ConfigError(
-                f"agent: policy_kwargs[{k!r}] = {v!r} cannot be described in {AGENT_META}; train with JSON-able policy kwargs."
-            )
-    return res
-
-
-def write_agent(folder: Path, model: Any, venv: Any, meta: dict[str, Any]) -> Path:
-    """Write the safe agent files beside SB3's: ``policy.safetensors``, ``obs_norm.json``, ``agent.json``.
-
-    ``venv`` is the VecNormalize the model trained under; ``meta`` the descriptive fields (algo,
-    config, ...). agent.json gets the files' sha256, the policy's class, kwargs and spaces, and its own hash.
-    """
-
-    sd = {k: v.detach().cpu().contiguous().clone() for k, v in model.policy.state_dict().items()}
-    policy_bytes = save(sd)
-    rms = venv.obs_rms
-    norm = {
-        "norm_obs": bool(venv.norm_obs),
-        "mean": [float(x) for x in rms.mean],
-        "var": [float(x) for x in rms.var],
-        "count": float(rms.count),
-        "clip_obs": float(venv.clip_obs),
-        "epsilon": float(venv.epsilon),
-    }
-    norm_bytes = json.dumps(norm, allow_nan=False).encode()
-    atomic_write(folder / POLICY_FILE, policy_bytes)
-    atomic_write(folder / OBS_NORM_FILE, norm_bytes)
-    meta = no_nan(
-        {
-            **meta,
-            "format": AGENT_FORMAT,
-            "policy_class": type(model.policy).__name__,
-            "n_actions": int(venv.action_space.n),
-            "policy_kwargs": _policy_kwargs(model.policy_kwargs or {}, out=True),
-            "files": {
-                "policy": {"name": POLICY_FILE, "sha256": safefile.sha256_bytes(policy_bytes)},
-                "obs_norm": {"name": OBS_NORM_FILE, "sha256": safefile.sha256_bytes(norm_bytes)},
-            },
-            "resume_only": "final.zip, vecnormalize.pkl and checkpoints/ are SB3 pickles for `govgym train --resume` (trusted files only)",
-        }
-    )
-    meta["sha256"] = sealed.sha256_bytes(sealed.canonical(meta))
-    atomic_write(folder / AGENT_META, json.dumps(meta, indent=1, allow_nan=False).encode())
-    return folder / AGENT_META
-
-
-class AgentPolicy:
-    """A trained agent loaded from its safe files only, deterministic by default.
-
-    Reads ``agent.json`` (format, own hash, observation spec checked), then ``policy.safetensors`` and
-    ``obs_norm.json`` after checking their sha256 against agent.json; builds the SB3 policy object
-    (MaskableActorCriticPolicy / ActorCriticPolicy / DQNPolicy) for the env's spaces and loads its
-    weights. Observations are normalized as VecNormalize did in training. Nothing is unpickled:
-    ``final.zip`` and ``vecnormalize.pkl`` are never opened.
-
-    Args:
-        path: the agent's folder, or a file in it (``DIR/final.zip``, as ``govgym train`` prints).
-    """
-
-    def __init__(self, path: str | Path):
-
-        path = Path(path)
-        self.meta = agent_meta(path)
-        self.algo = self.meta["algo"]
-        policy_bytes = verified_bytes(path, self.meta, "policy")
-        norm = json.loads(verified_bytes(path, self.meta, "obs_norm"))
-        n = self.meta.get("n_actions")
-        if not isinstance(n, int) or n < 1:
-            raise ConfigError(f"agent {path}: {AGENT_META} n_actions={n!r} is not a positive integer.")
-        self.n_actions = n
-        cls = policy_class(str(self.meta.get("policy_class")))
-        self.masked = cls.__name__ == "MaskableActorCriticPolicy"
-        kwargs = _policy_kwargs(self.meta.get("policy_kwargs") or {}, out=False)
-        self.policy = cls(
-            spaces.Box(LOW, HIGH, dtype=np.float32), spaces.Discrete(n), lambda _: 0.0, **kwargs
-        )
-        try:
-            self.policy.load_state_dict(load(policy_bytes), strict=True)
-        except RuntimeError as err:
-            raise ConfigError(
-                f"agent {path}: {POLICY_FILE} does not fit a {cls.__name__} with {kwargs} ({str(err)[:300]})."
-            ) from None
-        self.policy.set_training_mode(False)
-        self.norm_obs = bool(norm["norm_obs"])
-        self.mean = np.asarray(norm["mean"], dtype=np.float64)
-        self.var = np.asarray(norm["var"], dtype=np.float64)
-        self.clip_obs, self.epsilon = float(norm["clip_obs"]), float(norm["epsilon"])
-        if self.mean.shape != LOW.shape or self.var.shape != LOW.shape:
-            raise ConfigError(
-                f"agent {path}: {OBS_NORM_FILE} holds statistics of {self.mean.shape} features, the observation has {LOW.shape}."
-            )
-
-    def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
-        """VecNormalize.normalize_obs: clip((obs - mean) / sqrt(var + eps), -clip, clip) as float32."""
-        if not self.norm_obs:
-            return obs
-        return normalize_obs(obs, self.mean, self.var, self.clip_obs, self.epsilon)
-
-    def predict(
-        self,
-        obs: Any,
-        state: Any = None,
-        episode_start: Any = None,
-        deterministic: bool = True,
-        action_masks: Any = None,
-    ):
-        """SB3's predict: one observation (n_features,) -> a 0-d action array; a batch (n, n_features) -> (n,)."""
-        o = np.asarray(obs, dtype=np.float32)
-        single = o.ndim == 1
-        o = o.reshape(1, -1) if single else o
-        if o.ndim != 2 or o.shape[1] != self.mean.shape[0]:
-            raise ValueError(
-                f"AgentPolicy.predict: expected observations of shape ({self.mean.shape[0]},) or (n, {self.mean.shape[0]}), got {np.shape(obs)}."
-            )
-        kw = {}
-        if self.masked and action_masks is not None:
-            kw["action_masks"] = np.asarray(action_masks, dtype=bool).reshape(len(o), self.n_actions)
-        a, state = self.policy.predict(
-            self.normalize_obs(o), state=state, episode_start=episode_start, deterministic=deterministic, **kw
-        )
-        a = np.asarray(a).reshape(-1)
-        return (a.reshape(()) if single else a), state
 
 
 def build_policy(spec: PolicySpec, action_names: list[str], seed: int = 0) -> Any:
@@ -226,13 +63,20 @@ def build_policy(spec: PolicySpec, action_names: list[str], seed: int = 0) -> An
 
 
 __all__ = [
+    "ACTIVATIONS",
     "AGENT_FORMAT",
+    "AGENT_META",
     "ALGOS",
-    "default_knobs_path",
+    "OBS_NORM_FILE",
+    "POLICY_FILE",
     "AgentPolicy",
     "PolicySpec",
     "agent_folder",
+    "agent_meta",
     "build_policy",
+    "canonical_meta",
+    "default_knobs_path",
+    "check_obs_norm",
     "load_knobs",
     "parse_spec",
     "policy_class",

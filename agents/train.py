@@ -82,6 +82,25 @@ class TrainConfig:
     """env=fast: probability that an episode is a random instance drawn around the families (domain randomization)."""
     batch_size: int = 64
     """PPO minibatch size (capped at n_steps x n_envs)."""
+    learning_rate: float = 0.0
+    """Adam learning rate of the policy (0 = the algorithm's SB3 default: 3e-4 for PPO, 1e-4 for DQN)."""
+    gamma: float = 1.0
+    """Discount factor, PPO and DQN. 1.0: an episode is one fine-tuning run whose return is a sum over
+    its intervals (the FLOPs cost and the final-quality term), and every interval counts alike."""
+    n_epochs: int = 10
+    """PPO: passes over each rollout (n_steps x n_envs env steps) per update."""
+    gae_lambda: float = 0.95
+    """PPO: GAE lambda (higher: less bias, more variance in the advantage)."""
+    ent_coef: float = 0.01
+    """PPO: entropy bonus; keeps every action's probability real while 'continue' is favoured."""
+    dqn_learning_starts: int = 200
+    """DQN: env steps of random actions before learning (capped at timesteps / 4)."""
+    dqn_buffer_size: int = 50_000
+    """DQN: replay buffer size in transitions (50,000 holds every step of the runs trained here)."""
+    dqn_train_freq: int = 4
+    """DQN: env steps between gradient updates."""
+    dqn_exploration_fraction: float = 0.5
+    """DQN: share of timesteps over which epsilon decays from 1.0 to 0.05."""
 
     def __post_init__(self) -> None:
         check_choice("train.algo", self.algo, ALGOS)
@@ -97,6 +116,15 @@ class TrainConfig:
             check_range(f"train.{name}", getattr(self, name), 1)
         check_range("train.seeds_per_instance", self.seeds_per_instance, 0)
         check_range("train.max_minutes", self.max_minutes, 0.0)
+        check_range("train.learning_rate", self.learning_rate, 0.0, 1.0)
+        check_range("train.gamma", self.gamma, 0.0, 1.0)
+        check_range("train.n_epochs", self.n_epochs, 1, 1000)
+        check_range("train.gae_lambda", self.gae_lambda, 0.0, 1.0)
+        check_range("train.ent_coef", self.ent_coef, 0.0, 1.0)
+        check_range("train.dqn_learning_starts", self.dqn_learning_starts, 0)
+        check_range("train.dqn_buffer_size", self.dqn_buffer_size, 1, 10**9)
+        check_range("train.dqn_train_freq", self.dqn_train_freq, 1)
+        check_range("train.dqn_exploration_fraction", self.dqn_exploration_fraction, 0.0, 1.0)
 
 
 def _require_rl() -> None:
@@ -118,6 +146,35 @@ def algo_class(algo: str) -> Any:
     from stable_baselines3 import DQN, PPO
 
     return {"ppo": PPO, "dqn": DQN}[algo]
+
+
+def algo_kwargs(cfg: TrainConfig, tb: Path | str) -> dict[str, Any]:
+    """The SB3 constructor's keyword arguments for ``cfg.algo`` (PPO / MaskablePPO or DQN), from ``cfg``.
+
+    ``learning_rate`` is passed only when set (0 leaves SB3's default of the algorithm); the PPO
+    minibatch is capped at one rollout (n_steps x n_envs), DQN's random warm-up at a quarter of the run.
+    """
+    kw: dict[str, Any] = {"seed": cfg.seed, "verbose": 0, "tensorboard_log": str(tb)}
+    if cfg.learning_rate:  # 0: leave SB3's default of the algorithm
+        kw["learning_rate"] = cfg.learning_rate
+    if cfg.algo in ("ppo", "maskable_ppo"):
+        kw.update(
+            n_steps=cfg.n_steps,
+            batch_size=min(cfg.batch_size, cfg.n_steps * cfg.n_envs),
+            n_epochs=cfg.n_epochs,
+            gamma=cfg.gamma,
+            gae_lambda=cfg.gae_lambda,
+            ent_coef=cfg.ent_coef,
+        )
+    else:
+        kw.update(
+            learning_starts=min(cfg.dqn_learning_starts, cfg.timesteps // 4),
+            buffer_size=cfg.dqn_buffer_size,
+            train_freq=cfg.dqn_train_freq,
+            gamma=cfg.gamma,
+            exploration_fraction=cfg.dqn_exploration_fraction,
+        )
+    return kw
 
 
 def _make_env(
@@ -233,24 +290,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
             model.load_replay_buffer(str(replay))
     else:
         venv = VecNormalize(venv, norm_obs=True, norm_reward=False)
-        kw: dict[str, Any] = {"seed": cfg.seed, "verbose": 0, "tensorboard_log": str(out / "tb")}
-        if cfg.algo in ("ppo", "maskable_ppo"):
-            kw.update(
-                n_steps=cfg.n_steps,
-                batch_size=min(cfg.batch_size, cfg.n_steps * cfg.n_envs),
-                n_epochs=10,
-                gamma=1.0,
-                gae_lambda=0.95,
-                ent_coef=0.01,
-            )
-        else:
-            kw.update(
-                learning_starts=min(200, cfg.timesteps // 4),
-                buffer_size=50_000,
-                train_freq=4,
-                gamma=1.0,
-                exploration_fraction=0.5,
-            )
+        kw = algo_kwargs(cfg, out / "tb")
         model = cls("MlpPolicy", venv, **kw)
         if cfg.algo != "dqn" and cfg.pretrain and cfg.env == "real":
             pretrained = _pretrain(cfg, model, venv)

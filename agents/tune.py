@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from govgym.agents.evaluate import episode_rows, run_tasks
+from govgym.agents.harness import run_tasks
 from govgym.agents.policies import PolicySpec
+from govgym.agents.scoring import episode_rows
 from govgym.envs.instances import load_instances
 from govgym.results import atomic_write, format_table, write_rows
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from govgym.cli import _default_config
+from govgym.cli import default_config
 from govgym.efficiency.config import RunConfig
 from govgym.efficiency.run import FineTuneRun
 from govgym.efficiency.workload import load_workload
@@ -120,7 +120,7 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="RunConfig overrides, e.g. data.max_examples=400")
     args = ap.parse_args()
 
-    cfg = RunConfig.from_yaml(args.config or _default_config(), parse_overrides(args.overrides))
+    cfg = RunConfig.from_yaml(args.config or default_config(), parse_overrides(args.overrides))
     wl = load_workload(cfg, progress=True)
     n = len(wl.train)
     steps = args.steps or n // cfg.optim.batch_size  # one epoch: 2,000 / 8 = 250 steps

@@ -20,7 +20,7 @@ import time
 import torch
 from transformers import get_scheduler
 
-from govgym.cli import _default_config
+from govgym.cli import default_config
 from govgym.efficiency.config import RunConfig
 from govgym.efficiency.run import FineTuneRun
 from govgym.efficiency.workload import load_workload
@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
 
-    cfg = RunConfig.from_yaml(args.config or _default_config(), parse_overrides(args.overrides))
+    cfg = RunConfig.from_yaml(args.config or default_config(), parse_overrides(args.overrides))
     cfg.optim.total_steps = max(cfg.optim.total_steps, args.interval * (args.rounds + 2))
     wl = load_workload(cfg, progress=True)
     plain_model = copy.deepcopy(wl.model)

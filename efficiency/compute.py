@@ -145,6 +145,9 @@ def register_formulas() -> None:
         register(getattr(ops, name, None), formula)
 
 
+_register_formulas = register_formulas  # the earlier private name, kept while deploy/callback.py moves over
+
+
 def count_flops(fn: Callable[[], T]) -> tuple[T, int]:
     """Run ``fn()`` under FlopCounterMode with the formulas above registered.
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,31 +35,18 @@ import torch
 import torch.nn.functional as F
 from transformers import get_scheduler
 
-from govgym import __version__
-from govgym.efficiency import caps, memstats, noise, safefile
+from govgym.efficiency import caps, memstats, noise
 from govgym.efficiency.compute import FlopCache, count_flops, param_counts
 from govgym.efficiency.config import RunConfig
 from govgym.efficiency.memory import Strategy, apply_strategy, make_optimizer, trainable_parameters
 from govgym.efficiency.noise import gradient_noise_scale as gradient_noise_scale  # re-exported
 from govgym.efficiency.noise import noise_estimates
-from govgym.efficiency.pruning import (
-    RECORDED,
-    REPRUNE_SCORERS,
-    drop_positions,
-    fill_unseen,
-    per_example_losses,
-    per_example_losses_from_loss,
-    score_examples,
-    select,
-)
+from govgym.efficiency.pruning import per_example_losses, per_example_losses_from_loss
+from govgym.efficiency.reprune import reprune
 from govgym.efficiency.sampler import EpochSampler
+from govgym.efficiency.snapshot import SNAPSHOT_VERSION, load_model_state, read_snapshot, write_snapshot
 from govgym.efficiency.workload import load_workload
 from govgym.errors import RunError as RunError  # re-exported: defined in the base, caught by the CLI
-
-SNAPSHOT_VERSION = 2
-"""2: JSON + safetensors behind a content hash (1 was a pickle, no longer loaded). The recorded
-per-example losses (``example_loss``, ``last_seen``) are optional fields of version 2: a file written
-before they existed loads with nothing recorded (nan / -1), everything else exact."""
 
 
 class RunOOM(RunError):
@@ -359,94 +346,8 @@ class FineTuneRun:
         return {"from": old.name, "to": new.name, "seconds": time.perf_counter() - t0}
 
     def reprune(self, scorer: str, fraction: float, mode: str = "hardest", sample: int = 0) -> dict[str, Any]:
-        """Rank the kept examples and drop ``round(fraction · kept)`` of them, hardest or easiest (or random) first.
-
-        Args:
-            scorer: ``recorded`` (the losses the training steps recorded: 0 FLOPs; never-drawn examples
-                rank at the mean of the drawn ones, ties among them broken at random) or an exact scorer
-                (``loss``, ``el2n``, ``gradnorm``: a no-grad pass, FLOPs charged to ``flops['score']``).
-            fraction: share of the kept set to drop.
-            mode: ``hardest`` | ``easiest`` | ``random`` (random scores nothing and costs nothing).
-            sample: exact scorers only: score ``m`` random kept examples (raised to at least the number
-                dropped) and drop from those; 0 scores the whole kept set.
-
-        Returns:
-            scorer, mode, dropped, kept, noise_in_dropped, noise_removed, flops, seconds, ``sample`` (the
-            examples scored exactly: the sample size, or 0 for the whole set / recorded / random) and
-            ``stale_steps`` (mean optimizer steps since the dropped examples' scores were taken: 0 for an
-            exact scorer; for ``recorded`` over the dropped examples that had a recorded loss, whose
-            count is ``dropped_seen``).
-
-        Raises:
-            RunError: a bad scorer, mode or sample, or a drop that would leave less than one batch.
-        """
-        if scorer not in REPRUNE_SCORERS and mode != "random":
-            raise RunError(f"reprune: scorer {scorer!r} is unknown; allowed: {', '.join(REPRUNE_SCORERS)}.")
-        if isinstance(sample, bool) or not isinstance(sample, (int, np.integer)) or sample < 0:
-            raise RunError(
-                f"reprune: sample must be an integer >= 0 (examples to score; 0 = the whole kept set); got {sample!r}."
-            )
-        if sample and scorer == RECORDED and mode != "random":
-            raise RunError(
-                f"reprune: sample={sample} applies to the exact scorers; 'recorded' already ranks the whole kept "
-                "set at 0 FLOPs. Pass sample=0, or an exact scorer (loss, el2n, gradnorm)."
-            )
-        kept = self.sampler.kept
-        n_drop = int(round(fraction * len(kept)))
-        if len(kept) - n_drop < self.cfg.optim.batch_size:
-            raise RunError(
-                f"reprune would keep {len(kept) - n_drop} examples, fewer than one batch "
-                f"({self.cfg.optim.batch_size}); use a smaller fraction."
-            )
-        t0 = time.perf_counter()
-        flops, m, stale, n_seen = 0, 0, 0.0, 0
-        rng = np.random.default_rng([self.cfg.seed, self.step])
-        if mode == "random":
-            keep_pos = select(np.zeros(len(kept)), fraction, mode, rng=rng)
-        elif scorer == RECORDED:
-            values, _ = fill_unseen(self.example_loss[torch.from_numpy(kept).to(self.device)].cpu().numpy())
-            perm = rng.permutation(len(kept))  # ties (the never-drawn, all at the mean) in random order
-            keep_pos = np.sort(perm[select(values[perm], fraction, mode)])
-        else:
-            pos = np.arange(len(kept))
-            if sample:
-                m = min(max(int(sample), n_drop), len(kept))
-                pick = np.random.default_rng([self.cfg.seed, self.step, 1]).choice(
-                    len(kept), m, replace=False
-                )
-                pos = np.sort(pick)
-            sc = score_examples(
-                self.model,
-                self.train_ids[kept[pos]],
-                self.train_labels[kept[pos]],
-                scorer,
-                flop_cache=self.flop_cache,
-            )
-            flops = sc.flops
-            drop_pos = pos[drop_positions(sc.values, n_drop, mode)]
-            keep_pos = np.setdiff1d(np.arange(len(kept)), drop_pos)
-        self.flops["score"] += flops
-        dropped = np.setdiff1d(kept, kept[keep_pos])
-        if scorer == RECORDED and mode != "random":
-            seen_steps = self.last_seen[torch.from_numpy(dropped).to(self.device)].cpu().numpy()
-            seen_steps = seen_steps[seen_steps >= 0]
-            n_seen = int(len(seen_steps))
-            stale = float(np.mean(self.step - seen_steps)) if n_seen else 0.0
-        self.sampler.set_kept(kept[keep_pos])
-        noisy = self.noise[dropped] != 0
-        return {
-            "scorer": scorer,
-            "mode": mode,
-            "dropped": int(len(dropped)),
-            "kept": int(len(keep_pos)),
-            "noise_in_dropped": float(noisy.mean()) if len(dropped) else 0.0,
-            "noise_removed": float(noisy.sum() / max((self.noise[kept] != 0).sum(), 1)),
-            "flops": int(flops),
-            "seconds": time.perf_counter() - t0,
-            "sample": int(m),
-            "stale_steps": stale,
-            "dropped_seen": n_seen if scorer == RECORDED else int(len(dropped)),
-        }
+        """Rank the kept examples and drop ``round(fraction · kept)`` of them; see ``efficiency.reprune.reprune``."""
+        return reprune(self, scorer, fraction, mode, sample)
 
     def set_cap(self, cap_mb: float) -> None:
         """Set the memory cap (MiB, 0 = none): a real allocator limit on CUDA, virtual on CPU."""
@@ -475,7 +376,7 @@ class FineTuneRun:
         )
 
     # ------------------------------------------------------------------ snapshot / restore
-    def _state(self) -> dict[str, Any]:
+    def training_state(self) -> dict[str, Any]:
         """Everything but the model: optimizer, schedule, RNG, data order, counters (copies)."""
         return {
             "version": SNAPSHOT_VERSION,
@@ -500,7 +401,7 @@ class FineTuneRun:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything needed to resume or branch the run, in memory: model, optimizer, schedule, RNG, data order."""
-        return {**self._state(), "model": copy.deepcopy(self.model)}
+        return {**self.training_state(), "model": copy.deepcopy(self.model)}
 
     def restore(self, snap: dict[str, Any]) -> None:
         """Return the run to ``snap`` exactly (continuing gives bit-identical results on CPU)."""
@@ -543,126 +444,27 @@ class FineTuneRun:
         self.last_seen = seen.to(self.device, torch.long).clone()
 
     def save(self, path: str | Path) -> Path:
-        """Write a snapshot file atomically (a crash mid-write never corrupts an earlier file).
-
-        The file holds no pickle: the model's and optimizer's tensors in safetensors, the rest in JSON,
-        behind a header with the format version and a sha256 of the content (``efficiency/safefile.py``).
-        """
-
-        state = self._state()
-        state["memory"] = {k: asdict(v) for k, v in state["memory"].items()}
-        state["last_memory"] = asdict(state["last_memory"])
-        tensors: dict[str, torch.Tensor] = {}
-        packed = {
-            "state": safefile.pack(state, tensors),
-            "model": safefile.pack(self.model.state_dict(), tensors),
-        }
-        return safefile.write(
-            path,
-            SNAPSHOT_FORMAT,
-            SNAPSHOT_VERSION,
-            packed,
-            tensors,
-            govgym_version=__version__,
-            strategy=self.strategy.name,
-        )
+        """Write a snapshot file atomically: JSON + safetensors behind a content hash (``efficiency/snapshot.py``)."""
+        return write_snapshot(path, self.training_state(), self.model.state_dict(), self.strategy.name)
 
     def load(self, path: str | Path) -> None:
-        """Restore from a file written by ``save``: format, version and content hash are checked first.
+        """Restore from a file written by ``save``: format, version, content hash and every field are checked first.
 
         The run is brought to the saved strategy (its model structure) and the saved tensors are loaded
         into it; a file from a run of another model is refused.
         """
-        path = Path(path)
-        try:
-            _, packed, tensors = safefile.read(path, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, "run snapshot")
-            state = safefile.unpack(packed["state"], tensors)
-            model_sd = safefile.unpack(packed["model"], tensors)
-            state["memory"] = {k: memstats.MemoryStats(**v) for k, v in state["memory"].items()}
-            state["last_memory"] = memstats.MemoryStats(**state["last_memory"])
-            saved = Strategy.parse(state["strategy"])
-        except OSError as err:
+        state, model_sd, saved = read_snapshot(path)
+        if int(state["sampler"]["kept"].max()) >= len(self.train_ids):
             raise RunError(
-                f"cannot read run snapshot {path}: {err}. Point to a file written by FineTuneRun.save()."
-            ) from None
-        except (safefile.UnsafeFileError, KeyError, TypeError, ValueError, AttributeError) as err:
-            raise RunError(
-                f"{err}"
-                if isinstance(err, safefile.UnsafeFileError)
-                else f"run snapshot {path} lacks or garbles a field ({type(err).__name__}: {err}); write it again."
-            ) from None
-        missing = {
-            "optimizer",
-            "scheduler",
-            "rng",
-            "sampler",
-            "step",
-            "flops",
-            "flop_cache",
-            "cap_mb",
-            "gns",
-        } - set(state)
-        if missing or not isinstance(model_sd, dict):
-            raise RunError(
-                f"run snapshot {path} lacks {sorted(missing) or 'the model state'}; it was not written by FineTuneRun.save(). Write it again."
+                f"run snapshot {path}: sampler.kept names example {int(state['sampler']['kept'].max())}, this run "
+                f"has {len(self.train_ids)} training examples; load a snapshot of a run built from the same config."
             )
         self.switch_strategy(saved)
         load_model_state(self.model, model_sd, saved, path)
         try:
             self._restore_state(state)
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
             raise RunError(
                 f"run snapshot {path}: its optimizer/schedule/data state does not fit this run ({type(err).__name__}: {str(err)[:200]}); "
                 "the run is left half-restored: build a new run and load a snapshot of the same config."
             ) from None
-
-
-SNAPSHOT_FORMAT = "govgym-run-snapshot"
-
-
-def load_model_state(
-    model: torch.nn.Module, sd: dict[str, torch.Tensor], strategy: Strategy, path: Path | str = ""
-) -> None:
-    """Load a saved ``model.state_dict()`` into ``model`` (already under ``strategy``), exactly or not at all.
-
-    4-bit (qlora) weights are rebuilt from their packed data and quantization state
-    (``Params4bit.from_prequantized``); int8 and plain weights load through ``load_state_dict``. The
-    state dict read back must equal the saved one bit for bit, else a RunError names the strategy.
-    """
-    sd = dict(sd)
-    prequantized: set[str] = set()
-    if strategy.base == "qlora":
-        import bitsandbytes as bnb
-
-        for name, mod in model.named_modules():
-            key = f"{name}.weight" if name else "weight"
-            if isinstance(mod, bnb.nn.Linear4bit) and key in sd:
-                stats = {k[len(key) + 1 :]: v for k, v in sd.items() if k.startswith(key + ".")}
-                prequantized |= {key} | {f"{key}.{k}" for k in stats}
-                mod.weight = bnb.nn.Params4bit.from_prequantized(
-                    data=sd[key],
-                    quantized_stats=dict(stats),
-                    requires_grad=False,
-                    device=mod.weight.device,
-                    module=mod,
-                )
-    try:
-        res = model.load_state_dict({k: v for k, v in sd.items() if k not in prequantized}, strict=False)
-        missing = set(res.missing_keys) - prequantized
-        if missing or res.unexpected_keys:
-            raise RuntimeError(
-                f"missing keys {sorted(missing)[:3]}, unexpected keys {sorted(res.unexpected_keys)[:3]}"
-            )
-    except RuntimeError as err:
-        raise RunError(
-            f"run snapshot {path}: its model does not fit this run's model under strategy {strategy} ({str(err)[:300]}); "
-            "load it into a run built from the same config (model, LoRA settings) as the run that saved it."
-        ) from None
-    back = model.state_dict()
-    if set(back) != set(sd) or not all(
-        back[k].dtype == sd[k].dtype and torch.equal(back[k].cpu(), sd[k].cpu()) for k in sd
-    ):
-        raise RunError(
-            f"run snapshot {path}: the weights of strategy {strategy} do not round-trip exactly through this "
-            "torch/bitsandbytes; refusing to resume from an approximation. Switch the run to 'full' or 'lora' before saving."
-        )

@@ -264,7 +264,8 @@ class FastModel:
 
 
 def load_model(path: str | Path) -> FastModel:
-    """A fast model written by ``FastModel.save`` (format, version and content hash checked; no pickle).
+    """A fast model written by ``FastModel.save`` (format, version and content hash checked; no pickle),
+    every value then checked by ``envs.fastcheck.check_model`` (shapes, finiteness, ranges).
 
     Raises:
         ConfigError: not a file, not a fast model, a broken hash, or a model fitted for another
@@ -284,21 +285,41 @@ def load_model(path: str | Path) -> FastModel:
             "`govgym fit-fast` (the traces are reused)."
         )
 
-    def arr(v: Any) -> np.ndarray:
-        a = safefile.unpack(v)
-        if not isinstance(a, np.ndarray):
-            raise ConfigError(f"fast model {p}: expected arrays in its weights, got {type(a).__name__}.")
+    missing = [k for k in ("mechanics", "x_mean", "x_std", "y_mean", "y_std", "layers") if k not in body]
+    if missing:
+        raise ConfigError(f"fast model {p}: lacks {', '.join(missing)}; refit it with `govgym fit-fast`.")
+
+    def arr(name: str, v: Any) -> np.ndarray:
+        try:
+            a = safefile.unpack(v)
+        except (safefile.UnsafeFileError, KeyError, TypeError, ValueError) as err:
+            raise ConfigError(f"fast model {p}: {name} is not an array ({err}).") from None
+        if not isinstance(a, np.ndarray) or a.dtype.kind not in "iuf":
+            raise ConfigError(f"fast model {p}: {name} must be a numeric array, got {type(a).__name__}.")
         return a.astype(np.float64)
 
-    return FastModel(
+    layers = body["layers"]
+    if (
+        not isinstance(layers, list)
+        or not layers
+        or not all(isinstance(x, list) and len(x) == 2 for x in layers)
+    ):
+        raise ConfigError(f"fast model {p}: layers must be a non-empty list of [weight, bias] pairs.")
+    model = FastModel(
         mechanics=body["mechanics"],
-        x_mean=arr(body["x_mean"]),
-        x_std=arr(body["x_std"]),
-        y_mean=arr(body["y_mean"]),
-        y_std=arr(body["y_std"]),
-        layers=[(arr(w), arr(b)) for w, b in body["layers"]],
+        x_mean=arr("x_mean", body["x_mean"]),
+        x_std=arr("x_std", body["x_std"]),
+        y_mean=arr("y_mean", body["y_mean"]),
+        y_std=arr("y_std", body["y_std"]),
+        layers=[
+            (arr(f"layers[{i}].weight", w), arr(f"layers[{i}].bias", b)) for i, (w, b) in enumerate(layers)
+        ],
         provenance=body.get("provenance", {}),
     )
+    from govgym.envs.fastcheck import check_model  # here: fastcheck imports this module's names
+
+    check_model(model, f"fast model {p}")
+    return model
 
 
 def base_key(iset: Any) -> str:

@@ -150,7 +150,7 @@ class EnvConfig:
     stopping early stops mid-schedule and a cheaper strategy after a switch moves along it slower)."""
 
     def __post_init__(self) -> None:
-        check_range("env.interval_steps", self.interval_steps, 1)
+        check_range("env.interval_steps", self.interval_steps, 1, 10**6)  # K steps; 1e18 is no interval
         check_range("env.reprune_fraction", self.reprune_fraction, 0.01, 0.9)
         check_range("env.min_kept_fraction", self.min_kept_fraction, 0.0, 1.0)
         check_range("env.oom_penalty", self.oom_penalty, 0.0)

@@ -2,8 +2,9 @@
 
 Every file govgym writes goes through ``atomic_path``/``atomic_write``: it is written to a hidden temp
 file beside its destination and renamed over it (``os.replace``, atomic on POSIX and Windows), so a
-reader, or a rerun after a kill, sees the old file or the complete new one, never half of one. This
-module is part of the base layer: it imports nothing of govgym.
+reader, or a rerun after a kill, sees the old file or the complete new one, never half of one.
+``check_output`` refuses an output path that cannot be written before any work starts. This module is
+part of the base layer: it imports nothing of govgym but its errors.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import io
 import json
 import math
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from govgym.errors import ConfigError
 
 
 @contextlib.contextmanager
@@ -40,6 +44,44 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_output(path: str | Path, what: str = "--out", kind: str = "dir") -> Path:
+    """Refuse an output path that cannot be written, before any work starts; returns it as a Path.
+
+    Args:
+        path: where results will go.
+        what: the option's name, for the message (``--out``, ``--write``).
+        kind: ``dir``: a folder results go into (it may exist; an existing file is refused); ``file``:
+            one file to write (an existing folder is refused; an existing file is replaced).
+
+    Raises:
+        ConfigError: the path is an existing file (dir) or folder (file), sits under a file, or its
+            folder (or the nearest existing folder above it) does not take a new file.
+    """
+    path = Path(path)
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise ConfigError(
+            f"{what}: {path} is an existing file, and results go into a folder; pass a new or existing "
+            "folder, or remove the file."
+        )
+    if kind == "file" and path.is_dir():
+        raise ConfigError(
+            f"{what}: {path} is an existing folder, and this writes one file; pass a file path."
+        )
+    probe = path if kind == "dir" else path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent  # the folder that would be created under
+    if not probe.is_dir():
+        raise ConfigError(f"{what}: {path} cannot be created: {probe} is a file, not a folder.")
+    try:
+        with tempfile.TemporaryFile(dir=probe):  # the one test that also holds for root and read-only mounts
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"{what}: {path} cannot be written ({err.strerror} in {probe}); pass a folder you can write to."
+        ) from None
+    return path
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> Path:

@@ -74,6 +74,11 @@ def check_name(field: str, value: Any) -> None:
         )
 
 
+MAX_INT = 2**63 - 1
+"""Integers a config takes: what an int64 (torch, numpy, a step counter) holds; 1e300 is refused here,
+at load, instead of overflowing where it becomes a tensor size or a step count."""
+
+
 def _coerce(field: str, tp: Any, value: Any) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -118,16 +123,28 @@ def _coerce(field: str, tp: Any, value: Any) -> Any:
     if tp is int:
         if isinstance(value, bool):
             raise ConfigError(f"{field}: expected an integer, got {value!r}.")
+        out: int | None = None
         if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
+            out = value
+        elif isinstance(value, float) and value.is_integer():
+            out = int(value)
+        elif isinstance(value, str):
             try:
-                return int(float(value)) if float(value).is_integer() else int(value)
+                out = int(value)  # exact for long digit strings, which float() would round
             except ValueError:
-                pass
-        raise ConfigError(f"{field}: expected an integer, got {value!r}.")
+                try:
+                    f = float(value)  # '1e3', '20.0'; '2.5', 'nan', 'inf' are not integers
+                    out = int(f) if f.is_integer() else None
+                except ValueError:
+                    out = None
+        if out is None:
+            raise ConfigError(f"{field}: expected an integer, got {value!r}.")
+        if not -MAX_INT <= out <= MAX_INT:
+            raise ConfigError(
+                f"{field}: got {value!r}, which does not fit a 64-bit integer (|value| <= 2**63 - 1); "
+                "counts and sizes that large are not meant, pass a smaller value."
+            )
+        return out
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)

@@ -35,7 +35,7 @@ from tests.conftest import TINY_EMBEDDED, embedded_cfg
 
 DATA = Path(__file__).parent / "data"
 TINY_SET = str(DATA / "tiny_instances.yaml")
-DEFAULT_YAML = Path(cli._default_config())
+DEFAULT_YAML = Path(cli.default_config())
 run_cfg = embedded_cfg  # the tiny embedded default, cached under the given folder
 
 
@@ -286,9 +286,7 @@ def test_I2_budget_and_lam_are_required(tmp_path: Path) -> None:
         )
     with pytest.raises(ConfigError, match=r"train\[0\].lam: required field of Instance 't-free'"):
         load_instances(write(tmp_path, "b.yaml", text.replace("lam: 0.2, seed: 1", "seed: 1", 1)))
-    assert (
-        "Required per instance: name" in (Path(cli._default_config()).parent / "instances.yaml").read_text()
-    )
+    assert "Required per instance: name" in (Path(cli.default_config()).parent / "instances.yaml").read_text()
 
 
 def test_I4_cap_below_every_strategy_peak_refused_at_reset(env_cache, tmp_path: Path) -> None:

@@ -135,9 +135,9 @@ def test_episode_rows_are_relative_to_the_fixed_run():
 
 def test_an_agent_is_loaded_once_per_worker(cache, monkeypatch):
     """Every task a worker runs reuses the agent it loaded for the first one (loading reads and checks files)."""
-    import govgym.agents.evaluate as ev
+    import govgym.agents.harness as ev
     from govgym.agents.heuristics import make_policy
-    from govgym.agents.policies import PolicySpec
+    from govgym.agents.policies import PolicySpec, parse_spec
 
     real, loads = ev.build_policy, []
 
@@ -151,7 +151,7 @@ def test_an_agent_is_loaded_once_per_worker(cache, monkeypatch):
 
     monkeypatch.setattr(ev, "build_policy", counting)
     monkeypatch.setattr(ev, "_AGENTS", {})
-    specs = [ev.parse_spec("fixed_budget"), PolicySpec("agent", "agent", path="runs/a/final.zip")]
+    specs = [parse_spec("fixed_budget"), PolicySpec("agent", "agent", path="runs/a/final.zip")]
     res = ev.run_tasks(TINY, "train", ["t-free"], [0, 1], specs, workers=1, progress=False)
     assert len(res) == 2 and all(len(r["episodes"]) == 2 for r in res)
     assert loads == ["runs/a/final.zip"]
@@ -274,14 +274,13 @@ def test_bad_policy_specs_are_clear(cache):
     (cache / "m" / "final.zip").write_bytes(b"PK")
     with pytest.raises(ConfigError, match="agent.json"):
         parse_spec(str(cache / "m"))
-    from govgym.agents.policies import AGENT_FORMAT
-    from govgym.sealed import canonical as _canonical
+    from govgym.agents.policies import AGENT_FORMAT, canonical_meta
     from govgym.sealed import sha256_bytes
 
     def write_meta(**meta):
         meta = {"format": AGENT_FORMAT, **meta}
         (cache / "m" / "agent.json").write_text(
-            json.dumps({**meta, "sha256": sha256_bytes(_canonical(meta))})
+            json.dumps({**meta, "sha256": sha256_bytes(canonical_meta(meta))})
         )
 
     write_meta(algo="ppo", obs_spec="0000")
@@ -300,7 +299,7 @@ def test_bad_policy_specs_are_clear(cache):
             "obs_norm": {"name": "policy.safetensors", "sha256": sha256_bytes(b"not safetensors")},
         },
     )
-    with pytest.raises(ConfigError, match="cannot be loaded"):
+    with pytest.raises(ConfigError, match="obs_norm.json is not JSON"):
         parse_spec(str(cache / "m" / "final.zip"))  # a corrupt policy file: one sentence, no traceback
 
 

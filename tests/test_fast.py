@@ -20,7 +20,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     then a fast model fitted on them."""
     import torch
 
-    from govgym.agents.evaluate import _env
+    from govgym.agents.harness import task_env
     from govgym.agents.levermap import ScriptPolicy
     from govgym.agents.rollout import run_episode
     from govgym.envs.fastfit import FitConfig, fit_fast
@@ -31,7 +31,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     memo = tmp_path_factory.mktemp("memo")
     folder = memo_folder(memo, TINY_V1, torch.get_num_threads())
     folder.mkdir(parents=True)
-    env = _env(TINY_V1, "train")
+    env = task_env(TINY_V1, "train")
     # actions: 1 reprune_hardest, 4 switch:lora, 5 switch:qlora+gc (see the tiny set's switch_targets)
     scripts = {"v-epochs": [{}, {2: 1}, {2: 4}, {2: 5}], "v-cap": [{}, {1: 4}], "v-tflops": [{}]}
     for inst, plays in scripts.items():

@@ -277,10 +277,10 @@ def test_snapshot_and_file_carry_the_recorded_losses(make_run, tmp_path):
 def test_version_2_snapshots_without_recorded_losses_still_load(make_run, tmp_path, monkeypatch):
     run = make_run()
     run.advance(3)
-    full_state = run._state
+    full_state = run.training_state
     monkeypatch.setattr(
         run,
-        "_state",
+        "training_state",
         lambda: {k: v for k, v in full_state().items() if k not in ("example_loss", "last_seen")},
     )
     path = run.save(tmp_path / "old.pt")  # what today's v2 file holds: no recorded arrays

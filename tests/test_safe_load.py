@@ -166,12 +166,12 @@ def test_s2_payload_in_vecnormalize_never_runs(agent, tmp_path):
 
 def _rehash(agent: Path, edit) -> None:
     """Edit agent.json and give it a valid own hash (a forger who knows the format)."""
-    from govgym.sealed import canonical as _canonical
+    from govgym.agents.policies import canonical_meta
     from govgym.sealed import sha256_bytes
 
     meta = json.loads((agent / "agent.json").read_text())
     edit(meta)
-    meta["sha256"] = sha256_bytes(_canonical(meta))
+    meta["sha256"] = sha256_bytes(canonical_meta(meta))
     (agent / "agent.json").write_text(json.dumps(meta))
 
 

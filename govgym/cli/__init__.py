@@ -35,167 +35,21 @@ import dataclasses
 import logging
 import sys
 import warnings
-from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from govgym.agents.evaluate import EvalConfig
-from govgym.agents.levermap import MapConfig
-from govgym.agents.sim2real import Sim2RealConfig
-from govgym.agents.train import TrainConfig
-from govgym.cli.options import (
-    CollectJob,
-    DemoJob,
-    DeployJob,
-    ExportJob,
-    PlotJob,
-    PruneJob,
-    ReplayJob,
-    RunJob,
-    StrategiesJob,
-    SwitchJob,
-    TuneJob,
-)
-from govgym.deploy.transfer import TransferJob
+from govgym.cli.commands import BY_NAME, COMMANDS, Command, Invocation
 from govgym.efficiency.config import RunConfig
-from govgym.envs.fastfit import FitConfig
 from govgym.errors import USER_ERRORS, ConfigError, did_you_mean
+from govgym.results import check_output
 from govgym.typed import config_keys, from_dict, keys_help, parse_overrides
 
-
-@dataclass(frozen=True)
-class Command:
-    """One subcommand: what it does, which config classes its key=value pairs fill, which flags it has."""
-
-    name: str
-    help: str
-    keys: tuple[type, ...]
-    """Config dataclasses, in order: the subcommand's own keys first, then a library config (RunConfig, ...)."""
-    out: str | None = None
-    """Default of --out (None: no --out)."""
-    out_help: str = "folder for CSV/JSON/PNG results"
-    config: bool = False
-    """Takes --config X.yaml (a RunConfig YAML) under the key=value pairs."""
-    aliases: tuple[tuple[str, str], ...] = ()
-    """Extra earlier flag spellings: (flag, key)."""
-
-
-COMMANDS = [
-    Command("prepare", "build or reuse the embedded base model and data", (RunConfig,), config=True),
-    Command(
-        "run", "one real fine-tuning run under a fixed budget", (RunJob, RunConfig), "runs/run", config=True
-    ),
-    Command(
-        "demo",
-        "the main job: train a governor, evaluate it against the heuristics on held-out runs",
-        (DemoJob,),
-        "runs/demo",
-        "folder for train/ (agent) and evaluate/ (leaderboard, plots)",
-    ),
-    Command(
-        "strategies",
-        "per-strategy ms/step, memory by category, estimate, FLOPs vs 6ND",
-        (StrategiesJob, RunConfig),
-        "results/strategies",
-        config=True,
-    ),
-    Command(
-        "prune",
-        "noise removed by each scorer's drop-hardest prune vs random",
-        (PruneJob, RunConfig),
-        "results/prune",
-        config=True,
-    ),
-    Command(
-        "switch",
-        "full->LoRA->full and full->QLoRA mid-run: loss curves and plot",
-        (SwitchJob, RunConfig),
-        "results/switch",
-        config=True,
-    ),
-    Command(
-        "collect",
-        "run policies over an instance split; record traces (Parquet) and states (JSON)",
-        (CollectJob,),
-        "runs/collect",
-        "folder for traces/, states/, episodes.csv, traces.png",
-        aliases=(("--policy", "policies"),),
-    ),
-    Command("replay", "re-run an episode state and validate it", (ReplayJob,)),
-    Command("plot-traces", "plot recorded episodes", (PlotJob,), "traces.png", "the PNG to write"),
-    Command(
-        "train",
-        "train an SB3 governor on the train split (checkpoints, TensorBoard, resume)",
-        (TrainConfig,),
-        "runs/train",
-        "folder for agent.json, policy.safetensors, obs_norm.json (the agent) and checkpoints/, tb/, "
-        "final.zip, vecnormalize.pkl (resume)",
-    ),
-    Command(
-        "tune",
-        "tune the heuristics' knobs on the train split",
-        (TuneJob,),
-        "runs/tune",
-        "folder for heuristics.yaml and grid.csv/json",
-    ),
-    Command(
-        "evaluate",
-        "policies x held-out instances x seeds: leaderboard and plots",
-        (EvalConfig,),
-        "runs/evaluate",
-        "folder for leaderboard.csv/json, episodes.csv/json, PNGs",
-    ),
-    Command(
-        "map",
-        "the lever map: each lever's best explored schedule vs the best stop, held-out instances x seeds",
-        (MapConfig,),
-        "runs/map",
-        "folder for map.csv/json, map_families.csv/json, map_summary.json, map.png",
-    ),
-    Command(
-        "fit-fast",
-        "fit the fast backend (govgym/FineTuneFast-v1) from the saved real step trees of the train split",
-        (FitConfig,),
-        "runs/fast",
-        "folder for fast_model.json (the model) and fit.json (its report)",
-    ),
-    Command(
-        "sim2real",
-        "fast backend vs real env on held-out instances: per-step error, returns, policy ranking, error vs traces",
-        (Sim2RealConfig,),
-        "runs/sim2real",
-        "folder for sim2real.json, sim2real_policies.csv/json, sim2real_traces.csv/json, sim2real.png",
-    ),
-    Command(
-        "export",
-        "a trained agent or a heuristic as a governor artifact (numpy only: no SB3, gymnasium or pickle)",
-        (ExportJob,),
-        "governor",
-        "artifact folder for governor.json and policy.safetensors",
-    ),
-    Command(
-        "deploy",
-        "HF Trainer runs: a governor (artifact or heuristic) vs the fixed budget vs EarlyStoppingCallback",
-        (DeployJob, RunConfig),
-        "runs/deploy",
-        "folder for deploy.csv/json, decisions.json, deploy.png",
-        config=True,
-    ),
-    Command(
-        "transfer",
-        "each policy deployed zero-shot through GovernedTrainer at larger model sizes vs the training size",
-        (TransferJob,),
-        "runs/transfer",
-        "folder for transfer.csv/json, runs.json(l), transfer.png",
-    ),
-]
-BY_NAME = {c.name: c for c in COMMANDS}
 LEGACY = "_legacy_"  # argparse dest prefix of the hidden flag spelling of a key
 
 
-def _default_config() -> Path:
-
+def default_config() -> Path:
+    """The packaged run config YAML (``configs/default.yaml``): what ``--config`` defaults to."""
     return Path(str(files("govgym.configs") / "default.yaml"))
 
 
@@ -225,51 +79,22 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
             cmd.name, help=cmd.help, description=cmd.help, epilog=_epilog(cmd), formatter_class=fmt
         )
         subs[cmd.name] = p
-        if cmd.name == "replay":
-            p.add_argument("state", help="STATE.json written by collect / env.state()")
-        elif cmd.name == "plot-traces":
-            p.add_argument("traces", help="folder of .parquet episodes (e.g. runs/collect/traces)")
-        elif cmd.name == "export":
-            p.add_argument(
-                "source",
-                help="a trained agent (DIR, DIR/final.zip or DIR/agent.json) or a heuristic spec "
-                "(patience, marginal_gain:kappa=4)",
-            )
+        for name, help_ in cmd.positional:
+            p.add_argument(name, help=help_)
         if cmd.config:
             p.add_argument(
                 "--config", default="", help="YAML run config (default: the packaged configs/default.yaml)"
             )
         if cmd.out is not None:
-            flags = ("-o", "--out") if cmd.name == "export" else ("--out",)
-            p.add_argument(*flags, default=cmd.out, help=f"{cmd.out_help} (default: {cmd.out})")
-        if cmd.name == "train":
-            p.add_argument(
-                "--resume",
-                action="store_true",
-                help="continue from the newest checkpoint in --out (trusted files only: resuming unpickles SB3's own files)",
-            )
-        if cmd.name == "tune":
-            p.add_argument(
-                "--write", default="", help="also write the tuned knobs here (e.g. configs/heuristics.yaml)"
-            )
-        if cmd.name == "evaluate":
-            p.add_argument(
-                "--agent",
-                action="append",
-                default=[],
-                help="a trained agent (DIR/final.zip or label=DIR/final.zip), added to policies; repeatable",
-            )
-        if cmd.name in (
-            "demo",
-            "train",
-            "evaluate",
-            "map",
-            "collect",
-            "tune",
-            "deploy",
-            "transfer",
-            "sim2real",
-        ):
+            p.add_argument(*cmd.out_flags, default=cmd.out, help=f"{cmd.out_help} (default: {cmd.out})")
+        for flag in cmd.flags:
+            kw: dict[str, Any] = {"help": flag.help}
+            if flag.action:
+                kw["action"] = flag.action
+            if flag.action != "store_true":
+                kw["default"] = flag.default
+            p.add_argument(*flag.names, **kw)
+        if cmd.progress:
             p.add_argument("--no-progress", action="store_true", help="no progress bars")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="config keys (listed below)")
         # earlier spellings of the subcommand's own keys as flags (--seeds 2 = seeds=2): accepted, not listed
@@ -319,117 +144,35 @@ def _split(cmd: Command, pairs: dict[str, Any]) -> tuple[dict[str, Any], dict[st
 
 
 def _run_config(args: argparse.Namespace, pairs: dict[str, Any]) -> RunConfig:
-    path = Path(args.config) if args.config else _default_config()
+    path = Path(args.config) if args.config else default_config()
     if not path.is_file():
         raise ConfigError(f"--config: {path} is not a file. Pass a YAML such as configs/default.yaml.")
     return RunConfig.from_yaml(path, pairs)
 
 
+def check_outputs(cmd: Command, args: argparse.Namespace) -> None:
+    """Every path the subcommand will write (``--out``, ``--write``), checked before any work starts."""
+    if cmd.out is not None:
+        check_output(args.out, cmd.out_flags[-1], cmd.out_kind)
+    for flag in cmd.flags:
+        value = getattr(args, flag.names[-1].lstrip("-").replace("-", "_"), None)
+        if flag.output and value:
+            check_output(value, flag.names[-1], flag.output)
+
+
 def dispatch(args: argparse.Namespace, pairs: dict[str, Any]) -> int:
-    """Run subcommand ``args.cmd`` with its key=value ``pairs``; returns the exit status."""
+    """Run subcommand ``args.cmd`` with its key=value ``pairs``; returns the exit status.
+
+    The keys are validated, then the output paths, then the job runs (``Command.run`` in the table of
+    ``govgym/cli/commands.py``).
+    """
     cmd = BY_NAME[args.cmd]
     own, lib = _split(cmd, pairs)
     job: Any = from_dict(cmd.keys[0], own) if cmd.keys[0] is not RunConfig else None
-    progress = not getattr(args, "no_progress", False)
-    if cmd.config:
-        from govgym.cli import reports
-
-        cfg = _run_config(args, lib)
-        if cmd.name == "prepare":
-            reports.prepare(cfg)
-        elif cmd.name == "run":
-            reports.fixed_budget_run(cfg, Path(args.out), job.interval, job.budget_flops)
-        elif cmd.name == "strategies":
-            reports.strategy_table(cfg, Path(args.out), job.steps, job.only or None)
-        elif cmd.name == "prune":
-            reports.prune_noise(cfg, Path(args.out), job.fraction, job.warm_steps)
-        elif cmd.name == "switch":
-            reports.switch_curves(cfg, Path(args.out), job.steps)
-        elif cmd.name == "deploy":
-            from govgym.cli.deployjobs import deploy_compare
-
-            deploy_compare(cfg, Path(args.out), job, progress=progress)
-    elif cmd.name == "collect":
-        from govgym.cli import envjobs
-
-        envjobs.collect(
-            job.instances or None,
-            job.split,
-            job.policies,
-            job.episodes,
-            Path(args.out),
-            job.seed,
-            progress=progress,
-            workers=job.workers,
-            backend=job.backend,
-            ray_address=job.ray_address,
-        )
-    elif cmd.name == "replay":
-        from govgym.cli import envjobs
-
-        return 0 if envjobs.replay_state(Path(args.state), job.instances or None)["valid"] else 1
-    elif cmd.name == "plot-traces":
-        from govgym.cli import envjobs
-
-        print(f"wrote {envjobs.plot_traces(Path(args.traces), Path(args.out), job.max_episodes)}")
-    elif cmd.name == "train":
-        from govgym.agents.train import train
-
-        print(f"wrote {train(job, Path(args.out), resume=args.resume, progress=progress)}")
-    elif cmd.name == "tune":
-        from govgym.agents.tune import tune
-
-        tune(
-            Path(args.out),
-            job.instances,
-            job.seeds,
-            job.workers,
-            args.write,
-            progress=progress,
-            memo=job.memo,
-            backend=job.backend,
-            ray_address=job.ray_address,
-        )
-    elif cmd.name == "evaluate":
-        from govgym.agents.evaluate import evaluate
-
-        job.policies = [*job.policies, *args.agent]
-        evaluate(job, Path(args.out), progress=progress)
-    elif cmd.name == "map":
-        from govgym.agents.levermap import lever_map
-
-        lever_map(job, Path(args.out), progress=progress)
-    elif cmd.name == "fit-fast":
-        from govgym.cli.fastjobs import fit_fast_job
-
-        fit_fast_job(job, Path(args.out))
-    elif cmd.name == "sim2real":
-        from govgym.cli.fastjobs import sim2real_job
-
-        sim2real_job(job, Path(args.out), progress=progress)
-    elif cmd.name == "export":
-        from govgym.cli.deployjobs import export_governor
-
-        export_governor(args.source, Path(args.out), job.instances)
-    elif cmd.name == "transfer":
-        from govgym.deploy.transfer import transfer
-
-        transfer(job, Path(args.out), progress=progress)
-    elif cmd.name == "demo":
-        from govgym.cli.demo import demo
-
-        demo(
-            Path(args.out),
-            job.timesteps,
-            job.seeds,
-            job.workers,
-            job.instances,
-            progress,
-            job.train_minutes,
-            job.fast_model,
-            job.randomize,
-        )
-    return 0
+    cfg = _run_config(args, lib) if cmd.config else None
+    check_outputs(cmd, args)
+    status = cmd.run(Invocation(args, job, cfg, not getattr(args, "no_progress", False)))
+    return 0 if status is None else status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -450,4 +193,4 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["COMMANDS", "build_parser", "dispatch", "main", "parse_args"]
+__all__ = ["BY_NAME", "COMMANDS", "build_parser", "default_config", "dispatch", "main", "parse_args"]

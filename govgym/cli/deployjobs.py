@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from govgym.deploy.artifact import META_FILE, artifact_bytes, export, is_agent_source, timed_load
 from govgym.deploy.trainer_args import training_args
+from govgym.efficiency.basemodel import clean_stale_tmp
 from govgym.errors import ConfigError
 from govgym.results import format_table, write_json, write_rows
 
@@ -26,6 +28,10 @@ def export_governor(source: str, out: Path, instances: str = "") -> dict[str, An
     For an agent the reference the artifact is checked against is SB3's own forward
     (``AgentPolicy``: the agent's safe files, no pickle), loaded here because deploy imports no SB3.
     """
+    if instances:  # validated as every other command validates it, before anything is exported
+        from govgym.envs.instances import load_instances
+
+        load_instances(instances)
     reference = None
     if is_agent_source(source):
         from govgym.agents.policies import AgentPolicy
@@ -109,6 +115,14 @@ def _one_run(
     }
 
 
+def deploy_scratch() -> Path:
+    """The parent of every deploy's temp folder, after removing those of deploys that were killed."""
+    scratch = Path(tempfile.gettempdir()) / "govgym-deploy"
+    scratch.mkdir(exist_ok=True)
+    clean_stale_tmp(scratch)
+    return scratch
+
+
 def deploy_compare(cfg: RunConfig, out: Path, job: DeployJob, progress: bool = True) -> list[dict[str, Any]]:
     """Three Trainer runs on the same data and seed: the governor, the fixed budget, EarlyStoppingCallback.
 
@@ -119,6 +133,9 @@ def deploy_compare(cfg: RunConfig, out: Path, job: DeployJob, progress: bool = T
     """
     from govgym.agents.heuristics import make_policy
 
+    # the runs' Trainer folders and logs: under one parent, named with this pid, so that a deploy killed
+    # with kill -9 (no cleanup runs) has its folders removed by the next deploy, first thing
+    scratch = deploy_scratch()
     gov, label = resolve_governor(job.governor)
     k = job.interval or int(getattr(gov, "interval_steps", 0) or 0)
     if k < 1:
@@ -128,7 +145,7 @@ def deploy_compare(cfg: RunConfig, out: Path, job: DeployJob, progress: bool = T
     fixed = make_policy("fixed_budget", list(gov.action_names))
     out.mkdir(parents=True, exist_ok=True)
     runs = []
-    with tempfile.TemporaryDirectory(prefix="govgym-deploy-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".tmp-runs-{os.getpid()}-", dir=scratch) as tmp:
         for name, g, esc in (
             (label, gov, False),
             ("fixed budget", fixed, False),
@@ -171,11 +188,11 @@ def deploy_compare(cfg: RunConfig, out: Path, job: DeployJob, progress: bool = T
         "data_source": cfg.data.source,
         "seed": cfg.seed,
     }
+    print(format_table(rows))  # shown before anything is written: a failed write loses no result
+    print(f"equal quality: eval loss <= {target:.4g} (the fixed run's final x (1 + {job.tolerance:g}))")
     write_rows(out, "deploy", rows, meta)
     write_json(out / "decisions.json", {"meta": meta, "runs": {r["name"]: r["decisions"] for r in runs}})
     _plot(runs, target, out / "deploy.png")
-    print(format_table(rows))
-    print(f"equal quality: eval loss <= {target:.4g} (the fixed run's final x (1 + {job.tolerance:g}))")
     print(f"wrote {out}/deploy.csv, deploy.json, decisions.json, deploy.png")
     return rows
 

@@ -13,9 +13,6 @@ def fit_fast_job(cfg: Any, out: Path) -> Path:
     from govgym.envs.fastfit import fit_fast
 
     fm, report = fit_fast(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    path = fm.save(out / "fast_model.json")
-    write_json(out / "fit.json", report)
     chk = report["mechanics_check"]
     print(
         f"fitted on {report['traces']} real traces of {len(report['instances'])} train instances: "
@@ -31,6 +28,9 @@ def fit_fast_job(cfg: Any, out: Path) -> Path:
             for k, v in report["val_mae"].items()
         ]
         print(format_table(rows))
+    out.mkdir(parents=True, exist_ok=True)  # written after the report is shown: a failed write loses nothing
+    path = fm.save(out / "fast_model.json")
+    write_json(out / "fit.json", report)
     print(f"wrote {path} and {out / 'fit.json'}")
     return path
 

@@ -214,7 +214,9 @@ class DeployJob:
             raise ConfigError(
                 f"governor: expected an artifact folder or a heuristic spec (e.g. patience); got {self.governor!r}."
             )
-        check_range("budget_epochs", self.budget_epochs, 1e-9)
+        # <= 1e6 epochs: the callback turns the budget into an integer step count and FLOPs; 1e300 would
+        # overflow there (a float passes a plain range check and then fails as int(1e300 * steps/epoch))
+        check_range("budget_epochs", self.budget_epochs, 1e-9, 1e6)
         check_range("interval", self.interval, 0)
         check_range("lam", self.lam, 0.0, 10.0)
         check_range("patience", self.patience, 1)

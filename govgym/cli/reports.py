@@ -131,6 +131,10 @@ def fixed_budget_run(
         "memory_mb": run.last_memory.as_mb(),
         "params": run.n_params,
     }
+    print(  # the result first: a write that fails later loses nothing
+        f"final eval loss {rows[-1]['eval_loss']:.4f} (from {e0:.4f}) after {run.step} steps, "
+        f"{run.flops_total / 1e12:.3f} TFLOP"
+    )
     write_rows(out, "intervals", rows, meta)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -150,10 +154,7 @@ def fixed_budget_run(
     fig.tight_layout()
     fig.savefig(out / "curve.png", dpi=110)
     plt.close(fig)
-    print(
-        f"final eval loss {rows[-1]['eval_loss']:.4f} (from {e0:.4f}) after {run.step} steps, "
-        f"{run.flops_total / 1e12:.3f} TFLOP; wrote {out}/intervals.csv, intervals.json, curve.png"
-    )
+    print(f"wrote {out}/intervals.csv, intervals.json, curve.png")
     return rows
 
 
