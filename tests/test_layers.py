@@ -1,6 +1,6 @@
 """Every import arrow points one way: base -> efficiency -> envs -> agents -> deploy -> cli.
 
-The layers (DESIGN.md, "the folders are the architecture"), lowest first:
+The layers (docs/ARCHITECTURE.md, "Layers"), lowest first:
 
     base        govgym/typed.py, errors.py, results.py, plots.py and configs/ (YAML): shared helpers
     efficiency  the real fine-tuning run and its levers (efficiency/)
