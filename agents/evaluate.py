@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from govgym.agents.harness import check_harness, run_task, run_tasks, task_env
+from govgym.agents.harness import check_harness, run_meta, run_task, run_tasks, task_env
 from govgym.agents.policies import build_policy, default_knobs_path, parse_spec
 from govgym.agents.report import format_board, format_family_board, plot_curves, plot_quality_vs_flops
 from govgym.agents.scoring import (
@@ -134,13 +134,8 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
                     "episodes_both_reached_f": n_f,
                 }
             )
-    steps = {k: sum(r[k] for r in results) for k in ("real_steps", "replayed_steps", "memo_hits")}
     meta = {
-        "config": {**cfg.__dict__},
-        "instances": iset.source,
-        "instance_names": names,
-        "seconds": round(seconds, 1),
-        "steps": steps,
+        **run_meta(cfg, iset.source, names, seconds, results),
         "best_heuristic": best_h,
         "comparisons": comparisons,
         "specs": [
@@ -148,6 +143,7 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
             for s in specs
         ],
     }
+    steps = meta["steps"]
     print(format_board(board))
     print("\nper family:")
     print(format_family_board(fboard))

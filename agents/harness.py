@@ -137,3 +137,16 @@ def run_tasks(
 
 
 __all__ = ["check_harness", "run_task", "run_tasks", "task_env"]
+
+
+def run_meta(
+    cfg: Any, source: str, names: list[str], seconds: float, results: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The description every harness job writes beside its rows: config, instances, time, env steps by kind."""
+    return {
+        "config": {**cfg.__dict__},
+        "instances": source,
+        "instance_names": names,
+        "seconds": round(seconds, 1),
+        "steps": {k: sum(r[k] for r in results) for k in ("real_steps", "replayed_steps", "memo_hits")},
+    }

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from govgym.agents.harness import check_harness, run_tasks, task_env
+from govgym.agents.harness import check_harness, run_meta, run_tasks, task_env
 from govgym.agents.rollout import Episode, EpisodeTree, oracle_episode, run_episode
 from govgym.envs.instances import load_instances
 from govgym.envs.memo import load_tree, save_tree
@@ -411,15 +411,11 @@ def lever_map(cfg: MapConfig, out: Path, progress: bool = True) -> dict[str, Any
     seconds = time.perf_counter() - t0
     rows = map_rows(results, families, cfg.tolerance)
     summary = summarize(rows, cfg.tolerance)
-    steps = {k: sum(r[k] for r in results) for k in ("real_steps", "replayed_steps", "memo_hits")}
     meta = {
-        "config": {**cfg.__dict__},
-        "instances": iset.source,
-        "instance_names": names,
-        "seconds": round(seconds, 1),
-        "steps": steps,
+        **run_meta(cfg, iset.source, names, seconds, results),
         "branches": sum(sum(r["branches"].values()) for r in results),
     }
+    steps = meta["steps"]
     print(format_map(summary))
     n = summary["instances"]
     print(
