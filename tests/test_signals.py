@@ -92,9 +92,13 @@ def test_non_finite_inputs_never_leak():
     assert np.isfinite(obs).all() and (obs <= HIGH).all()
 
 
+ENVIRONMENT_DOC = Path(__file__).resolve().parents[1] / "docs" / "environment.md"
+"""Where the observation features table lives (it moved out of the README with issue 19's short README)."""
+
+
 def readme_features() -> list[tuple[int, str, str, float, float]]:
-    """(#, name, formula, low, high) of each row of the README's "Observation features" table."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    """(#, name, formula, low, high) of each row of docs/environment.md's "Observation features" table."""
+    text = ENVIRONMENT_DOC.read_text(encoding="utf-8")
     section = text.split("\n## Observation features", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| # ")]
     # the formula may itself hold '|' (|G|²): anchor on the first two and the last two cells
@@ -102,18 +106,20 @@ def readme_features() -> list[tuple[int, str, str, float, float]]:
     parsed = []
     for line in rows:
         m = pattern.match(line)
-        assert m, f"README feature row not in the form '| # | `name` | formula | [low, high] |': {line}"
+        assert m, (
+            f"docs/environment.md feature row not in the form '| # | `name` | formula | [low, high] |': {line}"
+        )
         parsed.append((int(m[1]), m[2], m[3], float(m[4]), float(m[5])))
     return parsed
 
 
 def test_readme_table_is_the_observation_spec():
-    """The README documents exactly the features the code computes: names, order, formulas and ranges."""
+    """docs/environment.md documents exactly the features the code computes: names, order, formulas and ranges."""
     rows = readme_features()
     assert [r[0] for r in rows] == list(range(len(rows)))
     assert [r[1] for r in rows] == list(FEATURE_NAMES)
     assert [r[2] for r in rows] == [f.formula for f in FEATURES]
     np.testing.assert_array_equal(np.array([r[3] for r in rows], dtype=np.float32), LOW)
     np.testing.assert_array_equal(np.array([r[4] for r in rows], dtype=np.float32), HIGH)
-    assert markdown_table() in (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert markdown_table() in ENVIRONMENT_DOC.read_text(encoding="utf-8")
     assert len(spec_hash()) == 16  # what saved artifacts carry
