@@ -21,7 +21,7 @@ params; batch 8 × 128, D = 1,024 tokens; 6·N·D = 6.550 GFLOP). GFLOP per step
     lora+gc     2.611     7.852     1.20
 
 N is the base model's count; with the adapters in N (1,144,960; ``param_counts()['total']``, as the
-README's strategy table uses) 6·N·D = 7.035 and lora is 0.81×. An eval / scoring forward (eval
+strategy table in docs/environment.md uses) 6·N·D = 7.035 and lora is 0.81×. An eval / scoring forward (eval
 mode, no_grad) costs the forward column in every strategy.
 
 Why the numbers are not 6·N·D (N_mm = 1,064,960 matmul weights: 7 × 4 linears = 802,816 + lm_head

@@ -7,7 +7,7 @@ fraction of the budget, memory a fraction of the cap, gradient norms ratios to t
 the noise scale is in units of the batch size. That is what lets a policy learned on 1M-parameter runs
 steer a 100M+ run. Only numpy is needed (no torch, gymnasium or SB3).
 
-Features (also the README table; ``FEATURES`` is the source of truth):
+Features (also the table in docs/environment.md; ``FEATURES`` is the source of truth):
 """
 
 from __future__ import annotations

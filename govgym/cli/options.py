@@ -171,7 +171,7 @@ class DemoJob:
     randomize: float = 0.0
     """Probability that a training episode is a random instance around the families (domain randomization)."""
     seeds: int = 1
-    """Episode seeds per held-out instance (the README's table: 5)."""
+    """Episode seeds per held-out instance (the table in docs/results.md: 5)."""
     workers: int = 2
     """Processes (one core each) for the training envs and the evaluation."""
     instances: str = ""
