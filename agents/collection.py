@@ -34,7 +34,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +62,8 @@ class CollectWorldConfig:
     """Episode seeds per instance (0 .. seeds-1): one unit each."""
     branches: int = 3
     """Lever branches per unit: reprune, switch, the other reprune, then alternating (0 = none)."""
-    heuristics: list[str] = None  # type: ignore[assignment]
-    """Heuristics run per unit (default: marginal_gain, patience, zeus, memory_reactive)."""
+    heuristics: list[str] = field(default_factory=lambda: list(HEURISTICS))
+    """Heuristics run per unit, with the knobs of ``knobs``."""
     random_episodes: int = 1
     """Episodes of the random valid policy per unit."""
     knobs: str = ""
@@ -80,13 +80,13 @@ class CollectWorldConfig:
     """Collect only the first N instances of the split (0 = all)."""
     seed: int = 0
     """Seed of the branch points and the random policy (combined with each unit's name and seed)."""
+    defer_bases: list[str] = field(default_factory=list)
+    """Bases whose units run last (e.g. ones still being pretrained elsewhere: a unit waits for its base)."""
 
     def __post_init__(self) -> None:
         from govgym.agents.heuristics import POLICIES
         from govgym.agents.scaleout import check_backend
 
-        if self.heuristics is None:
-            self.heuristics = list(HEURISTICS)
         for i, h in enumerate(self.heuristics):
             check_choice(f"heuristics[{i}]", h, [p for p in POLICIES if p != "random"])
         for name in ("seeds", "workers", "threads"):
@@ -134,7 +134,22 @@ def _episode_record(
 
 
 def collect_unit(task: tuple[str, str, str, int, str, dict[str, Any]]) -> dict[str, Any]:
-    """One (instance, episode seed): its episodes, the tree saved after each; the list written last."""
+    """One (instance, episode seed): its episodes, the tree saved after each; the list written last.
+
+    An exception inside the unit (a bug, a base that cannot be built) is written to
+    ``errors/<instance>-<seed>.txt`` and the unit is left undone (a resume retries it); the other units go on.
+    """
+    try:
+        return _collect_unit(task)
+    except Exception as err:  # one bad unit must not stop hours of collection
+        import traceback
+
+        instances, split, name, seed, out, opts = task
+        _atomic_text(Path(out) / "errors" / f"{name}-{seed}.txt", traceback.format_exc())
+        return {"instance": name, "episode_seed": seed, "error": f"{type(err).__name__}: {err}"}
+
+
+def _collect_unit(task: tuple[str, str, str, int, str, dict[str, Any]]) -> dict[str, Any]:
     import torch
 
     from govgym.agents.levermap import ScriptPolicy
@@ -169,7 +184,7 @@ def collect_unit(task: tuple[str, str, str, int, str, dict[str, Any]]) -> dict[s
     fixed = run(build_policy(parse_spec("fixed_budget"), names), "fixed_budget", "", None, "fixed")
     n = len(fixed.actions)
     kinds = ["reprune", "switch"]
-    variant = rng.permutation(["reprune:hardest", "reprune:easiest"]).tolist()
+    variant = rng.permutation(["reprune_hardest", "reprune_easiest"]).tolist()
     for b in range(int(opts["branches"])):
         kind = kinds[b % 2] if b < 2 else kinds[(b + 1) % 2]
         t = int(rng.integers(0, max(1, n - 1)))  # a decision index with at least one interval after it
@@ -211,6 +226,13 @@ def _mask_at(tree: Any, prefix: tuple[int, ...]) -> np.ndarray:
     for i, a in enumerate(prefix):
         node = tree.step(prefix[:i], a)
     return node.mask
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _atomic_json(path: Path, obj: Any) -> None:
@@ -271,9 +293,10 @@ def collect_world(cfg: CollectWorldConfig, progress: bool = True) -> dict[str, A
     length = {
         i.name: i.draw.get("intervals", 0) * (1 + len(i.draw.get("cap_schedule", []) or [])) for i in pool
     }
-    todo.sort(key=lambda u: -length.get(u[0], 0))
+    base = {i.name: i.draw.get("base", "") for i in pool}
+    todo.sort(key=lambda u: (base[u[0]] in cfg.defer_bases, -length.get(u[0], 0)))
     tasks = [(instances, cfg.split, n, s, str(out), opts) for n, s in todo]
-    totals = {"units": 0, "episodes": 0, "real_steps": 0}
+    totals = {"units": 0, "errors": 0, "real_steps": 0}
     bar = tqdm(
         total=len(units),
         initial=len(units) - len(todo),
@@ -287,7 +310,12 @@ def collect_world(cfg: CollectWorldConfig, progress: bool = True) -> dict[str, A
     ) as results:
         for r in results:
             bar.update(1)
-            if not r.get("skipped"):
+            if r.get("error"):
+                totals["errors"] += 1
+                tqdm.write(
+                    f"collect-world: {r['instance']}-{r['episode_seed']} failed ({r['error'][:200]}); see errors/"
+                )
+            elif not r.get("skipped"):
                 totals["units"] += 1
                 totals["real_steps"] += r["real_steps"]
                 bar.set_postfix(

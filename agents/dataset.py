@@ -230,7 +230,10 @@ def write_minari(
                     rewards=np.asarray([n.reward for n in nodes[1:]], dtype=np.float64),
                     terminations=np.asarray([n.terminated for n in nodes[1:]], dtype=bool),
                     truncations=np.asarray([n.truncated for n in nodes[1:]], dtype=bool),
-                    infos=_info_arrays(nodes, targets),
+                    # minari 0.5's arrow storage cannot decode a 1-d numpy info (empty shape): lists
+                    infos={
+                        k: v if v.ndim > 1 else v.tolist() for k, v in _info_arrays(nodes, targets).items()
+                    },
                 )
             )
         from minari.storage import get_dataset_path

@@ -217,8 +217,9 @@ PeakFn = Callable[[str, int, int, list[str]], dict[str, float]]
 def measured_peaks(spec: WorldSpec, cache_dir: str = "") -> PeakFn:
     """The peaks the env measures at reset (``envs.probe``), on a small clean workload of each base.
 
-    The peak depends on the base, the batch shape and the strategy, not on the data's content, so one
-    probe per (base, batch size, seq_len, strategy) serves every instance.
+    The peak depends on the base's shapes, the batch shape and the strategy, not on the weights or the
+    data's content, so one probe per (base, batch size, seq_len, strategy) serves every instance, run on a
+    base of the same shapes pretrained for one step (the env measures again at reset, on the real base).
     """
     from govgym.efficiency.config import RunConfig
     from govgym.envs.probe import strategy_peaks
@@ -226,6 +227,9 @@ def measured_peaks(spec: WorldSpec, cache_dir: str = "") -> PeakFn:
 
     def fn(base: str, batch: int, seq_len: int, strategies: list[str]) -> dict[str, float]:
         run = deep_merge(spec.run, _base_run(base))
+        # a peak depends on shapes (base, batch, seq_len, strategy), not on weights: measured on a base of
+        # the same shapes pretrained 1 step (built in seconds), so generating never waits for pretraining
+        run["model"]["pretrain_steps"] = 1
         run = deep_merge(
             run,
             {
