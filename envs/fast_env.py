@@ -68,7 +68,7 @@ def plan_of(fm: FastModel, iset: InstanceSet, inst: Instance, k: int | None = No
     cfg = iset.run_config(inst)
     k = int(k or iset.env.interval_steps)
     st = Static.of(cfg, inst.budget_epochs if inst.budget_epochs is not None else 0.0)
-    step, ev = fm.costs(st.task, inst.start_strategy)
+    step, ev = fm.costs(st.cost_key, inst.start_strategy)
     if inst.budget_epochs is not None:
         intervals = max(1, round(inst.budget_epochs * st.examples / st.batch / k))
     else:
@@ -89,7 +89,7 @@ def plan_of(fm: FastModel, iset: InstanceSet, inst: Instance, k: int | None = No
         lam=float(inst.lam),
         cap_mb=float(inst.cap_mb),
         cap_schedule=tuple((float(c.at), float(c.cap_mb)) for c in inst.cap_schedule),
-        e0=fm.e0(st.task),
+        e0=fm.e0(st.e0_key),
         eval_examples=int(cfg.data.eval_examples),
         scorer=iset.env.reprune_scorer,
         sample=int(iset.env.reprune_sample),
@@ -109,7 +109,7 @@ def lever_flops(fm: FastModel, plan: Plan, before: RunState, kind: str, fraction
     n = n_kept
     if plan.sample:
         n = min(max(plan.sample, round(fraction * n_kept)), n_kept)
-    _, ev = fm.costs(plan.static.task, before.strategy)
+    _, ev = fm.costs(plan.static.cost_key, before.strategy)
     return n * ev / max(plan.eval_examples, 1) * (3.0 if plan.scorer == "gradnorm" else 1.0)
 
 
@@ -132,8 +132,8 @@ def apply_lever(state: RunState, kind: str, arg: Any, fraction: float) -> RunSta
 def advance(fm: FastModel, plan: Plan, s: RunState) -> tuple[RunState, float, float, float, float]:
     """K steps under ``s.strategy`` (on a copy): (state, train + measurement FLOPs, eval FLOPs, lr start, lr end)."""
     out = replace(s)
-    step, ev = fm.costs(plan.static.task, s.strategy)
-    start_step, _ = fm.costs(plan.static.task, plan.start)
+    step, ev = fm.costs(plan.static.cost_key, s.strategy)
+    start_step, _ = fm.costs(plan.static.cost_key, plan.start)
     lr0 = lr_frac(out.virtual, plan.total_steps, plan.warmup, plan.schedule)
     out.virtual += plan.k * step / start_step  # the schedule moves by training FLOPs (v1)
     out.steps += plan.k
@@ -263,7 +263,7 @@ class FineTuneFastEnv(gym.Env):
             else 0.0
         )
         p = self.plan
-        _, ev = self.fm.costs(p.static.task, p.start)
+        _, ev = self.fm.costs(p.static.cost_key, p.start)
         self.flops = ev
         self.state = RunState(strategy=p.start)
         self.cap = p.cap_mb
@@ -328,7 +328,7 @@ class FineTuneFastEnv(gym.Env):
         if s.kept * (1 - f) < self.ecfg.min_kept_fraction or n_kept * (1 - f) < p.static.batch:
             mask[1] = mask[2] = False
         for i, t in enumerate(self.targets):
-            if t == s.strategy or (self.cap > 0 and self.fm.peak_mb(p.static.task, t) > self.cap):
+            if t == s.strategy or (self.cap > 0 and self.fm.peak_mb(p.static.cost_key, t) > self.cap):
                 mask[3 + i] = False
         return mask
 
@@ -350,11 +350,11 @@ class FineTuneFastEnv(gym.Env):
         lever = apply_lever(before, kind, arg, self.ecfg.reprune_fraction)
         after, train_fl, ev_fl, lr0, lr1 = advance(self.fm, p, lever)
         train_fl += score_fl
-        if self.cap > 0 and self.fm.peak_mb(p.static.task, after.strategy) > self.cap:
+        if self.cap > 0 and self.fm.peak_mb(p.static.cost_key, after.strategy) > self.cap:
             self.state = after
             spent = train_fl / p.budget
             self.flops += train_fl
-            err = f"oom: measured peak {self.fm.peak_mb(p.static.task, after.strategy):.1f} MiB above the {self.cap:.0f} MiB cap under {after.strategy}"
+            err = f"oom: measured peak {self.fm.peak_mb(p.static.cost_key, after.strategy):.1f} MiB above the {self.cap:.0f} MiB cap under {after.strategy}"
             return self._end(-self.ecfg.oom_penalty - p.lam * spent, True, False, err, extra)
         act = self.action_names[a]
         x = transition_features(p.static, before, after, lr0, lr1, act)
@@ -398,7 +398,7 @@ class FineTuneFastEnv(gym.Env):
             grad_norm_std=cv * gn,
             grad_noise_scale=math.exp(min(ns, 10.0)) * p.static.batch if ns > 0.05 else float("nan"),
             batch_size=p.static.batch,
-            mem_peak_mb=self.fm.peak_mb(p.static.task, s.strategy),
+            mem_peak_mb=self.fm.peak_mb(p.static.cost_key, s.strategy),
             cap_mb=self.cap,
             strategy=s.strategy,
             kept_fraction=s.kept,
