@@ -65,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
         "--out", default="runs/dataset", help="folder for the Parquet files, card and Minari data"
     )
     exp.add_argument("overrides", nargs="*", metavar="key=value")
+    hr = ds.add_parser(
+        "headroom",
+        help="oracle (best stop) and best explored schedule vs the best heuristic, per family and task",
+        epilog="key=value: corpus=FOLDER (a collect-world output)",
+        formatter_class=fmt,
+    )
+    hr.add_argument("--out", default="runs/headroom", help="folder for headroom.json and headroom_*.csv")
+    hr.add_argument("overrides", nargs="*", metavar="key=value")
     return ap
 
 
@@ -84,6 +92,8 @@ def main(argv: list[str]) -> int:
                 f"({s['unit_seconds']:.0f} s of unit work); this run: {s['this_run']['units']} units in {s['seconds']:.0f} s"
             )
             return 0
+        if args.action == "headroom":
+            return _headroom(Path(str(pairs.get("corpus", "runs/corpus_v2"))), Path(args.out))
         from govgym.agents.dataset import ExportConfig, export_dataset
 
         s = export_dataset(from_dict(ExportConfig, pairs), Path(args.out))
@@ -92,6 +102,24 @@ def main(argv: list[str]) -> int:
     except USER_ERRORS as err:
         print(f"govgym {args.cmd}: error: {err}", file=sys.stderr)
         return 2
+
+
+def _headroom(corpus: Path, out: Path) -> int:
+    from govgym.agents.headroom import headroom
+    from govgym.results import format_table, write_json, write_rows
+
+    h = headroom(corpus)
+    print(
+        f"best heuristic (highest mean return over the corpus): {h['best_heuristic']}  {h['heuristic_means']}"
+    )
+    print(format_table(h["by_family"]))
+    print(format_table(h["by_task"]))
+    out.mkdir(parents=True, exist_ok=True)
+    write_rows(out, "headroom_family", h["by_family"])
+    write_rows(out, "headroom_task", h["by_task"])
+    write_json(out / "headroom.json", h)
+    print(f"wrote {out}/headroom.json, headroom_family.csv/json, headroom_task.csv/json")
+    return 0
 
 
 def _generate(args: argparse.Namespace, pairs: dict[str, Any]) -> int:
