@@ -23,9 +23,8 @@ def test_shipped_yaml_validates(path):
     assert text.startswith("#") and (
         "govgym" in text.split("\n\n")[0] or "gymnasium" in text.split("\n\n")[0]
     )  # header with the run command
-    if (
-        "tuned_lr:" in text
-    ):  # a world spec (configs/world_v2.yaml): the distribution an instance set is drawn from
+    # a world spec (configs/world_v2.yaml): the distribution an instance set is drawn from
+    if "tuned_lr:" in text:
         from govgym.envs.world import load_spec
 
         spec = load_spec(path)
