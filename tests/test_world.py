@@ -334,6 +334,20 @@ def test_headroom_bounds_hold_on_a_tiny_corpus(corpus: Path) -> None:
     assert h["by_family"][-1]["family"] == "all" and h["by_family"][-1]["units"] == len(h["rows"])
 
 
+def test_world_jobs_in_process(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The fast tier's stand-in for the subprocess smoke test below: same refusals, no interpreter start."""
+    from govgym.cli import main
+
+    out = tmp_path / "set.yaml"
+    never = ["max_examples={lo: 64, hi: 64}", "batch_sizes=[16]", "budget_epochs={lo: 0.5, hi: 0.6}"]
+    counts = ["train.count=2", "a.count=0", "b.count=0", "c.count=0"]
+    assert main(["instances", "generate", "--out", str(out), *never, *counts]) == 2
+    assert "under one interval" in capsys.readouterr().err and not out.exists()
+    assert main(["dataset", "export", f"corpus={tmp_path / 'none'}"]) == 2
+    assert "collect-world" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_world_cli_smoke(tmp_path: Path) -> None:
     """`govgym instances generate` refuses an unrunnable world (exit 2, nothing written); `dataset export`
     names a missing corpus; `collect-world --help` lists its keys."""
