@@ -29,7 +29,9 @@ from govgym.typed import ConfigError, check_choice, check_range
 
 def check_harness(prefix: str, cfg: Any) -> None:
     """The settings every harness over (instance, seed) tasks shares: split, seeds, workers, backend, tolerance, max_instances."""
-    check_choice(f"{prefix}.split", cfg.split, ("train", "test"))
+    check_choice(
+        f"{prefix}.split", cfg.split, ("train", "test", "test-a", "test-b", "test-c")
+    )  # test-*: FineTune-v2's held-out splits
     check_range(f"{prefix}.seeds", cfg.seeds, 1)
     check_range(f"{prefix}.workers", cfg.workers, 1)
     check_backend(prefix, cfg.backend, cfg.ray_address)

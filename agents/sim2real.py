@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from govgym.typed import ConfigError, check_range
+from govgym.typed import ConfigError, check_choice, check_range
 
 
 @dataclass
@@ -54,6 +54,8 @@ class Sim2RealConfig:
     """Refit on this many train traces each (0 = all) and compare again: error vs number of traces."""
     fit_seeds: int = 2
     """Draws of each trace count (the spread of the error-vs-traces curve)."""
+    split: str = "test"
+    """Held-out split compared: test, or one of FineTune-v2's test-a (new draws), test-b (unseen tasks), test-c (unseen bases)."""
 
     def __post_init__(self) -> None:
         for i, a in enumerate(self.agents):
@@ -62,6 +64,7 @@ class Sim2RealConfig:
                     f"sim2real.agents[{i}]: got {a!r}; give label=path, the label as in the leaderboard, e.g. "
                     "agent=runs/train_v1/final.zip."
                 )
+        check_choice("sim2real.split", self.split, ("test", "test-a", "test-b", "test-c"))
         check_range("sim2real.seeds", self.seeds, 1)
         check_range("sim2real.fit_seeds", self.fit_seeds, 1)
         for i, n in enumerate(self.traces):
@@ -177,7 +180,7 @@ def compare(
     from govgym.agents.policies import build_policy, parse_spec
     from govgym.envs.fast_env import FineTuneFastEnv
 
-    mean_env = FineTuneFastEnv(iset, split="test", model=fm, noise=False)
+    mean_env = FineTuneFastEnv(iset, split=cfg.split, model=fm, noise=False)
     errs, frac_errs, ret_errs, oom_agree = [], [], [], []
     by_family: dict[str, list[float]] = defaultdict(list)
     fam = {i.name: i.family for i in iset.test}
@@ -193,7 +196,7 @@ def compare(
             frac_errs.append(abs(f["budget_frac"][t] - p["budget_frac"][t]))
         ret_errs.append(abs(f["return"] - p["return"]))
         oom_agree.append(f["error"].startswith("oom") == p["error"].startswith("oom"))
-    noisy = FineTuneFastEnv(iset, split="test", model=fm, noise=True)
+    noisy = FineTuneFastEnv(iset, split=cfg.split, model=fm, noise=True)
     names = [i.name for i in iset.test]
     pol_rows = []
     for label, per in real.items():
@@ -258,7 +261,7 @@ def sim2real(cfg: Sim2RealConfig, out: Path, progress: bool = True) -> dict[str,
     from govgym.results import write_json, write_rows
 
     iset = load_instances(cfg.instances or None)
-    paths = real_paths(iset, cfg.memo)
+    paths = real_paths(iset, cfg.memo, cfg.split)
     if not paths:
         raise ConfigError(
             f"sim2real: no saved held-out episodes under {cfg.memo!r}; run `govgym map` and `govgym evaluate` first."

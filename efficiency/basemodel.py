@@ -40,6 +40,7 @@ from transformers.utils import logging as hf_logging
 
 from govgym import __version__
 from govgym.efficiency import corpus
+from govgym.efficiency.bases import LORA_TARGETS, WORLD_BASES  # noqa: F401  (public here too)
 from govgym.efficiency.config import RunConfig, default_cache_dir
 from govgym.typed import ConfigError
 
@@ -106,12 +107,15 @@ def _base_recipe(cfg: RunConfig) -> dict[str, Any]:
         "pretrain_steps",
         "pretrain_lr",
     )
-    return {
+    recipe = {
         "format": BASE_FORMAT,
         "char_cap": corpus.PRETRAIN_CHAR_CAP,
         **PRETRAIN,
         **{f: getattr(m, f) for f in fields},
     }
+    if m.arch != "llama":  # only another family adds the key: every Llama base keeps its cache key
+        recipe["arch"] = m.arch
+    return recipe
 
 
 def size_overrides(size: str, key: str = "size") -> dict[str, Any]:
@@ -194,20 +198,7 @@ def _build_base(cfg: RunConfig, manifest: dict[str, Any], out: Path, progress: b
     seq_len = min(PRETRAIN["seq_len"], m.max_position_embeddings)
     train_chunks, held_chunks = _pretrain_chunks(texts, tokenizer, seq_len)
     torch.manual_seed(PRETRAIN["seed"])
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=m.hidden_size,
-        intermediate_size=m.intermediate_size,
-        num_hidden_layers=m.num_layers,
-        num_attention_heads=m.num_heads,
-        num_key_value_heads=m.num_heads,
-        max_position_embeddings=m.max_position_embeddings,
-        tie_word_embeddings=True,  # tied: 2048x128 once
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = LlamaForCausalLM(config).float()
+    model = _new_model(m, tokenizer)
     init_eval = _mean_loss(model, held_chunks, PRETRAIN["batch"])
     opt = torch.optim.AdamW(
         model.parameters(),
@@ -257,6 +248,64 @@ def _build_base(cfg: RunConfig, manifest: dict[str, Any], out: Path, progress: b
     corpus.save_manifest(manifest, out / "manifest.json")
     (out / "govgym_base.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return summary
+
+
+def _new_model(m: Any, tokenizer: Any) -> Any:
+    """A freshly initialised causal LM of family ``m.arch`` (seeded by the caller), fp32, tied embeddings.
+
+    ``llama``: RMSNorm, rotary, SwiGLU MLP of ``intermediate_size``. ``gpt_neox``: LayerNorm, partial
+    rotary (25%), parallel attention + GELU MLP, one fused ``query_key_value``. ``gpt2``: LayerNorm,
+    learned positions, GELU MLP, ``Conv1D`` layers (``c_attn``/``c_proj``/``c_fc``). Same widths, so a
+    size name means about the same parameter count in every family.
+    """
+    ids = {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if m.arch == "gpt_neox":
+        from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+        config = GPTNeoXConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=m.hidden_size,
+            intermediate_size=m.intermediate_size,
+            num_hidden_layers=m.num_layers,
+            num_attention_heads=m.num_heads,
+            max_position_embeddings=m.max_position_embeddings,
+            tie_word_embeddings=True,
+            **ids,
+        )
+        return GPTNeoXForCausalLM(config).float()
+    if m.arch == "gpt2":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        config = GPT2Config(
+            vocab_size=len(tokenizer),
+            n_embd=m.hidden_size,
+            n_inner=m.intermediate_size,
+            n_layer=m.num_layers,
+            n_head=m.num_heads,
+            n_positions=m.max_position_embeddings,
+            tie_word_embeddings=True,
+            resid_pdrop=0.0,  # no dropout: runs stay bit-reproducible, as the Llama base (no dropout)
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            **ids,
+        )
+        return GPT2LMHeadModel(config).float()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=m.hidden_size,
+        intermediate_size=m.intermediate_size,
+        num_hidden_layers=m.num_layers,
+        num_attention_heads=m.num_heads,
+        num_key_value_heads=m.num_heads,
+        max_position_embeddings=m.max_position_embeddings,
+        tie_word_embeddings=True,  # tied: 2048x128 once
+        **ids,
+    )
+    return LlamaForCausalLM(config).float()
 
 
 def _version(name: str) -> str:

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from govgym.efficiency.corpus import TASKS
 from govgym.efficiency.strategy import Strategy
+from govgym.efficiency.tasks import ALL_TASKS
 from govgym.typed import ConfigError, check_choice, check_range, deep_merge, from_dict, load_yaml
 
 NOISE_KINDS = ("corrupt", "shuffle", "duplicate")
+ARCHS = ("llama", "gpt_neox", "gpt2")
+"""Decoder families the embedded base can be built as (``efficiency.basemodel``)."""
 
 
 @dataclass
@@ -20,6 +22,8 @@ class ModelConfig:
 
     source: str = "default"
     """'default' (the embedded tiny Llama, pretrained here and cached) or a local HF model directory."""
+    arch: str = "llama"
+    """Embedded default only: llama | gpt_neox | gpt2 (the decoder family built and pretrained here)."""
     hidden_size: int = 128
     """Embedded default only: width. 128 -> ~1.1M params with the other defaults."""
     num_layers: int = 4
@@ -69,6 +73,7 @@ class ModelConfig:
             raise ConfigError(
                 f"model.hidden_size: {self.hidden_size} is not divisible by model.num_heads={self.num_heads}."
             )
+        check_choice("model.arch", self.arch, ARCHS)
         check_range("model.vocab_size", self.vocab_size, 300)
         check_range("model.pretrain_lr", self.pretrain_lr, 0.0, 1.0, lo_open=True)
 
@@ -81,7 +86,9 @@ class DataConfig:
     """'default' (a task built from the stdlib half not used for pretraining, see ``task``) or a local
     dataset: a json/jsonl/txt/parquet/arrow file, a folder of them, or a datasets.save_to_disk folder."""
     task: str = "doc2code"
-    """Default source only: doc2code (docstring summary -> function) or code2doc (function -> summary)."""
+    """Default source only: doc2code (docstring summary -> function), code2doc (function -> summary), or
+    one of the world's tasks (``efficiency.tasks.WORLD_TASKS``: body2name, sig2doc, nextline, docprose,
+    comments)."""
     response_only: bool = False
     """SFT on prompt -> response data as TRL's SFTTrainer does it: the loss (train and eval) covers the
     response tokens only (labels -100 on the prompt). False: every token is a target."""
@@ -122,7 +129,7 @@ class DataConfig:
             raise ConfigError(
                 "data.text_field: got an empty string; name the column holding the text, e.g. text."
             )
-        check_choice("data.task", self.task, TASKS)
+        check_choice("data.task", self.task, ALL_TASKS)
         if not isinstance(self.response_only, bool):
             raise ConfigError(f"data.response_only: expected true or false, got {self.response_only!r}.")
         if bool(self.prompt_field.strip()) != bool(self.response_field.strip()):

@@ -45,7 +45,7 @@ import numpy as np
 from datasets.utils import logging as ds_logging
 from transformers.utils import logging as hf_logging
 
-from govgym.efficiency import corpus
+from govgym.efficiency import corpus, tasks
 from govgym.efficiency.basemodel import (  # noqa: F401  (build_base_model, base_manifest_diff: public API here too)
     base_manifest_diff,
     build_base_model,
@@ -475,7 +475,7 @@ def _default_data(
                     "rebuilt on next use."
                 ) from err
             return dd["train"], dd["eval"], meta
-    examples = corpus.task_examples(manifest, cfg.data.task)
+    examples = tasks.task_examples(manifest, cfg.data.task)
     cols = ("key", "prompt", "response", "text")
     texts = datasets.Dataset.from_dict({k: [e[k] for e in examples] for k in cols})
     train, eval_, meta = _prepare(texts, cfg, tokenizer, vocab_ids)

@@ -1,6 +1,6 @@
 """Gymnasium environments over a real fine-tuning run.
 
-``govgym/FineTune-v0``, ``govgym/FineTune-v1`` and ``govgym/FineTuneFast-v1`` (the fast backend fitted from
+``govgym/FineTune-v0``, ``govgym/FineTune-v1``, ``govgym/FineTune-v2`` (the generated world) and ``govgym/FineTuneFast-v1`` (the fast backend fitted from
 real runs) are registered when ``govgym`` is imported (if gymnasium is installed); the entry
 point is a string, so nothing heavy is imported until ``gymnasium.make``.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 ENV_ID = "govgym/FineTune-v0"
 ENV_ID_V1 = "govgym/FineTune-v1"
 ENV_ID_FAST = "govgym/FineTuneFast-v1"
+ENV_ID_V2 = "govgym/FineTune-v2"
 
 
 def register_envs() -> None:
@@ -30,6 +31,8 @@ def register_envs() -> None:
             kwargs={"version": 1},
             disable_env_checker=False,
         )
+    if ENV_ID_V2 not in registry:
+        register(id=ENV_ID_V2, entry_point="govgym.envs.finetune_v2:FineTuneV2Env", disable_env_checker=False)
     if ENV_ID_FAST not in registry:
         register(
             id=ENV_ID_FAST,

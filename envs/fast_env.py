@@ -66,7 +66,7 @@ def plan_of(fm: FastModel, iset: InstanceSet, inst: Instance, k: int | None = No
     cfg = iset.run_config(inst)
     k = int(k or iset.env.interval_steps)
     st = Static.of(cfg, inst.budget_epochs if inst.budget_epochs is not None else 0.0)
-    step, ev = fm.costs(st.task, inst.start_strategy)
+    step, ev = fm.costs(st.cost_key, inst.start_strategy)
     if inst.budget_epochs is not None:
         intervals = max(1, round(inst.budget_epochs * st.examples / st.batch / k))
     else:
@@ -87,7 +87,7 @@ def plan_of(fm: FastModel, iset: InstanceSet, inst: Instance, k: int | None = No
         lam=float(inst.lam),
         cap_mb=float(inst.cap_mb),
         cap_schedule=tuple((float(c.at), float(c.cap_mb)) for c in inst.cap_schedule),
-        e0=fm.e0(st.task),
+        e0=fm.e0(st.e0_key),
         eval_examples=int(cfg.data.eval_examples),
         scorer=iset.env.reprune_scorer,
         sample=int(iset.env.reprune_sample),
@@ -107,7 +107,7 @@ def lever_flops(fm: FastModel, plan: Plan, before: RunState, kind: str, fraction
     n = n_kept
     if plan.sample:
         n = min(max(plan.sample, round(fraction * n_kept)), n_kept)
-    _, ev = fm.costs(plan.static.task, before.strategy)
+    _, ev = fm.costs(plan.static.cost_key, before.strategy)
     return n * ev / max(plan.eval_examples, 1) * (3.0 if plan.scorer == "gradnorm" else 1.0)
 
 
@@ -130,8 +130,8 @@ def apply_lever(state: RunState, kind: str, arg: Any, fraction: float) -> RunSta
 def advance(fm: FastModel, plan: Plan, s: RunState) -> tuple[RunState, float, float, float, float]:
     """K steps under ``s.strategy`` (on a copy): (state, train + measurement FLOPs, eval FLOPs, lr start, lr end)."""
     out = replace(s)
-    step, ev = fm.costs(plan.static.task, s.strategy)
-    start_step, _ = fm.costs(plan.static.task, plan.start)
+    step, ev = fm.costs(plan.static.cost_key, s.strategy)
+    start_step, _ = fm.costs(plan.static.cost_key, plan.start)
     lr0 = lr_frac(out.virtual, plan.total_steps, plan.warmup, plan.schedule)
     out.virtual += plan.k * step / start_step  # the schedule moves by training FLOPs (v1)
     out.steps += plan.k
@@ -262,13 +262,13 @@ class FineTuneFastEnv(gym.Env):
         )
         p = self.plan
         if p.family != "random":  # the real env's reset check (efficiency/caps.py): a cap with no room
-            peaks = {t: self.fm.peak_mb(p.static.task, t) for t in {*self.targets, p.start}}
+            peaks = {t: self.fm.peak_mb(p.static.cost_key, t) for t in {*self.targets, p.start}}
             fix = "Raise it (or set 0 for no cap), or add a smaller strategy to env.switch_targets."
             err = caps.room_error(f"instance {p.name!r}", p.cap_mb, p.cap_schedule, peaks, fix)
             if err:
                 self.plan = None
                 raise ConfigError(err)
-        _, ev = self.fm.costs(p.static.task, p.start)
+        _, ev = self.fm.costs(p.static.cost_key, p.start)
         self.flops = ev
         self.state = RunState(strategy=p.start)
         self.cap = p.cap_mb
@@ -332,7 +332,7 @@ class FineTuneFastEnv(gym.Env):
         reprune = not (s.kept * (1 - f) < self.ecfg.min_kept_fraction or n_kept * (1 - f) < p.static.batch)
 
         def switch(t: str) -> bool:
-            return not (t == s.strategy or caps.over_cap(self.fm.peak_mb(p.static.task, t), self.cap))
+            return not (t == s.strategy or caps.over_cap(self.fm.peak_mb(p.static.cost_key, t), self.cap))
 
         return action_mask(self.action_names, reprune=reprune, switch=switch)
 
@@ -354,11 +354,11 @@ class FineTuneFastEnv(gym.Env):
         lever = apply_lever(before, kind, arg, self.ecfg.reprune_fraction)
         after, train_fl, ev_fl, lr0, lr1 = advance(self.fm, p, lever)
         train_fl += score_fl
-        if caps.over_cap(self.fm.peak_mb(p.static.task, after.strategy), self.cap):
+        if caps.over_cap(self.fm.peak_mb(p.static.cost_key, after.strategy), self.cap):
             self.state = after
             spent = train_fl / p.budget
             self.flops += train_fl
-            err = f"oom: measured peak {self.fm.peak_mb(p.static.task, after.strategy):.1f} MiB above the {self.cap:.0f} MiB cap under {after.strategy}"
+            err = f"oom: measured peak {self.fm.peak_mb(p.static.cost_key, after.strategy):.1f} MiB above the {self.cap:.0f} MiB cap under {after.strategy}"
             return self._end(-self.ecfg.oom_penalty - p.lam * spent, True, False, err, extra)
         act = self.action_names[a]
         x = transition_features(p.static, before, after, lr0, lr1, act)
@@ -402,7 +402,7 @@ class FineTuneFastEnv(gym.Env):
             grad_norm_std=cv * gn,
             grad_noise_scale=math.exp(min(ns, 10.0)) * p.static.batch if ns > 0.05 else float("nan"),
             batch_size=p.static.batch,
-            mem_peak_mb=self.fm.peak_mb(p.static.task, s.strategy),
+            mem_peak_mb=self.fm.peak_mb(p.static.cost_key, s.strategy),
             cap_mb=self.cap,
             strategy=s.strategy,
             kept_fraction=s.kept,

@@ -23,7 +23,7 @@ import numpy as np
 
 from govgym.envs.actions import action_table
 from govgym.envs.fast_env import advance, apply_lever, lever_flops, plan_of
-from govgym.envs.fastmodel import INPUTS, OUTPUTS, FastModel, RunState, base_key, transition_features
+from govgym.envs.fastmodel import INPUTS, OUTPUTS, FastModel, RunState, Static, base_key, transition_features
 from govgym.envs.instances import InstanceSet, load_instances
 from govgym.envs.memo import TREE_SUFFIX, load_nodes, memo_folder, memo_siblings
 from govgym.typed import ConfigError, check_range
@@ -65,7 +65,7 @@ def measure_mechanics(iset: InstanceSet, strategies: list[str]) -> dict[str, Any
     seen: set[str] = set()
     for inst in iset.train:
         cfg = iset.run_config(inst)
-        task = cfg.data.task
+        task = Static.of(cfg, 0.0).cost_key  # the task on v1's base; the base and batch otherwise
         if task in seen:
             continue
         seen.add(task)
@@ -105,7 +105,7 @@ def extract(
             continue
         e0 = float(nodes[()].info["eval_loss"])
         states: dict[tuple[int, ...], RunState] = {(): RunState(strategy=plan.start)}
-        flops: dict[tuple[int, ...], float] = {(): fm.costs(plan.static.task, plan.start)[1]}
+        flops: dict[tuple[int, ...], float] = {(): fm.costs(plan.static.cost_key, plan.start)[1]}
         fixed_len = 0
         for prefix in sorted(nodes, key=len):
             if not prefix or prefix[:-1] not in states:
@@ -278,7 +278,7 @@ def fit_fast(cfg: FitConfig, progress: bool = False) -> tuple[FastModel, dict[st
     for name, _, path in trees:
         nodes = load_nodes(path)
         if () in nodes:
-            e0.setdefault(iset.run_config(iset.get(name)).data.task, []).append(
+            e0.setdefault(Static.of(iset.run_config(iset.get(name)), 0.0).e0_key, []).append(
                 float(nodes[()].info["eval_loss"])
             )
     mech["e0"] = {k: float(np.mean(v)) for k, v in e0.items()}

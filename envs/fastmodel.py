@@ -83,6 +83,19 @@ class Static:
     kinds: tuple[float, float, float]
     budget_epochs: float
     task: str
+    workload: str = ""
+    """The base and batch when they are not FineTune-v1's (``workload_key``); '' on v1's."""
+
+    @property
+    def cost_key(self) -> str:
+        """Key of the measured FLOPs and peaks: they depend on the base and the batch, not on the task;
+        on v1's base and batch the task (so v1's fitted models read as before)."""
+        return self.workload or self.task
+
+    @property
+    def e0_key(self) -> str:
+        """Key of the initial eval loss: the task, on the base (and batch) of the run."""
+        return f"{self.task}/{self.workload}" if self.workload else self.task
 
     @classmethod
     def of(cls, run_cfg: Any, budget_epochs: float) -> Static:
@@ -97,7 +110,31 @@ class Static:
             kinds=share,  # type: ignore[arg-type]
             budget_epochs=float(budget_epochs),
             task=str(d.task),
+            workload=workload_key(run_cfg),
         )
+
+
+V1_MODEL = {
+    "source": "default",
+    "arch": "llama",
+    "hidden_size": 128,
+    "num_layers": 4,
+    "intermediate_size": 352,
+}
+"""FineTune-v1's base (the embedded default): its workloads keep the task alone as their key."""
+
+
+def workload_key(run_cfg: Any) -> str:
+    """'' for FineTune-v1's base, batch 8 and 128-token examples; else ``arch-hidden x layers/b<batch>/s<seq>``.
+
+    The generated world (FineTune-v2) draws bases and batch sizes, and each changes the FLOPs of a step
+    and the memory peak: the fast backend measures and looks them up per workload, not per task.
+    """
+    m = run_cfg.model
+    v1 = all(getattr(m, k, None) == v for k, v in V1_MODEL.items())
+    if v1 and run_cfg.optim.batch_size == 8 and run_cfg.data.seq_len == 128:
+        return ""
+    return f"{m.arch}-{m.hidden_size}x{m.num_layers}x{m.intermediate_size}/b{run_cfg.optim.batch_size}/s{run_cfg.data.seq_len}"
 
 
 @dataclass

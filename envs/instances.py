@@ -42,6 +42,8 @@ from govgym.typed import (
 )
 
 SPLITS = ("train", "test")
+HOLDOUTS = ("a", "b", "c")
+"""Held-out splits of a generated set: ``split='test-a'`` is the test instances with ``holdout: a``."""
 
 
 @dataclass
@@ -89,6 +91,13 @@ class Instance:
     family: str = ""
     """The regime a reader can name (e.g. overfit, noisy, cap, clean, mix): results are also reported
     per family. '' = the part of the name before its first '-'."""
+    holdout: str = ""
+    """Held-out split of a generated set (FineTune-v2): '' (train, or not generated), 'a' (new draws of
+    train tasks and bases), 'b' (tasks never in training), 'c' (bases never in training). Picked with
+    ``split='test-a'`` etc."""
+    draw: dict[str, Any] = field(default_factory=dict)
+    """What ``govgym instances generate`` drew for this instance (task, base, lr multiple, ...): a record,
+    not read by the env."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -96,6 +105,7 @@ class Instance:
         check_name("instance.name", self.name)
         if not self.family:
             self.family = self.name.split("-", 1)[0]
+        check_choice(f"{self.name}.holdout", self.holdout, ("", *HOLDOUTS))
         if (self.budget_tflops is None) == (self.budget_epochs is None):
             raise ConfigError(
                 f"{self.name}.budget_tflops: instance {self.name!r} needs exactly one budget: budget_tflops "
@@ -200,9 +210,13 @@ class InstanceSet:
             self.run_config(inst)  # fail at load time, not forty minutes into training
 
     def split(self, name: str) -> list[Instance]:
+        """The instances of split ``name``: train, test, or test-a / test-b / test-c (by ``holdout``)."""
         if name not in SPLITS:
-            check_choice("split", name, SPLITS)
-        items = self.train if name == "train" else self.test
+            check_choice("split", name, (*SPLITS, *(f"test-{h}" for h in HOLDOUTS)))
+        if name.startswith("test-"):
+            items = [i for i in self.test if i.holdout == name[5:]]
+        else:
+            items = self.train if name == "train" else self.test
         if not items:
             raise ConfigError(f"instances: the '{name}' split of {self.source or 'this set'} is empty.")
         return items
@@ -235,8 +249,9 @@ DEFAULT_VERSION = 1
 
 
 def default_instances_path(version: int = DEFAULT_VERSION) -> Path:
-    """The packaged instance set of govgym/FineTune-v{version} (default: v1)."""
-    return Path(str(files("govgym.configs") / ("instances.yaml" if version == 0 else "instances_v1.yaml")))
+    """The packaged instance set of govgym/FineTune-v{version} (default: v1; v2: the generated world)."""
+    name = {0: "instances.yaml", 2: "instances_v2.yaml"}.get(version, "instances_v1.yaml")
+    return Path(str(files("govgym.configs") / name))
 
 
 def load_instances(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> InstanceSet:

@@ -23,7 +23,13 @@ def test_shipped_yaml_validates(path):
     assert text.startswith("#") and (
         "govgym" in text.split("\n\n")[0] or "gymnasium" in text.split("\n\n")[0]
     )  # header with the run command
-    if "train:" in text:
+    # a world spec (configs/world_v2.yaml): the distribution an instance set is drawn from
+    if "tuned_lr:" in text:
+        from govgym.envs.world import load_spec
+
+        spec = load_spec(path)
+        assert spec.train.count >= 300 and all(getattr(spec, h).count > 0 for h in "abc")
+    elif "train:" in text:
         s = load_instances(path)
         assert len(s.train) + len(s.test) >= 24 and len(s.test) >= 8
         for inst in s.train + s.test:

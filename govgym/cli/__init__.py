@@ -17,6 +17,7 @@ Subcommands (``govgym <cmd> --help`` lists each one's config keys with their doc
   export      a trained agent or a heuristic as a governor artifact that runs with numpy only
   deploy      fine-tune through the HF Trainer with a governor vs fixed budget vs EarlyStoppingCallback
   transfer    policies deployed zero-shot at 10-20x the training model size: savings kept, OOMs under scaled caps
+  instances generate / collect-world / dataset export   the generated world, its corpus, its dataset (cli/worldjobs.py)
 
 One option style for every subcommand:
   key=value   every setting: a config key, listed with its doc by `govgym <cmd> --help`
@@ -177,6 +178,11 @@ def dispatch(args: argparse.Namespace, pairs: dict[str, Any]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``govgym``: parse, run the subcommand; a user error is one sentence on stderr and exit status 2."""
+    from govgym.cli import worldjobs
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] and argv[0] in worldjobs.COMMANDS:  # the world's jobs parse their own lines
+        return worldjobs.main(argv)
     args, pairs = parse_args(argv)
     # Library deprecation chatter (peft probing transformers' renamed attributes) is not the user's concern.
     warnings.filterwarnings("ignore", category=FutureWarning)

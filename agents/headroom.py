@@ -1,0 +1,106 @@
+"""The headroom of a corpus: how much return a perfect governor could still gain over the best rule.
+
+    govgym dataset headroom corpus=/work/corpus_v2 --out runs/headroom
+
+Per (instance, seed) unit of a ``govgym collect-world`` corpus (any split: collect a held-out split with
+``split=test-a`` etc. into its own folder), from the episodes it holds:
+
+- ``fixed``: the fixed-budget run's return;
+- ``oracle``: the best stop in hindsight on the fixed run (``agents.rollout.oracle_episode``);
+- ``explored``: the best *explored* schedule: every episode of the unit (lever branches, heuristics,
+  random) scored at its own best stop (its highest-return prefix), and the oracle: the map's "all" row;
+- ``heuristic``: the return of the best heuristic, the one with the highest mean return over the whole
+  corpus (one rule for all units, as a deployed rule is), and each heuristic's own return.
+
+Rows per family and per task: means of each column and of the gaps ``oracle - heuristic`` and
+``explored - heuristic`` (the room the next governor must take), with the count of units.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from govgym.typed import ConfigError
+
+HEURISTIC_POLICIES = ("marginal_gain", "patience", "zeus", "memory_reactive")
+
+
+def _best_stop(rewards: list[float], error: str) -> float:
+    cum = np.concatenate([[0.0], np.cumsum(rewards)])
+    n_ok = len(rewards) - (1 if error else 0)
+    return float(np.max(cum[: n_ok + 1]))
+
+
+def unit_rows(corpus: Path) -> list[dict[str, Any]]:
+    """One row per finished unit of ``corpus``: fixed, oracle, explored and each heuristic's return."""
+    from govgym.envs.instances import load_instances
+
+    meta = json.loads((corpus / "collection.json").read_text(encoding="utf-8"))
+    iset = load_instances(meta["instances"])
+    rows = []
+    for f in sorted((corpus / "episodes").glob("*.json")):
+        unit = json.loads(f.read_text(encoding="utf-8"))
+        inst = iset.get(unit["instance"])
+        eps = {e["id"]: e for e in unit["episodes"]}
+        fixed = eps["fixed"]
+        row: dict[str, Any] = {
+            "unit": f.stem,
+            "family": inst.family,
+            "task": inst.draw.get("task", "?"),
+            "base": inst.draw.get("base", "?"),
+            "holdout": inst.holdout or "train",
+            "fixed": float(fixed["return"]),
+            "oracle": _best_stop(fixed["rewards"], fixed["error"]),
+            "explored": max(_best_stop(e["rewards"], e["error"]) for e in eps.values()),
+        }
+        for h in HEURISTIC_POLICIES:
+            if h in eps:
+                row[h] = float(eps[h]["return"])
+        rows.append(row)
+    if not rows:
+        raise ConfigError(
+            f"headroom: {str(corpus)!r} has no finished units yet; let `govgym collect-world` run longer."
+        )
+    return rows
+
+
+def headroom(corpus: Path) -> dict[str, Any]:
+    """The per-unit rows and the tables per family and per task (see the module docstring)."""
+    rows = unit_rows(corpus)
+    means = {
+        h: float(np.mean([r[h] for r in rows if h in r]))
+        for h in HEURISTIC_POLICIES
+        if any(h in r for r in rows)
+    }
+    best = max(means, key=means.get)
+    for r in rows:
+        r["heuristic"] = r.get(best, r["fixed"])
+        r["oracle_gap"] = r["oracle"] - r["heuristic"]
+        r["explored_gap"] = r["explored"] - r["heuristic"]
+    cols = ("fixed", "heuristic", "oracle", "explored", "oracle_gap", "explored_gap")
+
+    def table(key: str) -> list[dict[str, Any]]:
+        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in rows:
+            groups[r[key]].append(r)
+            groups["all"].append(r)
+        return [
+            {key: g, "units": len(rs), **{c: round(float(np.mean([r[c] for r in rs])), 4) for c in cols}}
+            for g, rs in sorted(groups.items(), key=lambda kv: (kv[0] == "all", kv[0]))
+        ]
+
+    return {
+        "best_heuristic": best,
+        "heuristic_means": means,
+        "by_family": table("family"),
+        "by_task": table("task"),
+        "rows": rows,
+    }
+
+
+__all__ = ["headroom", "unit_rows"]
