@@ -78,8 +78,9 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import IntervalStrategy
 
+from govgym.deploy import shipped
 from govgym.deploy.arguments import check_budget, check_k, check_number
-from govgym.deploy.artifact import load_governor
+from govgym.deploy.artifact import governor_from_spec, load_governor
 from govgym.deploy.decision_log import LOG_FORMAT as LOG_FORMAT  # re-exported
 from govgym.deploy.decision_log import DecisionLog
 from govgym.deploy.ledger import EvalMeter, flop_budget, measure_step, steps_of_budget
@@ -112,8 +113,10 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
 
     Args:
         governor: anything with SB3's ``predict(obs, action_masks=...)`` and ``action_names`` (a
-            heuristic of ``govgym.agents.heuristics``, an exported ``Governor``), or the path of an
-            exported artifact (loaded with ``govgym.deploy.artifact.load_governor``). With
+            heuristic of ``govgym.agents.heuristics``, an exported ``Governor``); or a string: a shipped
+            governor's name (``"default"``, ``"marginal_gain"``, ``"patience"``, ``"memory_reactive"``,
+            ``"zeus"``: ``deploy/shipped.py``), the path of an exported artifact (loaded with
+            ``govgym.deploy.artifact.load_governor``), or a heuristic spec (``"patience:patience=3"``). With
             ``restore_callback_states_from_checkpoint=True`` the Trainer rebuilds callbacks from their saved
             arguments, which hold a path but not a Python object: pass a path there.
         budget_flops: the FLOP budget; or
@@ -514,5 +517,15 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         logging.get_logger(__name__).warning(f"GovernorCallback: {text}")
 
 
-def _load(path: str | os.PathLike[str]) -> Any:
-    return load_governor(path)  # every check of the artifact (hashes, spec, names) happens here
+def _load(spec: str | os.PathLike[str]) -> Any:
+    """A shipped governor by name (``default``, ``marginal_gain`` ...), an artifact path, or a heuristic spec.
+
+    Every check of an artifact (hashes, spec, names) happens in ``load_governor``; a heuristic spec
+    (``patience:patience=3``, ``fixed_budget``) is built for the packaged v1 instance set's actions and K.
+    """
+    s = str(spec)
+    if isinstance(spec, str) and s.strip() in shipped.NAMES and not Path(s).exists():
+        return shipped.load_shipped(s.strip())
+    if not isinstance(spec, str):
+        return load_governor(spec)
+    return governor_from_spec(s, key="GovernorCallback: governor")[0]

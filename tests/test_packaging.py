@@ -82,5 +82,10 @@ def test_wheel_has_one_import_root(tmp_path):
         "govgym/py.typed",
         "govgym/cli/__init__.py",
         "govgym/cli/__main__.py",
+        "govgym/__main__.py",  # python -m govgym
     ):
         assert mod in names
+    from govgym.deploy.shipped import NAMES
+
+    for name in NAMES:  # GovernorCallback("default") etc. work from an installed wheel (deploy/shipped.py)
+        assert f"govgym/configs/governors/{name}/governor.json" in names, name
