@@ -60,8 +60,9 @@ that only toggles gradient checkpointing (``switch:lora+gc`` on a LoRA run) call
 ``min_kept_fraction`` of the data would remain), and switches of the base (full, LoRA, QLoRA, int8:
 ``switch:lora``, ``switch:qlora+gc`` ...) change the model in place with the optimizer rebuilt. In a
 plain Trainer these are masked out of ``predict(obs, action_masks=...)``. The budget ends training at
-the first decision where it is spent (the env's truncation). Every decision goes to
-``state.log_history`` and, atomically rewritten, to the JSON decision log.
+the first decision where it is spent (the env's truncation). Every decision goes through the Trainer's
+``log`` (``state.log_history`` and every ``report_to`` integration: ``governor/...`` keys,
+``deploy/report.py``) and, atomically rewritten, to the JSON decision log.
 
 Resuming from a Trainer checkpoint restores all of it (``GovernorCallback.state``: transformers'
 ``ExportableState``; see the class docstring).
@@ -92,6 +93,7 @@ from govgym.deploy.observe import (
     probe_batch,
     reading_from_trainer,
 )
+from govgym.deploy.report import TrainerLog, decision_logs
 from govgym.deploy.resume import CheckpointedGovernor
 from govgym.deploy.trainer_args import adjust_training_args
 from govgym.efficiency import noise
@@ -186,6 +188,7 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         )
         self.reprune_fraction, self.min_kept_fraction = float(reprune_fraction), float(min_kept_fraction)
         self.trainer: Levers | None = None  # a GovernedTrainer's levers (attach_levers; deploy/levers.py)
+        self.report = TrainerLog()  # decisions through trainer.log: report_to sees them (deploy/report.py)
         self.log_path = Path(log_path) if log_path is not None else None
         self.notes: list[str] = []
         self.training = False
@@ -235,6 +238,7 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         """Measure one optimizer step's FLOPs on a real batch, then count the first evaluation."""
         self._adjust(args, state)  # attached with add_callback: on_init_end did not run
+        self.report.find()  # the Trainer calling this event: decisions go through its log()
         self._reset_run()
         self._started = self.training = True
         self._step = state.global_step
@@ -292,6 +296,10 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
     def attach_levers(self, levers: Levers) -> None:
         """``LeverUser``: a ``GovernedTrainer`` gives its levers (reprune, base switches, the noise interval)."""
         self.trainer = levers
+        from transformers import Trainer
+
+        if isinstance(levers, Trainer):  # and its log(): no need to look for it on the call stack
+            self.report.set(levers)
 
     def model_changed(self, levers: Levers, model: Any) -> None:
         """``LeverUser``: the trainer switched the base; read the new model's strategy at the next use."""
@@ -327,6 +335,8 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
+        if self.report.emitting:  # this callback's own decision, logged through trainer.log
+            return
         if logs and "loss" in logs and "eval_loss" not in logs:
             self.logs.append({k: logs[k] for k in ("loss", "grad_norm", "learning_rate") if k in logs})
 
@@ -478,12 +488,7 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         if event is not None:
             row["trainer_event"] = {k: v for k, v in event.items() if k != "step"}
         self.decisions.append(row)
-        hist = {
-            "step": state.global_step,
-            "governor_action": name,
-            "governor_budget_frac": used / self.budget,
-        }
-        state.log_history.append({**hist, "governor_error": oom} if oom else hist)
+        self.report.log(state, decision_logs(row, self.action_names))  # log_history + report_to integrations
         self._write(state)
 
     def _noise_scale(self) -> float:
