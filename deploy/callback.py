@@ -93,6 +93,7 @@ from govgym.deploy.observe import (
     probe_batch,
     reading_from_trainer,
 )
+from govgym.deploy.ranks import from_rank0, rank_and_world
 from govgym.deploy.report import TrainerLog, decision_logs
 from govgym.deploy.resume import CheckpointedGovernor
 from govgym.deploy.trainer_args import adjust_training_args
@@ -201,6 +202,7 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
     def _reset_run(self) -> None:
         self._started = False
         self._step = 0
+        self.world = 1  # processes (torchrun); set at on_train_begin
         self._resumed_at: int | None = None
         self.flops_restart = 0
         self._gns: list[float] | None = None  # EMA of (|G|², tr Σ), the env's noise-scale average
@@ -252,9 +254,9 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
             )
         self.model, self.args = model, args
         self.mem.check_start(self.strategy)
-        self.batch_size = (
-            args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.n_gpu, 1)
-        )
+        # the global batch: per device x devices of this process (DataParallel) x accumulation x processes
+        _, self.world = rank_and_world()
+        self.batch_size = args.train_batch_size * args.gradient_accumulation_steps * self.world
         self._probe = probe_batch(kwargs.get("train_dataloader"), args, self.device)
         saved = self._saved_state(state)
         if saved is not None:  # a resumed run: measurements, budget and counts come from the checkpoint
@@ -278,7 +280,9 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         s = self.strategy
         if s in self.step_flops:
             return
-        fl, self.step_flops[s] = measure_step(self.model, self._probe, self.args.gradient_accumulation_steps)
+        fl, step = measure_step(self.model, self._probe, self.args.gradient_accumulation_steps)
+        fl, step = from_rank0((fl * self.world, step * self.world))  # every rank: the same step, global
+        self.step_flops[s] = step
         self.flops["measure"] += fl
 
     @property
@@ -344,7 +348,7 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         if self._counter.active:
-            self.eval_flops = self._counter.stop()
+            self.eval_flops = from_rank0(self._counter.stop() * self.world)  # every rank its shard: global
             if self.budget is None:  # steps x step FLOPs + the evaluations they include (+ E_0)
                 self.budget = flop_budget(
                     self.flops["measure"],
@@ -451,6 +455,7 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
             name = self.action_names[a] if valid else CONTINUE
             if not valid:
                 chosen = self.action_names[a] if 0 <= a < len(self.action_names) else a
+        name, chosen, oom = from_rank0((name, chosen, oom))  # rank 0 decides for every rank (deploy/ranks.py)
         if name in (STOP, "truncated", "oom"):
             control.should_training_stop = True
             if self.args.save_strategy != IntervalStrategy.NO:
