@@ -127,6 +127,7 @@ class GovernedMixin:
     def _link_callbacks(self) -> None:
         for cb in self.callback_handler.callbacks:
             if isinstance(cb, LeverUser):  # a GovernorCallback: give it the levers this trainer owns
+                check_grad_hooks(type(self))
                 cb.attach_levers(self)
                 self.track_noise = True
             elif isinstance(cb, GovernedTrainerState):
@@ -515,6 +516,35 @@ class GovernedTrainerState(TrainerCallback, ExportableState):
         return {"args": {}, "attributes": {"saved": t.governed_state() if t is not None else {}}}
 
 
+GRAD_HOOKS = ("_clip_grad_norm", "_get_grad_norm")
+"""The Trainer methods the noise scale is read through (each step's gradients before clipping)."""
+
+
+def missing_grad_hooks(trainer_cls: type) -> list[str]:
+    """Which of ``GRAD_HOOKS`` the Trainer class (below ``GovernedMixin``'s overrides) does not define."""
+    below = [c for c in trainer_cls.__mro__ if c is not GovernedMixin and not issubclass(c, GovernedMixin)]
+    return [name for name in GRAD_HOOKS if not any(name in vars(c) for c in below)]
+
+
+def check_grad_hooks(trainer_cls: type) -> None:
+    """Refuse a Trainer whose training loop has no ``_clip_grad_norm`` / ``_get_grad_norm``.
+
+    ``GovernedMixin`` reads the pre-clip gradients by overriding them; a transformers whose loop never calls
+    them (older ones clip inline) would leave the noise scale reading 0 without a word. The floor in
+    pyproject (transformers>=5.25, the version tested) has both; this check covers an older install.
+    """
+    missing = missing_grad_hooks(trainer_cls)
+    if missing:
+        import transformers
+
+        raise ConfigError(
+            f"GovernedTrainer: this transformers ({transformers.__version__}) Trainer has no {', '.join(missing)}, "
+            "through which the gradient noise scale is read; with it missing the governor's noise-scale feature "
+            'would silently read 0. Install a tested transformers (pip install "transformers>=5.25"), or use a '
+            "plain Trainer with GovernorCallback (no noise scale, reprune or base switch)."
+        )
+
+
 def _trainable(model: Any) -> int:
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
 
@@ -534,5 +564,7 @@ __all__ = [
     "GovernedTrainer",
     "GovernedTrainerState",
     "governed",
+    "check_grad_hooks",
+    "missing_grad_hooks",
     "KeptSampler",
 ]
