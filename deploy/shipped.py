@@ -9,7 +9,7 @@ the knobs or of the observation spec (``tests/test_shipped.py`` fails until then
     python -m govgym.deploy.shipped configs/governors
 
 The default is the best governor on the held-out leaderboard that can be trusted outside the training
-world: on "Leaderboard on FineTune-v1" (README; 12 held-out instances x 5 seeds, ``govgym evaluate
+world: on "Leaderboard on FineTune-v1" (docs/results.md, formerly the README; 12 held-out instances x 5 seeds, ``govgym evaluate
 seeds=5``) marginal_gain returns 0.085 ± 0.001 and ties the agent (0.085 ± 0.001), and the agent stops
 real runs too early outside its world (issue 20), so the default is the tuned marginal_gain. Its
 ``provenance`` says so (policy, knobs file, leaderboard, figures); ``docs/deploy.md`` repeats it.
@@ -32,7 +32,7 @@ HEURISTICS = ("marginal_gain", "patience", "memory_reactive", "zeus")
 """The heuristics with knobs tuned on the v1 train split (``configs/heuristics_v1.yaml``), each shipped."""
 NAMES = ("default", *HEURISTICS)
 LEADERBOARD = {
-    "table": "README, 'Leaderboard on FineTune-v1 (held out: 12 instances x 5 seeds)'",
+    "table": "docs/results.md (formerly the README), 'Leaderboard on FineTune-v1 (held out: 12 instances x 5 seeds)'",
     "command": "govgym evaluate seeds=5 workers=2 --agent agent=runs/train_v1/final.zip map=runs/map_v1 --out runs/eval_v1",
     "return_mean_sd": {
         "marginal_gain": [0.085, 0.001],
