@@ -12,5 +12,12 @@ computed with the same ``govgym.efficiency.signals`` code as in the environment.
 - ``trainer``: ``GovernedTrainer`` (reprune, base switches, noise scale); ``sampler``: its kept-set sampler;
 - ``artifact``: export and load of a governor; ``validate``: the checks of its values; ``governor``:
   the numpy policy it loads as; ``state``: JSON for checkpointed state;
-- ``transfer``: the zero-shot transfer experiment (``govgym transfer``).
+- ``shipped``: the governors packaged in the wheel (``GovernorCallback("default")``);
+- ``report``: decisions through the Trainer's ``log`` (TensorBoard, W&B); ``ranks``: one decision for
+  every process (rank 0 decides and broadcasts);
+- ``transfer``: the zero-shot transfer experiment (``govgym transfer``); ``bases``: the bases it takes
+  (named sizes, model keys, a local model directory).
+
+``trainer`` also holds ``GovernedMixin`` and ``governed(SFTTrainer)``: the levers for any Trainer subclass.
+User guide: ``docs/deploy.md``.
 """

@@ -59,6 +59,13 @@ def _confined(folder: Path, name: Any, what: str) -> Path:
 
 
 # ---------------------------------------------------------------------------- reading sources
+def env_version(instances: str) -> int:
+    """The ``env.version`` of an instance-set YAML ('' = the packaged v1 set): which tuned knobs fit it."""
+    p = Path(instances) if instances else Path(str(files("govgym.configs") / "instances_v1.yaml"))
+    env = (load_yaml(p).get("env", {}) or {}) if p.is_file() else {}
+    return int(env.get("version", 0))
+
+
 def interval_and_actions(instances: str) -> tuple[int, list[str], str]:
     """(env.interval_steps, action names, instances file) of an instance-set YAML ('' = packaged v1 set).
 
@@ -84,15 +91,21 @@ def governor_from_spec(
     loaded with every check of ``load_governor``, or a heuristic spec built for ``action_names`` with
     decision interval ``k`` (None: the packaged instance set's, as ``govgym export`` builds one).
     ``key`` names the setting in errors. A spec that names a path (it exists, has a path separator, or
-    ends in .json) is an artifact.
+    ends in .json) is an artifact. ``default`` is the shipped default's heuristic (``deploy/shipped.py``)
+    with its tuned v1 knobs; a bare heuristic name takes the tuned v1 knobs too.
     """
     import os
 
     s = spec.strip()
     if Path(s).exists() or "/" in s or os.sep in s or s.endswith(".json"):
         return load_governor(s), Path(s.rstrip("/")).name or s, True
-    try:
-        ps = specs.parse_spec(s)  # an agent is not loaded here (no SB3 in deploy/)
+    if s == "default":
+        from govgym.deploy.shipped import DEFAULT
+
+        gov, label, _ = governor_from_spec(DEFAULT, action_names, k, key)
+        return gov, f"default ({label})", False
+    try:  # an agent is not loaded here (no SB3 in deploy/); knobs of v1, the packaged instance set's
+        ps = specs.parse_spec(s, knobs_file=specs.default_knobs_path(version=env_version("")))
     except ConfigError as err:
         raise ConfigError(
             f"{key}: {s!r} is neither an artifact folder (none exists there) nor a heuristic spec ({err})"
@@ -170,19 +183,27 @@ def is_agent_source(source: str) -> bool:
 
 
 # ---------------------------------------------------------------------------- export / load
-def export(source: str | Path, out_dir: str | Path, reference: Any = None, instances: str = "") -> Path:
+def export(
+    source: str | Path,
+    out_dir: str | Path,
+    reference: Any = None,
+    instances: str = "",
+    provenance: dict[str, Any] | None = None,
+) -> Path:
     """Write the artifact of ``source`` to ``out_dir``, load it back and check it acts as the source.
 
     Args:
         source: an agent folder, ``DIR/final.zip`` or ``DIR/agent.json``; or a heuristic spec
-            (``patience``, ``marginal_gain:kappa=4``; without knobs, the tuned ones of the packaged
-            heuristics.yaml).
+            (``patience``, ``marginal_gain:kappa=4``; without knobs, the tuned ones packaged for the
+            instance set's ``env.version``: configs/heuristics_v1.yaml for v1, configs/heuristics.yaml for v0).
         out_dir: the artifact folder (created; its governor.json and policy.safetensors are replaced).
         reference: the source policy the artifact must match (SB3's ``predict``), e.g.
             ``govgym.agents.policies.AgentPolicy(source)``; required for an agent (deploy imports no
             SB3), built here for a heuristic.
         instances: the instance set whose ``env.interval_steps`` is K ('' = the agent's training set,
             or the packaged one for a heuristic).
+        provenance: entries added to (or replacing) the artifact's ``provenance`` (e.g. the leaderboard
+            a shipped governor was chosen on: ``deploy/shipped.py``).
 
     Returns:
         The path of the written governor.json.
@@ -220,15 +241,23 @@ def export(source: str | Path, out_dir: str | Path, reference: Any = None, insta
                 "export(agent): pass reference=govgym.agents.policies.AgentPolicy(source), the SB3 policy the artifact is checked against."
             )
     else:
-        name, knobs, label = _heuristic_spec(source)
+        version = env_version(instances)
+        name, knobs, label, knobs_file = _heuristic_spec(source, version)
         k, actions, inst_file = interval_and_actions(instances)
         make_policy(name, actions, **dict(knobs))  # a bad knob is refused before anything is written
         body = {
             "kind": "heuristic",
             "heuristic": {"name": name, "knobs": knobs, "spec": label},
-            "provenance": {"source": source, "algo": "heuristic", "env_steps": 0, "instances": inst_file},
+            "provenance": {
+                "source": source,
+                "algo": "heuristic",
+                "env_steps": 0,
+                "instances": inst_file,
+                "knobs": knobs_file,  # '' = the knobs were given in the spec
+            },
         }
         reference = make_policy(name, actions, **dict(knobs))
+    body["provenance"].update(provenance or {})
     meta: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -255,16 +284,18 @@ def export(source: str | Path, out_dir: str | Path, reference: Any = None, insta
     return path
 
 
-def _heuristic_spec(spec: str) -> tuple[str, dict[str, Any], str]:
-    """(name, knobs, spec) of ``name`` (tuned knobs of the packaged heuristics.yaml) or ``name:k=v,...``."""
+def _heuristic_spec(spec: str, version: int = 0) -> tuple[str, dict[str, Any], str, str]:
+    """(name, knobs, spec, knobs file) of ``name`` (the tuned knobs packaged for env ``version``) or
+    ``name:k=v,...`` (knobs file '')."""
     name = spec.strip().partition(":")[0]
     if name not in POLICIES:
         raise ConfigError(
             f"export: {spec!r} is neither an agent (a folder, DIR/final.zip or DIR/agent.json that exists) "
             f"nor a heuristic ({', '.join(POLICIES)})."
         )
-    ps = specs.parse_spec(spec.strip(), knobs_file=specs.default_knobs_path(version=0))
-    return ps.name, dict(ps.knobs), spec.strip()
+    knobs_path = specs.default_knobs_path(version=version)
+    ps = specs.parse_spec(spec.strip(), knobs_file=knobs_path)
+    return ps.name, dict(ps.knobs), spec.strip(), "" if ":" in spec else knobs_path.name
 
 
 def _check_same_actions(gov: Governor, reference: Any, source: str, out: Path, n: int = 512) -> None:
@@ -375,6 +406,7 @@ def artifact_bytes(path: str | Path) -> int:
 
 
 __all__ = [
+    "env_version",
     "governor_from_spec",
     "interval_and_actions",
     "ArtifactError",

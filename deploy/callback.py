@@ -60,8 +60,9 @@ that only toggles gradient checkpointing (``switch:lora+gc`` on a LoRA run) call
 ``min_kept_fraction`` of the data would remain), and switches of the base (full, LoRA, QLoRA, int8:
 ``switch:lora``, ``switch:qlora+gc`` ...) change the model in place with the optimizer rebuilt. In a
 plain Trainer these are masked out of ``predict(obs, action_masks=...)``. The budget ends training at
-the first decision where it is spent (the env's truncation). Every decision goes to
-``state.log_history`` and, atomically rewritten, to the JSON decision log.
+the first decision where it is spent (the env's truncation). Every decision goes through the Trainer's
+``log`` (``state.log_history`` and every ``report_to`` integration: ``governor/...`` keys,
+``deploy/report.py``) and, atomically rewritten, to the JSON decision log.
 
 Resuming from a Trainer checkpoint restores all of it (``GovernorCallback.state``: transformers'
 ``ExportableState``; see the class docstring).
@@ -78,8 +79,9 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import IntervalStrategy
 
+from govgym.deploy import shipped
 from govgym.deploy.arguments import check_budget, check_k, check_number
-from govgym.deploy.artifact import load_governor
+from govgym.deploy.artifact import governor_from_spec, load_governor
 from govgym.deploy.decision_log import LOG_FORMAT as LOG_FORMAT  # re-exported
 from govgym.deploy.decision_log import DecisionLog
 from govgym.deploy.ledger import EvalMeter, flop_budget, measure_step, steps_of_budget
@@ -91,6 +93,8 @@ from govgym.deploy.observe import (
     probe_batch,
     reading_from_trainer,
 )
+from govgym.deploy.ranks import from_rank0, rank_and_world
+from govgym.deploy.report import TrainerLog, decision_logs
 from govgym.deploy.resume import CheckpointedGovernor
 from govgym.deploy.trainer_args import adjust_training_args
 from govgym.efficiency import noise
@@ -112,8 +116,10 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
 
     Args:
         governor: anything with SB3's ``predict(obs, action_masks=...)`` and ``action_names`` (a
-            heuristic of ``govgym.agents.heuristics``, an exported ``Governor``), or the path of an
-            exported artifact (loaded with ``govgym.deploy.artifact.load_governor``). With
+            heuristic of ``govgym.agents.heuristics``, an exported ``Governor``); or a string: a shipped
+            governor's name (``"default"``, ``"marginal_gain"``, ``"patience"``, ``"memory_reactive"``,
+            ``"zeus"``: ``deploy/shipped.py``), the path of an exported artifact (loaded with
+            ``govgym.deploy.artifact.load_governor``), or a heuristic spec (``"patience:patience=3"``). With
             ``restore_callback_states_from_checkpoint=True`` the Trainer rebuilds callbacks from their saved
             arguments, which hold a path but not a Python object: pass a path there.
         budget_flops: the FLOP budget; or
@@ -183,6 +189,7 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         )
         self.reprune_fraction, self.min_kept_fraction = float(reprune_fraction), float(min_kept_fraction)
         self.trainer: Levers | None = None  # a GovernedTrainer's levers (attach_levers; deploy/levers.py)
+        self.report = TrainerLog()  # decisions through trainer.log: report_to sees them (deploy/report.py)
         self.log_path = Path(log_path) if log_path is not None else None
         self.notes: list[str] = []
         self.training = False
@@ -195,6 +202,7 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
     def _reset_run(self) -> None:
         self._started = False
         self._step = 0
+        self.world = 1  # processes (torchrun); set at on_train_begin
         self._resumed_at: int | None = None
         self.flops_restart = 0
         self._gns: list[float] | None = None  # EMA of (|G|², tr Σ), the env's noise-scale average
@@ -232,6 +240,7 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         """Measure one optimizer step's FLOPs on a real batch, then count the first evaluation."""
         self._adjust(args, state)  # attached with add_callback: on_init_end did not run
+        self.report.find()  # the Trainer calling this event: decisions go through its log()
         self._reset_run()
         self._started = self.training = True
         self._step = state.global_step
@@ -245,9 +254,9 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
             )
         self.model, self.args = model, args
         self.mem.check_start(self.strategy)
-        self.batch_size = (
-            args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.n_gpu, 1)
-        )
+        # the global batch: per device x devices of this process (DataParallel) x accumulation x processes
+        _, self.world = rank_and_world()
+        self.batch_size = args.train_batch_size * args.gradient_accumulation_steps * self.world
         self._probe = probe_batch(kwargs.get("train_dataloader"), args, self.device)
         saved = self._saved_state(state)
         if saved is not None:  # a resumed run: measurements, budget and counts come from the checkpoint
@@ -271,7 +280,9 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         s = self.strategy
         if s in self.step_flops:
             return
-        fl, self.step_flops[s] = measure_step(self.model, self._probe, self.args.gradient_accumulation_steps)
+        fl, step = measure_step(self.model, self._probe, self.args.gradient_accumulation_steps)
+        fl, step = from_rank0((fl * self.world, step * self.world))  # every rank: the same step, global
+        self.step_flops[s] = step
         self.flops["measure"] += fl
 
     @property
@@ -289,6 +300,10 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
     def attach_levers(self, levers: Levers) -> None:
         """``LeverUser``: a ``GovernedTrainer`` gives its levers (reprune, base switches, the noise interval)."""
         self.trainer = levers
+        from transformers import Trainer
+
+        if isinstance(levers, Trainer):  # and its log(): no need to look for it on the call stack
+            self.report.set(levers)
 
     def model_changed(self, levers: Levers, model: Any) -> None:
         """``LeverUser``: the trainer switched the base; read the new model's strategy at the next use."""
@@ -324,6 +339,8 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
+        if self.report.emitting:  # this callback's own decision, logged through trainer.log
+            return
         if logs and "loss" in logs and "eval_loss" not in logs:
             self.logs.append({k: logs[k] for k in ("loss", "grad_norm", "learning_rate") if k in logs})
 
@@ -331,7 +348,7 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         if self._counter.active:
-            self.eval_flops = self._counter.stop()
+            self.eval_flops = from_rank0(self._counter.stop() * self.world)  # every rank its shard: global
             if self.budget is None:  # steps x step FLOPs + the evaluations they include (+ E_0)
                 self.budget = flop_budget(
                     self.flops["measure"],
@@ -438,6 +455,7 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
             name = self.action_names[a] if valid else CONTINUE
             if not valid:
                 chosen = self.action_names[a] if 0 <= a < len(self.action_names) else a
+        name, chosen, oom = from_rank0((name, chosen, oom))  # rank 0 decides for every rank (deploy/ranks.py)
         if name in (STOP, "truncated", "oom"):
             control.should_training_stop = True
             if self.args.save_strategy != IntervalStrategy.NO:
@@ -475,12 +493,7 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         if event is not None:
             row["trainer_event"] = {k: v for k, v in event.items() if k != "step"}
         self.decisions.append(row)
-        hist = {
-            "step": state.global_step,
-            "governor_action": name,
-            "governor_budget_frac": used / self.budget,
-        }
-        state.log_history.append({**hist, "governor_error": oom} if oom else hist)
+        self.report.log(state, decision_logs(row, self.action_names))  # log_history + report_to integrations
         self._write(state)
 
     def _noise_scale(self) -> float:
@@ -514,5 +527,15 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         logging.get_logger(__name__).warning(f"GovernorCallback: {text}")
 
 
-def _load(path: str | os.PathLike[str]) -> Any:
-    return load_governor(path)  # every check of the artifact (hashes, spec, names) happens here
+def _load(spec: str | os.PathLike[str]) -> Any:
+    """A shipped governor by name (``default``, ``marginal_gain`` ...), an artifact path, or a heuristic spec.
+
+    Every check of an artifact (hashes, spec, names) happens in ``load_governor``; a heuristic spec
+    (``patience:patience=3``, ``fixed_budget``) is built for the packaged v1 instance set's actions and K.
+    """
+    s = str(spec)
+    if isinstance(spec, str) and s.strip() in shipped.NAMES and not Path(s).exists():
+        return shipped.load_shipped(s.strip())
+    if not isinstance(spec, str):
+        return load_governor(spec)
+    return governor_from_spec(s, key="GovernorCallback: governor")[0]

@@ -30,8 +30,8 @@ class DecisionLog:
         return [int(d["step"]) for d in self.decisions if str(d.get("error", "")).startswith("oom")]
 
     def _write(self, state: Any) -> None:
-        if self.log_path is None:
-            return
+        if self.log_path is None or not getattr(state, "is_world_process_zero", True):
+            return  # several processes: rank 0 writes the one log (every rank took its decisions)
         write_json(
             self.log_path,
             {

@@ -61,10 +61,15 @@ SWITCH_BASES = ("full", "lora", "qlora", "int8")
 TENSORS_FILE = "govgym_trainer.safetensors"  # in each checkpoint: what JSON cannot hold (see save_model)
 
 
-class GovernedTrainer(Trainer):
-    """A ``Trainer`` with a reprunable train set ranked by the per-example losses it records.
+class GovernedMixin:
+    """The levers of ``GovernedTrainer``, for any ``Trainer`` subclass: put it first in the bases.
 
-    Takes every ``Trainer`` argument. The train dataset must be a ``datasets.Dataset`` (a column
+    ``GovernedTrainer = GovernedMixin + Trainer``; ``governed(SFTTrainer)`` (TRL) is the same levers over
+    TRL's trainer: its own data preparation, collator and loss run unchanged, and this mixin wraps them
+    (the row index added after the subclass prepared its dataset, the collator wrapped, the per-example
+    losses read from the loss call's outputs).
+
+    Takes every argument of the Trainer it is mixed into. The train dataset must be a ``datasets.Dataset`` (a column
     ``govgym_index`` is added to it; the collator wrapper removes it before the user's collator runs).
 
     Args:
@@ -79,7 +84,12 @@ class GovernedTrainer(Trainer):
     switch_bases = SWITCH_BASES  # the bases switch_base reaches (GovernorCallback unmasks these)
 
     def __init__(self, *args: Any, memory: MemoryConfig | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        if not isinstance(self, Trainer):
+            raise ConfigError(
+                f"GovernedMixin: {type(self).__name__} is not a transformers.Trainer; mix it into one, first in the "
+                "bases: class MyTrainer(GovernedMixin, Trainer), or governed(SFTTrainer)."
+            )
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         ds = self.train_dataset
         try:
             import datasets
@@ -117,6 +127,7 @@ class GovernedTrainer(Trainer):
     def _link_callbacks(self) -> None:
         for cb in self.callback_handler.callbacks:
             if isinstance(cb, LeverUser):  # a GovernorCallback: give it the levers this trainer owns
+                check_grad_hooks(type(self))
                 cb.attach_levers(self)
                 self.track_noise = True
             elif isinstance(cb, GovernedTrainerState):
@@ -455,6 +466,41 @@ class GovernedTrainer(Trainer):
             self._gnorms = list(tensors["gnorms"].unbind(0))
 
 
+class GovernedTrainer(GovernedMixin, Trainer):
+    """A ``Trainer`` with a reprunable train set ranked by the per-example losses it records (``GovernedMixin``)."""
+
+
+_GOVERNED: dict[type, type] = {GovernedTrainer: GovernedTrainer, Trainer: GovernedTrainer}
+
+
+def governed(trainer_cls: type) -> type:
+    """``trainer_cls`` with ``GovernedTrainer``'s levers: ``governed(SFTTrainer)`` is TRL's trainer that reprunes,
+    switches the base and reads the noise scale for a ``GovernorCallback`` (one class per ``trainer_cls``).
+
+    Example::
+
+        from trl import SFTConfig, SFTTrainer
+        trainer = governed(SFTTrainer)(model=model, args=SFTConfig(...), train_dataset=train, eval_dataset=held,
+                                       processing_class=tok, callbacks=[GovernorCallback("default", budget_epochs=3)])
+    """
+    if not (isinstance(trainer_cls, type) and issubclass(trainer_cls, Trainer)):
+        raise ConfigError(
+            f"governed: expected a transformers.Trainer subclass (Trainer, trl.SFTTrainer, ...); got {trainer_cls!r}."
+        )
+    if issubclass(trainer_cls, GovernedMixin):
+        return trainer_cls
+    if trainer_cls not in _GOVERNED:
+        _GOVERNED[trainer_cls] = type(
+            f"Governed{trainer_cls.__name__}",
+            (GovernedMixin, trainer_cls),
+            {
+                "__doc__": f"``{trainer_cls.__name__}`` with ``GovernedMixin``'s levers (``governed``).",
+                "__module__": __name__,
+            },
+        )
+    return _GOVERNED[trainer_cls]
+
+
 class GovernedTrainerState(TrainerCallback, ExportableState):
     """Carries a ``GovernedTrainer``'s state through its checkpoints (``trainer_state.json``, JSON only).
 
@@ -468,6 +514,35 @@ class GovernedTrainerState(TrainerCallback, ExportableState):
     def state(self) -> dict[str, Any]:
         t = self.trainer
         return {"args": {}, "attributes": {"saved": t.governed_state() if t is not None else {}}}
+
+
+GRAD_HOOKS = ("_clip_grad_norm", "_get_grad_norm")
+"""The Trainer methods the noise scale is read through (each step's gradients before clipping)."""
+
+
+def missing_grad_hooks(trainer_cls: type) -> list[str]:
+    """Which of ``GRAD_HOOKS`` the Trainer class (below ``GovernedMixin``'s overrides) does not define."""
+    below = [c for c in trainer_cls.__mro__ if c is not GovernedMixin and not issubclass(c, GovernedMixin)]
+    return [name for name in GRAD_HOOKS if not any(name in vars(c) for c in below)]
+
+
+def check_grad_hooks(trainer_cls: type) -> None:
+    """Refuse a Trainer whose training loop has no ``_clip_grad_norm`` / ``_get_grad_norm``.
+
+    ``GovernedMixin`` reads the pre-clip gradients by overriding them; a transformers whose loop never calls
+    them (older ones clip inline) would leave the noise scale reading 0 without a word. The floor in
+    pyproject (transformers>=5.25, the version tested) has both; this check covers an older install.
+    """
+    missing = missing_grad_hooks(trainer_cls)
+    if missing:
+        import transformers
+
+        raise ConfigError(
+            f"GovernedTrainer: this transformers ({transformers.__version__}) Trainer has no {', '.join(missing)}, "
+            "through which the gradient noise scale is read; with it missing the governor's noise-scale feature "
+            'would silently read 0. Install a tested transformers (pip install "transformers>=5.25"), or use a '
+            "plain Trainer with GovernorCallback (no noise scale, reprune or base switch)."
+        )
 
 
 def _trainable(model: Any) -> int:
@@ -485,7 +560,11 @@ def _is_causal(model: Any) -> bool:
 __all__ = [
     "INDEX_COLUMN",
     "SWITCH_BASES",
+    "GovernedMixin",
     "GovernedTrainer",
     "GovernedTrainerState",
+    "governed",
+    "check_grad_hooks",
+    "missing_grad_hooks",
     "KeptSampler",
 ]

@@ -82,7 +82,7 @@ class TransferJob:
     """``govgym transfer``: each policy deployed zero-shot at each model size on the same held-out instances."""
 
     sizes: list[str] = field(default_factory=list)
-    """Larger named bases to run besides the training size (efficiency.basemodel.BASE_SIZES: 10m, 20m); [] = [10m] on CPU, [10m, 20m] on CUDA."""
+    """Bases to run besides the training size: named (efficiency.basemodel.BASE_SIZES: 10m, 20m), model keys (h256-l4-a4[-i704][-p1200]) or a local HF causal-LM directory (deploy/bases.py); [] = [10m] on CPU, [10m, 20m] on CUDA."""
     policies: list[str] = field(default_factory=lambda: ["patience", "marginal_gain"])
     """Heuristic specs (tuned knobs of configs/heuristics.yaml when named plainly; patience:patience=2) or artifact folders of `govgym export`."""
     instances: str = ""
@@ -99,7 +99,7 @@ class TransferJob:
     """auto (CUDA when available) | cpu | cuda."""
 
     def __post_init__(self) -> None:
-        from govgym.efficiency.basemodel import size_overrides
+        from govgym.deploy.bases import base_overrides
 
         for i, s in enumerate(self.sizes):
             if s == TRAIN_SIZE:
@@ -107,7 +107,7 @@ class TransferJob:
                     f"sizes[{i}]: {s!r} is always run (it is the reference of 'kept'); list only the larger "
                     f"sizes, e.g. sizes=[10m]."
                 )
-            size_overrides(str(s), key=f"sizes[{i}]")
+            base_overrides(s, key=f"sizes[{i}]")  # a named size, model keys or a model directory
         if len(set(self.sizes)) != len(self.sizes):
             raise ConfigError(
                 f"sizes: {self.sizes} names a size twice; name each once, e.g. sizes=[10m,20m]."
@@ -308,15 +308,13 @@ def resolve_policy(spec: str, action_names: list[str], k: int) -> tuple[Any, str
 
 
 def _size_cfg(base_cfg: Any, size: str, sizes_table: dict[str, dict[str, Any]] | None = None) -> Any:
-    from govgym.efficiency.basemodel import BASE_SIZES, size_overrides
+    from govgym.deploy.bases import base_overrides
     from govgym.efficiency.config import RunConfig
     from govgym.typed import deep_merge, from_dict, to_dict
 
     if size == TRAIN_SIZE:
         return copy.deepcopy(base_cfg)
-    over = (sizes_table or BASE_SIZES).get(size)
-    if over is None:
-        over = size_overrides(size)
+    over = base_overrides(size, table=sizes_table)  # a named size, model keys or {"source": DIR}
     return from_dict(RunConfig, deep_merge(to_dict(base_cfg), {"model": dict(over)}))
 
 
@@ -414,7 +412,8 @@ def transfer(
 
     from govgym.agents.heuristics import make_policy
     from govgym.deploy.artifact import interval_and_actions
-    from govgym.efficiency.basemodel import BASE_SIZES, size_overrides
+    from govgym.deploy.bases import base_overrides
+    from govgym.efficiency.basemodel import BASE_SIZES
     from govgym.efficiency.strategy import Strategy
     from govgym.envs.probe import strategy_costs, strategy_peaks
     from govgym.results import format_table, write_json, write_rows
@@ -427,8 +426,7 @@ def transfer(
         )
     sizes = list(job.sizes) or (["10m", "20m"] if cuda else ["10m"])
     for i, s in enumerate(sizes):
-        if s not in table:
-            size_overrides(s, key=f"sizes[{i}]")  # raises, naming the closest known size
+        base_overrides(s, key=f"sizes[{i}]", table=table)  # raises, naming the entry and the forms
     iset, note = default_instance_set(job.instances)
     if note:
         print(note)

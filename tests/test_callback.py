@@ -196,7 +196,7 @@ def test_stop_in_causal_lm_trainer(tmp_path):
     assert log["decisions"][1]["obs"][0] < 1.0  # some budget was spent
     # lr_frac after 5 steps of linear decay from step 2 to 40, read after the scheduler's step as the env does
     assert log["decisions"][1]["obs"][18] == pytest.approx(35 / 38, rel=1e-6)
-    assert any(h.get("governor_action") == "stop" for h in trainer.state.log_history)
+    assert any(h.get("governor/action") == "stop" for h in trainer.state.log_history)
 
 
 def test_stop_in_sequence_classification_trainer(tmp_path):
@@ -388,7 +388,7 @@ def test_virtual_cap_oom_ends_a_trainer_run(tmp_path):
     assert log["ended"] == "oom" and log["oom_steps"] == [oom["step"]] == cb.oom_steps
     assert trainer.state.global_step == oom["step"] < 20
     assert any(
-        h.get("governor_action") == "oom" and h["governor_error"] == oom["error"]
+        h.get("governor/action") == "oom" and h["governor/error"] == oom["error"]
         for h in trainer.state.log_history
     )
     out = tmp_path / "out"

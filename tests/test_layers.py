@@ -66,6 +66,7 @@ def layer(module: str) -> str | None:
         "agents": "agents",
         "deploy": "deploy",
         "cli": "cli",
+        "__main__": "cli",  # python -m govgym: the CLI's entry point
     }.get(parts[1], "base")
 
 

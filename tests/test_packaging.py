@@ -82,5 +82,86 @@ def test_wheel_has_one_import_root(tmp_path):
         "govgym/py.typed",
         "govgym/cli/__init__.py",
         "govgym/cli/__main__.py",
+        "govgym/__main__.py",  # python -m govgym
     ):
         assert mod in names
+    shipped = sorted(d.name for d in (ROOT / "configs" / "governors").iterdir() if d.is_dir())
+    assert {"default", "marginal_gain", "patience", "memory_reactive", "zeus"} <= set(shipped)
+    for name in shipped:  # GovernorCallback("default") etc. work from an installed wheel (deploy/shipped.py)
+        assert f"govgym/configs/governors/{name}/governor.json" in names, name
+
+
+TESTED = (
+    "torch",
+    "transformers",
+    "peft",
+    "datasets",
+    "bitsandbytes",
+    "tokenizers",
+    "safetensors",
+    "gymnasium",
+    "numpy",
+)
+"""The core stack whose floor is the version the suite runs on (issue 19 item 6): major.minor equal."""
+
+
+def _floors() -> dict[str, tuple[int, ...]]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: setuptools' vendored parser
+        from setuptools._vendor import tomli as tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]  # dev (build tools) is the developer's machine, not a user's
+    reqs = list(project["dependencies"]) + [r for k, rs in extras.items() if k != "dev" for r in rs]
+    out = {}
+    for r in reqs:
+        name, _, rest = r.partition(">=")
+        if rest:
+            out[name.strip().lower()] = tuple(int(x) for x in rest.split(",")[0].strip().split("."))
+    return out
+
+
+def _installed(name: str) -> tuple[int, ...]:
+    import importlib.metadata as md
+    import re
+
+    return tuple(int(x) for x in re.findall(r"\d+", md.version(name))[:3])
+
+
+def test_floors_are_the_tested_versions():
+    floors = _floors()
+    for name in TESTED:
+        assert floors[name][:2] == _installed(name)[:2], (
+            f"{name}: floor {floors[name]} vs tested {_installed(name)}"
+        )
+    import importlib.metadata as md
+
+    for name, floor in floors.items():  # every other floor is at or below what runs here
+        try:
+            have = _installed(name)
+        except md.PackageNotFoundError:
+            continue  # an optional extra not installed here (ray)
+        assert have >= floor, f"{name}: installed {have} is below the floor {floor}"
+
+
+def test_governed_trainer_refuses_a_trainer_without_the_grad_norm_hooks():
+    """transformers versions whose loop has no _clip_grad_norm/_get_grad_norm: refused, never a silent 0."""
+    import pytest
+    from transformers import Trainer
+
+    from govgym.deploy.trainer import GovernedTrainer, check_grad_hooks, missing_grad_hooks
+    from govgym.errors import ConfigError
+
+    assert missing_grad_hooks(Trainer) == [] and missing_grad_hooks(GovernedTrainer) == []
+    old = type("OldTrainer", (), {})  # a Trainer of before the hooks: neither method
+    assert missing_grad_hooks(old) == ["_clip_grad_norm", "_get_grad_norm"]
+    with pytest.raises(ConfigError, match="silently read 0"):
+        check_grad_hooks(old)
+
+
+def test_license_and_python_m_govgym():
+    text = (ROOT / "LICENSE").read_text()
+    assert text.strip().startswith("Apache License") and "END OF TERMS AND CONDITIONS" in text
+    r = subprocess.run([sys.executable, "-m", "govgym", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and "usage: govgym" in r.stdout, r.stderr[-2000:]
