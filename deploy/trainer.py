@@ -16,7 +16,7 @@ A ``GovernorCallback`` passed to a ``GovernedTrainer`` gets ``reprune_hardest`` 
 and every base switch (``switch_base``: full, lora, qlora, int8 — LoRA adapters added to the live
 model, on a base quantized in place by bitsandbytes for qlora / int8, or merged back; the optimizer
 rebuilt for the new trainable set, the scheduler at its position) unmasked (it finds the trainer
-through the ``trainer`` attribute set here); each reprune and switch is logged to the trainer's
+through ``deploy/levers.py``: the trainer hands itself over with ``attach_levers``); each reprune and switch is logged to the trainer's
 ``events``, ``state.log_history`` and the callback's decision log.
 
 With a ``GovernorCallback`` attached, each optimizer step's gradients before clipping are added into an
