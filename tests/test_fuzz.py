@@ -42,9 +42,16 @@ def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+INT64_MAX = (
+    2**63 - 1
+)  # every integer field is a count or size that must fit an int64 (govgym/typed.py, class 3)
+
+
 def _in(lo: float | None = None, hi: float | None = None, integer: bool = False, open_lo: bool = False):
     def ok(v: Any) -> bool:
         if not (_int(v) if integer else _num(v)):
+            return False
+        if integer and abs(v) > INT64_MAX:
             return False
         if lo is not None and (v <= lo if open_lo else v < lo):
             return False
