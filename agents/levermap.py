@@ -41,7 +41,7 @@ from govgym.agents.harness import check_harness, run_meta, run_tasks, task_env
 from govgym.agents.rollout import Episode, EpisodeTree, oracle_episode, run_episode
 from govgym.envs.instances import load_instances
 from govgym.envs.memo import load_tree, save_tree
-from govgym.plots import pyplot
+from govgym.plots import pyplot, save_figure
 from govgym.results import write_json, write_rows
 from govgym.typed import ConfigError, check_range
 
@@ -377,9 +377,7 @@ def plot_map(summary: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("final eval loss vs best stop (%)  (below 0: better)")
     ax.set_title("The lever map: each lever's best explored schedule vs the best stop")
     ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return path
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from govgym.plots import pyplot
+from govgym.plots import pyplot, save_figure
 from govgym.results import format_table
 
 
@@ -102,9 +102,7 @@ def plot_quality_vs_flops(rows: list[dict[str, Any]], path: Path) -> Path:
     ax.set_ylabel("final eval loss / fixed-budget run")
     ax.set_title("quality vs compute per episode (large: policy mean; red x: OOM)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 
@@ -131,9 +129,7 @@ def plot_curves(results: list[dict[str, Any]], path: Path, n_instances: int = 3)
     axes[0][0].set_ylabel("eval loss")
     axes[0][-1].legend(fontsize=7)
     fig.suptitle("governed runs: ▼ drop-hardest, ▲ drop-easiest, ■ switch, X stop")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 

@@ -310,7 +310,7 @@ def sim2real(cfg: Sim2RealConfig, out: Path, progress: bool = True) -> dict[str,
 
 def plot(summary: dict[str, Any], path: Path) -> Path:
     """Predicted vs real return per policy; eval error vs number of real traces."""
-    from govgym.plots import pyplot
+    from govgym.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, axes = plt.subplots(
@@ -337,9 +337,7 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
         ax.set_xlabel("real traces in the fit ((instance, seed) trees)")
         ax.set_ylabel("per-step |ΔE/E| on held-out sequences")
         ax.set_title("error vs number of real traces")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return path
 
 

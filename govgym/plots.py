@@ -15,4 +15,11 @@ def pyplot() -> Any:
     return plt
 
 
-__all__ = ["pyplot"]
+def save_figure(fig: Any, path: Any, dpi: int = 110) -> None:
+    """Lay out ``fig``, write it to ``path`` (PNG) and close it, so a long job holds no open figures."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+
+
+__all__ = ["pyplot", "save_figure"]

@@ -198,7 +198,7 @@ def deploy_compare(cfg: RunConfig, out: Path, job: DeployJob, progress: bool = T
 
 
 def _plot(runs: list[dict[str, Any]], target: float, path: Path) -> None:
-    from govgym.plots import pyplot
+    from govgym.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -222,9 +222,7 @@ def _plot(runs: list[dict[str, Any]], target: float, path: Path) -> None:
     ax.set_xlabel("FLOPs used")
     ax.set_ylabel("eval loss")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 __all__ = ["deploy_compare", "export_governor", "resolve_governor"]

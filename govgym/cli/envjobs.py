@@ -15,7 +15,7 @@ from govgym.envs.finetune_env import FineTuneEnv
 from govgym.envs.instances import load_instances
 from govgym.envs.memo import worker_threads
 from govgym.envs.recording import TraceRecorder, load_state, load_traces, replay, save_state
-from govgym.plots import pyplot
+from govgym.plots import pyplot, save_figure
 from govgym.results import format_table, write_rows
 
 _ENVS: dict[tuple[str, str], Any] = {}
@@ -155,9 +155,7 @@ def plot_traces(folder: Path, out: Path, max_episodes: int = 6) -> Path:
     ax.set_ylabel("eval loss")
     ax.set_title("recorded episodes (▼ drop-hardest, ▲ drop-easiest, ■ switch, X stop)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out, dpi=110)
     return out
 
 

@@ -23,7 +23,7 @@ from govgym.efficiency.signals import FEATURE_NAMES, Reading, SignalTracker
 from govgym.efficiency.strategy import Strategy
 from govgym.efficiency.workload import load_workload
 from govgym.errors import ConfigError
-from govgym.plots import pyplot
+from govgym.plots import pyplot, save_figure
 from govgym.results import format_table, write_rows
 from govgym.typed import to_dict
 
@@ -151,9 +151,7 @@ def fixed_budget_run(
     ax.set_ylabel("loss")
     ax.set_title(f"fixed-budget run, strategy {run.strategy}")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "curve.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "curve.png", dpi=110)
     print(f"wrote {out}/intervals.csv, intervals.json, curve.png")
     return rows
 
@@ -268,9 +266,7 @@ def prune_noise(cfg: RunConfig, out: Path, fraction: float, warm_steps: int) -> 
     ax.set_ylabel("fraction of injected noise removed")
     ax.set_title(f"drop {fraction:.0%} of the training set after {warm_steps} steps")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "prune.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "prune.png", dpi=110)
     print(f"wrote {out}/prune.csv, prune.json, prune.png")
     return rows
 
@@ -327,8 +323,6 @@ def switch_curves(cfg: RunConfig, out: Path, steps: int) -> dict[str, Any]:
     ax.set_ylabel("train loss (faint: per step; solid: 5-step mean)")
     ax.set_title("strategy switched mid-run, in place (dotted: switch points)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "switch.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "switch.png", dpi=110)
     print(f"wrote {out}/switch.csv, switch.json, switch.png")
     return result
