@@ -81,7 +81,6 @@ from transformers.trainer_utils import IntervalStrategy
 
 from govgym.deploy import shipped
 from govgym.deploy.arguments import check_budget, check_k, check_number
-from govgym.deploy.artifact import governor_from_spec, load_governor
 from govgym.deploy.decision_log import LOG_FORMAT as LOG_FORMAT  # re-exported
 from govgym.deploy.decision_log import DecisionLog
 from govgym.deploy.ledger import EvalMeter, flop_budget, measure_step, steps_of_budget
@@ -164,7 +163,7 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
             )
         if isinstance(governor, (str, os.PathLike)):
             self._governor_ref = str(governor)
-            governor = _load(governor)
+            governor = shipped.load_any(governor)
         names = list(getattr(governor, "action_names", None) or [])
         missing = [a for a in (CONTINUE, STOP) if a not in names]
         if missing or not callable(getattr(governor, "predict", None)):
@@ -525,17 +524,3 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
 
         self.notes.append(text)
         logging.get_logger(__name__).warning(f"GovernorCallback: {text}")
-
-
-def _load(spec: str | os.PathLike[str]) -> Any:
-    """A shipped governor by name (``default``, ``marginal_gain`` ...), an artifact path, or a heuristic spec.
-
-    Every check of an artifact (hashes, spec, names) happens in ``load_governor``; a heuristic spec
-    (``patience:patience=3``, ``fixed_budget``) is built for the packaged v1 instance set's actions and K.
-    """
-    s = str(spec)
-    if isinstance(spec, str) and s.strip() in shipped.NAMES and not Path(s).exists():
-        return shipped.load_shipped(s.strip())
-    if not isinstance(spec, str):
-        return load_governor(spec)
-    return governor_from_spec(s, key="GovernorCallback: governor")[0]

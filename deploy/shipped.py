@@ -17,12 +17,13 @@ real runs too early outside its world (issue 20), so the default is the tuned ma
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from govgym.deploy.artifact import META_FILE, export, load_governor
+from govgym.deploy.artifact import META_FILE, export, governor_from_spec, load_governor
 from govgym.deploy.governor import Governor
 from govgym.errors import ConfigError
 
@@ -83,6 +84,20 @@ def load_shipped(name: str) -> Governor:
     return load_governor(path)
 
 
+def load_any(spec: str | os.PathLike[str]) -> Any:
+    """A shipped governor by name (``default``, ``marginal_gain`` ...), an artifact path, or a heuristic spec.
+
+    Every check of an artifact (hashes, spec, names) happens in ``load_governor``; a heuristic spec
+    (``patience:patience=3``, ``fixed_budget``) is built for the packaged v1 instance set's actions and K.
+    """
+    s = str(spec)
+    if isinstance(spec, str) and s.strip() in NAMES and not Path(s).exists():
+        return load_shipped(s.strip())
+    if not isinstance(spec, str):
+        return load_governor(spec)
+    return governor_from_spec(s, key="GovernorCallback: governor")[0]
+
+
 def write_shipped(root: str | Path) -> list[Path]:
     """Write every shipped governor under ``root`` (``configs/governors`` in the source tree).
 
@@ -110,6 +125,7 @@ if __name__ == "__main__":  # python -m govgym.deploy.shipped configs/governors
         print(f"wrote {p}")
 
 __all__ = [
+    "load_any",
     "DEFAULT",
     "HEURISTICS",
     "LEADERBOARD",
