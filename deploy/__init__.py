@@ -10,6 +10,7 @@ computed with the same ``govgym.efficiency.signals`` code as in the environment.
 - ``observe``: the Trainer's readings as the env's ``Reading``; ``resume``: its checkpoint state;
 - ``decision_log``: the JSON decision log; ``levers``: the interface to ``GovernedTrainer``;
 - ``trainer``: ``GovernedTrainer`` (reprune, base switches, noise scale); ``sampler``: its kept-set sampler;
+- ``switch``: its base-switch lever; ``trainer_state``: its checkpoint / resume state;
 - ``artifact``: export and load of a governor; ``validate``: the checks of its values; ``governor``:
   the numpy policy it loads as; ``state``: JSON for checkpointed state;
 - ``shipped``: the governors packaged in the wheel (``GovernorCallback("default")``);

@@ -28,6 +28,8 @@ position, the recorded losses and steps, the events and the noise interval in pr
 ``GovernedTrainerState`` callback carries them as JSON in ``trainer_state.json``, and
 ``govgym_trainer.safetensors`` in the checkpoint the tensors (the base weights under LoRA adapters
 after a switch; the noise sums). A checkpoint saved under QLoRA / int8 is refused (see ``_restore``).
+The base switch lives in ``deploy/switch.py`` (``SwitchMixin``), the checkpoint state in
+``deploy/trainer_state.py`` (``CheckpointMixin``, ``GovernedTrainerState``); ``GovernedMixin`` inherits both.
 
 Example::
 
@@ -38,30 +40,23 @@ Example::
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainerCallback
-from transformers.trainer_callback import ExportableState
+from transformers import Trainer
 
 from govgym.deploy.levers import LeverUser
 from govgym.deploy.sampler import INDEX_COLUMN, IndexCollator, KeptSampler, per_example_losses
-from govgym.deploy.state import FORMAT, from_json, to_json
+from govgym.deploy.switch import SWITCH_BASES, SwitchMixin
+from govgym.deploy.trainer_state import TENSORS_FILE, CheckpointMixin, GovernedTrainerState
 from govgym.efficiency.config import MemoryConfig
 from govgym.errors import ConfigError
 
 REPRUNE_MODES = ("hardest", "easiest")
-# every base of the env's strategies: qlora / int8 quantize the live Linear targets with bitsandbytes
-# (a core dependency; its 4-bit and 8-bit layers run on CPU too) and add LoRA adapters on top
-SWITCH_BASES = ("full", "lora", "qlora", "int8")
-TENSORS_FILE = "govgym_trainer.safetensors"  # in each checkpoint: what JSON cannot hold (see save_model)
 
 
-class GovernedMixin:
+class GovernedMixin(SwitchMixin, CheckpointMixin):
     """The levers of ``GovernedTrainer``, for any ``Trainer`` subclass: put it first in the bases.
 
     ``GovernedTrainer = GovernedMixin + Trainer``; ``governed(SFTTrainer)`` (TRL) is the same levers over
@@ -270,201 +265,6 @@ class GovernedMixin:
         self.state.log_history.append({k: v for k, v in event.items() if k != "dropped_indices"})
         return event
 
-    def switch_base(self, base: str) -> dict[str, Any]:
-        """Switch the live model between full, LoRA, QLoRA and int8 in place; rebuild the optimizer and scheduler.
-
-        ``lora``: fresh adapters (B = 0, so the function is unchanged) on the ``memory`` config's targets,
-        base frozen; ``qlora`` / ``int8``: those targets first quantized in place to bitsandbytes NF4 /
-        int8 layers, then adapters; ``full``: adapters merged into the (dequantized) weights, every weight
-        trainable. Between two adapter bases the model goes through full (the env's
-        ``efficiency.memory`` path). The optimizer is rebuilt for the new trainable set (its moments
-        start at zero) and the scheduler resumes at the current step. The Trainer's training loop keeps
-        calling the same module tree, which every change edits in place.
-
-        Returns:
-            The event: step, the switch, trainable parameters before and after.
-        """
-        if base not in SWITCH_BASES:
-            raise ConfigError(
-                f"GovernedTrainer.switch_base: base must be one of {SWITCH_BASES} (full fine-tuning, LoRA, "
-                f"LoRA on a 4-bit NF4 base, LoRA on an int8 base); got {base!r}."
-            )
-        now = self.base
-        before = _trainable(self.model)
-        if base != now:
-            self._convert(base)
-            self._gsum, self._gnorms = None, []  # another parameter space: the noise interval starts over
-            if self.optimizer is not None:  # inside train(): rebuild for the new trainable set
-                self._rebuild_optimizer()
-        event = {
-            "step": int(self.state.global_step),
-            "event": f"switch_{now}_to_{base}",
-            "trainable_before": before,
-            "trainable_after": _trainable(self.model),
-        }
-        self.events.append(event)
-        self.state.log_history.append(dict(event))
-        for cb in self.callback_handler.callbacks:
-            if isinstance(cb, LeverUser):
-                cb.model_changed(self, self.model)
-        return event
-
-    def _convert(self, base: str) -> None:
-        """The model conversion of ``switch_base`` (no optimizer, no event)."""
-        from govgym.efficiency.memory import add_adapters, to_full
-        from govgym.efficiency.strategy import Strategy
-
-        gc = bool(getattr(self.model, "is_gradient_checkpointing", False))
-        if self.base != "full":
-            self.model = to_full(self.model)
-        if base != "full":
-            self.model = add_adapters(
-                self.model, Strategy(base), self.memory, self.args.seed + self.state.global_step
-            )
-        self.model_wrapped = self.model
-        if gc:  # the wrapper / unwrapped model must keep checkpointing as it was
-            kw = self.args.gradient_checkpointing_kwargs or {"use_reentrant": False}
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
-
-    @property
-    def base(self) -> str:
-        """The base strategy of the live model: full, lora, qlora (4-bit base) or int8 (8-bit base)."""
-        m = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        if getattr(m, "is_loaded_in_4bit", False):
-            return "qlora"
-        if getattr(m, "is_loaded_in_8bit", False):
-            return "int8"
-        return "lora" if getattr(self.model, "peft_config", None) else "full"
-
-    def _rebuild_optimizer(self) -> None:
-        import warnings
-
-        self.optimizer, self.lr_scheduler = None, None
-        self.create_optimizer_and_scheduler(num_training_steps=self.state.max_steps)
-        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": replaying the position
-            warnings.simplefilter("ignore")
-            for _ in range(self.state.global_step):
-                self.lr_scheduler.step()
-        self.optimizer = self.accelerator.prepare(self.optimizer)
-        # callbacks get these from the handler (GovernorCallback reads the LR there): the new ones
-        self.callback_handler.optimizer, self.callback_handler.lr_scheduler = (
-            self.optimizer,
-            self.lr_scheduler,
-        )
-
-    # ------------------------------------------------------------------ checkpoints
-    def governed_state(self) -> dict[str, Any]:
-        """What a resume needs, as JSON: base, sampler position, per-example losses and steps, events."""
-        started = self._sampler is not None
-        return to_json(
-            {
-                "format": FORMAT,
-                "started": started,
-                "global_step": int(self.state.global_step) if started else 0,
-                "n_examples": self.n_examples,
-                "base": self.base,
-                "sampler": self._sampler.state() if started else None,
-                "example_loss": self.example_loss,
-                "example_step": self.example_step,
-                "events": self.events,
-                "noise_steps": len(self._gnorms),
-            }
-        )
-
-    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """The Trainer's save, plus (in checkpoints) ``govgym_trainer.safetensors``: the tensors JSON cannot hold.
-
-        Those are the noise interval in progress (summed gradients, per-step norms) and, when the run has
-        switched and holds LoRA adapters now, the base weights under them (the Trainer saves only the
-        adapters of a PEFT model, and this run's base is no longer the one the script loads).
-        """
-        super().save_model(output_dir, _internal_call)
-        if not (_internal_call and output_dir and self.args.should_save):
-            return
-        from safetensors.torch import save_file
-
-        tensors: dict[str, torch.Tensor] = {}
-        if self._gsum is not None and self._gnorms:
-            tensors.update({f"gsum.{i}": g for i, g in enumerate(self._gsum)})
-            tensors["gnorms"] = torch.stack(self._gnorms)
-        if self.base == "lora" and any(e["event"].startswith("switch_") for e in self.events):
-            for k, v in self.model.get_base_model().state_dict().items():
-                if "lora_" not in k:
-                    tensors["base." + k.replace(".base_layer.", ".")] = v
-        if tensors:
-            save_file(
-                {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()},
-                str(Path(output_dir) / TENSORS_FILE),
-            )
-
-    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any) -> Any:
-        """``Trainer.train``; a resume first restores this trainer's state (base, sampler, losses, events)."""
-        if resume_from_checkpoint:
-            path = resume_from_checkpoint
-            if isinstance(path, bool):
-                from transformers.trainer_utils import get_last_checkpoint
-
-                path = (
-                    get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
-                )
-            if path is not None:  # none: the Trainer's own error says so
-                self._restore(Path(path))
-        return super().train(resume_from_checkpoint, *args, **kwargs)
-
-    def _restore(self, ckpt: Path) -> None:
-        from transformers.trainer import TRAINER_STATE_NAME
-
-        file = ckpt / TRAINER_STATE_NAME
-        if not file.is_file():
-            return
-        saved = json.loads(file.read_text()).get("stateful_callbacks", {}).get("GovernedTrainerState")
-        if isinstance(saved, list):
-            saved = saved[0]
-        st = from_json((saved or {}).get("attributes", {}).get("saved") or {})
-        if not st.get("started"):
-            return  # not saved by a GovernedTrainer in training: nothing of ours to restore
-        if st["n_examples"] != self.n_examples:
-            raise ConfigError(
-                f"GovernedTrainer: checkpoint {ckpt} was trained on {st['n_examples']} examples; this trainer has "
-                f"{self.n_examples}. Resume with the same train dataset."
-            )
-        if st["base"] in ("qlora", "int8"):
-            raise ConfigError(
-                f"GovernedTrainer: checkpoint {ckpt} was saved while the run was switched to {st['base']} (LoRA on "
-                "a quantized base). The checkpoint holds the adapters only, and the quantized base was made from "
-                "weights this run had trained, which it does not hold: the run cannot be rebuilt exactly. Resume "
-                "from a checkpoint saved under full or lora (keep more with save_total_limit), or start afresh."
-            )
-        tensors: dict[str, torch.Tensor] = {}
-        if (ckpt / TENSORS_FILE).is_file():
-            from safetensors.torch import load_file
-
-            tensors = load_file(str(ckpt / TENSORS_FILE))
-        base_sd = {k[len("base.") :]: v for k, v in tensors.items() if k.startswith("base.")}
-        if st["base"] != self.base or base_sd:
-            if self.base != "full":
-                self._convert("full")
-            if base_sd:  # the run's base weights under its adapters
-                missing, unexpected = self.model.load_state_dict(base_sd, strict=False)
-                if missing or unexpected:
-                    raise ConfigError(
-                        f"GovernedTrainer: the base weights saved in {ckpt / TENSORS_FILE} do not fit this model "
-                        f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}). Resume with the model "
-                        "the checkpoint was trained from."
-                    )
-            if st["base"] != "full":
-                self._convert(st["base"])  # the Trainer loads the checkpoint's adapters into these
-        self._sampler = KeptSampler(self.n_examples, self.args.data_seed or self.args.seed)
-        self._sampler.load_state(st["sampler"])
-        self.example_loss = np.asarray(st["example_loss"], dtype=np.float32)
-        self.example_step = np.asarray(st["example_step"], dtype=np.int64)
-        self.events = list(st["events"])
-        if "gnorms" in tensors:
-            dev = next(self.model.parameters()).device
-            n = len([k for k in tensors if k.startswith("gsum.")])
-            self._gsum = [tensors[f"gsum.{i}"].to(dev) for i in range(n)]
-            self._gnorms = list(tensors["gnorms"].unbind(0))
-
 
 class GovernedTrainer(GovernedMixin, Trainer):
     """A ``Trainer`` with a reprunable train set ranked by the per-example losses it records (``GovernedMixin``)."""
@@ -501,21 +301,6 @@ def governed(trainer_cls: type) -> type:
     return _GOVERNED[trainer_cls]
 
 
-class GovernedTrainerState(TrainerCallback, ExportableState):
-    """Carries a ``GovernedTrainer``'s state through its checkpoints (``trainer_state.json``, JSON only).
-
-    Added by ``GovernedTrainer`` itself; the Trainer saves ``state()`` with every checkpoint and
-    ``GovernedTrainer.train(resume_from_checkpoint=...)`` restores it.
-    """
-
-    def __init__(self, trainer: Any = None) -> None:
-        self.trainer = trainer
-
-    def state(self) -> dict[str, Any]:
-        t = self.trainer
-        return {"args": {}, "attributes": {"saved": t.governed_state() if t is not None else {}}}
-
-
 GRAD_HOOKS = ("_clip_grad_norm", "_get_grad_norm")
 """The Trainer methods the noise scale is read through (each step's gradients before clipping)."""
 
@@ -545,10 +330,6 @@ def check_grad_hooks(trainer_cls: type) -> None:
         )
 
 
-def _trainable(model: Any) -> int:
-    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
-
-
 def _is_causal(model: Any) -> bool:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
@@ -560,6 +341,7 @@ def _is_causal(model: Any) -> bool:
 __all__ = [
     "INDEX_COLUMN",
     "SWITCH_BASES",
+    "TENSORS_FILE",
     "GovernedMixin",
     "GovernedTrainer",
     "GovernedTrainerState",
