@@ -17,7 +17,8 @@ computed with the same ``govgym.efficiency.signals`` code as in the environment.
 - ``report``: decisions through the Trainer's ``log`` (TensorBoard, W&B); ``ranks``: one decision for
   every process (rank 0 decides and broadcasts);
 - ``transfer``: the zero-shot transfer experiment (``govgym transfer``); ``bases``: the bases it takes
-  (named sizes, model keys, a local model directory).
+  (named sizes, model keys, a local model directory); ``transfer_scaling``: its budget, cap and OOM rules
+  at another size; ``transfer_report``: its table rows and plot.
 
 ``trainer`` also holds ``GovernedMixin`` and ``governed(SFTTrainer)``: the levers for any Trainer subclass.
 User guide: ``docs/deploy.md``.

@@ -6,37 +6,8 @@ offline way). At every size each policy (a governor artifact of ``govgym export`
 is deployed zero-shot through a ``GovernedTrainer`` with a ``GovernorCallback`` on the instance's data,
 beside the fixed budget (``fixed_budget``: never stops, never switches) on the same data and seed.
 
-How an instance scales with the model:
-
-- **Budget**: in optimizer steps of the instance's training set, i.e. epochs, which do not depend on
-  the model. An instance with ``budget_epochs`` gives ``ceil(epochs x batches per epoch)`` steps; one
-  with ``budget_tflops`` is converted once, at the training size, with the FLOPs of one optimizer step
-  and one evaluation measured there (``envs.probe.strategy_costs``): steps = budget / (step FLOPs +
-  eval FLOPs / K). The same steps are then the budget at every size (its FLOPs grow with the model).
-  The Trainer plans its LR schedule over those steps (``max_steps``), as a Trainer user sets
-  ``num_train_epochs``.
-- **Memory cap**: ``cap_L = cap_S x peak_L(full) / peak_S(full)``, every cap of the instance's
-  schedule alike: the cap keeps its headroom relative to full fine-tuning of the model at hand. Peaks
-  are measured per size and strategy by ``efficiency.memstats`` exactly as the env measures them
-  (``envs.probe.strategy_peaks``: one real step on a throwaway run).
-- **What the governor sees, and OOMs**: on CPU the ``GovernorCallback`` enforces the env's virtual
-  cap (``deploy/memory.py``): it is given the scaled cap, the scaled schedule and every strategy's
-  peak measured at this size (the switch targets and the start strategy), so ``mem_frac`` and the
-  cap masks are those the policy saw in training, and an interval whose strategy's peak exceeds the
-  cap it ran under (set at the previous decision: the cap in force at that budget fraction) ends the
-  run as an OOM, the fixed run's included. ``oom_intervals`` recomputes the OOMs post hoc from the
-  decisions and must agree with the callback's record (checked, else ``RuntimeError``). On CUDA the
-  governor sees the scaled cap and schedule over the real allocator peak; OOMs there are counted
-  post hoc from the peaks measured at that size (the callback does not end the run).
-- **Final eval loss** of a run that OOMed: the last evaluation before the OOM (the over-cap state
-  would not exist); its FLOPs include the interval that OOMed.
-
-Reported per size and policy (means over instances x seeds): final eval loss and its ratio to the
-fixed run's; FLOPs used / fixed; FLOPs-to-equal-quality / fixed (FLOPs at the first evaluation within
-``tolerance`` of the fixed run's final eval loss; runs that never get there are counted in
-``reached``); OOMs under the scaled cap; savings at equal quality (``1 - FLOPs used / fixed`` for a run
-whose final eval loss is within ``tolerance`` of the fixed run's, 0 for one that lost quality) and
-``kept`` = savings at this size / savings at the training size.
+How an instance scales with the model (budget, memory cap, OOMs, the final eval loss of a run that
+OOMed) is ``deploy/transfer_scaling.py``; what is reported per size and policy is ``deploy/transfer_report.py``.
 """
 
 from __future__ import annotations
@@ -52,8 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+# moved out of this module; re-exported so that existing imports keep working
+from govgym.deploy.transfer_report import _plot, reach_flops, summarize  # noqa: F401
+from govgym.deploy.transfer_scaling import (  # noqa: F401
+    TRAIN_SIZE,
+    _size_cfg,
+    budget_steps,
+    oom_intervals,
+    scale_cap,
+)
 from govgym.efficiency import caps
 from govgym.envs.actions import switch_target
 from govgym.errors import ConfigError
@@ -61,8 +39,6 @@ from govgym.typed import check_range
 
 logger = logging.getLogger(__name__)
 
-TRAIN_SIZE = "train"
-"""The label of the instances' own model (the size the policies were trained at)."""
 DEFAULT_V0_NAMES = ["m-crunch-n00-b1-l0.05", "m-tight-n00-b1-l0.5"]
 """Held-out FineTune-v0 instances of the default table, both 1 TFLOP at the training size (~120-130
 steps): a low price (λ=0.05, so policies run long enough to reach the fixed run's quality) with a cap
@@ -127,135 +103,6 @@ class TransferJob:
             raise ConfigError(f"device: got {self.device!r}; allowed: auto, cpu, cuda.")
 
 
-# ----------------------------------------------------------------------------- pure helpers
-
-
-def scale_cap(cap_mb: float, peak_small_full: float, peak_large_full: float) -> float:
-    """A cap of the training size at another size: ``cap x peak_large(full) / peak_small(full)`` (0 stays 0).
-
-    Args:
-        cap_mb: the instance's cap at the training size, MiB (0 = none).
-        peak_small_full: measured peak of full fine-tuning at the training size, MiB.
-        peak_large_full: measured peak of full fine-tuning at the target size, MiB.
-    """
-    if cap_mb <= 0:
-        return 0.0
-    if not (peak_small_full > 0 and peak_large_full > 0):
-        raise ConfigError(
-            f"transfer: cannot scale the cap {cap_mb:g} MiB: the measured full fine-tuning peaks are "
-            f"{peak_small_full!r} (training size) and {peak_large_full!r} (target size); both must be > 0."
-        )
-    return float(cap_mb) * float(peak_large_full) / float(peak_small_full)
-
-
-def budget_steps(inst: Any, per_epoch: int, step_flops: float, eval_flops: float, k: int) -> int:
-    """An instance's budget in optimizer steps (size-free: epochs of its training set).
-
-    ``budget_epochs``: ``ceil(epochs x per_epoch)``. ``budget_tflops``: the steps the training size
-    affords with one evaluation per K steps, ``budget / (step FLOPs + eval FLOPs / K)``.
-    """
-    if inst.budget_epochs is not None:
-        return max(math.ceil(inst.budget_epochs * per_epoch), 1)
-    return max(int(inst.budget_tflops * 1e12 / (step_flops + eval_flops / k)), 1)
-
-
-def reach_flops(decisions: list[dict[str, Any]], target: float) -> float:
-    """FLOPs used at the first decision whose eval loss is <= ``target`` (nan: never; an OOM row does not count)."""
-    return next(
-        (float(d["flops_used"]) for d in decisions if d["eval_loss"] <= target and not d.get("error")),
-        float("nan"),
-    )
-
-
-def oom_intervals(
-    decisions: list[dict[str, Any]],
-    peaks: dict[str, float],
-    cap0: float,
-    schedule: list[tuple[float, float]] | None = None,
-) -> list[int]:
-    """Steps at whose decision the interval just run exceeded the cap it ran under (the env's rule).
-
-    The decision log replayed through ``deploy.memory.MemoryCap.end_interval``, the code the
-    ``GovernorCallback`` enforces the cap with: the interval after the first decision (E_0, the env's
-    reset) runs under ``cap0``; after each later one under the schedule's cap at the budget fraction used.
-    It OOMs when the peak of the strategy it ran under (the next decision's ``strategy``) exceeds that cap
-    (> 0): a policy has one decision to react to a cap that falls, as in training. Unlike a live run, the
-    replay goes on after an OOM (the fixed budget runs its whole budget as the quality reference).
-
-    Args:
-        decisions: the decision log's rows (``step``, ``budget_frac``, ``strategy``).
-        peaks: measured peak MiB of every strategy the run was under.
-        cap0: the (scaled) cap at the start, MiB (0 = none).
-        schedule: the (scaled) ``(at, cap_mb)`` changes.
-    """
-    from govgym.deploy.memory import MemoryCap, check_cap_schedule
-
-    mem, out = MemoryCap(cap0, check_cap_schedule(schedule), dict(peaks)), []
-    for d in decisions[1:]:  # the first decision (step 0) follows no interval
-        if mem.end_interval(d["strategy"], float(d["budget_frac"])) is not None:
-            out.append(int(d["step"]))
-            mem.advance(float(d["budget_frac"]))  # the replay goes on under the next cap
-    return out
-
-
-def summarize(runs: list[dict[str, Any]], tolerance: float, sizes: list[str]) -> list[dict[str, Any]]:
-    """One row per (size, policy) over the runs (one per instance x seed x size x policy, fixed included)."""
-    fixed = {(r["size"], r["instance"], r["seed"]): r for r in runs if r["policy"] == "fixed"}
-    rows: list[dict[str, Any]] = []
-    policies = list(dict.fromkeys(r["policy"] for r in runs))
-    savings_at: dict[tuple[str, str], float] = {}
-    for size in sizes:
-        for pol in policies:
-            mine = [r for r in runs if r["size"] == size and r["policy"] == pol]
-            if not mine:
-                continue
-            finals, used, reach, sav, ooms = [], [], [], [], 0
-            for r in mine:
-                ref = fixed.get((size, r["instance"], r["seed"]))
-                if ref is None:
-                    continue
-                target = ref["final_eval"] * (1 + tolerance)
-                finals.append(r["final_eval"] / ref["final_eval"])
-                used.append(r["flops_used"] / ref["flops_used"])
-                reach.append(reach_flops(r["decisions"], target) / ref["flops_used"])
-                sav.append(1 - used[-1] if r["final_eval"] <= target else 0.0)
-                ooms += int(bool(r["oom_steps"]))
-            if not finals:
-                continue
-            got = [x for x in reach if math.isfinite(x)]
-            savings = float(np.mean(sav))
-            savings_at[(size, pol)] = savings
-            rows.append(
-                {
-                    "size": size,
-                    "params": mine[0]["params"],
-                    "policy": pol,
-                    "runs": len(finals),
-                    "final_eval": float(np.mean([r["final_eval"] for r in mine])),
-                    "final_vs_fixed": float(np.mean(finals)),
-                    "flops_vs_fixed": float(np.mean(used)),
-                    "eq_quality_vs_fixed": float(np.mean(got)) if got else float("nan"),
-                    "reached": f"{len(got)}/{len(reach)}",
-                    "savings": savings,
-                    "kept": float("nan"),
-                    "flops_saved_kept": float("nan"),
-                    "ooms": ooms,
-                    "flops_used": float(np.mean([r["flops_used"] for r in mine])),
-                }
-            )
-    raw = {(r["size"], r["policy"]): 1 - r["flops_vs_fixed"] for r in rows}
-    for row in rows:
-        if row["policy"] == "fixed":
-            continue
-        base = savings_at.get((TRAIN_SIZE, row["policy"]), float("nan"))
-        if base > 0:
-            row["kept"] = row["savings"] / base
-        base_raw = raw.get((TRAIN_SIZE, row["policy"]), float("nan"))
-        if base_raw > 0:  # the FLOPs saved, whatever the quality: does the policy behave alike at both sizes?
-            row["flops_saved_kept"] = (1 - row["flops_vs_fixed"]) / base_raw
-    return rows
-
-
 # ----------------------------------------------------------------------------- instances and policies
 
 
@@ -305,17 +152,6 @@ def resolve_policy(spec: str, action_names: list[str], k: int) -> tuple[Any, str
 
 
 # ----------------------------------------------------------------------------- runs
-
-
-def _size_cfg(base_cfg: Any, size: str, sizes_table: dict[str, dict[str, Any]] | None = None) -> Any:
-    from govgym.deploy.bases import base_overrides
-    from govgym.efficiency.config import RunConfig
-    from govgym.typed import deep_merge, from_dict, to_dict
-
-    if size == TRAIN_SIZE:
-        return copy.deepcopy(base_cfg)
-    over = base_overrides(size, table=sizes_table)  # a named size, model keys or {"source": DIR}
-    return from_dict(RunConfig, deep_merge(to_dict(base_cfg), {"model": dict(over)}))
 
 
 def _one_run(
@@ -549,40 +385,6 @@ def _fresh(gov: Any) -> Any:
     with contextlib.suppress(Exception):
         g.reset()
     return g
-
-
-def _plot(runs: list[dict[str, Any]], sizes: list[str], path: Path) -> None:
-    from govgym.plots import pyplot
-
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4), squeeze=False)
-    policies = list(dict.fromkeys(r["policy"] for r in runs))
-    colors = {p: f"C{i}" for i, p in enumerate(policies)}
-    for ax, size in zip(axes[0], sizes):
-        mine = [r for r in runs if r["size"] == size]
-        for r in mine:
-            d = r["decisions"]
-            xs, ys = [x["flops_used"] for x in d], [x["eval_loss"] for x in d]
-            first = r["seed"] == 0 and r["instance"] == mine[0]["instance"]
-            ax.plot(
-                xs,
-                ys,
-                color=colors[r["policy"]],
-                alpha=0.6,
-                lw=2.5 if r["policy"] == "fixed" else 1.2,
-                label=r["policy"] if first else None,
-            )
-            if r["ended"] in ("stop", "oom"):  # x: a stop; v: an OOM (the over-cap evaluation, plotted)
-                mark = "x" if r["ended"] == "stop" else "v"
-                ax.plot([xs[-1]], [ys[-1]], marker=mark, ms=8, color=colors[r["policy"]])
-        params = mine[0]["params"] / 1e6 if mine else 0
-        ax.set_title(f"{size} ({params:.1f}M params)")
-        ax.set_xlabel("FLOPs used")
-        ax.set_ylabel("eval loss")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 __all__ = [
