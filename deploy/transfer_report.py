@@ -86,7 +86,7 @@ def summarize(runs: list[dict[str, Any]], tolerance: float, sizes: list[str]) ->
 
 
 def _plot(runs: list[dict[str, Any]], sizes: list[str], path: Path) -> None:
-    from govgym.plots import pyplot
+    from govgym.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4), squeeze=False)
@@ -114,9 +114,7 @@ def _plot(runs: list[dict[str, Any]], sizes: list[str], path: Path) -> None:
         ax.set_xlabel("FLOPs used")
         ax.set_ylabel("eval loss")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 __all__ = ["reach_flops", "summarize"]
