@@ -182,6 +182,8 @@ def _tune(inv: Invocation) -> None:
         memo=job.memo,
         backend=job.backend,
         ray_address=job.ray_address,
+        objective=job.objective,
+        tolerance=job.tolerance,
     )
 
 
