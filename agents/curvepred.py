@@ -14,7 +14,7 @@ It is trained on the fixed-budget paths of the corpus's saved step trees (``govg
 train split only, with a numpy-only forward pass at run time (a JSON model behind a format version and a
 content hash; no pickle).
 
-The governor (``learned_curve``): under the equal-quality objective (a 21st feature, the tolerance) it
+The governor (``learned_curve`` in agents/heuristics.py): under the equal-quality objective (a 21st feature, the tolerance) it
 stops at the first decision where ``q_alpha(z) >= −ln(1 + tolerance)``: with probability 1 − alpha the
 full budget would not have ended more than the tolerance below the current loss. Under the price
 objective it stops when the predicted continuation value falls to ``tau``. Learning curves are
@@ -29,15 +29,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from govgym.agents.heuristics import CONTINUE, F, Heuristic
 from govgym.efficiency import safefile
-from govgym.efficiency.signals import spec_hash
+from govgym.efficiency.signals import FEATURE_NAMES, spec_hash
 from govgym.typed import ConfigError
+
+F = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 CURVE_FORMAT = "govgym-curve-model"
 CURVE_VERSION = 1
@@ -203,52 +203,15 @@ def default_curve_path() -> Path:
 
 
 _MODELS: dict[str, CurveModel] = {}
+"""Loaded models by resolved path (a worker builds one policy per task: the file is read once)."""
 
 
-class LearnedCurve(Heuristic):
-    """Stop when the learned curve predictor says the rest of the budget is not worth it (module docstring).
-
-    Knobs: ``alpha`` (equal quality: the accepted probability that the full budget would have ended
-    more than the tolerance lower; one of QUANTILES), ``tau`` (price: stop once the predicted
-    continuation value is at most tau), ``min_used`` (never stop before this budget fraction), and
-    ``model`` (a fitted model file; '' = the packaged configs/curve_v2.json).
-    """
-
-    name = "learned_curve"
-
-    def __init__(
-        self,
-        action_names: list[str] | None = None,
-        alpha: float = 0.1,
-        tau: float = 0.0,
-        min_used: float = 0.0,
-        model: str = "",
-    ):
-        if not any(abs(alpha - q) < 1e-9 for q in QUANTILES):
-            raise ConfigError(
-                f"learned_curve.alpha: got {alpha}; it must be one of the model's quantiles {list(QUANTILES)}."
-            )
-        self.alpha, self.tau, self.min_used = float(alpha), float(tau), float(min_used)
-        self.qi = int(np.argmin([abs(alpha - q) for q in QUANTILES]))
-        key = str(Path(model).resolve()) if model else ""
-        if key not in _MODELS:
-            _MODELS[key] = load_curve_model(model or default_curve_path())
-        self.model = _MODELS[key]
-        super().__init__(action_names)
-
-    def new_state(self) -> SimpleNamespace:
-        return SimpleNamespace(history=[])
-
-    def act(self, obs: np.ndarray, mask: np.ndarray | None, s: SimpleNamespace) -> int:
-        s.history.append(np.asarray(obs[:20], dtype=np.float64))
-        if len(s.history) < 2 or 1.0 - float(obs[F["budget_left"]]) < self.min_used:
-            return CONTINUE  # the reset observation has no interval behind it
-        q, v = self.model.predict(features(s.history))
-        if len(obs) > 20:  # equal quality: the tolerance is the 21st feature
-            stop = q[0, self.qi] >= -math.log1p(float(obs[20]))
-        else:
-            stop = v[0] <= self.tau
-        return self.action("stop") if stop else CONTINUE
+def cached_model(model: str) -> CurveModel:
+    """The model at ``model`` ('' = the packaged one), loaded once per process."""
+    key = str(Path(model).resolve()) if model else ""
+    if key not in _MODELS:
+        _MODELS[key] = load_curve_model(model or default_curve_path())
+    return _MODELS[key]
 
 
 __all__ = [
@@ -257,8 +220,8 @@ __all__ = [
     "INPUTS",
     "QUANTILES",
     "CurveModel",
-    "LearnedCurve",
     "default_curve_path",
     "features",
+    "cached_model",
     "load_curve_model",
 ]
