@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from govgym.agents.curvefit import CurveFitConfig
+from govgym.agents.curvetrain import CurveFitConfig
 from govgym.agents.evaluate import EvalConfig
 from govgym.agents.levermap import MapConfig
 from govgym.agents.sim2real import Sim2RealConfig

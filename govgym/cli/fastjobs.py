@@ -58,7 +58,7 @@ __all__ = ["fit_fast_job", "sim2real_job"]
 
 def fit_curve_job(cfg: Any, out: Path) -> Path:
     """Fit the learned curve predictor; print its out-of-fold calibration; write ``out/curve_model.json`` + ``fit.json``."""
-    from govgym.agents.curvefit import fit_curve
+    from govgym.agents.curvetrain import fit_curve
 
     model, report = fit_curve(cfg)
     print(
