@@ -29,7 +29,9 @@ from govgym.agents.scoring import (
     ftq_speedup,
     leaderboard,
     load_map_best,
+    paired_bootstrap,
 )
+from govgym.efficiency.objective import Objective
 from govgym.envs.instances import load_instances
 from govgym.results import write_json, write_rows
 from govgym.typed import ConfigError
@@ -59,8 +61,13 @@ class EvalConfig:
     (one Ray task each: `pip install "govgym[ray]"`; see agents/scaleout.py)."""
     ray_address: str = ""
     """With backend=ray: '' = start a local Ray with `workers` CPUs; else the cluster to use (auto, ray://HEAD:10001)."""
+    objective: str = "price"
+    """What the governors are judged on (efficiency/objective.py): price (the env's return: gain − λ × compute)
+    | equal_quality (the budget fraction saved, −1 when the final eval loss misses the fixed run's by more
+    than `tolerance`; the policies see the tolerance as a 21st feature)."""
     tolerance: float = DEFAULT_TOLERANCE
-    """FLOPs-to-equal-quality: reached when eval loss <= (1 + tolerance) x the fixed-budget final eval."""
+    """FLOPs-to-equal-quality: reached when eval loss <= (1 + tolerance) x the fixed-budget final eval;
+    also the equal-quality objective's tolerance."""
     max_instances: int = 0
     """Evaluate only the first N instances of the split (0 = all); for quick looks, not for results."""
     memo: str = "runs/memo"
@@ -72,6 +79,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check_harness("evaluate", self)
+        Objective(self.objective, self.tolerance if self.objective == "equal_quality" else DEFAULT_TOLERANCE)
         if not self.policies:
             raise ConfigError(
                 "evaluate.policies: empty; name at least one policy, e.g. fixed_budget,patience."
@@ -109,18 +117,24 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
         memo=cfg.memo,
         backend=cfg.backend,
         ray_address=cfg.ray_address,
+        tolerance=cfg.tolerance if cfg.objective == "equal_quality" else None,
     )
     seconds = time.perf_counter() - t0
     families = {i.name: i.family for i in iset.train + iset.test}
     map_best = load_map_best(cfg.map) if cfg.map else None
     rows = episode_rows(results, cfg.tolerance, families, map_best)
     board = leaderboard(rows)
+    score = "eq_return" if cfg.objective == "equal_quality" else "return"
+    board.sort(key=lambda r: -r[score])
     fboard = family_board(rows)
     heuristics = [s.label for s in specs if s.kind == "heuristic" and s.name not in ("random",)]
-    h_rows = [b for b in board if b["policy"] in heuristics]
-    best_h = max(h_rows, key=lambda b: b["return"])["policy"] if h_rows else REFERENCE
+    h_rows = [b for b in board if b["policy"] in heuristics and b["policy"] != REFERENCE]
+    best_h = max(h_rows, key=lambda b: b[score])["policy"] if h_rows else REFERENCE
     comparisons = []
     for s in specs:
+        if s.label != best_h and s.label != REFERENCE:
+            ci = paired_bootstrap(rows, s.label, best_h, score)
+            comparisons.append({"policy": s.label, "vs": best_h, "figure": score, **ci})
         if s.kind == "agent":
             vs_h, n_h = ftq_speedup(rows, s.label, best_h)
             vs_f, n_f = ftq_speedup(rows, s.label, REFERENCE)
@@ -144,7 +158,7 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
         ],
     }
     steps = meta["steps"]
-    print(format_board(board))
+    print(format_board(board, cfg.objective))
     print("\nper family:")
     print(format_family_board(fboard))
     spread = (
@@ -158,8 +172,15 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
     )
     within = f"within {cfg.tolerance * 100:g}%"  # 0.005 -> "within 0.5%"
     print(f"FLOPs-to-equal-quality: FLOPs at the first eval {within} of the fixed run's final eval loss.")
-    print(f"best tuned heuristic by return: {best_h}")
+    print(f"best tuned heuristic by {score}: {best_h}")
     for c in comparisons:
+        if "diff" in c:
+            if c["pairs"]:
+                print(
+                    f"{c['policy']} − {best_h} ({score}): {c['diff']:+.4f}, paired bootstrap 95% CI "
+                    f"[{c['lo']:+.4f}, {c['hi']:+.4f}] over {c['pairs']} (instance, seed) pairs of {c['instances']} instances"
+                )
+            continue
         if c["episodes_both_reached_h"]:
             print(
                 f"{c['agent']}: FLOPs-to-equal-quality {c['ftq_speedup_vs_best_heuristic']:.2f}x fewer than {best_h} "

@@ -51,10 +51,15 @@ def task_env(instances: str, split: str) -> Any:
     return _ENVS[key]
 
 
-def run_task(task: tuple[str, str, str, int, list[Any], str]) -> dict[str, Any]:
-    """Run every policy spec on one (instance, seed); returns episode dicts and the tree's step counts."""
+def run_task(task: tuple[Any, ...]) -> dict[str, Any]:
+    """Run every policy spec on one (instance, seed); returns episode dicts and the tree's step counts.
 
-    instances, split, inst, seed, specs, memo = task
+    ``task`` = (instances, split, instance, seed, specs, memo[, tolerance]): a 7th entry (the
+    equal-quality objective's tolerance) is appended to every observation the policies see.
+    """
+
+    instances, split, inst, seed, specs, memo = task[:6]
+    tolerance = task[6] if len(task) > 6 else None
     t0 = time.perf_counter()
     env = task_env(instances, split)
     tree = EpisodeTree(env, inst, seed)
@@ -68,7 +73,7 @@ def run_task(task: tuple[str, str, str, int, list[Any], str]) -> dict[str, Any]:
                 policy = _AGENTS[spec.path] = build_policy(spec, env.action_names)
         else:
             policy = build_policy(spec, env.action_names, seed)
-        episodes.append(run_episode(tree, policy, spec.label).to_dict())
+        episodes.append(run_episode(tree, policy, spec.label, tolerance).to_dict())
     if memo and tree.real_steps:
         save_tree(tree, Path(memo))
     return {
@@ -95,6 +100,7 @@ def run_tasks(
     task_fn: Any = None,
     backend: str = "local",
     ray_address: str = "",
+    tolerance: float | None = None,
 ) -> list[dict[str, Any]]:
     """All (instance, seed) tasks on ``workers`` cores: this process, a spawned pool, or Ray.
 
@@ -104,7 +110,7 @@ def run_tasks(
     ``backend``: 'local' (``workers`` == 1: this process; more: a spawned pool) or 'ray' (one Ray task
     per (instance, seed) on a local Ray with ``workers`` CPUs, or on the cluster at ``ray_address``);
     see ``agents/scaleout.py``. Each task writes only its own (instance, seed)'s tree; results are
-    gathered here.
+    gathered here. ``tolerance``: the equal-quality objective's, shown to the policies (None = price).
     """
     task_fn = task_fn or run_task
     check_backend("", backend, ray_address)
@@ -118,7 +124,8 @@ def run_tasks(
     if backend == "ray":  # Ray's worker processes need not share our working directory
         instances = str(Path(instances).resolve()) if instances else instances
         memo = str(Path(memo).resolve()) if memo else memo
-    tasks = [(instances, split, n, s, specs, memo) for s in seeds for n in names]
+    extra = () if tolerance is None else (float(tolerance),)
+    tasks = [(instances, split, n, s, specs, memo, *extra) for s in seeds for n in names]
     if workers > 1 or backend == "ray":
         # longest first (by FLOP budget): the last task is a short one, so no core idles long at the end
         iset = load_instances(instances or None)

@@ -11,6 +11,7 @@ they evaluate. A new episode is detected by ``episode_start`` or by the budget-l
 from __future__ import annotations
 
 import inspect
+import math
 from types import SimpleNamespace
 from typing import Any
 
@@ -275,6 +276,55 @@ class RandomPolicy(Heuristic):
         return int(self.rng.choice(np.flatnonzero(mask)))
 
 
+class LearnedCurve(Heuristic):
+    """Stop when the learned curve predictor says the rest of the budget is not worth it (module docstring).
+
+    Knobs: ``alpha`` (equal quality: the accepted probability that the full budget would have ended
+    more than the tolerance lower; one of QUANTILES), ``tau`` (price: stop once the predicted
+    continuation value is at most tau), ``min_used`` (never stop before this budget fraction), and
+    ``model`` (a fitted model file; '' = the packaged configs/curve_v2.json).
+    """
+
+    name = "learned_curve"
+
+    def __init__(
+        self,
+        action_names: list[str] | None = None,
+        alpha: float = 0.1,
+        tau: float = 0.0,
+        min_used: float = 0.0,
+        model: str = "",
+    ):
+        from govgym.agents.curvepred import QUANTILES
+
+        if not any(abs(alpha - q) < 1e-9 for q in QUANTILES):
+            raise ConfigError(
+                f"learned_curve.alpha: got {alpha}; it must be one of the model's quantiles {list(QUANTILES)}."
+            )
+        self.alpha, self.tau, self.min_used = float(alpha), float(tau), float(min_used)
+        self.qi = int(np.argmin([abs(alpha - q) for q in QUANTILES]))
+        from govgym.agents.curvepred import cached_model
+
+        self.model = cached_model(model)
+        super().__init__(action_names)
+
+    def new_state(self) -> SimpleNamespace:
+        return SimpleNamespace(history=[])
+
+    def act(self, obs: np.ndarray, mask: np.ndarray | None, s: SimpleNamespace) -> int:
+        s.history.append(np.asarray(obs[:20], dtype=np.float64))
+        if len(s.history) < 2 or 1.0 - float(obs[F["budget_left"]]) < self.min_used:
+            return CONTINUE  # the reset observation has no interval behind it
+        from govgym.agents.curvepred import features
+
+        q, v = self.model.predict(features(s.history))
+        if len(obs) > 20:  # equal quality: the tolerance is the 21st feature
+            stop = q[0, self.qi] >= -math.log1p(float(obs[20]))
+        else:
+            stop = v[0] <= self.tau
+        return self.action("stop") if stop else CONTINUE
+
+
 POLICIES = {
     "fixed_budget": FixedBudget,
     "continue": FixedBudget,
@@ -283,6 +333,7 @@ POLICIES = {
     "zeus": ZeusStop,
     "memory_reactive": MemoryReactive,
     "random": RandomPolicy,
+    "learned_curve": LearnedCurve,
 }
 
 
@@ -294,6 +345,10 @@ KNOB_RANGES: dict[str, tuple[type, float | None, float | None]] = {
     "margin": (float, 0.0, 1.0),  # memory headroom that triggers a switch, as a fraction of the cap
     "seed": (int, 0, None),
     "use_ema": (bool, None, None),
+    "alpha": (float, 0.0, 1.0),  # learned_curve: accepted probability of missing the tolerance
+    "tau": (float, 0.0, None),  # learned_curve: stop once the predicted continuation value <= tau
+    "min_used": (float, 0.0, 1.0),  # learned_curve: never stop before this budget fraction
+    "model": (str, None, None),  # learned_curve: a fitted model file ('' = the packaged one)
 }
 """Type and range of every heuristic knob: a knob from the CLI, a spec or heuristics.yaml is checked here."""
 
@@ -310,7 +365,7 @@ def make_policy(name: str, action_names: list[str], seed: int = 0, **knobs: Any)
             )
         tp, lo, hi = KNOB_RANGES[k]
         knobs[k] = coerce(f"{name}.{k}", tp, v)
-        if tp is not bool:
+        if tp not in (bool, str):
             check_range(f"{name}.{k}", knobs[k], lo, hi)  # NaN and inf fail here too
     if "seed" in allowed:
         knobs.setdefault("seed", seed)

@@ -38,8 +38,10 @@ def format_family_board(fb: list[dict[str, Any]]) -> str:
     return format_table(table)
 
 
-def format_board(board: list[dict[str, Any]]) -> str:
-    """The leaderboard as a terminal table: '—' where no episode has the figure, no ± from a single seed."""
+def format_board(board: list[dict[str, Any]], objective: str = "price") -> str:
+    """The leaderboard as a terminal table: '—' where no episode has the figure, no ± from a single seed.
+
+    Under the equal-quality objective the table leads with its return and the violation rate."""
 
     def pm(r: dict[str, Any], k: str, fmt: str = ".3f") -> str:
         if math.isnan(r[k]):
@@ -50,6 +52,11 @@ def format_board(board: list[dict[str, Any]]) -> str:
     table = [
         {
             "policy": r["policy"],
+            **(
+                {"eq return": pm(r, "eq_return"), "violated": f"{r['violation_rate']:.0%}"}
+                if objective == "equal_quality"
+                else {}
+            ),
             "return": pm(r, "return"),
             "final eval / fixed": pm(r, "final_eval_rel", ".4f"),
             "FLOPs / fixed": pm(r, "flops_rel"),

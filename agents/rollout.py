@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from govgym.efficiency.objective import with_tolerance
 from govgym.envs.memo import EpisodeTree
 
 
@@ -77,8 +78,12 @@ class Episode:
         }
 
 
-def run_episode(tree: EpisodeTree, policy: Any, name: str) -> Episode:
-    """Govern one episode of ``tree`` with ``policy`` (SB3's ``predict`` interface, action masks passed)."""
+def run_episode(tree: EpisodeTree, policy: Any, name: str, tolerance: float | None = None) -> Episode:
+    """Govern one episode of ``tree`` with ``policy`` (SB3's ``predict`` interface, action masks passed).
+
+    ``tolerance``: under the equal-quality objective the policy sees it appended to each observation
+    (envs/objective.py); None = the price objective's 20 features.
+    """
     env = tree.env
     node = tree.root()
     inst = env.iset.get(tree.instance)
@@ -95,8 +100,9 @@ def run_episode(tree: EpisodeTree, policy: Any, name: str) -> Episode:
     prefix: tuple[int, ...] = ()
     start = True
     while True:
+        obs = node.obs if tolerance is None else with_tolerance(node.obs, tolerance)
         a, _ = policy.predict(
-            node.obs, episode_start=np.array([start]), deterministic=True, action_masks=node.mask
+            obs, episode_start=np.array([start]), deterministic=True, action_masks=node.mask
         )
         a = int(np.asarray(a).reshape(-1)[0])
         start = False

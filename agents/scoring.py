@@ -5,6 +5,9 @@
 - ``ftq_rel`` (FLOPs-to-equal-quality) = FLOPs at the policy's first evaluation within ``tolerance``
   (0.5% by default) of the fixed-budget run's final eval loss / the fixed-budget run's FLOPs; an
   episode that never gets there counts in ``reached`` only;
+- ``violated`` (equal-quality objective, efficiency/objective.py): the final eval loss ends above
+  (1 + ``tolerance``) x the fixed run's, or the episode ended in an error; ``eq_return`` = 1 −
+  ``flops_rel`` − ``violated`` (the budget fraction saved, −1 for a missed target);
 - ``oracle``: the best stop point in hindsight on the fixed-budget run (highest return), so regret is
   visible; ``regret_map``: the best explored lever schedule of a `govgym map` folder minus the return.
 
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from govgym.agents.rollout import Episode, oracle_episode
+from govgym.efficiency.objective import violated
 from govgym.typed import ConfigError
 
 REFERENCE = "fixed_budget"
@@ -69,6 +73,7 @@ def episode_rows(
         for e in eps:
             ftq = e.flops_to_reach(target)
             i_best = int(np.argmin(e.evals))
+            missed = violated(e.final_eval, ref.final_eval, tolerance, e.error)
             rows.append(
                 {
                     "policy": e.policy,
@@ -81,6 +86,8 @@ def episode_rows(
                     "flops_used": e.flops_used,
                     "flops_rel": e.flops_used / ref.flops_used,
                     "return": e.ret,
+                    "violated": missed,
+                    "eq_return": 1.0 - e.flops_used / ref.flops_used - float(missed),
                     "ftq_rel": ftq / ref.flops_used if math.isfinite(ftq) else math.nan,
                     "reached": math.isfinite(ftq),
                     "best_eval": float(e.evals[i_best]),
@@ -131,12 +138,14 @@ def leaderboard(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "flops_to_best_rel",
             "regret_oracle",
             "regret_map",
+            "eq_return",
         ):
             if key not in rs[0]:
                 continue
             m, s = mean_spread(rs, key)
             row[key], row[key + "_spread"] = m, s
         row["reached"] = f"{sum(r['reached'] for r in rs)}/{len(rs)}"
+        row["violation_rate"] = float(np.mean([r["violated"] for r in rs]))
         row["oom"] = sum(r["oom"] for r in rs)
         row["crash"] = sum(r["crash"] for r in rs)
         row["switches_per_ep"] = float(np.mean([r["switches"] for r in rs]))
@@ -183,6 +192,50 @@ def ftq_speedup(rows: list[dict[str, Any]], a: str, b: str) -> tuple[float, int]
     return (float(math.exp(np.mean(ratios))) if ratios else math.nan), len(ratios)
 
 
+def paired_bootstrap(
+    rows: list[dict[str, Any]],
+    a: str,
+    b: str,
+    key: str = "return",
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Mean of ``key``(a) − ``key``(b) over the (instance, seed) pairs both ran, with a paired bootstrap CI.
+
+    Pairs are resampled with replacement, clustered by instance (an instance's seeds move together, so
+    the interval does not pretend seeds of one instance are independent draws of the world); the
+    interval is the percentile one at ``level``. Returns ``{"diff", "lo", "hi", "pairs", "instances"}``
+    (nan when no pair exists).
+    """
+    by = {(r["policy"], r["instance"], r["episode_seed"]): r for r in rows}
+    diffs: dict[str, list[float]] = defaultdict(list)
+    for (p, inst, s), r in by.items():
+        other = by.get((b, inst, s))
+        if p != a or other is None:
+            continue
+        x, y = float(r[key]), float(other[key])
+        if math.isfinite(x) and math.isfinite(y):
+            diffs[inst].append(x - y)
+    insts = sorted(diffs)
+    n = sum(len(v) for v in diffs.values())
+    if not insts:
+        return {"diff": math.nan, "lo": math.nan, "hi": math.nan, "pairs": 0, "instances": 0}
+    sums = np.array([sum(diffs[i]) for i in insts])
+    counts = np.array([len(diffs[i]) for i in insts])
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(len(insts), size=(n_boot, len(insts)))
+    boot = sums[idx].sum(1) / counts[idx].sum(1)
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return {
+        "diff": float(sums.sum() / counts.sum()),
+        "lo": float(lo),
+        "hi": float(hi),
+        "pairs": int(n),
+        "instances": len(insts),
+    }
+
+
 __all__ = [
     "DEFAULT_TOLERANCE",
     "REFERENCE",
@@ -192,4 +245,5 @@ __all__ = [
     "leaderboard",
     "load_map_best",
     "mean_spread",
+    "paired_bootstrap",
 ]

@@ -66,11 +66,18 @@ def tune(
     memo: str = "runs/memo",
     backend: str = "local",
     ray_address: str = "",
+    objective: str = "price",
+    tolerance: float = 0.005,
 ) -> dict[str, Any]:
     """Run the grid on the train split; write ``heuristics.yaml`` (best knobs) and ``grid.csv``.
 
     ``backend`` / ``ray_address``: where the (instance, seed) tasks run (``agents/scaleout.py``).
+    ``objective``: ``price`` (mean return) or ``equal_quality`` (mean budget fraction saved − violations,
+    at ``tolerance``; the heuristics see the tolerance as their 21st feature): efficiency/objective.py.
     """
+    from govgym.efficiency.objective import Objective
+
+    eq = Objective(objective, tolerance).equal_quality
 
     iset = load_instances(instances or None)
     names = [i.name for i in iset.split("train")]
@@ -88,11 +95,13 @@ def tune(
         memo=memo,
         backend=backend,
         ray_address=ray_address,
+        tolerance=tolerance if eq else None,
     )
-    rows = episode_rows(results)  # ranked by return; FLOPs-to-equal-quality uses EvalConfig.tolerance
+    rows = episode_rows(results, tolerance)
+    score = "eq_return" if eq else "return"
     by_label: dict[str, list[float]] = defaultdict(list)
     for r in rows:
-        by_label[r["policy"]].append(r["return"])
+        by_label[r["policy"]].append(r[score])
     grid = []
     for s in specs:
         vals = by_label[s.label]
@@ -135,8 +144,9 @@ def tune(
         {"instances": iset.source, "seeds": seeds, "steps": steps, "seconds": round(seconds, 1)},
     )
     header = (
-        "# Tuned heuristic knobs: the grid point with the highest mean return on the TRAIN split.\n"
-        f"# Written by: govgym tune seeds={seeds}{' instances=' + instances if instances else ''}\n"
+        f"# Tuned heuristic knobs: the grid point with the highest mean {'equal-quality ' if eq else ''}return on the TRAIN split.\n"
+        f"# Written by: govgym tune seeds={seeds}{' instances=' + instances if instances else ''}"
+        f"{f' objective=equal_quality tolerance={tolerance}' if eq else ''}\n"
         f"# ({len(names)} train instances x {seeds} seeds; grid and every point's return in grid.csv beside the run.)\n"
         "# govgym evaluate reads this file (packaged copies: configs/heuristics.yaml for v0, configs/heuristics_v1.yaml\n"
         "# for v1) for each heuristic named plainly.\n"

@@ -97,6 +97,7 @@ from govgym.deploy.report import TrainerLog, decision_logs
 from govgym.deploy.resume import CheckpointedGovernor
 from govgym.deploy.trainer_args import adjust_training_args
 from govgym.efficiency import noise
+from govgym.efficiency.objective import Objective, with_tolerance
 from govgym.efficiency.strategy import Strategy
 from govgym.envs.actions import CONTINUE, STOP, action_mask, switch_target
 from govgym.errors import ConfigError
@@ -134,6 +135,10 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         log_path: where to write the JSON decision log (rewritten atomically after every decision).
         reprune_fraction: fraction of the kept data each reprune drops (inside a ``GovernedTrainer``).
         min_kept_fraction: reprunes are masked when less than this fraction of the data would remain.
+        tolerance: the equal-quality objective (efficiency/objective.py): "the full budget's final eval
+            loss within this relative tolerance, for the least compute". The governor sees it as a 21st
+            feature after the 20 of the price objective (``lam`` is then ignored by a governor trained for
+            it). None (default) = the price objective.
     """
 
     def __init__(
@@ -151,6 +156,7 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         min_kept_fraction: float = 0.5,
         cap_schedule: Any = None,
         memory_peaks: dict[str, float] | None = None,
+        tolerance: float | None = None,
     ) -> None:
         self._governor_ref: str | None = None
         if governor is None:
@@ -187,6 +193,9 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
             check_memory_peaks(memory_peaks),
         )
         self.reprune_fraction, self.min_kept_fraction = float(reprune_fraction), float(min_kept_fraction)
+        if tolerance is not None:
+            Objective("equal_quality", tolerance)  # one clear error for a bad tolerance
+        self.tolerance = None if tolerance is None else float(tolerance)
         self.trainer: Levers | None = None  # a GovernedTrainer's levers (attach_levers; deploy/levers.py)
         self.report = TrainerLog()  # decisions through trainer.log: report_to sees them (deploy/report.py)
         self.log_path = Path(log_path) if log_path is not None else None
@@ -440,6 +449,8 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         )
         self.logs = []
         obs = self.observer.observe(reading)
+        if self.tolerance is not None:
+            obs = with_tolerance(obs, self.tolerance)
         mask = self.action_masks()
         chosen: Any = None
         if oom is not None:

@@ -43,6 +43,8 @@ class DecisionLog:
                 "action_names": self.action_names,
                 "interval_steps": self.k,
                 "lam": self.lam,
+                "objective": "price" if self.tolerance is None else "equal_quality",
+                "tolerance": self.tolerance,
                 "cap_mb": self.cap_mb,
                 "cap_schedule": self.cap_schedule,
                 "memory_peaks": self.memory_peaks,

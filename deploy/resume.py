@@ -45,6 +45,7 @@ class CheckpointedGovernor(ExportableState):
             "min_kept_fraction": self.min_kept_fraction,
             "cap_schedule": self.cap_schedule,
             "memory_peaks": self.memory_peaks,
+            "tolerance": self.tolerance,
         }
         saved: dict[str, Any] = {"format": FORMAT, "started": self._started}
         if self._started:

@@ -88,6 +88,11 @@ def check_governor_values(
         h = meta.get("heuristic")
         if not isinstance(h, dict) or h.get("name") not in POLICIES or not isinstance(h.get("knobs"), dict):
             fail(f"heuristic is {h!r}; it must name one of {', '.join(POLICIES)} with a mapping of knobs")
+        if h["knobs"].get("model", "") != "":  # a path read from a file is never followed
+            fail(
+                f"heuristic knob model is {h['knobs']['model']!r}; an artifact's learned_curve uses the packaged "
+                "model (model='') — a path inside a file is not followed"
+            )
         return
     net = meta.get("network")
     if not isinstance(net, dict):

@@ -32,7 +32,7 @@ def register_envs() -> None:
             disable_env_checker=False,
         )
     if ENV_ID_V2 not in registry:
-        register(id=ENV_ID_V2, entry_point="govgym.envs.finetune_v2:FineTuneV2Env", disable_env_checker=False)
+        register(id=ENV_ID_V2, entry_point="govgym.envs.objective:make_v2", disable_env_checker=False)
     if ENV_ID_FAST not in registry:
         register(
             id=ENV_ID_FAST,

@@ -3,6 +3,7 @@ model fitted from recorded real runs (envs/fastmodel.py) instead of a live run: 
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, replace
 from typing import Any
@@ -277,7 +278,40 @@ class FineTuneFastEnv(gym.Env):
         self.eval_loss, self.train_loss = p.e0, p.e0
         obs = self.tracker.observe(self._reading(None))
         self.last_obs = obs
+        self._at_reset = {k: copy.deepcopy(getattr(self, k)) for k in self._RESET_FIELDS}
         return obs, self._info()
+
+    _RESET_FIELDS = (
+        "rng",
+        "scale",
+        "flops",
+        "state",
+        "cap",
+        "tracker",
+        "eval_loss",
+        "train_loss",
+        "last_obs",
+        "done",
+    )
+
+    def fixed_final_eval(self) -> float:
+        """This episode's fixed-budget run (every action continue) re-simulated from its reset state with the
+        same random stream: its final eval loss (the equal-quality objective's reference)."""
+        if self.plan is None or not hasattr(self, "_at_reset"):
+            raise RuntimeError("fixed_final_eval() before reset(); call reset() first.")
+        here = {k: copy.deepcopy(getattr(self, k)) for k in self._RESET_FIELDS}
+        for k, v in self._at_reset.items():
+            setattr(self, k, copy.deepcopy(v))
+        last = self.eval_loss
+        while not self.done:
+            _, _, term, trunc, info = self.step(0)
+            if not info.get("error"):
+                last = float(info["eval_loss"])
+            if term or trunc:
+                break
+        for k, v in here.items():
+            setattr(self, k, v)
+        return float(last)
 
     def _random_plan(self) -> Plan:
         """A random instance around the families (domain randomization); mechanics as a real one's."""

@@ -335,6 +335,37 @@ class FineTuneEnv(gym.Env):
         self.e0, self.prev_eval, self.done = snap["e0"], snap["prev_eval"], snap["done"]
         self.log = copy.deepcopy(snap["log"])
 
+    def fixed_final_eval(self) -> float:
+        """The final eval loss of this episode's fixed-budget run (every action ``continue``; its last good eval).
+
+        What the equal-quality objective compares with (envs/objective.py). Known for free when the
+        episode itself was the fixed run; otherwise the fixed run is replayed from a reset of the same
+        (instance, episode seed) — exact, since an episode is a function of them and its actions — and
+        the episode's own state is restored after. Cached per (instance, episode seed).
+        """
+        if self.run is None:
+            raise RuntimeError("fixed_final_eval() before reset(); call reset() first.")
+        key = (self.instance.name, self.episode_seed)
+        cache = self.__dict__.setdefault("_fixed_finals", {})
+        if key in cache:
+            return cache[key]
+        if self.done and self.log["actions"] and not any(self.log["actions"]):
+            cache[key] = float(self.prev_eval)  # this episode was the fixed run
+            return cache[key]
+        here = self.snapshot()
+        self.reset(options={"instance": key[0], "episode_seed": key[1]})
+        last = float(self.prev_eval)
+        while True:
+            _, _, term, trunc, info = self.step(0)
+            e = info.get("eval_loss")
+            if not info.get("error") and e is not None and math.isfinite(float(e)):
+                last = float(e)
+            if term or trunc:
+                break
+        self.restore(here)
+        cache[key] = last
+        return last
+
     def position(self) -> tuple[str, int, tuple[int, ...]] | None:
         """Where a live episode stands: (instance, episode seed, actions taken); None before reset or once it ended."""
         if self.run is None or self.done:

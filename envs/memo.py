@@ -22,6 +22,7 @@ reuse each other's real steps across invocations.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import warnings
 from collections import OrderedDict
@@ -169,6 +170,23 @@ class EpisodeTree:
         if not (term or trunc):
             self._fork(key)
         return out
+
+
+def tree_fixed_final_eval(tree: EpisodeTree) -> float:
+    """The fixed-budget path of ``tree`` (every action continue) to its end: its last good eval loss.
+
+    Free once the path is in the memo (every collection and evaluation runs the fixed budget first).
+    """
+    node = tree.root()
+    last = float(node.info["eval_loss"])
+    prefix: tuple[int, ...] = ()
+    while not (node.terminated or node.truncated):
+        node = tree.step(prefix, 0)
+        prefix = (*prefix, 0)
+        e = node.info.get("eval_loss")
+        if not node.info.get("error") and e is not None and math.isfinite(float(e)):
+            last = float(e)
+    return last
 
 
 def memo_namespace(instances_path: str | Path, threads: int) -> str:
@@ -384,6 +402,12 @@ class MemoFineTuneEnv(gym.Env):
             dict(self.node.info),
         )
 
+    def fixed_final_eval(self) -> float:
+        """The current tree's fixed-budget run's final eval loss (its last good eval), walked through the memo."""
+        if self.tree is None:
+            raise RuntimeError("fixed_final_eval() before reset(); call reset() first.")
+        return tree_fixed_final_eval(self.tree)
+
     def stats(self) -> dict[str, int]:
         """Real, replayed and memoized steps so far, over every tree."""
         return {
@@ -403,6 +427,7 @@ __all__ = [
     "memo_namespace",
     "memo_siblings",
     "save_tree",
+    "tree_fixed_final_eval",
     "tree_path",
     "worker_threads",
 ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from govgym.agents.curvetrain import CurveFitConfig
 from govgym.agents.evaluate import EvalConfig
 from govgym.agents.levermap import MapConfig
 from govgym.agents.sim2real import Sim2RealConfig
@@ -182,6 +183,8 @@ def _tune(inv: Invocation) -> None:
         memo=job.memo,
         backend=job.backend,
         ray_address=job.ray_address,
+        objective=job.objective,
+        tolerance=job.tolerance,
     )
 
 
@@ -202,6 +205,12 @@ def _fit_fast(inv: Invocation) -> None:
     from govgym.cli.fastjobs import fit_fast_job
 
     fit_fast_job(inv.job, inv.out)
+
+
+def _fit_curve(inv: Invocation) -> None:
+    from govgym.cli.fastjobs import fit_curve_job
+
+    fit_curve_job(inv.job, inv.out)
 
 
 def _sim2real(inv: Invocation) -> None:
@@ -379,6 +388,14 @@ COMMANDS = [
         _fit_fast,
         "runs/fast",
         "folder for fast_model.json (the model) and fit.json (its report)",
+    ),
+    Command(
+        "fit-curve",
+        "fit the learned curve predictor (governor learned_curve) on the corpus's fixed paths of the train split",
+        (CurveFitConfig,),
+        _fit_curve,
+        "runs/curve",
+        "folder for curve_model.json (the model) and fit.json (its out-of-fold calibration)",
     ),
     Command(
         "sim2real",

@@ -54,3 +54,32 @@ def sim2real_job(cfg: Any, out: Path, progress: bool = True) -> dict[str, Any]:
 
 
 __all__ = ["fit_fast_job", "sim2real_job"]
+
+
+def fit_curve_job(cfg: Any, out: Path) -> Path:
+    """Fit the learned curve predictor; print its out-of-fold calibration; write ``out/curve_model.json`` + ``fit.json``."""
+    from govgym.agents.curvetrain import fit_curve
+
+    model, report = fit_curve(cfg)
+    print(
+        f"fitted on the fixed paths of {report['instances']} train instances: {report['rows']} decisions, "
+        f"{report['iterations']} iterations ({report['cv_folds']}-fold CV over instances)"
+    )
+    rows = [
+        {
+            "quantile": q,
+            "out-of-fold coverage": report["oof_coverage_raw"][q],
+            "after conformal shift": report["oof_coverage_conformal"][q],
+        }
+        for q in report["oof_coverage_raw"]
+    ]
+    print(format_table(rows))
+    print(
+        f"median |z error| {report['oof_median_abs_err_z']:.4f} (mean |z| {report['mean_abs_z']:.4f}); "
+        f"continuation value MAE {report['oof_mae_v']:.4f} (mean V {report['mean_v']:.4f})"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    path = model.save(out / "curve_model.json")
+    write_json(out / "fit.json", report)
+    print(f"wrote {path} and {out / 'fit.json'}")
+    return path

@@ -151,11 +151,18 @@ class TuneJob:
     `pip install "govgym[ray]"`)."""
     ray_address: str = ""
     """With backend=ray: '' = start a local Ray with `workers` CPUs; else the cluster to use (auto, ray://HEAD:10001)."""
+    objective: str = "price"
+    """What the knobs are tuned for: price (mean return) | equal_quality (budget fraction saved − violations)."""
+    tolerance: float = 0.005
+    """The equal-quality objective's tolerance (relative excess of the final eval loss over the full budget's)."""
 
     def __post_init__(self) -> None:
+        from govgym.efficiency.objective import Objective
+
         check_range("seeds", self.seeds, 1)
         check_range("workers", self.workers, 1)
         check_backend("", self.backend, self.ray_address)
+        Objective(self.objective, self.tolerance)
 
 
 @dataclass
