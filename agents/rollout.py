@@ -37,6 +37,8 @@ class Episode:
     """FLOPs used after each interval (0 first)."""
     rewards: list[float] = field(default_factory=list)
     error: str = ""
+    shield_fired: int = 0
+    """Stops of the policy the shield turned into continue (``agents/shield.py``; 0 without a shield)."""
 
     @property
     def final_eval(self) -> float:
@@ -74,6 +76,7 @@ class Episode:
             "flops": self.flops,
             "rewards": self.rewards,
             "error": self.error,
+            "shield_fired": self.shield_fired,
         }
 
 
@@ -94,6 +97,7 @@ def run_episode(tree: EpisodeTree, policy: Any, name: str) -> Episode:
     ep.flops.append(float(node.info["flops_used"]))
     prefix: tuple[int, ...] = ()
     start = True
+    fired0 = getattr(policy, "fired", 0)  # a Shielded policy counts its vetoes
     while True:
         a, _ = policy.predict(
             node.obs, episode_start=np.array([start]), deterministic=True, action_masks=node.mask
@@ -114,6 +118,7 @@ def run_episode(tree: EpisodeTree, policy: Any, name: str) -> Episode:
         ep.flops.append(float(node.info["flops_used"]))
         if node.terminated or node.truncated:
             ep.error = str(node.info.get("error") or "")
+            ep.shield_fired = int(getattr(policy, "fired", 0) - fired0)
             return ep
 
 

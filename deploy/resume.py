@@ -45,6 +45,8 @@ class CheckpointedGovernor(ExportableState):
             "min_kept_fraction": self.min_kept_fraction,
             "cap_schedule": self.cap_schedule,
             "memory_peaks": self.memory_peaks,
+            "shield": self.shield,
+            "shield_k": self.shield_k,
         }
         saved: dict[str, Any] = {"format": FORMAT, "started": self._started}
         if self._started:
