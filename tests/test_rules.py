@@ -34,8 +34,9 @@ def obs(c: float, r: float, lam: float = 0.3, tol: float | None = None, **kw: fl
 
 def first_stop(policy, seq: list[np.ndarray]) -> int | None:
     """Index of the first observation on which ``policy`` stops (None: never); a fresh episode first."""
+    names = policy.action_names
     for i, o in enumerate(seq):
-        if NAMES[int(policy.predict(o, episode_start=np.array([i == 0]))[0])] == "stop":
+        if names[int(policy.predict(o, episode_start=np.array([i == 0]))[0])] == "stop":
             return i
     return None
 
@@ -245,8 +246,9 @@ def test_new_rules_are_tuned_exported_and_loaded(tmp_path):
         gov = load_governor(out)
         cb = GovernorCallback(str(out), budget_flops=1e12, interval_steps=5)
         assert cb.governor.kind == "heuristic" and not cb.shielded  # a rule runs unshielded
-        i = first_stop(gov._heuristic, episode(power_law)) if spec.startswith("curve") else None
-        assert i is None or 0 < i < 50
+        i = first_stop(gov, episode(power_law))  # the v1 actions (K = 20) of the packaged instance set
+        # curve_extrapolation stops on the power law; early_stopping never does (every eval improves)
+        assert (i is not None and 0 < i < 50) if spec.startswith("curve") else i is None
 
 
 def test_curve_extrapolation_runs_a_real_episode(module_cache):
@@ -298,10 +300,12 @@ def test_shield_under_equal_quality_waits_for_the_predicted_final_loss():
         int(s.predict(o, episode_start=np.array([i == 0]))[0])
         for i, o in enumerate(episode(power_law, n, tol=tol))
     ]
-    first = acts.index(1)  # the first stop it lets through: the curve's end is within the tolerance (+1%)
+    # from 3 points on it vetoes until the curve's predicted end is within the tolerance (+1%) of now
+    first = next(i for i in range(3, len(acts)) if acts[i] == 1)
+    assert s.fired == first - 3
     c_ok = ((1.005 * 1.01 * power_law(1.0) - 0.6) / 0.03) ** (-1 / 0.8)  # L(c) <= (1+tol)(1+margin) L(1)
-    assert abs(first / n - c_ok) <= 1.5 / n, (first / n, c_ok)
-    assert acts[:3] == [0, 1, 1]  # E_0: no stop; then fewer than 3 points, no fit: nothing to veto on
+    assert abs(first / n - c_ok) <= 2 / n, (first / n, c_ok)
+    assert acts[2] == 1  # its stop at 2 points after E_0 passes: no fit yet, nothing to veto on
 
 
 def test_shield_wraps_learned_governors_only_and_checks_its_knobs():
