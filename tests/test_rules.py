@@ -255,7 +255,8 @@ def test_curve_extrapolation_runs_a_real_episode(module_cache):
     from govgym.envs.finetune_env import FineTuneEnv
 
     env = FineTuneEnv(TINY)
-    pol = make_policy("curve_extrapolation", env.action_names, kappa=1.0, min_points=3)
+    # kappa 50: it stops as soon as the fit's predicted gain is below 50 lam: a short episode, the stop path run
+    pol = make_policy("curve_extrapolation", env.action_names, kappa=50.0, min_points=3)
     o, _ = env.reset(seed=0, options={"instance": "t-free"})
     done, n, actions = False, 0, []
     while not done:
@@ -264,7 +265,8 @@ def test_curve_extrapolation_runs_a_real_episode(module_cache):
         o, _, term, trunc, info = env.step(a)
         done, n = term or trunc, n + 1
         assert "invalid_action" not in info
-    assert set(actions) <= {"continue", "stop"} and actions[:3] == ["continue"] * 3  # no fit before 3 points
+    assert actions[:3] == ["continue"] * 3  # E_0 and 2 points: no fit before 3 points
+    assert actions[-1] == "stop" and set(actions[:-1]) == {"continue"}, actions
 
 
 # ---------------------------------------------------------------------- the shield
@@ -330,7 +332,7 @@ def test_callback_shields_a_learned_governor_by_default_and_logs_it(tmp_path):
         log = tmp_path / f"d{len(kw)}.json"
         cb = GovernorCallback(AlwaysStop(), budget_flops=1e15, interval_steps=5, lam=0.01, log_path=log, **kw)
         args = TrainingArguments(
-            output_dir=str(tmp_path / "out"), max_steps=15, per_device_train_batch_size=4, learning_rate=3e-3,
+            output_dir=str(tmp_path / "out"), max_steps=10, per_device_train_batch_size=4, learning_rate=3e-3,
             report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True, seed=0,
         )  # fmt: skip
         data = pattern_data(32, 16, 64, seed=0).remove_columns("noise")
