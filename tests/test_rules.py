@@ -357,3 +357,28 @@ def test_callback_shields_a_learned_governor_by_default_and_logs_it(tmp_path):
         GovernorCallback(AlwaysStop(), budget_flops=1e12, shield="yes")
     with pytest.raises(ConfigError, match="shield_k"):
         GovernorCallback(AlwaysStop(), budget_flops=1e12, shield_k=float("nan"))
+
+
+def test_harness_runs_a_policy_behind_the_shield_and_counts_its_vetoes(module_cache):
+    """A spec with ``shield`` set runs behind a fresh ``Shielded`` per task; the board gets its column."""
+    from govgym.agents.harness import run_tasks
+    from govgym.agents.report import format_board
+    from govgym.agents.scoring import episode_rows, leaderboard
+    from govgym.agents.specs import PolicySpec, parse_spec
+
+    eager = PolicySpec("mg", "heuristic", "marginal_gain", (("kappa", 50.0),))  # stops at its first rate
+    specs = [
+        parse_spec("fixed_budget"),
+        eager,
+        PolicySpec("mg+shield", "heuristic", "marginal_gain", eager.knobs, shield=0.0),
+    ]
+    res = run_tasks(TINY, "train", ["t-free"], [0], specs, workers=1, progress=False)
+    eps = {e["policy"]: e for e in res[0]["episodes"]}
+    assert eps["mg"]["shield_fired"] == 0 and eps["mg"]["actions"][-1] == "stop"
+    # k = 0: every stop after an interval that gained anything is vetoed, so it runs longer
+    assert eps["mg+shield"]["shield_fired"] >= 1 and len(eps["mg+shield"]["actions"]) > len(
+        eps["mg"]["actions"]
+    )
+    board = leaderboard(episode_rows(res))
+    assert {b["policy"]: b["shield_fired"] for b in board}["mg+shield"] == eps["mg+shield"]["shield_fired"]
+    assert "shield fired" in format_board(board)
