@@ -14,7 +14,7 @@ re-exported here (``run_tasks``, ``episode_rows``, ``leaderboard``, ...).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,11 @@ from govgym.agents.scoring import (
     load_map_best,
     paired_bootstrap,
 )
+from govgym.agents.shield import DEFAULT_K, SUFFIX
 from govgym.efficiency.objective import Objective
 from govgym.envs.instances import load_instances
 from govgym.results import write_json, write_rows
-from govgym.typed import ConfigError
+from govgym.typed import ConfigError, check_range
 
 DEFAULT_POLICIES = ["fixed_budget", "patience", "marginal_gain", "zeus", "memory_reactive", "random"]
 
@@ -76,10 +77,16 @@ class EvalConfig:
     map: str = ""
     """A `govgym map` output folder (its map.json): adds each policy's regret vs the map's best explored
     lever schedule on the same (instance, seed) ('' = none; regret vs the oracle is always there)."""
+    shield: bool = True
+    """Also evaluate each learned governor (agent) behind the shield (agents/shield.py), labelled
+    '<label>+shield', beside it unshielded; false: unshielded only. Heuristics are never shielded."""
+    shield_k: float = DEFAULT_K
+    """The shield's k: a stop is vetoed while the last interval gained more than k x lambda per budget fraction."""
 
     def __post_init__(self) -> None:
         check_harness("evaluate", self)
         Objective(self.objective, self.tolerance if self.objective == "equal_quality" else DEFAULT_TOLERANCE)
+        check_range("evaluate.shield_k", self.shield_k, 0.0)
         if not self.policies:
             raise ConfigError(
                 "evaluate.policies: empty; name at least one policy, e.g. fixed_budget,patience."
@@ -99,6 +106,8 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
     if REFERENCE not in [s.label for s in specs]:
         specs.insert(0, parse_spec(REFERENCE))
     specs.sort(key=lambda s: s.label != REFERENCE)  # the reference first: its path is the memo's spine
+    if cfg.shield:  # each learned governor with and without the shield, side by side
+        specs += [replace(s, label=s.label + SUFFIX, shield=cfg.shield_k) for s in specs if s.kind == "agent"]
     labels = [s.label for s in specs]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
@@ -153,7 +162,14 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
         "best_heuristic": best_h,
         "comparisons": comparisons,
         "specs": [
-            {"label": s.label, "kind": s.kind, "name": s.name, "knobs": dict(s.knobs), "path": s.path}
+            {
+                "label": s.label,
+                "kind": s.kind,
+                "name": s.name,
+                "knobs": dict(s.knobs),
+                "path": s.path,
+                "shield": s.shield,
+            }
             for s in specs
         ],
     }

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from govgym.agents.policies import build_policy
 from govgym.agents.rollout import EpisodeTree, run_episode
 from govgym.agents.scaleout import check_backend, task_results
+from govgym.agents.shield import Shielded
 from govgym.envs.finetune_env import FineTuneEnv
 from govgym.envs.instances import load_instances
 from govgym.envs.memo import load_tree, memo_folder, save_tree, worker_threads
@@ -73,6 +74,8 @@ def run_task(task: tuple[Any, ...]) -> dict[str, Any]:
                 policy = _AGENTS[spec.path] = build_policy(spec, env.action_names)
         else:
             policy = build_policy(spec, env.action_names, seed)
+        if spec.shield is not None:  # a fresh shield per task: its counts are this episode's
+            policy = Shielded(policy, k=spec.shield, action_names=env.action_names)
         episodes.append(run_episode(tree, policy, spec.label, tolerance).to_dict())
     if memo and tree.real_steps:
         save_tree(tree, Path(memo))

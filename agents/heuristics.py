@@ -6,6 +6,11 @@ and VecEnvs treat heuristics and SB3 agents alike: one observation gives a 0-d a
 n (one row per env of a VecEnv) gives shape (n,), and each env keeps its own episode bookkeeping. They
 read only the scale-free observation (``govgym.efficiency.signals``), never the run, so they deploy as
 they evaluate. A new episode is detected by ``episode_start`` or by the budget-left feature rising.
+
+The observation is the 20 features of ``FEATURE_NAMES`` (the price objective: λ is the ``lam`` feature),
+or those 20 and one more, ``tolerance`` (index 20), under the equal-quality objective (stop as early as
+possible while the final eval loss ends within ``tolerance`` of what the full budget would reach). Every
+heuristic reads features by name (``F``) and accepts both; ``tolerance(obs)`` is None for the former.
 """
 
 from __future__ import annotations
@@ -17,13 +22,23 @@ from typing import Any
 
 import numpy as np
 
+from govgym.agents.curvefit import MIN_POINTS, fit_curve
 from govgym.efficiency.signals import FEATURE_NAMES
 from govgym.efficiency.strategy import BASES
 from govgym.errors import did_you_mean
 from govgym.typed import ConfigError, check_choice, check_range, coerce
 
 F = {name: i for i, name in enumerate(FEATURE_NAMES)}
+TOLERANCE = len(FEATURE_NAMES)
+"""Index of the equal-quality objective's ``tolerance``, appended after the 20 features when present."""
+N_FEATURES = (len(FEATURE_NAMES), len(FEATURE_NAMES) + 1)
+"""Observation lengths a heuristic accepts: the price objective's 20, the equal-quality objective's 21."""
 CONTINUE = 0
+
+
+def tolerance(obs: np.ndarray) -> float | None:
+    """The equal-quality objective's tolerance (obs[20]); None under the price objective (20 features)."""
+    return float(obs[TOLERANCE]) if len(obs) > TOLERANCE else None
 
 
 class Heuristic:
@@ -61,7 +76,8 @@ class Heuristic:
         """SB3's ``predict``: actions for one observation or a batch (row i = env i of a VecEnv).
 
         Args:
-            observation: Shape (20,) for one env, or (n, 20) for n envs.
+            observation: Shape (20,) for one env, or (n, 20) for n envs; 21 features (the tolerance
+                last) under the equal-quality objective.
             state: Returned unchanged (heuristics keep their own per-env bookkeeping, so like SB3's
                 non-recurrent policies they need none passed back).
             episode_start: Bool per env (or one bool): a true entry starts that env's episode afresh.
@@ -73,13 +89,26 @@ class Heuristic:
             ``(actions, state)``: a 0-d int64 array for one observation, shape (n,) for a batch, as
             SB3's policies return them.
         """
+        batch, masks, single = self._track(observation, episode_start, action_masks)
+        actions = np.array(
+            [self.act(o, None if masks is None else masks[i], self._states[i]) for i, o in enumerate(batch)],
+            dtype=np.int64,
+        )
+        return (actions.squeeze(axis=0) if single else actions), state
+
+    def _track(
+        self, observation: Any, episode_start: Any, action_masks: Any
+    ) -> tuple[np.ndarray, np.ndarray | None, bool]:
+        """(observations as (n, 20|21), masks as (n, A) or None, whether one observation was given), with
+        each env's episode bookkeeping started afresh where its episode starts."""
         obs = np.asarray(observation, dtype=np.float32)
         single = obs.ndim == 1
         batch = obs.reshape(1, -1) if single else obs
-        if batch.ndim != 2 or batch.shape[1] != len(FEATURE_NAMES):
+        if batch.ndim != 2 or batch.shape[1] not in N_FEATURES:
             raise ConfigError(
-                f"{self.name}.predict: expected an observation of shape ({len(FEATURE_NAMES)},) or a batch "
-                f"(n, {len(FEATURE_NAMES)}); got shape {obs.shape}. Pass what the govgym env returns."
+                f"{self.name}.predict: expected an observation of shape ({N_FEATURES[0]},) or a batch (n, "
+                f"{N_FEATURES[0]}) (price objective), or {N_FEATURES[1]} features with the tolerance last "
+                f"(equal quality); got shape {obs.shape}. Pass what the govgym env returns."
             )
         n = len(batch)
         if len(self._states) != n:  # another number of envs: each starts its own bookkeeping
@@ -96,14 +125,12 @@ class Heuristic:
                 f"{self.name}.predict: episode_start has {starts.size} entries for {n} observations; pass one per env."
             )
         starts = np.broadcast_to(starts, (n,))
-        actions = np.empty(n, dtype=np.int64)
         for i, o in enumerate(batch):
             left = o[F["budget_left"]]
             if starts[i] or left > self._budget_left[i] + 1e-9:  # budget left only falls within an episode
                 self._states[i] = self.new_state()
             self._budget_left[i] = left
-            actions[i] = self.act(o, None if masks is None else masks[i], self._states[i])
-        return (actions.squeeze(axis=0) if single else actions), state
+        return batch, masks, single
 
 
 class FixedBudget(Heuristic):
@@ -139,6 +166,108 @@ class PatienceStop(Heuristic):
 
     def act(self, obs: np.ndarray, mask: np.ndarray | None, s: SimpleNamespace) -> int:
         return self.action("stop") if self.stop_now(obs, s) else CONTINUE
+
+
+class EarlyStopping(PatienceStop):
+    """Exactly transformers' ``EarlyStoppingCallback`` (metric: eval loss, ``greater_is_better=False``).
+
+    Stop at the evaluation where ``early_stopping_patience`` evaluations in a row did not improve on the
+    best eval loss so far by more than ``early_stopping_threshold``, counted as the callback counts them.
+    Two things make it the callback's rule rather than ``patience``'s:
+
+    - **The first evaluation is not a reference.** The Trainer sets ``state.best_metric`` (what the
+      callback compares with) after each evaluation of the training loop, but not after
+      ``eval_on_start``'s; without ``eval_on_start`` there is no evaluation at step 0 at all. Either way
+      the callback's first reference is the first evaluation after training began, so this rule ignores
+      the episode's first observation (E_0, at the env's reset or the callback's step 0). ``patience``
+      counts E_0 as its first best: with patience 1 it stops after a first interval that gained less
+      than the threshold, which transformers' callback does not.
+    - **Knob names are transformers'**: ``early_stopping_patience``, ``early_stopping_threshold``.
+
+    The threshold is relative to E_0 (the observation holds E_t / E_0, not the loss): transformers'
+    ``early_stopping_threshold=t`` on a run whose initial eval loss is E_0 is this rule's
+    ``early_stopping_threshold=t / E_0``. ``tests/test_rules.py`` drives transformers' callback with the
+    Trainer's own best-metric update on the same sequences and checks both stop at the same evaluation.
+    """
+
+    name = "early_stopping"
+
+    def __init__(
+        self,
+        action_names: list[str] | None = None,
+        early_stopping_patience: int = 1,
+        early_stopping_threshold: float = 0.0,
+    ):
+        self.early_stopping_patience = early_stopping_patience
+        self.early_stopping_threshold = early_stopping_threshold
+        super().__init__(action_names, early_stopping_patience, early_stopping_threshold)
+
+    def new_state(self) -> SimpleNamespace:
+        s = super().new_state()
+        s.first = True
+        return s
+
+    def stop_now(self, obs: np.ndarray, s: SimpleNamespace) -> bool:
+        if s.first:  # E_0: transformers' best_metric stays None (see the class docstring)
+            s.first = False
+            return False
+        return super().stop_now(obs, s)
+
+
+class CurveExtrapolation(Heuristic):
+    """Fit a saturating curve to the eval ratios so far and stop where its prediction says to.
+
+    The curve is ``L(c) = a + b·c^(−α)`` in the budget fraction spent c (``agents/curvefit.py``: bounded,
+    Huber-robust least squares), refitted at every decision on the evaluations after the first (E_0 has no
+    budget spent behind it). With fewer than ``min_points`` of them, or no well-conditioned fit, it
+    continues. Then:
+
+    - **price objective** (20 features): stop when the predicted gain per budget fraction falls below
+      ``kappa`` × λ, the gain predicted over the next interval (as long as the last one; ``to_end``: over
+      the whole remaining budget). κ = 1 is the reward's break-even, as for ``marginal_gain``, but on the
+      fitted curve rather than the last, noisy interval.
+    - **equal quality** (21 features, ``tolerance`` last): stop when the current eval ratio is within
+      ``(1 + tolerance + quality_margin)`` × the predicted eval ratio at c = 1, the full budget's;
+      ``quality_margin`` < 0 keeps a safety margin against the fit's error, > 0 accepts more risk.
+    """
+
+    name = "curve_extrapolation"
+
+    def __init__(
+        self,
+        action_names: list[str] | None = None,
+        kappa: float = 1.0,
+        to_end: bool = False,
+        min_points: int = 4,
+        quality_margin: float = 0.0,
+    ):
+        self.kappa, self.to_end, self.min_points = kappa, to_end, min_points
+        self.quality_margin = quality_margin
+        super().__init__(action_names)
+
+    def new_state(self) -> SimpleNamespace:
+        return SimpleNamespace(c=[], r=[], seen=0)
+
+    def act(self, obs: np.ndarray, mask: np.ndarray | None, s: SimpleNamespace) -> int:
+        c, r = 1.0 - float(obs[F["budget_left"]]), float(obs[F["eval_ratio"]])
+        s.seen += 1
+        if s.seen == 1 or (s.c and c <= s.c[-1]):  # E_0, or no budget spent since the last point
+            return CONTINUE
+        s.c.append(c)
+        s.r.append(r)
+        if len(s.c) < self.min_points or c >= 1.0:
+            return CONTINUE
+        fit = fit_curve(s.c, s.r)
+        if fit is None:
+            return CONTINUE
+        tol = tolerance(obs)
+        if tol is not None:
+            stop = r <= (1.0 + tol + self.quality_margin) * fit(1.0)
+        else:
+            step = s.c[-1] - s.c[-2] if len(s.c) > 1 else c
+            horizon = 1.0 - c if self.to_end else min(step, 1.0 - c)
+            stop = fit.gain_rate(c, horizon) < self.kappa * float(obs[F["lam"]])
+        return self.action("stop") if stop else CONTINUE
 
 
 class MarginalGainStop(Heuristic):
@@ -312,14 +441,15 @@ class LearnedCurve(Heuristic):
         return SimpleNamespace(history=[])
 
     def act(self, obs: np.ndarray, mask: np.ndarray | None, s: SimpleNamespace) -> int:
-        s.history.append(np.asarray(obs[:20], dtype=np.float64))
+        s.history.append(np.asarray(obs[: N_FEATURES[0]], dtype=np.float64))
         if len(s.history) < 2 or 1.0 - float(obs[F["budget_left"]]) < self.min_used:
             return CONTINUE  # the reset observation has no interval behind it
         from govgym.agents.curvepred import features
 
         q, v = self.model.predict(features(s.history))
-        if len(obs) > 20:  # equal quality: the tolerance is the 21st feature
-            stop = q[0, self.qi] >= -math.log1p(float(obs[20]))
+        tol = tolerance(obs)
+        if tol is not None:  # equal quality: the tolerance is the 21st feature
+            stop = q[0, self.qi] >= -math.log1p(tol)
         else:
             stop = v[0] <= self.tau
         return self.action("stop") if stop else CONTINUE
@@ -329,7 +459,9 @@ POLICIES = {
     "fixed_budget": FixedBudget,
     "continue": FixedBudget,
     "patience": PatienceStop,
+    "early_stopping": EarlyStopping,
     "marginal_gain": MarginalGainStop,
+    "curve_extrapolation": CurveExtrapolation,
     "zeus": ZeusStop,
     "memory_reactive": MemoryReactive,
     "random": RandomPolicy,
@@ -349,8 +481,28 @@ KNOB_RANGES: dict[str, tuple[type, float | None, float | None]] = {
     "tau": (float, 0.0, None),  # learned_curve: stop once the predicted continuation value <= tau
     "min_used": (float, 0.0, 1.0),  # learned_curve: never stop before this budget fraction
     "model": (str, None, None),  # learned_curve: a fitted model file ('' = the packaged one)
+    "early_stopping_patience": (int, 1, None),  # transformers' name: evaluations without improvement
+    "early_stopping_threshold": (float, 0.0, None),  # transformers' name, here a fraction of E_0
+    "to_end": (bool, None, None),  # curve_extrapolation: predicted gain over the rest, not the next interval
+    "min_points": (int, MIN_POINTS, None),  # curve_extrapolation: evaluations after E_0 before it may stop
+    "quality_margin": (float, -0.5, 0.5),  # curve_extrapolation, equal quality: added to the tolerance
 }
 """Type and range of every heuristic knob: a knob from the CLI, a spec or heuristics.yaml is checked here."""
+KNOB_HELP: dict[str, tuple[str, str]] = {
+    "early_stopping_patience": ("evaluations in a row without improvement before it stops", "3"),
+    "early_stopping_threshold": (
+        "the improvement that counts, as a fraction of the initial eval loss",
+        "0.01",
+    ),
+    "kappa": ("it stops once the (predicted) gain per budget fraction is below kappa x lambda", "2"),
+    "to_end": (
+        "predict the gain over the whole remaining budget (true) or the next interval (false)",
+        "true",
+    ),
+    "min_points": ("evaluations after the first before it may stop; the 3-parameter curve needs 3", "4"),
+    "quality_margin": ("added to the tolerance of the equal-quality objective (< 0: safer)", "-0.002"),
+}
+"""What a knob means and a valid example: the sentence a bad value of it gets (knobs added with issue 20)."""
 
 
 def make_policy(name: str, action_names: list[str], seed: int = 0, **knobs: Any) -> Heuristic:
@@ -364,9 +516,15 @@ def make_policy(name: str, action_names: list[str], seed: int = 0, **knobs: Any)
                 f"policy {name}: unknown knob {k!r}.{did_you_mean(k, allowed)} Allowed: {', '.join(allowed) or 'none'}."
             )
         tp, lo, hi = KNOB_RANGES[k]
-        knobs[k] = coerce(f"{name}.{k}", tp, v)
-        if tp not in (bool, str):
-            check_range(f"{name}.{k}", knobs[k], lo, hi)  # NaN and inf fail here too
+        try:
+            knobs[k] = coerce(f"{name}.{k}", tp, v)
+            if tp not in (bool, str):
+                check_range(f"{name}.{k}", knobs[k], lo, hi)  # NaN and inf fail here too
+        except ConfigError as err:
+            if k not in KNOB_HELP:
+                raise
+            what, example = KNOB_HELP[k]
+            raise ConfigError(f"{str(err).rstrip('.')} ({what}); pass e.g. {name}:{k}={example}.") from None
     if "seed" in allowed:
         knobs.setdefault("seed", seed)
     return cls(action_names, **knobs)

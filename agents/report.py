@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from govgym.agents.shield import SUFFIX
 from govgym.plots import pyplot, save_figure
 from govgym.results import format_table
 
@@ -49,6 +50,7 @@ def format_board(board: list[dict[str, Any]], objective: str = "price") -> str:
         spread = r[k + "_spread"]
         return f"{r[k]:{fmt}}" if math.isnan(spread) else f"{r[k]:{fmt}} ± {spread:{fmt}}"
 
+    shielded = any(r["policy"].endswith(SUFFIX) for r in board)  # the column where a shield ran
     table = [
         {
             "policy": r["policy"],
@@ -69,6 +71,7 @@ def format_board(board: list[dict[str, Any]], objective: str = "price") -> str:
             "crash": r["crash"],
             "switches/ep": f"{r['switches_per_ep']:.2f}",
             "reprunes/ep": f"{r['reprunes_per_ep']:.2f}",
+            **({"shield fired": r.get("shield_fired", 0)} if shielded else {}),
         }
         for r in board
     ]

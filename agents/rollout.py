@@ -38,6 +38,8 @@ class Episode:
     """FLOPs used after each interval (0 first)."""
     rewards: list[float] = field(default_factory=list)
     error: str = ""
+    shield_fired: int = 0
+    """Stops of the policy the shield turned into continue (``agents/shield.py``; 0 without a shield)."""
 
     @property
     def final_eval(self) -> float:
@@ -75,6 +77,7 @@ class Episode:
             "flops": self.flops,
             "rewards": self.rewards,
             "error": self.error,
+            "shield_fired": self.shield_fired,
         }
 
 
@@ -99,6 +102,7 @@ def run_episode(tree: EpisodeTree, policy: Any, name: str, tolerance: float | No
     ep.flops.append(float(node.info["flops_used"]))
     prefix: tuple[int, ...] = ()
     start = True
+    fired0 = getattr(policy, "fired", 0)  # a Shielded policy counts its vetoes
     while True:
         obs = node.obs if tolerance is None else with_tolerance(node.obs, tolerance)
         a, _ = policy.predict(
@@ -120,6 +124,7 @@ def run_episode(tree: EpisodeTree, policy: Any, name: str, tolerance: float | No
         ep.flops.append(float(node.info["flops_used"]))
         if node.terminated or node.truncated:
             ep.error = str(node.info.get("error") or "")
+            ep.shield_fired = int(getattr(policy, "fired", 0) - fired0)
             return ep
 
 

@@ -100,6 +100,7 @@ def episode_rows(
                     "switches": e.count("switch"),
                     "reprunes": e.count("reprune"),
                     "intervals": len(e.actions),
+                    "shield_fired": e.shield_fired,
                     "error": e.error,
                 }
             )
@@ -150,6 +151,7 @@ def leaderboard(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row["crash"] = sum(r["crash"] for r in rs)
         row["switches_per_ep"] = float(np.mean([r["switches"] for r in rs]))
         row["reprunes_per_ep"] = float(np.mean([r["reprunes"] for r in rs]))
+        row["shield_fired"] = sum(r.get("shield_fired", 0) for r in rs)  # vetoed stops, all episodes
         board.append(row)
     board.sort(key=lambda r: -r["return"])
     return board

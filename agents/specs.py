@@ -66,13 +66,18 @@ def load_knobs(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """A parsed spec: ``label`` (leaderboard name), ``kind`` ('heuristic' | 'agent'), and its payload."""
+    """A parsed spec: ``label`` (leaderboard name), ``kind`` ('heuristic' | 'agent'), and its payload.
+
+    ``shield``: None, or the k of the shield the policy runs behind (``agents/shield.py``; ``govgym
+    evaluate`` adds such a copy of each agent, labelled ``<label>+shield``).
+    """
 
     label: str
     kind: str
     name: str = ""
     knobs: tuple[tuple[str, Any], ...] = ()
     path: str = ""
+    shield: float | None = None
 
 
 def parse_spec(

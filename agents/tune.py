@@ -36,6 +36,18 @@ GRID: dict[str, dict[str, list[Any]]] = {
         "use_ema": [True, False],
     },
     "zeus": {"beta": [1.0, 1.02, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0]},
+    # issue 20's baselines: transformers' EarlyStoppingCallback (patience's grid, its knob names) and the
+    # curve-extrapolation rule (price objective; its equal-quality quality_margin is not on this grid,
+    # since the tuner scores the price objective's return, on which it has no effect)
+    "early_stopping": {
+        "early_stopping_patience": [1, 2, 3, 4],
+        "early_stopping_threshold": [0.0, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08],
+    },
+    "curve_extrapolation": {
+        "kappa": [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0],
+        "to_end": [False, True],
+        "min_points": [3, 4, 6],
+    },
     "memory_reactive": {
         "margin": [0.02, 0.05, 0.1, 0.2],
         "patience": [1, 2, 3],

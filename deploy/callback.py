@@ -79,6 +79,8 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import IntervalStrategy
 
+from govgym.agents.shield import DEFAULT_K, Shielded
+from govgym.agents.shield import shield as shield_policy
 from govgym.deploy import shipped
 from govgym.deploy.arguments import check_budget, check_k, check_number
 from govgym.deploy.decision_log import LOG_FORMAT as LOG_FORMAT  # re-exported
@@ -139,6 +141,13 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
             loss within this relative tolerance, for the least compute". The governor sees it as a 21st
             feature after the 20 of the price objective (``lam`` is then ignored by a governor trained for
             it). None (default) = the price objective.
+        shield: a learned governor (an exported agent, ``AgentPolicy``, an SB3 model) runs behind the shield
+            (``govgym.agents.shield``): its stop is turned into continue while the last interval gained more
+            than ``shield_k`` × λ per budget fraction (or, under the equal-quality objective, while the
+            fitted curve predicts a final loss far below the current one). Each veto is a decision row's
+            ``shield`` and the log's ``shield.fired``. ``shield=False`` turns it off. Heuristics are
+            never shielded (wrap one in ``Shielded`` to shield it).
+        shield_k: the shield's k (default 10: a tuned marginal-gain rule stops below 6λ).
     """
 
     def __init__(
@@ -157,6 +166,8 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         cap_schedule: Any = None,
         memory_peaks: dict[str, float] | None = None,
         tolerance: float | None = None,
+        shield: bool = True,
+        shield_k: float = DEFAULT_K,
     ) -> None:
         self._governor_ref: str | None = None
         if governor is None:
@@ -185,6 +196,15 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         cap_mb = check_number("cap_mb", cap_mb, 0.0, 1e12)  # MiB: 10^12 MiB is an exabyte
         reprune_fraction = check_number("reprune_fraction", reprune_fraction, 0.0, 0.9)
         min_kept_fraction = check_number("min_kept_fraction", min_kept_fraction, 0.0, 1.0)
+        if not isinstance(shield, (bool, np.bool_)):
+            raise ConfigError(
+                f"GovernorCallback: shield must be True or False; got {shield!r}. Pass shield=False to turn the "
+                "shield off, shield=True (the default) to keep it."
+            )
+        # gain_rate is clipped to [-10, 10] and lam <= 10: k above 1e3 can never fire, so it is refused
+        self.shield_k = check_number("shield_k", shield_k, 0.0, 1e3)
+        self.shield = bool(shield)
+        governor = shield_policy(governor, self.shield, self.shield_k, names)
         self.governor, self.action_names = governor, names
         self.budget_kind, self.budget_value = kind, float(value)
         self.lam, self.cap_mb, self.k = float(lam), float(cap_mb), int(k)
@@ -453,6 +473,7 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
             obs = with_tolerance(obs, self.tolerance)
         mask = self.action_masks()
         chosen: Any = None
+        vetoed: str | None = None
         if oom is not None:
             name = "oom"  # the env ends the episode: the interval's state would not exist
         elif used >= self.budget:
@@ -460,12 +481,14 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         else:
             action, _ = self.governor.predict(obs, action_masks=mask)
             a = int(np.asarray(action).reshape(-1)[0])
+            if self.shielded and self.governor.last_fired.any():
+                vetoed = STOP  # the governor chose stop; the shield made it continue
             valid = 0 <= a < len(self.action_names) and mask[a]
             # a masked action acts as continue (the env's rule)
             name = self.action_names[a] if valid else CONTINUE
             if not valid:
                 chosen = self.action_names[a] if 0 <= a < len(self.action_names) else a
-        name, chosen, oom = from_rank0((name, chosen, oom))  # rank 0 decides for every rank (deploy/ranks.py)
+        name, chosen, oom, vetoed = from_rank0((name, chosen, oom, vetoed))  # rank 0 decides for every rank
         if name in (STOP, "truncated", "oom"):
             control.should_training_stop = True
             if self.args.save_strategy != IntervalStrategy.NO:
@@ -498,6 +521,10 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         }
         if chosen is not None:
             row["invalid_action"] = chosen
+        if self.shielded:  # the shield's vetoes so far (this one included)
+            if vetoed is not None:
+                row["shield"] = vetoed
+            row["shield_fired"] = self.shield_fired + (vetoed is not None)
         if oom is not None:
             row["error"] = oom
         if event is not None:
@@ -505,6 +532,16 @@ class GovernorCallback(TrainerCallback, CheckpointedGovernor, DecisionLog):
         self.decisions.append(row)
         self.report.log(state, decision_logs(row, self.action_names))  # log_history + report_to integrations
         self._write(state)
+
+    @property
+    def shielded(self) -> bool:
+        """Whether the governor runs behind the shield (``shield=True`` and a learned governor)."""
+        return isinstance(self.governor, Shielded)
+
+    @property
+    def shield_fired(self) -> int:
+        """How often the shield turned the governor's stop into continue in this run (from the decision log)."""
+        return sum("shield" in d for d in self.decisions)
 
     def _noise_scale(self) -> float:
         """B_simple from the interval GovernedTrainer recorded, averaged as the env does (nan: not available).

@@ -39,7 +39,7 @@ class DecisionLog:
                 "govgym": __version__,
                 "spec_hash": spec_hash(),
                 "features": list(FEATURE_NAMES),
-                "governor": type(self.governor).__name__,
+                "governor": type(self.governor.policy if self.shielded else self.governor).__name__,
                 "action_names": self.action_names,
                 "interval_steps": self.k,
                 "lam": self.lam,
@@ -49,6 +49,8 @@ class DecisionLog:
                 "cap_schedule": self.cap_schedule,
                 "memory_peaks": self.memory_peaks,
                 "oom_steps": self.oom_steps,
+                # the shield (govgym.agents.shield): on when it wraps this (learned) governor
+                "shield": {"on": self.shielded, "k": self.shield_k, "fired": self.shield_fired},
                 "budget": {"kind": self.budget_kind, "value": self.budget_value, "flops": self.budget},
                 "step_flops": self.step_flops,
                 "eval_flops": self.eval_flops,

@@ -37,6 +37,7 @@ SCALARS = (
     "grad_noise_scale",
     "mem_peak_mb",
     "cap_mb",
+    "shield_fired",
 )
 """Decision-log fields logged as ``governor/<field>`` scalars (beside the action and the observation)."""
 

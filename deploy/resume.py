@@ -46,6 +46,8 @@ class CheckpointedGovernor(ExportableState):
             "cap_schedule": self.cap_schedule,
             "memory_peaks": self.memory_peaks,
             "tolerance": self.tolerance,
+            "shield": self.shield,
+            "shield_k": self.shield_k,
         }
         saved: dict[str, Any] = {"format": FORMAT, "started": self._started}
         if self._started:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from govgym.agents.curvetrain import CurveFitConfig, fit_curve, path_rows
 from govgym.agents.curvepred import QUANTILES, features, load_curve_model
+from govgym.agents.curvetrain import CurveFitConfig, fit_curve, path_rows
 from govgym.agents.heuristics import make_policy
 from govgym.envs.memo import StepOutcome
 from govgym.typed import ConfigError

@@ -7,7 +7,8 @@ The layers (docs/ARCHITECTURE.md, "Layers"), lowest first:
     envs        Gymnasium environments over it (envs/)
     agents      governors and how they are judged (agents/)
     deploy      exported governors and the Trainer integration (deploy/); it must not load SB3 or
-                gymnasium, so of the layers below it imports only efficiency and agents' heuristics
+                gymnasium, so of the layers below it imports only efficiency and agents' numpy-only
+                modules (heuristics, specs, curvefit, shield)
     cli         the ``govgym`` command and its jobs (govgym/cli/)
 
 A module may import its own layer and the layers below it, never one above. Every import counts:
