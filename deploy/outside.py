@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import math
 import os
@@ -167,7 +168,9 @@ def _one_run(
     over: dict[str, Any] = {}
     if esc:
         callbacks.append(
-            EarlyStoppingCallback(early_stopping_patience=job.patience, early_stopping_threshold=job.threshold)
+            EarlyStoppingCallback(
+                early_stopping_patience=job.patience, early_stopping_threshold=job.threshold
+            )
         )
         # compared as it stands where it stopped (no checkpoints, so no load_best_model_at_end), as in deploy
         over = {"metric_for_best_model": "eval_loss", "greater_is_better": False}
@@ -177,7 +180,9 @@ def _one_run(
         per_device_train_batch_size=job.batch_size,
         per_device_eval_batch_size=job.batch_size,
         learning_rate=job.lr,
-        warmup_steps=math.ceil(job.warmup_ratio * steps),  # explicit steps: transformers 5 dropped warmup_ratio
+        warmup_steps=math.ceil(
+            job.warmup_ratio * steps
+        ),  # explicit steps: transformers 5 dropped warmup_ratio
         lr_scheduler_type="linear",
         eval_strategy="steps",
         eval_steps=k,
@@ -239,7 +244,7 @@ def _fresh(gov: Any) -> Any:
 
 
 def outside(job: OutsideJob, out: Path, progress: bool = True) -> dict[str, list[dict[str, Any]]]:
-    """Run every policy on every seed; print the tables; write ``outside*.csv/json``, ``runs.json``, ``outside.png``.
+    """Run every policy on every seed; print the tables; write ``outside*.csv/json``, ``runs.json(l)``, ``outside.png``.
 
     Args:
         job: what to run (see ``OutsideJob``).
@@ -274,6 +279,9 @@ def outside(job: OutsideJob, out: Path, progress: bool = True) -> dict[str, list
     scratch = Path(tempfile.gettempdir()) / "govgym-outside"
     scratch.mkdir(exist_ok=True)
     clean_stale_tmp(scratch)
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / "runs.jsonl"  # each run as it finishes: a crash later loses no run
+    partial.write_text("")
     runs: list[dict[str, Any]] = []
     bar = tqdm(total=job.seeds * len(plan), desc="govgym outside", unit="run", disable=not progress)
     try:
@@ -283,6 +291,8 @@ def outside(job: OutsideJob, out: Path, progress: bool = True) -> dict[str, list
                 with tempfile.TemporaryDirectory(prefix=f".tmp-runs-{os.getpid()}-", dir=scratch) as tmp:
                     r = _one_run(enc_dir, data, job, seed, _fresh(gov), esc, k, steps, tmp)
                 runs.append({"policy": label, "seed": seed, **r})
+                with partial.open("a") as f:
+                    f.write(json.dumps(runs[-1]) + "\n")
                 bar.update()
     finally:
         bar.close()

@@ -81,7 +81,9 @@ def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def paired_rows(rows: list[dict[str, Any]], resamples: int, esc: str = "early_stopping") -> list[dict[str, Any]]:
+def paired_rows(
+    rows: list[dict[str, Any]], resamples: int, esc: str = "early_stopping"
+) -> list[dict[str, Any]]:
     """Each policy minus each reference (the fixed run, EarlyStoppingCallback), paired by seed, with 95% intervals."""
     by = {(r["policy"], r["seed"]): r for r in rows}
     seeds = sorted({r["seed"] for r in rows})
@@ -93,7 +95,9 @@ def paired_rows(rows: list[dict[str, Any]], resamples: int, esc: str = "early_st
             row: dict[str, Any] = {"policy": pol, "vs": ref}
             for metric in ("flops_vs_fixed", "final_vs_fixed"):
                 ci = paired_bootstrap(
-                    [by[(pol, s)][metric] for s in seeds], [by[(ref, s)][metric] for s in seeds], resamples=resamples
+                    [by[(pol, s)][metric] for s in seeds],
+                    [by[(ref, s)][metric] for s in seeds],
+                    resamples=resamples,
                 )
                 name = "d_flops" if metric == "flops_vs_fixed" else "d_final"
                 row.update({name: ci["mean"], f"{name}_lo": ci["lo"], f"{name}_hi": ci["hi"]})

@@ -56,7 +56,9 @@ class TaskConfig:
 
 
 def _h(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "big")  # 56 bits: fits an int64 arrow column
+    return int.from_bytes(
+        hashlib.sha256(text.encode()).digest()[:7], "big"
+    )  # 56 bits: fits an int64 arrow column
 
 
 def function_rows(manifest: dict[str, Any], min_lines: int, root: Path | None = None) -> list[dict[str, str]]:
@@ -85,7 +87,9 @@ def function_rows(manifest: dict[str, Any], min_lines: int, root: Path | None = 
             if text in seen:
                 continue
             seen.add(text)
-            out.append({"key": f"{rel}::{node.name}:{node.lineno}", "package": rel.split("/")[0], "text": text})
+            out.append(
+                {"key": f"{rel}::{node.name}:{node.lineno}", "package": rel.split("/")[0], "text": text}
+            )
     return out
 
 
