@@ -261,7 +261,7 @@ def outside(job: OutsideJob, out: Path, progress: bool = True) -> dict[str, list
     from govgym.deploy import outside_report as report
     from govgym.deploy.outside_base import check_encoder, ensure_encoder
     from govgym.deploy.outside_task import build_task
-    from govgym.efficiency.basemodel import clean_stale_tmp
+    from govgym.efficiency.basemodel import clean_stale_tmp, progress_bars
     from govgym.results import format_table, write_json, write_rows
 
     govs = resolve_governors(job.governors)  # every spec checked before the encoder is built
@@ -284,7 +284,8 @@ def outside(job: OutsideJob, out: Path, progress: bool = True) -> dict[str, list
     partial.write_text("")
     runs: list[dict[str, Any]] = []
     bar = tqdm(total=job.seeds * len(plan), desc="govgym outside", unit="run", disable=not progress)
-    try:
+    # one bar over the runs; transformers' weight-loading bar of every run would drown it
+    with progress_bars(False):
         for seed in range(job.seeds):
             for label, gov, esc in plan:
                 bar.set_postfix_str(f"seed {seed} {label}")
@@ -294,8 +295,7 @@ def outside(job: OutsideJob, out: Path, progress: bool = True) -> dict[str, list
                 with partial.open("a") as f:
                     f.write(json.dumps(runs[-1]) + "\n")
                 bar.update()
-    finally:
-        bar.close()
+    bar.close()
     tables = report.tables(runs, job.tolerance, job.resamples)
     meta = {
         "governors": {lab: spec for (_, lab), spec in zip(govs, job.governors)},

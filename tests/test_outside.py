@@ -172,7 +172,7 @@ def test_cli_refuses_a_bad_value_before_any_work(tmp_path):
         [sys.executable, "-m", "govgym", "outside", "seeds=-1", "--out", str(tmp_path / "o")],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # a refused key costs ~3 s of CPU; the shared machine can stretch that 40x
     )
     assert r.returncode == 2, r.stderr
     assert "seeds: got -1" in r.stderr and "Traceback" not in r.stderr
