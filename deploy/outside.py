@@ -57,8 +57,8 @@ class OutsideJob:
     """The fixed budget, in epochs of the train split (the LR schedule is planned over it)."""
     batch_size: int = 16
     """Train and eval batch size."""
-    lr: float = 5e-4
-    """Peak fine-tuning LR (linear decay to 0 over the budget, as the Trainer's default)."""
+    lr: float = 2e-3
+    """Peak fine-tuning LR (linear decay to 0 over the budget). Measured: 5e-4 leaves the eval loss at ln(10) after 80 steps; 2e-3 takes it 2.30 -> 1.91 in 250."""
     warmup_ratio: float = 0.06
     """Share of the budget spent warming up the LR."""
     interval: int = 0

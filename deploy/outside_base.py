@@ -13,8 +13,11 @@ hash>-<stdlib manifest hash>``, built in a ``.tmp-<name>-<pid>-<uid>`` folder an
 under a file lock (an interrupted or concurrent build never leaves a half folder; a killed build's
 temp folder is removed by the next one). ``govgym_encoder.json`` records the recipe; loading checks it.
 
-Measured (2 shared cores, nice 15, one torch thread, load ~6): the default recipe (128 wide, 2 layers,
-561,792 parameters) pretrains 300 steps of 8 x 128 tokens in ~1.5 min; held-out MLM loss ~7.7 -> ~5.
+Measured (2 shared cores, nice 15, load ~6): the default recipe (128 wide, 2 layers, 562,688
+parameters) pretrains 300 steps of 8 x 128 tokens in 56 s; held-out MLM loss 7.65 -> 6.31. That is a
+weak encoder: fine-tuned on the package task (LR 2e-3, 250 steps of 16, 64 tokens) it reaches eval
+loss 1.91 where the same BERT from random initialisation reaches 1.34 (one seed each). A stronger
+pretraining (more steps) is the obvious next recipe; it changes the cache key, nothing else.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class EncoderConfig:
     """The encoder's shape and its masked-LM pretraining (every field is part of the cache key but ``cache_dir``)."""
 
     hidden_size: int = 128
-    """Width (128 x 2 layers, vocabulary 2,048: 561,792 parameters)."""
+    """Width (128 x 2 layers, vocabulary 2,048: 562,688 parameters)."""
     num_layers: int = 2
     """Transformer layers."""
     num_heads: int = 4
