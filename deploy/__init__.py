@@ -18,7 +18,11 @@ computed with the same ``govgym.efficiency.signals`` code as in the environment.
   every process (rank 0 decides and broadcasts);
 - ``transfer``: the zero-shot transfer experiment (``govgym transfer``); ``bases``: the bases it takes
   (named sizes, model keys, a local model directory); ``transfer_scaling``: its budget, cap and OOM rules
-  at another size; ``transfer_report``: its table rows and plot.
+  at another size; ``transfer_report``: its table rows and plot;
+- ``outside``: the out-of-world judgement (``govgym outside``: a BERT classifier through a plain Trainer,
+  governors vs the fixed budget vs ``EarlyStoppingCallback``); ``outside_base``: its encoder, pretrained
+  by masked LM and cached like the bases; ``outside_task``: its task (which stdlib package a function
+  comes from); ``outside_report``: its tables, paired bootstrap intervals and plot.
 
 ``trainer`` also holds ``GovernedMixin`` and ``governed(SFTTrainer)``: the levers for any Trainer subclass.
 User guide: ``docs/deploy.md``.

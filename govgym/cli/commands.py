@@ -33,6 +33,7 @@ from govgym.cli.options import (
     SwitchJob,
     TuneJob,
 )
+from govgym.deploy.outside import OutsideJob
 from govgym.deploy.transfer import TransferJob
 from govgym.efficiency.config import RunConfig
 from govgym.envs.fastfit import FitConfig
@@ -229,6 +230,12 @@ def _transfer(inv: Invocation) -> None:
     from govgym.deploy.transfer import transfer
 
     transfer(inv.job, inv.out, progress=inv.progress)
+
+
+def _outside(inv: Invocation) -> None:
+    from govgym.deploy.outside import outside
+
+    outside(inv.job, inv.out, progress=inv.progress)
 
 
 def _demo(inv: Invocation) -> None:
@@ -439,6 +446,15 @@ COMMANDS = [
         _transfer,
         "runs/transfer",
         "folder for transfer.csv/json, runs.json(l), transfer.png",
+        progress=True,
+    ),
+    Command(
+        "outside",
+        "governors vs the fixed budget vs EarlyStoppingCallback on a BERT classifier no govgym run resembles",
+        (OutsideJob,),
+        _outside,
+        "runs/outside",
+        "folder for outside.csv/json (per policy), outside_runs.csv/json, outside_paired.csv/json, runs.json, outside.png",
         progress=True,
     ),
 ]
