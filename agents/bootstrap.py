@@ -70,4 +70,35 @@ def paired_bootstrap(
     return {"mean": mean, "lo": float(lo), "hi": float(hi), "n": n}
 
 
-__all__ = ["DEFAULT_RESAMPLES", "paired_bootstrap"]
+def clustered_bootstrap(
+    diffs: dict[str, list[float]],
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Mean of paired differences grouped in clusters (an instance's seeds), with a cluster bootstrap interval.
+
+    The clusters are resampled with replacement (each resample's mean weights a cluster by its pairs), so
+    the interval does not treat the seeds of one instance as independent draws of the world.
+
+    Returns:
+        ``{"mean", "lo", "hi", "n", "clusters"}`` (nan and 0 without a finite difference).
+    """
+    clean = {k: [float(v) for v in vs if math.isfinite(float(v))] for k, vs in diffs.items()}
+    clean = {k: v for k, v in clean.items() if v}
+    if not clean:
+        return {"mean": math.nan, "lo": math.nan, "hi": math.nan, "n": 0, "clusters": 0}
+    sums = np.array([sum(v) for v in clean.values()])
+    counts = np.array([len(v) for v in clean.values()])
+    mean = float(sums.sum() / counts.sum())
+    if len(clean) == 1:
+        return {"mean": mean, "lo": mean, "hi": mean, "n": int(counts.sum()), "clusters": 1}
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(clean), size=(resamples, len(clean)))
+    means = sums[idx].sum(1) / counts[idx].sum(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return {"mean": mean, "lo": float(lo), "hi": float(hi), "n": int(counts.sum()), "clusters": len(clean)}
+
+
+__all__ = ["DEFAULT_RESAMPLES", "clustered_bootstrap", "paired_bootstrap"]

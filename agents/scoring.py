@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from govgym.agents.bootstrap import clustered_bootstrap
 from govgym.agents.rollout import Episode, oracle_episode
 from govgym.efficiency.objective import violated
 from govgym.typed import ConfigError
@@ -199,43 +200,24 @@ def paired_bootstrap(
     a: str,
     b: str,
     key: str = "return",
-    n_boot: int = 2000,
+    n_boot: int = 10_000,
     seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, Any]:
     """Mean of ``key``(a) − ``key``(b) over the (instance, seed) pairs both ran, with a paired bootstrap CI.
 
-    Pairs are resampled with replacement, clustered by instance (an instance's seeds move together, so
-    the interval does not pretend seeds of one instance are independent draws of the world); the
-    interval is the percentile one at ``level``. Returns ``{"diff", "lo", "hi", "pairs", "instances"}``
-    (nan when no pair exists).
+    Pairs are resampled by instance (``agents.bootstrap.clustered_bootstrap``): an instance's seeds move
+    together, so the interval does not pretend they are independent draws of the world. Returns
+    ``{"diff", "lo", "hi", "pairs", "instances"}`` (nan when no pair exists).
     """
     by = {(r["policy"], r["instance"], r["episode_seed"]): r for r in rows}
     diffs: dict[str, list[float]] = defaultdict(list)
     for (p, inst, s), r in by.items():
         other = by.get((b, inst, s))
-        if p != a or other is None:
-            continue
-        x, y = float(r[key]), float(other[key])
-        if math.isfinite(x) and math.isfinite(y):
-            diffs[inst].append(x - y)
-    insts = sorted(diffs)
-    n = sum(len(v) for v in diffs.values())
-    if not insts:
-        return {"diff": math.nan, "lo": math.nan, "hi": math.nan, "pairs": 0, "instances": 0}
-    sums = np.array([sum(diffs[i]) for i in insts])
-    counts = np.array([len(diffs[i]) for i in insts])
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(len(insts), size=(n_boot, len(insts)))
-    boot = sums[idx].sum(1) / counts[idx].sum(1)
-    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
-    return {
-        "diff": float(sums.sum() / counts.sum()),
-        "lo": float(lo),
-        "hi": float(hi),
-        "pairs": int(n),
-        "instances": len(insts),
-    }
+        if p == a and other is not None:
+            diffs[inst].append(float(r[key]) - float(other[key]))
+    ci = clustered_bootstrap(diffs, resamples=n_boot, level=level, seed=seed)
+    return {"diff": ci["mean"], "lo": ci["lo"], "hi": ci["hi"], "pairs": ci["n"], "instances": ci["clusters"]}
 
 
 __all__ = [

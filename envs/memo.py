@@ -122,6 +122,10 @@ class EpisodeTree:
         while len(self.snaps) > self.max_snapshots:
             self.snaps.popitem(last=False)
 
+    def _is_stop(self, action: int) -> bool:
+        acts = getattr(self.env, "actions", None)
+        return acts is not None and 0 <= action < len(acts) and acts[action][0] == "stop"
+
     def root(self) -> StepOutcome:
         """The episode's first observation (reset), memoized."""
         if () not in self.nodes:
@@ -161,6 +165,17 @@ class EpisodeTree:
         if hit is not None:
             self.memo_hits += 1
             return hit
+        parent = self.nodes.get(tuple(prefix)) if prefix else self.root()
+        if self._is_stop(int(action)) and parent is not None and not (parent.terminated or parent.truncated):
+            # a stop changes nothing: the env hands back the last observation, reward 0 and the state's
+            # info (no train loss: no interval ran). Derived from the parent instead of bringing the live
+            # env to the prefix (a replay of the whole prefix in a fresh process); tests/test_memo.py
+            # checks it equals the real env's stop bit for bit.
+            info = {k: v for k, v in parent.info.items() if k != "train_loss"}
+            out = StepOutcome(parent.obs.copy(), 0.0, True, False, info, parent.mask.copy())
+            self.nodes[key] = out
+            self.memo_hits += 1
+            return out
         self.root()
         self._goto(prefix)
         obs, r, term, trunc, info = self.env.step(int(action))

@@ -180,3 +180,33 @@ def test_behaviour_cloning_fits_the_demonstrations():
     assert np.allclose(
         venv.obs_rms.mean, obs.mean(0), atol=1e-6
     )  # normalization comes from the demonstrations
+
+
+def test_a_stop_is_derived_from_its_parent_exactly():
+    """A stop runs nothing: the tree derives it from the node before it, equal to the real env's stop."""
+    from govgym.envs.finetune_env import FineTuneEnv
+    from govgym.envs.memo import EpisodeTree, _keep
+
+    env = FineTuneEnv(TINY, wall_time_info=False)
+    stop = env.action_names.index("stop")
+    tree = EpisodeTree(env, "t-squeeze", 2)
+    lora = env.action_names.index("switch:lora")
+    path = [0, lora, 0, 0]
+    prefix: tuple[int, ...] = ()
+    for a in path:
+        node = tree.step(prefix, a)
+        prefix = (*prefix, a)
+        if node.terminated or node.truncated:
+            break
+    real = tree.real_steps
+    for n in range(len(prefix) + 1):
+        derived = tree.step(prefix[:n], stop)
+        assert tree.real_steps == real  # nothing ran
+        env.reset(options={"instance": "t-squeeze", "episode_seed": 2})
+        for a in prefix[:n]:
+            env.step(a)
+        obs, r, term, trunc, info = env.step(stop)
+        assert np.array_equal(derived.obs, obs) and derived.obs.dtype == obs.dtype
+        assert (derived.reward, derived.terminated, derived.truncated) == (r, term, trunc)
+        assert derived.info == _keep(info)
+        assert np.array_equal(derived.mask, env.action_masks())

@@ -136,3 +136,28 @@ def test_fast_env_reference_resimulates_the_same_stream() -> None:
     assert sum(rewards) == pytest.approx(infos[-1]["eq_return"], abs=1e-9)
     # the wrapper left the episode where it ended: the same step count as the short episode
     assert base.done and np.isfinite(infos[-1]["eval_loss"])
+
+
+def test_paired_bootstrap_by_instance() -> None:
+    """The leaderboard's CI: a planted difference is found, pairs are matched per (instance, seed)."""
+    from govgym.agents.scoring import paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(10):
+        shift = rng.normal() * 0.5  # instances differ a lot; the pairing removes it
+        for s in range(3):
+            for pol, mean in (("a", 1.0), ("b", 0.9)):
+                rows.append(
+                    {
+                        "policy": pol,
+                        "instance": f"i{i}",
+                        "episode_seed": s,
+                        "return": shift + mean + rng.normal() * 0.02,
+                    }
+                )
+    ci = paired_bootstrap(rows, "a", "b")
+    assert ci["pairs"] == 30 and ci["instances"] == 10 and 0.0 < ci["lo"] < 0.1 < ci["hi"]
+    back = paired_bootstrap(rows, "b", "a")
+    assert back["diff"] == pytest.approx(-ci["diff"]) and back["hi"] < 0
+    assert math.isnan(paired_bootstrap(rows, "a", "missing")["diff"])
