@@ -350,7 +350,9 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
         ks = sorted(by)
         ax.errorbar(ks, [np.mean(by[k]) for k in ks], yerr=[np.std(by[k]) for k in ks], marker="o", capsize=3)
         ax.set_xlabel(
-            "real traces in the fit ((instance, seed) trees)" if unit == "traces" else "train instances in the fit"
+            "real traces in the fit ((instance, seed) trees)"
+            if unit == "traces"
+            else "train instances in the fit"
         )
         ax.set_ylabel("per-step |ΔE/E| on held-out sequences")
         ax.set_title(f"error vs number of {unit} ({summary.get('split', 'test')})")

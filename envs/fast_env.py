@@ -225,7 +225,9 @@ class FineTuneFastEnv(gym.Env):
             )
         if not (isinstance(randomize, (int, float)) and 0.0 <= randomize <= 1.0):
             raise ConfigError(f"randomize: must be a probability in [0, 1]; got {randomize!r}.")
-        if not (isinstance(penalty, numbers.Real) and not isinstance(penalty, bool) and 0.0 <= penalty < math.inf):
+        if not (
+            isinstance(penalty, numbers.Real) and not isinstance(penalty, bool) and 0.0 <= penalty < math.inf
+        ):
             raise ConfigError(
                 f"penalty: must be a finite number >= 0 (reward - penalty x the ensemble's disagreement); got {penalty!r}."
             )

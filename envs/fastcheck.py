@@ -119,9 +119,13 @@ def check_model(model: FastModel, where: str = "fast model") -> None:
                 isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 < v <= hi
             ):
                 what = "a parameter count" if name == "params" else "an eval loss"
-                raise ConfigError(f"{where}: mechanics.{name}[{key!r}] must be {what} in (0, {hi:g}], got {v!r}.")
+                raise ConfigError(
+                    f"{where}: mechanics.{name}[{key!r}] must be {what} in (0, {hi:g}], got {v!r}."
+                )
     if tuple(model.inputs) != INPUT_SETS[1] and not m.get("params"):
-        raise ConfigError(f"{where}: a v2-input model needs mechanics.params (the bases' parameter counts); refit it.")
+        raise ConfigError(
+            f"{where}: a v2-input model needs mechanics.params (the bases' parameter counts); refit it."
+        )
     noise = m["noise"]
     sd = noise.get("sd") if isinstance(noise, dict) else None
     scale = noise.get("dy_scale_sd") if isinstance(noise, dict) else None

@@ -80,7 +80,6 @@ def measure_mechanics(iset: InstanceSet, strategies: list[str]) -> dict[str, Any
     mechanics are constants of the workload, not fitted): a model can simulate any split of the set.
     """
     from govgym.envs.probe import base_facts, strategy_costs, strategy_peaks
-
     from govgym.typed import to_dict
 
     costs, peaks, params, e0 = {}, {}, {}, {}
@@ -272,6 +271,7 @@ def _fit_mlp(
         sd = res.std(0)
         sd[0] = float(np.concatenate(rest).std())
         noise = {"sd": [float(v) for v in sd], "dy_scale_sd": float(np.std(scales))}
+
     def weights(model: torch.nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
         lin = [m for m in model if isinstance(m, torch.nn.Linear)]
         return [
@@ -330,13 +330,17 @@ def fit_fast(cfg: FitConfig, progress: bool = False) -> tuple[FastModel, dict[st
             roots.setdefault(name, []).append(float(nodes[()].info["eval_loss"]))
     mech["e0_instance"] = {k: float(np.mean(v)) for k, v in sorted(roots.items())}
     inputs = INPUT_SETS[cfg.inputs]
-    shell = FastModel(mech, np.zeros(len(inputs)), np.ones(len(inputs)), np.zeros(5), np.ones(5), [], inputs=inputs)
+    shell = FastModel(
+        mech, np.zeros(len(inputs)), np.ones(len(inputs)), np.zeros(5), np.ones(5), [], inputs=inputs
+    )
     x, y, groups, checks = extract(shell, iset, trees)
     spread = [
         abs(v / shell.e0(Static.of(iset.run_config(iset.get(k)), 0.0).e0_key) - 1.0)
         for k, v in mech["e0_instance"].items()
     ]
-    checks["e0_tree_vs_probe_max_rel"] = float(max(spread, default=0.0))  # the eval split differs per data seed
+    checks["e0_tree_vs_probe_max_rel"] = float(
+        max(spread, default=0.0)
+    )  # the eval split differs per data seed
     stats, layers, info = _fit_mlp(x, y, groups, cfg.hidden, cfg.iterations, cfg.seed, members=cfg.members)
     more = info.pop("more")
     report = {

@@ -205,7 +205,9 @@ class FastModel:
         sd = self.predict_members(x)[:, :, 0].std(axis=0)
         return float(sd[0]) if x.ndim == 1 else sd
 
-    def features(self, s: Static, before: RunState, after: RunState, lr0: float, lr1: float, act: str) -> np.ndarray:
+    def features(
+        self, s: Static, before: RunState, after: RunState, lr0: float, lr1: float, act: str
+    ) -> np.ndarray:
         """This model's input for one interval (``fastinputs.features`` over ``self.inputs``)."""
         return features(self.inputs, s, before, after, lr0, lr1, act)
 
@@ -311,7 +313,9 @@ def load_model(path: str | Path) -> FastModel:
     if version == 1 and "members" in body:
         raise ConfigError(f"fast model {p}: a format-1 file holds one MLP, not 'members'; refit it.")
     if not isinstance(members, list):
-        raise ConfigError(f"fast model {p}: members must be a list of layer lists, got {type(members).__name__}.")
+        raise ConfigError(
+            f"fast model {p}: members must be a list of layer lists, got {type(members).__name__}."
+        )
 
     missing = [k for k in ("mechanics", "x_mean", "x_std", "y_mean", "y_std", "layers") if k not in body]
     if missing:

@@ -39,7 +39,15 @@ def tiny_world(path: Path, cache: Path) -> Path:
             "data": {"task": task, "seed": seed, "response_only": task != "docprose"},
             "optim": {"lr": lr, "lora_lr": 6 * lr},
         }
-        return {"name": name, "lam": 0.1, "seed": seed, "budget_epochs": 1.0, "run": run, "family": "noisy", **kw}
+        return {
+            "name": name,
+            "lam": 0.1,
+            "seed": seed,
+            "budget_epochs": 1.0,
+            "run": run,
+            "family": "noisy",
+            **kw,
+        }
 
     data = {
         "run": {
@@ -47,7 +55,12 @@ def tiny_world(path: Path, cache: Path) -> Path:
             "data": {"seq_len": 48, "max_examples": 24, "eval_examples": 4, "noise_rate": 0.2},
             "optim": {"batch_size": 4, "warmup_steps": 1},
         },
-        "env": {"version": 1, "interval_steps": 2, "switch_targets": ["full", "lora"], "reprune_scorer": "recorded"},
+        "env": {
+            "version": 1,
+            "interval_steps": 2,
+            "switch_targets": ["full", "lora"],
+            "reprune_scorer": "recorded",
+        },
         "train": [
             inst("tw-neox", "gpt_neox", "body2name", 1),
             inst("tw-llama", "llama", "docprose", 2, lr=3e-3),
