@@ -186,10 +186,14 @@ class FineTuneFastEnv(gym.Env):
     ## Arguments
     ``instances`` (default: the packaged FineTune-v1 set), ``split``, ``model`` (a fast model file or a
     ``FastModel``; default: the packaged ``configs/fast_v1.json``), ``noise`` (sample the dynamics' noise),
-    ``randomize`` (probability of a random instance per episode, training only).
+    ``randomize`` (probability of a random instance per episode, training only), ``penalty`` (MOPO-style
+    pessimism: the reward minus ``penalty`` x the ensemble's disagreement, ``info["disagreement"]``, the
+    members' standard deviation of the predicted eval change; 0 = the reward above).
 
     ## Version History
     - v1: initial version, with FineTune-v1's spaces and rules.
+    - v1, fast model format 2 (issue 18): models that declare v2's task- and base-free inputs, mechanics of
+      every split (FineTune-v2's held-out tasks and bases), ensembles (``info["disagreement"]``, ``penalty``).
     """
 
     metadata = {"render_modes": []}

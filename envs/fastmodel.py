@@ -17,6 +17,14 @@
   Gaussian negative log-likelihood on every transition of the saved trees of the *train* split (the
   held-out instances are never in its fit), so its noise is calibrated to what the model cannot explain.
 
+**v2 (format 2).** A model file declares its inputs: v1's (``INPUTS``, with a code2doc flag: one base,
+two tasks) or v2's (``INPUTS_V2``, envs/fastinputs.py: SFT or all tokens, log E_0, log parameters, log lr
+multiple, log batch, no task or architecture, so that unseen tasks and bases are described). Mechanics
+cover every split of the set (probed, not learned), E_0 per task key by one evaluation of the base and
+per train instance from its tree. It may hold an ensemble (``more``): ``predict`` is the members' mean,
+``disagreement`` their standard deviation of the eval change. Format-1 files (the packaged
+configs/fast_v1.json) load and run as before.
+
 The model file is JSON behind a format version and a content hash (``efficiency.safefile``), with the
 observation spec hash, the govgym version and the provenance of its fit; no pickle.
 """
