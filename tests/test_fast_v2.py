@@ -128,12 +128,13 @@ def test_v2_model_simulates_every_split_with_measured_mechanics(world: dict) -> 
         for p in paths:
             f = replay(env, p)
             np.testing.assert_allclose(f["budget_frac"], p["budget_frac"], atol=0.01)
-        # E_0: one evaluation of the base on the instance's eval split, measured before any fit saw it
+        # E_0: one evaluation of the base per (task, base), measured before any fit saw it; an instance's own
+        # eval split (drawn by its data seed) moves it by ~0.5% here and 2-3% on the corpus
         obs, info = env.reset(options={"instance": paths[0]["instance"], "episode_seed": 0})
         from govgym.envs.memo import load_nodes
 
         tree = next(world["memo"].rglob(f"{paths[0]['instance']}-0.tree"))
-        assert info["e0"] == pytest.approx(float(load_nodes(tree)[()].info["eval_loss"]), rel=1e-4)
+        assert info["e0"] == pytest.approx(float(load_nodes(tree)[()].info["eval_loss"]), rel=0.03)
     # the descriptors differ where the instances do: SFT vs all tokens, lr multiple, base size
     st = {n: p.static for n, p in FineTuneFastEnv(iset, split="train", model=fm).plans.items()}
     assert st["tw-llama"].sft == 0.0 and st["tw-neox"].sft == 1.0
