@@ -44,7 +44,8 @@ class Sim2RealConfig:
     memo: str = "runs/memo"
     """Saved step trees: held-out ones are the real side of the fixed sequences; train ones feed refits."""
     eval: str = "runs/eval_v1"
-    """A `govgym evaluate` output folder (episodes.csv): the real side of the policy comparison."""
+    """A `govgym evaluate` output folder (episodes.csv): the real side of the policy comparison ('' = compare
+    the fixed action sequences of the held-out trees only)."""
     agents: list[str] = field(default_factory=lambda: ["agent=runs/train_v1/final.zip"])
     """label=path of each trained agent behind the real leaderboard's learned rows (rows with another label that
     is not a heuristic are skipped)."""
@@ -56,6 +57,8 @@ class Sim2RealConfig:
     """Draws of each trace count (the spread of the error-vs-traces curve)."""
     split: str = "test"
     """Held-out split compared: test, or one of FineTune-v2's test-a (new draws), test-b (unseen tasks), test-c (unseen bases)."""
+    curve: str = "traces"
+    """What ``traces`` counts: (instance, seed) trees, or train instances (all the trees of each): error vs breadth."""
 
     def __post_init__(self) -> None:
         for i, a in enumerate(self.agents):
@@ -65,6 +68,7 @@ class Sim2RealConfig:
                     "agent=runs/train_v1/final.zip."
                 )
         check_choice("sim2real.split", self.split, ("test", "test-a", "test-b", "test-c"))
+        check_choice("sim2real.curve", self.curve, ("traces", "instances"))
         check_range("sim2real.seeds", self.seeds, 1)
         check_range("sim2real.fit_seeds", self.fit_seeds, 1)
         for i, n in enumerate(self.traces):
@@ -183,7 +187,8 @@ def compare(
     mean_env = FineTuneFastEnv(iset, split=cfg.split, model=fm, noise=False)
     errs, frac_errs, ret_errs, oom_agree = [], [], [], []
     by_family: dict[str, list[float]] = defaultdict(list)
-    fam = {i.name: i.family for i in iset.test}
+    held = iset.split(cfg.split)
+    fam = {i.name: i.family for i in held}
     for p in paths:
         f = replay(mean_env, p)
         n = min(len(f["eval_ratio"]), len(p["eval_ratio"]))
@@ -197,7 +202,7 @@ def compare(
         ret_errs.append(abs(f["return"] - p["return"]))
         oom_agree.append(f["error"].startswith("oom") == p["error"].startswith("oom"))
     noisy = FineTuneFastEnv(iset, split=cfg.split, model=fm, noise=True)
-    names = [i.name for i in iset.test]
+    names = [i.name for i in held]
     pol_rows = []
     for label, per in real.items():
         if label == "oracle":
@@ -232,7 +237,11 @@ def compare(
                 "fast_return": float(np.mean(pred)),
             }
         )
-    rho = spearman([r["real_return"] for r in pol_rows], [r["fast_return"] for r in pol_rows])
+    rho = (
+        spearman([r["real_return"] for r in pol_rows], [r["fast_return"] for r in pol_rows])
+        if len(pol_rows) >= 2
+        else float("nan")
+    )
     return {
         "paths": len(paths),
         "steps": len(errs),
@@ -256,7 +265,7 @@ def _heuristic_names() -> set[str]:
 def sim2real(cfg: Sim2RealConfig, out: Path, progress: bool = True) -> dict[str, Any]:
     """Run both comparisons for the given model and, with ``traces``, for refits on fewer traces."""
     from govgym.envs.fastfit import FitConfig, fit_fast
-    from govgym.envs.fastmodel import default_model_path, load_model
+    from govgym.envs.fastmodel import INPUTS, default_model_path, load_model
     from govgym.envs.instances import load_instances
     from govgym.results import write_json, write_rows
 
@@ -266,18 +275,22 @@ def sim2real(cfg: Sim2RealConfig, out: Path, progress: bool = True) -> dict[str,
         raise ConfigError(
             f"sim2real: no saved held-out episodes under {cfg.memo!r}; run `govgym map` and `govgym evaluate` first."
         )
-    real = real_returns(cfg.eval, cfg.seeds)
+    real = real_returns(cfg.eval, cfg.seeds) if cfg.eval else {}
     fm = load_model(cfg.model or default_model_path())
     main = compare(fm, iset, cfg, paths, real)
     main["traces"] = int(fm.provenance.get("traces", 0))
     curve = []
     for n in cfg.traces:
         for s in range(cfg.fit_seeds):
-            sub, rep = fit_fast(FitConfig(instances=cfg.instances, memo=cfg.memo, max_traces=n, seed=s))
+            count = {"max_traces" if cfg.curve == "traces" else "max_instances": n}
+            inputs = 1 if tuple(fm.inputs) == INPUTS else 2  # refit as the model compared was fitted
+            fit = FitConfig(instances=cfg.instances, memo=cfg.memo, seed=s, inputs=inputs, **count)
+            sub, rep = fit_fast(fit)
             r = compare(sub, iset, cfg, paths, real)
             curve.append(
                 {
                     "traces": rep["traces"],
+                    "instances": len(rep["instances"]),
                     "fit_seed": s,
                     "transitions": rep["mechanics_check"]["transitions"],
                     **{
@@ -302,7 +315,7 @@ def sim2real(cfg: Sim2RealConfig, out: Path, progress: bool = True) -> dict[str,
     write_rows(out, "sim2real_policies", main["policies"], {"spearman": main["spearman"]})
     if curve:
         write_rows(out, "sim2real_traces", curve)
-    summary = {**main, "curve": curve}
+    summary = {**main, "split": cfg.split, "curve_unit": cfg.curve, "curve": curve}
     write_json(out / "sim2real.json", summary)
     plot(summary, out / "sim2real.png")
     return summary
@@ -322,21 +335,27 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
     ax.scatter(xs, ys)
     for r in rows:
         ax.annotate(r["policy"], (r["real_return"], r["fast_return"]), fontsize=7)
-    lo, hi = min(xs + ys), max(xs + ys)
-    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    if rows:  # none when no real leaderboard was given (eval='')
+        lo, hi = min(xs + ys), max(xs + ys)
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
     ax.set_xlabel("real return (held out)")
     ax.set_ylabel("fast backend return")
     ax.set_title(f"policies: Spearman ρ = {summary['spearman']:.2f}")
     if summary["curve"]:
         ax = axes[0][1]
+        unit = summary.get("curve_unit", "traces")
         by: dict[int, list[float]] = defaultdict(list)
         for c in summary["curve"]:
-            by[c["traces"]].append(c["eval_rel_err_mean"])
+            by[c[unit]].append(c["eval_rel_err_mean"])
         ks = sorted(by)
         ax.errorbar(ks, [np.mean(by[k]) for k in ks], yerr=[np.std(by[k]) for k in ks], marker="o", capsize=3)
-        ax.set_xlabel("real traces in the fit ((instance, seed) trees)")
+        ax.set_xlabel(
+            "real traces in the fit ((instance, seed) trees)"
+            if unit == "traces"
+            else "train instances in the fit"
+        )
         ax.set_ylabel("per-step |ΔE/E| on held-out sequences")
-        ax.set_title("error vs number of real traces")
+        ax.set_title(f"error vs number of {unit} ({summary.get('split', 'test')})")
     save_figure(fig, path, dpi=120)
     return path
 

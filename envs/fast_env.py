@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,6 +18,7 @@ from govgym.efficiency.signals import HIGH, LOW, Reading, SignalTracker
 from govgym.efficiency.strategy import Strategy
 from govgym.envs.actions import action_index, action_mask, action_table
 from govgym.envs.fastmodel import (
+    INPUTS,
     FastModel,
     RunState,
     Static,
@@ -24,7 +26,6 @@ from govgym.envs.fastmodel import (
     default_model_path,
     load_model,
     lr_frac,
-    transition_features,
 )
 from govgym.envs.instances import Instance, InstanceSet, default_instances_path, load_instances
 from govgym.typed import ConfigError
@@ -68,6 +69,7 @@ def plan_of(fm: FastModel, iset: InstanceSet, inst: Instance, k: int | None = No
     k = int(k or iset.env.interval_steps)
     st = Static.of(cfg, inst.budget_epochs if inst.budget_epochs is not None else 0.0)
     step, ev = fm.costs(st.cost_key, inst.start_strategy)
+    st = replace(st, e0=fm.e0(st.e0_key, inst.name), params=fm.params(st.cost_key))
     if inst.budget_epochs is not None:
         intervals = max(1, round(inst.budget_epochs * st.examples / st.batch / k))
     else:
@@ -88,7 +90,7 @@ def plan_of(fm: FastModel, iset: InstanceSet, inst: Instance, k: int | None = No
         lam=float(inst.lam),
         cap_mb=float(inst.cap_mb),
         cap_schedule=tuple((float(c.at), float(c.cap_mb)) for c in inst.cap_schedule),
-        e0=fm.e0(st.e0_key),
+        e0=st.e0,
         eval_examples=int(cfg.data.eval_examples),
         scorer=iset.env.reprune_scorer,
         sample=int(iset.env.reprune_sample),
@@ -185,10 +187,14 @@ class FineTuneFastEnv(gym.Env):
     ## Arguments
     ``instances`` (default: the packaged FineTune-v1 set), ``split``, ``model`` (a fast model file or a
     ``FastModel``; default: the packaged ``configs/fast_v1.json``), ``noise`` (sample the dynamics' noise),
-    ``randomize`` (probability of a random instance per episode, training only).
+    ``randomize`` (probability of a random instance per episode, training only), ``penalty`` (MOPO-style
+    pessimism: the reward minus ``penalty`` x the ensemble's disagreement, ``info["disagreement"]``, the
+    members' standard deviation of the predicted eval change; 0 = the reward above).
 
     ## Version History
     - v1: initial version, with FineTune-v1's spaces and rules.
+    - v1, fast model format 2 (issue 18): models that declare v2's task- and base-free inputs, mechanics of
+      every split (FineTune-v2's held-out tasks and bases), ensembles (``info["disagreement"]``, ``penalty``).
     """
 
     metadata = {"render_modes": []}
@@ -200,6 +206,7 @@ class FineTuneFastEnv(gym.Env):
         model: FastModel | str | None = None,
         noise: bool = True,
         randomize: float = 0.0,
+        penalty: float = 0.0,
     ):
         super().__init__()
         self.iset = (
@@ -223,7 +230,15 @@ class FineTuneFastEnv(gym.Env):
             )
         if not (isinstance(randomize, (int, float)) and 0.0 <= randomize <= 1.0):
             raise ConfigError(f"randomize: must be a probability in [0, 1]; got {randomize!r}.")
+        if not (
+            isinstance(penalty, numbers.Real) and not isinstance(penalty, bool) and 0.0 <= penalty < math.inf
+        ):
+            raise ConfigError(
+                f"penalty: must be a finite number >= 0 (reward - penalty x the ensemble's disagreement); got {penalty!r}."
+            )
         self.noise, self.randomize, self.split = bool(noise), float(randomize), split
+        self.penalty = float(penalty)
+        self.disagreement = 0.0
         self.ecfg = self.iset.env
         self.pool = self.iset.split(split)
         self.plans = {i.name: plan_of(self.fm, self.iset, i) for i in self.pool}
@@ -274,6 +289,7 @@ class FineTuneFastEnv(gym.Env):
         self.state = RunState(strategy=p.start)
         self.cap = p.cap_mb
         self.done = False
+        self.disagreement = 0.0
         self.tracker.reset(p.e0, 0.0)
         self.eval_loss, self.train_loss = p.e0, p.e0
         obs = self.tracker.observe(self._reading(None))
@@ -331,16 +347,26 @@ class FineTuneFastEnv(gym.Env):
         capped = r.random() < 0.35
         intervals = max(1, round(epochs * n / base.static.batch / base.k))
         steps = intervals * base.k
-        step, ev = self.fm.costs(task, "full")
-        st = Static(
-            task_c2d=float(task == "code2doc"),
-            examples=n,
-            batch=base.static.batch,
-            noise_rate=rate,
-            kinds=share,  # type: ignore[arg-type]
-            budget_epochs=epochs,
-            task=task,
-        )
+        caps_mb = (75.0, 45.0)  # v1's base: between full's and LoRA+gc's measured peaks
+        if self.fm.inputs == INPUTS:
+            step, ev = self.fm.costs(task, "full")
+            st = Static(
+                task_c2d=float(task == "code2doc"),
+                examples=n,
+                batch=base.static.batch,
+                noise_rate=rate,
+                kinds=share,  # type: ignore[arg-type]
+                budget_epochs=epochs,
+                task=task,
+            )
+            e0 = self.fm.e0(task)
+        else:  # v2 inputs: the drawn instance keeps the base instance's task and workload (and E_0)
+            task = base.static.task
+            st = replace(base.static, examples=n, noise_rate=rate, kinds=share, budget_epochs=epochs)
+            step, ev = self.fm.costs(st.cost_key, "full")
+            e0 = st.e0
+            peaks = [self.fm.peak_mb(st.cost_key, t) for t in self.targets]
+            caps_mb = (1.1 * self.fm.peak_mb(st.cost_key, "full"), 1.1 * min(peaks))  # full fits, then less
         return replace(
             base,
             name=f"random-{task}-n{n}-{int(r.integers(1 << 30))}",
@@ -352,9 +378,9 @@ class FineTuneFastEnv(gym.Env):
             start="full",
             budget=ev + intervals * (base.k * step + ev),
             lam=float(r.choice([0.05, 0.1, 0.2, 0.5])),
-            cap_mb=75.0 if capped else 0.0,
-            cap_schedule=((float(r.uniform(0.3, 0.5)), 45.0),) if capped else (),
-            e0=self.fm.e0(task),
+            cap_mb=caps_mb[0] if capped else 0.0,
+            cap_schedule=((float(r.uniform(0.3, 0.5)), caps_mb[1]),) if capped else (),
+            e0=e0,
         )
 
     # ------------------------------------------------------------------ masks
@@ -395,8 +421,9 @@ class FineTuneFastEnv(gym.Env):
             err = f"oom: measured peak {self.fm.peak_mb(p.static.cost_key, after.strategy):.1f} MiB above the {self.cap:.0f} MiB cap under {after.strategy}"
             return self._end(-self.ecfg.oom_penalty - p.lam * spent, True, False, err, extra)
         act = self.action_names[a]
-        x = transition_features(p.static, before, after, lr0, lr1, act)
+        x = self.fm.features(p.static, before, after, lr0, lr1, act)
         mean = self.fm.predict(x)
+        self.disagreement = float(self.fm.disagreement(x))
         out = self.fm.sample(mean, self.scale, self.rng) if self.noise else mean
         dy, gap, lg, cv, ns = (float(v) for v in out)
         y = max(before.eval_ratio + dy, 0.05)
@@ -405,6 +432,8 @@ class FineTuneFastEnv(gym.Env):
         self.flops += train_fl + ev_fl
         spent = (train_fl + ev_fl) / p.budget
         reward = (before.eval_ratio - y) - p.lam * spent
+        if self.penalty:  # MOPO: pessimism where the ensemble's members disagree (0 = FineTune-v1's reward)
+            reward -= self.penalty * self.disagreement
         frac = self.flops / p.budget
         truncated = frac >= 1.0 - 1e-9
         self.eval_loss, self.train_loss = p.e0 * y, p.e0 * (y - gap)
@@ -461,6 +490,7 @@ class FineTuneFastEnv(gym.Env):
             "cap_mb": self.cap,
             "step": s.steps,
             "action_mask": self.action_masks().tolist(),
+            "disagreement": self.disagreement,
         }
 
 

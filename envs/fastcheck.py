@@ -14,8 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from govgym.envs.fastmodel import INPUTS, OUTPUTS, FastModel
+from govgym.envs.fastinputs import INPUT_SETS
+from govgym.envs.fastmodel import OUTPUTS, FastModel
 from govgym.typed import ConfigError
+
+MAX_MEMBERS = 64
+"""Most ensemble members a model file may hold (``fit-fast members=`` fits 5 by default for v2 worlds)."""
 
 MAX_SCALE = 1e6
 """Largest |value| of a normalization statistic or a weight (the fitted ones are below ~1e2): beyond it the
@@ -60,12 +64,20 @@ def check_model(model: FastModel, where: str = "fast model") -> None:
     """Refuse a model whose values ``fit-fast`` could not have written (the content hash proves nothing
     about them: anyone can recompute it after an edit).
 
-    Checked: each array's shape against INPUTS/OUTPUTS and the layer chain, finiteness, scale
-    (|x| <= 1e6, standard deviations > 0); the mechanics tables: FLOPs per step and eval in (0, 1e24],
-    peaks in (0, 1e9] MiB, E_0 per task in (0, 100] (a cross-entropy), the noise's standard deviations
-    finite and >= 0 (one per output).
+    Checked: the declared input list (v1's or v2's), at most ``MAX_MEMBERS`` ensemble members; each
+    array's shape against the inputs/OUTPUTS and each member's layer chain, finiteness, scale (|x| <= 1e6,
+    standard deviations > 0); the mechanics tables: FLOPs per step and eval in (0, 1e24], peaks in
+    (0, 1e9] MiB, E_0 per task and per instance in (0, 100] (a cross-entropy), parameter counts in
+    (0, 1e13], the noise's standard deviations finite and >= 0 (one per output).
     """
-    n_in, n_out = len(INPUTS), len(OUTPUTS)
+    if tuple(model.inputs) not in INPUT_SETS.values():
+        raise ConfigError(
+            f"{where}: inputs {str(list(model.inputs)):.200} are neither v1's nor v2's input list; refit it "
+            "with `govgym fit-fast`."
+        )
+    if len(model.more) > MAX_MEMBERS - 1:
+        raise ConfigError(f"{where}: {model.members} ensemble members, at most {MAX_MEMBERS}; refit it.")
+    n_in, n_out = len(model.inputs), len(OUTPUTS)
     _check_array(where, "x_mean", model.x_mean, (n_in,))
     _check_array(where, "x_std", model.x_std, (n_in,), lo=0.0)
     _check_array(where, "y_mean", model.y_mean, (n_out,))
@@ -74,17 +86,19 @@ def check_model(model: FastModel, where: str = "fast model") -> None:
         raise ConfigError(
             f"{where}: x_std / y_std must be > 0 (they divide); refit it with `govgym fit-fast`."
         )
-    width = n_in
-    for i, (w, b) in enumerate(model.layers):
-        last = i == len(model.layers) - 1
-        if w.ndim != 2 or w.shape[0] != width or (last and w.shape[1] != n_out):
-            expect = f"({width}, {n_out if last else 'hidden'})"
-            raise ConfigError(
-                f"{where}: layers[{i}].weight has shape {w.shape}, expected {expect}; refit it."
-            )
-        _check_array(where, f"layers[{i}].weight", w, w.shape)
-        _check_array(where, f"layers[{i}].bias", b, (w.shape[1],))
-        width = w.shape[1]
+    for j, layers in enumerate([model.layers, *model.more]):
+        name = "layers" if j == 0 else f"members[{j - 1}]"
+        width = n_in
+        for i, (w, b) in enumerate(layers):
+            last = i == len(layers) - 1
+            if w.ndim != 2 or w.shape[0] != width or (last and w.shape[1] != n_out):
+                expect = f"({width}, {n_out if last else 'hidden'})"
+                raise ConfigError(
+                    f"{where}: {name}[{i}].weight has shape {w.shape}, expected {expect}; refit it."
+                )
+            _check_array(where, f"{name}[{i}].weight", w, w.shape)
+            _check_array(where, f"{name}[{i}].bias", b, (w.shape[1],))
+            width = w.shape[1]
     m = model.mechanics
     if not isinstance(m, dict):
         raise ConfigError(f"{where}: mechanics must be a mapping, got {type(m).__name__}.")
@@ -96,11 +110,22 @@ def check_model(model: FastModel, where: str = "fast model") -> None:
     e0 = m["e0"]
     if not isinstance(e0, dict) or not e0:
         raise ConfigError(f"{where}: mechanics.e0 must be a non-empty mapping of task -> initial eval loss.")
-    for task, v in e0.items():
-        if not (
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 < v <= 100
-        ):
-            raise ConfigError(f"{where}: mechanics.e0[{task!r}] must be an eval loss in (0, 100], got {v!r}.")
+    for name, hi in (("e0", 100.0), ("e0_instance", 100.0), ("params", 1e13)):
+        table = m.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: mechanics.{name} must be a mapping, got {type(table).__name__}.")
+        for key, v in table.items():
+            if not (
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 < v <= hi
+            ):
+                what = "a parameter count" if name == "params" else "an eval loss"
+                raise ConfigError(
+                    f"{where}: mechanics.{name}[{key!r}] must be {what} in (0, {hi:g}], got {v!r}."
+                )
+    if tuple(model.inputs) != INPUT_SETS[1] and not m.get("params"):
+        raise ConfigError(
+            f"{where}: a v2-input model needs mechanics.params (the bases' parameter counts); refit it."
+        )
     noise = m["noise"]
     sd = noise.get("sd") if isinstance(noise, dict) else None
     scale = noise.get("dy_scale_sd") if isinstance(noise, dict) else None
@@ -120,4 +145,4 @@ def check_model(model: FastModel, where: str = "fast model") -> None:
         raise ConfigError(f"{where}: mechanics.base_key must be a string, got {base!r}.")
 
 
-__all__ = ["MAX_SCALE", "check_model"]
+__all__ = ["MAX_MEMBERS", "MAX_SCALE", "check_model"]

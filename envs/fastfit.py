@@ -14,6 +14,7 @@ per (task, strategy) with ``envs.probe`` (FlopCounterMode and efficiency.memstat
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,12 @@ import numpy as np
 
 from govgym.envs.actions import action_table
 from govgym.envs.fast_env import advance, apply_lever, lever_flops, plan_of
-from govgym.envs.fastmodel import INPUTS, OUTPUTS, FastModel, RunState, Static, base_key, transition_features
+from govgym.envs.fastcheck import MAX_MEMBERS
+from govgym.envs.fastinputs import INPUT_SETS
+from govgym.envs.fastmodel import OUTPUTS, FastModel, RunState, Static, base_key
 from govgym.envs.instances import InstanceSet, load_instances
 from govgym.envs.memo import TREE_SUFFIX, load_nodes, memo_folder, memo_siblings
-from govgym.typed import ConfigError, check_range
+from govgym.typed import ConfigError, check_choice, check_range
 
 
 @dataclass
@@ -45,9 +48,20 @@ class FitConfig:
     """At most this many full-batch AdamW iterations; the count is chosen by 5-fold cross-validation over instances."""
     seed: int = 0
     """Seed of the trace draw, the validation split and the network's initialization."""
+    inputs: int = 2
+    """Input list of the dynamics model: 2 (task- and base-free descriptors: SFT or all tokens, E_0, parameters,
+    lr multiple, batch; any world) or 1 (FineTune-v1's, with its code2doc flag; the packaged fast_v1.json's)."""
+    members: int = 1
+    """Ensemble size: member 0 is the single model of a plain fit; each other one is trained with another seed on
+    a bootstrap resample of the train instances. The env predicts their mean and reports their disagreement."""
+    max_instances: int = 0
+    """Fit on the trees of at most this many train instances, drawn at random with ``seed`` (0 = all)."""
 
     def __post_init__(self) -> None:
         check_range("fit.max_traces", self.max_traces, 0)
+        check_range("fit.max_instances", self.max_instances, 0)
+        check_choice("fit.inputs", self.inputs, tuple(INPUT_SETS))
+        check_range("fit.members", self.members, 1, MAX_MEMBERS)
         check_range("fit.hidden", self.hidden, 4, 1024)
         check_range("fit.iterations", self.iterations, 1)
 
@@ -58,23 +72,36 @@ def _targets(node: Any, e0: float) -> np.ndarray:
 
 
 def measure_mechanics(iset: InstanceSet, strategies: list[str]) -> dict[str, Any]:
-    """FLOPs (step, eval) and peak MiB per (task, strategy), one probe per task (envs.probe)."""
-    from govgym.envs.probe import strategy_costs, strategy_peaks
+    """What the fast env needs for every instance of every split, measured (envs.probe), never learned.
 
-    costs, peaks = {}, {}
-    seen: set[str] = set()
-    for inst in iset.train:
+    FLOPs (step, eval) and peak MiB per (workload, strategy) and the base's parameter count per workload,
+    one probe per workload; E_0 per task key (``Static.e0_key``): one evaluation of the untouched base
+    on the first such instance's eval split. Held-out instances are probed like train ones (their
+    mechanics are constants of the workload, not fitted): a model can simulate any split of the set.
+    """
+    from govgym.envs.probe import base_facts, strategy_costs, strategy_peaks
+    from govgym.typed import to_dict
+
+    costs, peaks, params, e0 = {}, {}, {}, {}
+    measured: dict[str, tuple[float, int]] = {}
+    for inst in iset.train + iset.test:
         cfg = iset.run_config(inst)
-        task = Static.of(cfg, 0.0).cost_key  # the task on v1's base; the base and batch otherwise
-        if task in seen:
+        st = Static.of(cfg, 0.0)
+        task = st.cost_key  # the task on v1's base; the base and batch otherwise
+        # the eval split and the base do not depend on the batch: one evaluation per (task, base, length)
+        facts = json.dumps([st.task, to_dict(cfg.model), cfg.data.seq_len], sort_keys=True, default=str)
+        if facts not in measured:
+            measured[facts] = base_facts(cfg)
+        e0.setdefault(st.e0_key, measured[facts][0])
+        params.setdefault(task, float(measured[facts][1]))
+        if f"{task}|{strategies[0]}" in costs:
             continue
-        seen.add(task)
         for s in strategies:
             step, ev, _ = strategy_costs(cfg, s)
             costs[f"{task}|{s}"] = [float(step), float(ev)]
         for s, mb in strategy_peaks(cfg, strategies).items():
             peaks[f"{task}|{s}"] = float(mb)
-    return {"costs": costs, "peaks": peaks}
+    return {"costs": costs, "peaks": peaks, "params": params, "e0": e0}
 
 
 def tree_index(iset: InstanceSet, memo: str | Path, split: str = "train") -> list[tuple[str, int, Path]]:
@@ -128,9 +155,7 @@ def extract(
             frac_err.append(abs(fl / plan.budget - float(node.info["budget_frac"])))
             lr_err.append(abs(lr1 - float(node.obs[18])))
             t = _targets(node, e0)
-            x = transition_features(
-                plan.static, before, after, lr0, lr1, act_names[actions.index((kind, arg))]
-            )
+            x = fm.features(plan.static, before, after, lr0, lr1, act_names[actions.index((kind, arg))])
             y = t.copy()
             y[0] = t[0] - before.eval_ratio
             xs.append(x)
@@ -157,7 +182,14 @@ def extract(
 
 
 def _fit_mlp(
-    x: np.ndarray, y: np.ndarray, groups: list[str], hidden: int, iterations: int, seed: int, folds: int = 5
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: list[str],
+    hidden: int,
+    iterations: int,
+    seed: int,
+    folds: int = 5,
+    members: int = 1,
 ) -> tuple[dict[str, np.ndarray], list[tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
     """MSE-trained MLP; iterations and noise from ``folds``-fold cross-validation over instances, then refit on all.
 
@@ -178,9 +210,9 @@ def _fit_mlp(
     checks = iterations // every
 
     def train(
-        rows: torch.Tensor, n_iter: int, val: torch.Tensor | None
+        rows: torch.Tensor, n_iter: int, val: torch.Tensor | None, init: int = seed
     ) -> tuple[torch.nn.Module, list, list]:
-        torch.manual_seed(seed)
+        torch.manual_seed(init)
         m = torch.nn.Sequential(
             torch.nn.Linear(x.shape[1], hidden),
             torch.nn.Tanh(),
@@ -239,13 +271,25 @@ def _fit_mlp(
         sd = res.std(0)
         sd[0] = float(np.concatenate(rest).std())
         noise = {"sd": [float(v) for v in sd], "dy_scale_sd": float(np.std(scales))}
+
+    def weights(model: torch.nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
+        lin = [m for m in model if isinstance(m, torch.nn.Linear)]
+        return [
+            (m.weight.detach().numpy().T.astype(np.float64), m.bias.detach().numpy().astype(np.float64))
+            for m in lin
+        ]
+
     all_rows = torch.ones(len(groups), dtype=torch.bool)
     model, _, _ = train(all_rows, n_best, None)
-    lin = [m for m in model if isinstance(m, torch.nn.Linear)]
-    layers = [
-        (m.weight.detach().numpy().T.astype(np.float64), m.bias.detach().numpy().astype(np.float64))
-        for m in lin
-    ]
+    layers = weights(model)
+    # the other members: another seed each, on a bootstrap resample of the train *instances* (an instance
+    # drawn twice counts twice), for the iteration count member 0's cross-validation chose
+    rows_of = {g: np.flatnonzero(np.array(groups) == g) for g in names}
+    more = []
+    for j in range(1, members):
+        draw = np.random.default_rng([seed, j]).choice(len(names), size=len(names), replace=True)
+        idx = torch.tensor(np.concatenate([rows_of[names[i]] for i in draw]), dtype=torch.long)
+        more.append(weights(train(idx, n_best, None, init=seed + j)[0]))
     with torch.no_grad():
         fit_pred = model(xt).numpy() * ysd + ym
     stats = {"xm": xm, "xsd": xsd, "ym": ym, "ysd": ysd, "noise": noise}
@@ -256,6 +300,7 @@ def _fit_mlp(
         "val_mae": val_mae,
         "train_mae": dict(zip(OUTPUTS, (float(v) for v in np.abs(fit_pred - y).mean(0)))),
         "noise": noise,
+        "more": more,
     }
     return stats, layers, info
 
@@ -264,6 +309,10 @@ def fit_fast(cfg: FitConfig, progress: bool = False) -> tuple[FastModel, dict[st
     """Fit a fast model on the train split's saved trees; returns it and its fit report."""
     iset = load_instances(cfg.instances or None)
     trees = tree_index(iset, cfg.memo)
+    if cfg.max_instances:
+        names = sorted({t[0] for t in trees})
+        keep = set(random.Random(cfg.seed).sample(names, min(cfg.max_instances, len(names))))
+        trees = [t for t in trees if t[0] in keep]
     if cfg.max_traces:
         trees = sorted(random.Random(cfg.seed).sample(trees, min(cfg.max_traces, len(trees))))
     if not trees:
@@ -274,20 +323,31 @@ def fit_fast(cfg: FitConfig, progress: bool = False) -> tuple[FastModel, dict[st
     strategies = sorted({*iset.env.switch_targets, *(i.start_strategy for i in iset.train + iset.test)})
     mech = measure_mechanics(iset, strategies)
     mech["base_key"] = base_key(iset)
-    e0: dict[str, list[float]] = {}
-    for name, _, path in trees:
+    roots: dict[str, list[float]] = {}
+    for name, _, path in trees:  # a train tree's root is the real env's E_0 of that very instance
         nodes = load_nodes(path)
         if () in nodes:
-            e0.setdefault(Static.of(iset.run_config(iset.get(name)), 0.0).e0_key, []).append(
-                float(nodes[()].info["eval_loss"])
-            )
-    mech["e0"] = {k: float(np.mean(v)) for k, v in e0.items()}
-    shell = FastModel(mech, np.zeros(len(INPUTS)), np.ones(len(INPUTS)), np.zeros(5), np.ones(5), [])
+            roots.setdefault(name, []).append(float(nodes[()].info["eval_loss"]))
+    mech["e0_instance"] = {k: float(np.mean(v)) for k, v in sorted(roots.items())}
+    inputs = INPUT_SETS[cfg.inputs]
+    shell = FastModel(
+        mech, np.zeros(len(inputs)), np.ones(len(inputs)), np.zeros(5), np.ones(5), [], inputs=inputs
+    )
     x, y, groups, checks = extract(shell, iset, trees)
-    stats, layers, info = _fit_mlp(x, y, groups, cfg.hidden, cfg.iterations, cfg.seed)
+    spread = [
+        abs(v / shell.e0(Static.of(iset.run_config(iset.get(k)), 0.0).e0_key) - 1.0)
+        for k, v in mech["e0_instance"].items()
+    ]
+    checks["e0_tree_vs_probe_max_rel"] = float(
+        max(spread, default=0.0)
+    )  # the eval split differs per data seed
+    stats, layers, info = _fit_mlp(x, y, groups, cfg.hidden, cfg.iterations, cfg.seed, members=cfg.members)
+    more = info.pop("more")
     report = {
         "instances": sorted(set(groups)),
         "traces": len(trees),
+        "inputs": cfg.inputs,
+        "members": cfg.members,
         "mechanics_check": checks,
         **info,
     }
@@ -300,6 +360,8 @@ def fit_fast(cfg: FitConfig, progress: bool = False) -> tuple[FastModel, dict[st
         y_std=stats["ysd"],
         layers=layers,
         provenance={"instance_set": Path(iset.source).name, "split": "train", **report},
+        inputs=inputs,
+        more=more,
     )
     return fm, report
 

@@ -17,6 +17,14 @@
   Gaussian negative log-likelihood on every transition of the saved trees of the *train* split (the
   held-out instances are never in its fit), so its noise is calibrated to what the model cannot explain.
 
+**v2 (format 2).** A model file declares its inputs: v1's (``INPUTS``, with a code2doc flag: one base,
+two tasks) or v2's (``INPUTS_V2``, envs/fastinputs.py: SFT or all tokens, log E_0, log parameters, log lr
+multiple, log batch, no task or architecture, so that unseen tasks and bases are described). Mechanics
+cover every split of the set (probed, not learned), E_0 per task key by one evaluation of the base and
+per train instance from its tree. It may hold an ensemble (``more``): ``predict`` is the members' mean,
+``disagreement`` their standard deviation of the eval change. Format-1 files (the packaged
+configs/fast_v1.json) load and run as before.
+
 The model file is JSON behind a format version and a content hash (``efficiency.safefile``), with the
 observation spec hash, the govgym version and the provenance of its fit; no pickle.
 """
@@ -33,40 +41,16 @@ import numpy as np
 from govgym import __version__
 from govgym.efficiency import safefile
 from govgym.efficiency.signals import spec_hash
+from govgym.efficiency.tasks import PLAIN_TASKS
+from govgym.envs.fastinputs import INPUT_SETS, INPUTS, INPUTS_V2, base_lr, features, transition_features
 from govgym.typed import ConfigError
 
 FAST_FORMAT = "govgym-fast-model"
-FAST_VERSION = 1
+FAST_VERSION = 2
+READ_VERSIONS = (1, 2)
+"""Format versions ``load_model`` reads: 1 (one MLP on ``INPUTS``, the packaged configs/fast_v1.json) and 2
+(the file declares its inputs, ``INPUTS`` or ``INPUTS_V2``, and holds one or more ensemble members)."""
 NOISE_KINDS = ("shuffle", "corrupt", "duplicate")
-
-INPUTS = (
-    "task_c2d",
-    "log_examples",
-    "noise_rate",
-    "noise_shuffle",
-    "noise_corrupt",
-    "noise_duplicate",
-    "budget_epochs",
-    "epochs_before",
-    "epochs_after",
-    "epochs_on_kept",
-    "lr_start",
-    "lr_end",
-    "eval_ratio_prev",
-    "best_ratio_prev",
-    "log_prev_over_best",
-    "adapters",
-    "gc",
-    "adapter_steps_frac",
-    "kept",
-    "dropped_hardest",
-    "dropped_easiest",
-    "act_hardest",
-    "act_easiest",
-    "act_switch",
-    "since_lever",
-)
-"""Inputs of the dynamics model, in order (``transition_features``)."""
 
 OUTPUTS = ("d_eval_ratio", "train_eval_gap", "log_grad_norm_ratio", "grad_norm_cv", "log_noise_scale")
 """What one interval produces: E_t/E_0 − E_{t−1}/E_0, and the observation's features 5, 7, 8, 9."""
@@ -85,6 +69,14 @@ class Static:
     task: str
     workload: str = ""
     """The base and batch when they are not FineTune-v1's (``workload_key``); '' on v1's."""
+    sft: float = 0.0
+    """1 when the loss is on the response only (prompt/response SFT), 0 when on every token."""
+    lr_mult: float = 1.0
+    """The learning rate / the base's 1x rate (``fastinputs.base_lr``)."""
+    e0: float = 0.0
+    """Initial eval loss (a measured constant; set by ``plan_of`` from the model's mechanics)."""
+    params: float = 0.0
+    """Parameters of the base (measured by the probe; set by ``plan_of``)."""
 
     @property
     def cost_key(self) -> str:
@@ -111,6 +103,8 @@ class Static:
             budget_epochs=float(budget_epochs),
             task=str(d.task),
             workload=workload_key(run_cfg),
+            sft=float(bool(d.response_only) and d.task not in PLAIN_TASKS),
+            lr_mult=float(run_cfg.optim.lr) / base_lr(run_cfg.model.hidden_size),
         )
 
 
@@ -171,50 +165,6 @@ def lr_frac(virtual: float, total: int, warmup: int, schedule: str = "cosine") -
     return max(0.0, 0.5 * (1.0 + math.cos(math.pi * p)))
 
 
-def transition_features(
-    s: Static,
-    before: RunState,
-    after: RunState,
-    lr_start: float,
-    lr_end: float,
-    act: str,
-) -> np.ndarray:
-    """The model's input for one interval: ``before`` the action, ``after`` the interval's steps (no eval yet)."""
-    n = max(s.examples, 1)
-    b = s.batch
-    on_kept = (after.steps - after.steps_at_reprune) * b / (n * max(after.kept, 1e-6))
-    return np.array(
-        [
-            s.task_c2d,
-            math.log(n / 600.0),
-            s.noise_rate,
-            s.noise_rate * s.kinds[0],
-            s.noise_rate * s.kinds[1],
-            s.noise_rate * s.kinds[2],
-            s.budget_epochs / 6.0,
-            before.steps * b / n,
-            after.steps * b / n,
-            on_kept,
-            lr_start,
-            lr_end,
-            before.eval_ratio - 1.0,
-            before.best_ratio - 1.0,
-            math.log(before.eval_ratio / before.best_ratio),
-            float(after.strategy.split("+")[0] != "full"),
-            float("+gc" in after.strategy),
-            after.adapter_steps / max(after.steps, 1),
-            after.kept,
-            after.dropped_hardest,
-            after.dropped_easiest,
-            float(act == "reprune_hardest"),
-            float(act == "reprune_easiest"),
-            float(act.startswith("switch")),
-            min(before.since_lever, 20) / 20.0,
-        ],
-        dtype=np.float64,
-    )
-
-
 @dataclass
 class FastModel:
     """Mechanics + the dynamics MLP; ``predict`` is numpy only."""
@@ -227,14 +177,47 @@ class FastModel:
     layers: list[tuple[np.ndarray, np.ndarray]]
     provenance: dict[str, Any] = field(default_factory=dict)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Mean of OUTPUTS for inputs ``x`` ((n, len(INPUTS)) or (len(INPUTS),))."""
+    inputs: tuple[str, ...] = INPUTS
+    """The input list the dynamics were fitted on (``INPUTS`` or ``INPUTS_V2``; the file declares it)."""
+    more: list[list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=list)
+    """The ensemble's other members' layers (same normalization); [] for one MLP."""
+
+    @property
+    def members(self) -> int:
+        """How many MLPs the ensemble holds (1 + ``more``)."""
+        return 1 + len(self.more)
+
+    def _net(self, layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
         h = (np.atleast_2d(x) - self.x_mean) / self.x_std
-        for w, b in self.layers[:-1]:
+        for w, b in layers[:-1]:
             h = np.tanh(h @ w + b)
-        w, b = self.layers[-1]
-        mean = (h @ w + b) * self.y_std + self.y_mean
+        w, b = layers[-1]
+        return (h @ w + b) * self.y_std + self.y_mean
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Mean of OUTPUTS for inputs ``x`` ((n, len(inputs)) or (len(inputs),)): the members' mean."""
+        mean = self._net(self.layers, x)
+        if self.more:
+            mean = np.mean([mean, *(self._net(m, x) for m in self.more)], axis=0)
         return mean[0] if x.ndim == 1 else mean
+
+    def predict_members(self, x: np.ndarray) -> np.ndarray:
+        """Each member's OUTPUTS for inputs ``x``: shape (members, n, len(OUTPUTS))."""
+        return np.stack([self._net(m, x) for m in (self.layers, *self.more)])
+
+    def disagreement(self, x: np.ndarray) -> np.ndarray | float:
+        """Standard deviation over the members of the predicted eval change (``d_eval_ratio``), per row of
+        ``x``: the ensemble's epistemic uncertainty (MOPO's penalty); 0 for one MLP."""
+        if not self.more:
+            return 0.0 if x.ndim == 1 else np.zeros(len(np.atleast_2d(x)))
+        sd = self.predict_members(x)[:, :, 0].std(axis=0)
+        return float(sd[0]) if x.ndim == 1 else sd
+
+    def features(
+        self, s: Static, before: RunState, after: RunState, lr0: float, lr1: float, act: str
+    ) -> np.ndarray:
+        """This model's input for one interval (``fastinputs.features`` over ``self.inputs``)."""
+        return features(self.inputs, s, before, after, lr0, lr1, act)
 
     def sample(self, mean: np.ndarray, episode_scale: float, rng: np.random.Generator) -> np.ndarray:
         """One draw around ``mean``: the eval change scaled by the episode's factor plus per-step noise.
@@ -278,16 +261,25 @@ class FastModel:
             )
         return float(np.mean(same))
 
-    def e0(self, task: str) -> float:
-        """Initial eval loss per task (the mean over the fit's runs): the scale of ``info['eval_loss']``."""
+    def e0(self, task: str, instance: str = "") -> float:
+        """Initial eval loss of ``instance`` where the mechanics measured it (``e0_instance``: a train tree's
+        root), else of its task key (measured by the probe; a v1 file: the mean over the fit's runs); the
+        mean over keys for a key never measured. The scale of ``info['eval_loss']``."""
+        per = self.mechanics.get("e0_instance") or {}
+        if instance in per:
+            return float(per[instance])
         m = self.mechanics["e0"]
         return float(m.get(task, np.mean(list(m.values()))))
+
+    def params(self, cost_key: str) -> float:
+        """Parameters of the base of workload ``cost_key`` (measured by the probe; 0 where not measured)."""
+        return float((self.mechanics.get("params") or {}).get(cost_key, 0.0))
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> Path:
         body = {
             "spec_hash": spec_hash(),
-            "inputs": list(INPUTS),
+            "inputs": list(self.inputs),
             "outputs": list(OUTPUTS),
             "mechanics": self.mechanics,
             "x_mean": safefile.pack(self.x_mean),
@@ -295,6 +287,7 @@ class FastModel:
             "y_mean": safefile.pack(self.y_mean),
             "y_std": safefile.pack(self.y_std),
             "layers": [[safefile.pack(w), safefile.pack(b)] for w, b in self.layers],
+            "members": [[[safefile.pack(w), safefile.pack(b)] for w, b in m] for m in self.more],
             "provenance": {**self.provenance, "govgym_version": __version__},
         }
         return safefile.write(Path(path), FAST_FORMAT, FAST_VERSION, body)
@@ -314,12 +307,22 @@ def load_model(path: str | Path) -> FastModel:
             f"fast model: {p} is not a file. Build one with `govgym fit-fast --out {p.parent}` or leave the "
             "option out to use the packaged configs/fast_v1.json."
         )
-    _, body, _ = safefile.read(p, FAST_FORMAT, FAST_VERSION, "fast model")
-    if body.get("spec_hash") != spec_hash() or list(body.get("inputs", [])) != list(INPUTS):
+    version = _file_version(p)
+    _, body, _ = safefile.read(p, FAST_FORMAT, version, "fast model")
+    inputs = body.get("inputs", []) if isinstance(body, dict) else []
+    allowed = [list(INPUTS)] if version == 1 else [list(v) for v in INPUT_SETS.values()]
+    if body.get("spec_hash") != spec_hash() or not isinstance(inputs, list) or inputs not in allowed:
         raise ConfigError(
             f"fast model {p}: fitted for observation spec {body.get('spec_hash')!r} and inputs "
-            f"{body.get('inputs')}, this code has {spec_hash()!r} and {list(INPUTS)}. Refit it with "
-            "`govgym fit-fast` (the traces are reused)."
+            f"{str(inputs):.300}; this code has spec {spec_hash()!r} and reads format {version} with inputs "
+            f"{' or '.join(str(a) for a in allowed)}. Refit it with `govgym fit-fast` (the traces are reused)."
+        )
+    members = body.get("members", []) if version >= 2 else []
+    if version == 1 and "members" in body:
+        raise ConfigError(f"fast model {p}: a format-1 file holds one MLP, not 'members'; refit it.")
+    if not isinstance(members, list):
+        raise ConfigError(
+            f"fast model {p}: members must be a list of layer lists, got {type(members).__name__}."
         )
 
     missing = [k for k in ("mechanics", "x_mean", "x_std", "y_mean", "y_std", "layers") if k not in body]
@@ -335,28 +338,46 @@ def load_model(path: str | Path) -> FastModel:
             raise ConfigError(f"fast model {p}: {name} must be a numeric array, got {type(a).__name__}.")
         return a.astype(np.float64)
 
-    layers = body["layers"]
-    if (
-        not isinstance(layers, list)
-        or not layers
-        or not all(isinstance(x, list) and len(x) == 2 for x in layers)
-    ):
-        raise ConfigError(f"fast model {p}: layers must be a non-empty list of [weight, bias] pairs.")
+    def chain(name: str, layers: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        if (
+            not isinstance(layers, list)
+            or not layers
+            or not all(isinstance(x, list) and len(x) == 2 for x in layers)
+        ):
+            raise ConfigError(f"fast model {p}: {name} must be a non-empty list of [weight, bias] pairs.")
+        return [
+            (arr(f"{name}[{i}].weight", w), arr(f"{name}[{i}].bias", b)) for i, (w, b) in enumerate(layers)
+        ]
+
     model = FastModel(
         mechanics=body["mechanics"],
         x_mean=arr("x_mean", body["x_mean"]),
         x_std=arr("x_std", body["x_std"]),
         y_mean=arr("y_mean", body["y_mean"]),
         y_std=arr("y_std", body["y_std"]),
-        layers=[
-            (arr(f"layers[{i}].weight", w), arr(f"layers[{i}].bias", b)) for i, (w, b) in enumerate(layers)
-        ],
+        layers=chain("layers", body["layers"]),
         provenance=body.get("provenance", {}),
+        inputs=tuple(inputs),
+        more=[chain(f"members[{j}]", m) for j, m in enumerate(members)],
     )
     from govgym.envs.fastcheck import check_model  # here: fastcheck imports this module's names
 
     check_model(model, f"fast model {p}")
     return model
+
+
+def _file_version(p: Path) -> int:
+    """The format version a fast-model file's header line declares, when this code reads it (else the
+    current one, so that ``safefile.read`` refuses the file with its own sentence)."""
+    import json
+
+    with p.open("rb") as f:
+        line = f.read(safefile.HEADER_LIMIT).split(b"\n", 1)[0]
+    try:
+        v = json.loads(line).get("version")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return FAST_VERSION
+    return v if v in READ_VERSIONS and not isinstance(v, bool) else FAST_VERSION
 
 
 def base_key(iset: Any) -> str:
@@ -381,7 +402,9 @@ __all__ = [
     "FAST_FORMAT",
     "FAST_VERSION",
     "INPUTS",
+    "INPUTS_V2",
     "OUTPUTS",
+    "READ_VERSIONS",
     "FastModel",
     "RunState",
     "Static",

@@ -18,6 +18,7 @@ from govgym.typed import to_dict
 
 _PEAKS: dict[str, dict[str, float]] = {}
 _COSTS: dict[str, dict[str, tuple[int, int, int]]] = {}
+_BASE: dict[str, tuple[float, int]] = {}
 
 
 def _key(cfg: RunConfig) -> str:
@@ -66,4 +67,18 @@ def strategy_costs(cfg: RunConfig, strategy: str) -> tuple[int, int, int]:
     return table[strategy]
 
 
-__all__ = ["strategy_costs", "strategy_peaks"]
+def base_facts(cfg: RunConfig) -> tuple[float, int]:
+    """(initial eval loss, parameter count) of ``cfg``'s base on its task: one evaluation of the untouched
+    base on the workload's eval split, as the real env's reset measures E_0 (an adapter starts at zero,
+    so the start strategy does not change it), and every parameter of the base (no adapters).
+    Measured once per workload in the process."""
+    key = _key(cfg)
+    if key not in _BASE:
+        c = copy.deepcopy(cfg)
+        c.memory.strategy, c.memory.cap_mb = "full", 0.0
+        run = FineTuneRun(c, workload=load_workload(c, progress=False), progress=False)
+        _BASE[key] = (float(run.evaluate()), int(run.n_params["total"]))
+    return _BASE[key]
+
+
+__all__ = ["base_facts", "strategy_costs", "strategy_peaks"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,14 @@ def fit_fast_job(cfg: Any, out: Path) -> Path:
     """Fit, write ``out/fast_model.json`` and ``out/fit.json``, print the fit's report."""
     from govgym.envs.fastfit import fit_fast
 
+    t0 = time.perf_counter()
     fm, report = fit_fast(cfg)
+    report["fit_seconds"] = round(time.perf_counter() - t0, 1)
     chk = report["mechanics_check"]
+    print(
+        f"fitted in {report['fit_seconds']} s, {report['members']} member(s) on inputs v{report['inputs']}, "
+        f"cross-validated error {report['cv_error']}"
+    )
     print(
         f"fitted on {report['traces']} real traces of {len(report['instances'])} train instances: "
         f"{chk['transitions']} transitions ({chk['nodes']} tree nodes, {chk['oom_nodes']} OOMs)"
@@ -45,8 +52,9 @@ def sim2real_job(cfg: Any, out: Path, progress: bool = True) -> dict[str, Any]:
         f"{s['eval_rel_err_mean']:.4f} (median {s['eval_rel_err_median']:.4f}), budget fraction |err| "
         f"{s['budget_frac_err_mean']:.2e}, return |err| {s['return_abs_err_mean']:.4f}, OOM agreement {s['oom_agreement']:.0%}"
     )
-    print(format_table(s["policies"]))
-    print(f"policy ranking, real vs fast: Spearman rho = {s['spearman']:.3f}")
+    if s["policies"]:
+        print(format_table(s["policies"]))
+        print(f"policy ranking, real vs fast: Spearman rho = {s['spearman']:.3f}")
     if s["curve"]:
         print(format_table(s["curve"]))
     print(f"wrote {out}/sim2real.json, sim2real_policies.csv/json, sim2real.png")
