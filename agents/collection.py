@@ -174,9 +174,9 @@ def _collect_unit(task: tuple[str, str, str, int, str, dict[str, Any]]) -> dict[
     eps: list[dict[str, Any]] = []
 
     def run(policy: Any, label: str, parent: str, branch_at: int | None, eid: str) -> Any:
-        before = tree.real_steps
+        before = tree.new_nodes
         ep = run_episode(tree, policy, label)
-        if tree.real_steps > before:
+        if tree.new_nodes > before:
             save_tree(tree, memo)
         eps.append(_episode_record(ep, eid, parent, branch_at, names))
         return ep

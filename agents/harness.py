@@ -77,7 +77,7 @@ def run_task(task: tuple[Any, ...]) -> dict[str, Any]:
         if spec.shield is not None:  # a fresh shield per task: its counts are this episode's
             policy = Shielded(policy, k=spec.shield, action_names=env.action_names)
         episodes.append(run_episode(tree, policy, spec.label, tolerance).to_dict())
-    if memo and tree.real_steps:
+    if memo and tree.new_nodes:
         save_tree(tree, Path(memo))
     return {
         "instance": inst,

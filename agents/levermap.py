@@ -190,7 +190,7 @@ def map_task(task: tuple[str, str, str, int, dict[str, Any], str]) -> dict[str, 
         stopped["lever_used"] = bool(sc) and len(ep.actions) - 1 > min(sc)
         stopped["from"] = k_all if lever == "all" else lever
         out[lever] = stopped
-    if memo and tree.real_steps:
+    if memo and tree.new_nodes:
         save_tree(tree, Path(memo))
     return {
         "instance": inst,

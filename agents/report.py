@@ -55,7 +55,10 @@ def format_board(board: list[dict[str, Any]], objective: str = "price") -> str:
         {
             "policy": r["policy"],
             **(
-                {"eq return": pm(r, "eq_return"), "violated": f"{r['violation_rate']:.0%}"}
+                {
+                    "eq return": pm(r, "eq_return"),
+                    "violated": "—" if math.isnan(r["violation_rate"]) else f"{r['violation_rate']:.0%}",
+                }
                 if objective == "equal_quality"
                 else {}
             ),

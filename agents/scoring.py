@@ -7,7 +7,8 @@
   episode that never gets there counts in ``reached`` only;
 - ``violated`` (equal-quality objective, efficiency/objective.py): the final eval loss ends above
   (1 + ``tolerance``) x the fixed run's, or the episode ended in an error; ``eq_return`` = 1 −
-  ``flops_rel`` − ``violated`` (the budget fraction saved, −1 for a missed target);
+  ``flops_rel`` − ``violated`` (the budget fraction saved, −1 for a missed target); both nan where
+  the fixed run itself ended in an error (there is no full-budget result to match);
 - ``oracle``: the best stop point in hindsight on the fixed-budget run (highest return), so regret is
   visible; ``regret_map``: the best explored lever schedule of a `govgym map` folder minus the return.
 
@@ -74,7 +75,11 @@ def episode_rows(
         for e in eps:
             ftq = e.flops_to_reach(target)
             i_best = int(np.argmin(e.evals))
-            missed = violated(e.final_eval, ref.final_eval, tolerance, e.error)
+            # equal quality is defined where the full budget delivers a result: not when the fixed run
+            # itself ended in an error (a cap it does not fit); those pairs get nan and are left out
+            missed = (
+                math.nan if ref.error else float(violated(e.final_eval, ref.final_eval, tolerance, e.error))
+            )
             rows.append(
                 {
                     "policy": e.policy,
@@ -88,7 +93,7 @@ def episode_rows(
                     "flops_rel": e.flops_used / ref.flops_used,
                     "return": e.ret,
                     "violated": missed,
-                    "eq_return": 1.0 - e.flops_used / ref.flops_used - float(missed),
+                    "eq_return": 1.0 - e.flops_used / ref.flops_used - missed,
                     "ftq_rel": ftq / ref.flops_used if math.isfinite(ftq) else math.nan,
                     "reached": math.isfinite(ftq),
                     "best_eval": float(e.evals[i_best]),
@@ -147,7 +152,9 @@ def leaderboard(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             m, s = mean_spread(rs, key)
             row[key], row[key + "_spread"] = m, s
         row["reached"] = f"{sum(r['reached'] for r in rs)}/{len(rs)}"
-        row["violation_rate"] = float(np.mean([r["violated"] for r in rs]))
+        judged = [float(r["violated"]) for r in rs if not math.isnan(float(r["violated"]))]
+        row["violation_rate"] = float(np.mean(judged)) if judged else math.nan
+        row["eq_judged"] = len(judged)
         row["oom"] = sum(r["oom"] for r in rs)
         row["crash"] = sum(r["crash"] for r in rs)
         row["switches_per_ep"] = float(np.mean([r["switches"] for r in rs]))

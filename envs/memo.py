@@ -99,6 +99,8 @@ class EpisodeTree:
         self.snaps = OrderedDict() if forks is None else forks
         self.max_snapshots = max_snapshots
         self.real_steps = 0
+        self.derived_stops = 0
+        """Stops derived from their parent node (new nodes that ran nothing; saved like real steps)."""
         """Env steps run for the first time (each is a real interval of the run)."""
         self.replayed_steps = 0
         """Env steps re-run only to bring the live env back to a prefix."""
@@ -121,6 +123,11 @@ class EpisodeTree:
         self.snaps.move_to_end(k)
         while len(self.snaps) > self.max_snapshots:
             self.snaps.popitem(last=False)
+
+    @property
+    def new_nodes(self) -> int:
+        """Nodes this tree added since it was built or loaded (real steps + derived stops): what a save must keep."""
+        return self.real_steps + self.derived_stops
 
     def _is_stop(self, action: int) -> bool:
         acts = getattr(self.env, "actions", None)
@@ -174,7 +181,7 @@ class EpisodeTree:
             info = {k: v for k, v in parent.info.items() if k != "train_loss"}
             out = StepOutcome(parent.obs.copy(), 0.0, True, False, info, parent.mask.copy())
             self.nodes[key] = out
-            self.memo_hits += 1
+            self.derived_stops += 1
             return out
         self.root()
         self._goto(prefix)
@@ -403,10 +410,10 @@ class MemoFineTuneEnv(gym.Env):
         if (
             self.memo is not None
             and (self.node.terminated or self.node.truncated)
-            and self.tree.real_steps > self._saved[key]
+            and self.tree.new_nodes > self._saved[key]
         ):
             save_tree(self.tree, self.memo)  # each env owns its seeds: no two processes write one file
-            self._saved[key] = self.tree.real_steps
+            self._saved[key] = self.tree.new_nodes
         # info is the step's own, identical whether it ran now or came from the memo (env_checker
         # demands a deterministic info); how many steps were real is in stats()
         return (
