@@ -36,8 +36,9 @@ class CurveFitConfig:
     hidden: int = 64
     """Width of the two tanh layers."""
     iterations: int = 3000
-    """At most this many full-batch AdamW iterations (the count is chosen by cross-validation)."""
+    """At most this many full-batch AdamW iterations; the count is chosen by 5-fold CV over instances."""
     seed: int = 0
+    """Seed of the instance draw, the cross-validation folds and the network's initialization."""
 
     def __post_init__(self) -> None:
         check_range("fit-curve.max_instances", self.max_instances, 0)

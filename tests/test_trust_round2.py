@@ -30,7 +30,7 @@ import torch
 
 from govgym.cli import main
 from govgym.efficiency import safefile
-from govgym.envs.fastmodel import FAST_FORMAT, FAST_VERSION, default_model_path, load_model
+from govgym.envs.fastmodel import FAST_FORMAT, default_model_path, load_model
 from govgym.errors import RunError
 from govgym.typed import ConfigError
 
@@ -45,7 +45,7 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 # ---------------------------------------------------------------------------- class 1: loaded files
 def _fast_body() -> dict[str, Any]:
-    _, body, _ = safefile.read(default_model_path(), FAST_FORMAT, FAST_VERSION, "fast model")
+    _, body, _ = safefile.read(default_model_path(), FAST_FORMAT, 1, "fast model")  # the packaged v1 model
     return body
 
 
@@ -84,7 +84,7 @@ FAST_CASES = {
 def _fast_case(tmp_path: Path, edit: Any) -> tuple[Any, str]:
     body = copy.deepcopy(_fast_body())
     edit(body)
-    path = safefile.write(tmp_path / "fast.json", FAST_FORMAT, FAST_VERSION, body)  # hash recomputed
+    path = safefile.write(tmp_path / "fast.json", FAST_FORMAT, 1, body)  # hash recomputed, the v1 format
     return (lambda: load_model(path)), "fast model"
 
 
