@@ -16,121 +16,17 @@ heuristic reads features by name (``F``) and accepts both; ``tolerance(obs)`` is
 from __future__ import annotations
 
 import inspect
-import math
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from govgym.agents.curvefit import MIN_POINTS, fit_curve
-from govgym.efficiency.signals import FEATURE_NAMES
+from govgym.agents.curvefit import MIN_POINTS
+from govgym.agents.curverules import CurveExtrapolation, LearnedCurve
+from govgym.agents.heuristic_base import CONTINUE, N_FEATURES, TOLERANCE, F, Heuristic, tolerance
 from govgym.efficiency.strategy import BASES
 from govgym.errors import did_you_mean
 from govgym.typed import ConfigError, check_choice, check_range, coerce
-
-F = {name: i for i, name in enumerate(FEATURE_NAMES)}
-TOLERANCE = len(FEATURE_NAMES)
-"""Index of the equal-quality objective's ``tolerance``, appended after the 20 features when present."""
-N_FEATURES = (len(FEATURE_NAMES), len(FEATURE_NAMES) + 1)
-"""Observation lengths a heuristic accepts: the price objective's 20, the equal-quality objective's 21."""
-CONTINUE = 0
-
-
-def tolerance(obs: np.ndarray) -> float | None:
-    """The equal-quality objective's tolerance (obs[20]); None under the price objective (20 features)."""
-    return float(obs[TOLERANCE]) if len(obs) > TOLERANCE else None
-
-
-class Heuristic:
-    """Shared bookkeeping: one episode state per env, reset when its episode starts; actions by name.
-
-    Subclasses implement ``new_state`` (a fresh episode's bookkeeping for one env) and ``act`` (one
-    env's action from its observation, action mask and state, which ``act`` updates in place).
-    """
-
-    name = "heuristic"
-
-    def __init__(self, action_names: list[str] | None = None):
-        self.action_names = list(action_names or [])
-        self._states: list[SimpleNamespace] = []  # env i of the last batch -> its episode bookkeeping
-        self._budget_left = np.empty(0, dtype=np.float32)
-
-    def new_state(self) -> SimpleNamespace:
-        """A fresh episode's bookkeeping for one env."""
-        return SimpleNamespace()
-
-    def act(self, obs: np.ndarray, mask: np.ndarray | None, s: SimpleNamespace) -> int:
-        raise NotImplementedError
-
-    def action(self, name: str) -> int:
-        return self.action_names.index(name)
-
-    def predict(
-        self,
-        observation: Any,
-        state: Any = None,
-        episode_start: Any = None,
-        deterministic: bool = True,
-        action_masks: Any = None,
-    ) -> tuple[np.ndarray, Any]:
-        """SB3's ``predict``: actions for one observation or a batch (row i = env i of a VecEnv).
-
-        Args:
-            observation: Shape (20,) for one env, or (n, 20) for n envs; 21 features (the tolerance
-                last) under the equal-quality objective.
-            state: Returned unchanged (heuristics keep their own per-env bookkeeping, so like SB3's
-                non-recurrent policies they need none passed back).
-            episode_start: Bool per env (or one bool): a true entry starts that env's episode afresh.
-                Without it a new episode is still detected by that env's budget-left feature rising.
-            deterministic: Unused (heuristics are deterministic; ``random`` draws from its own seed).
-            action_masks: Shape (A,) or (n, A), True where an action is valid (``env.action_masks()``).
-
-        Returns:
-            ``(actions, state)``: a 0-d int64 array for one observation, shape (n,) for a batch, as
-            SB3's policies return them.
-        """
-        batch, masks, single = self._track(observation, episode_start, action_masks)
-        actions = np.array(
-            [self.act(o, None if masks is None else masks[i], self._states[i]) for i, o in enumerate(batch)],
-            dtype=np.int64,
-        )
-        return (actions.squeeze(axis=0) if single else actions), state
-
-    def _track(
-        self, observation: Any, episode_start: Any, action_masks: Any
-    ) -> tuple[np.ndarray, np.ndarray | None, bool]:
-        """(observations as (n, 20|21), masks as (n, A) or None, whether one observation was given), with
-        each env's episode bookkeeping started afresh where its episode starts."""
-        obs = np.asarray(observation, dtype=np.float32)
-        single = obs.ndim == 1
-        batch = obs.reshape(1, -1) if single else obs
-        if batch.ndim != 2 or batch.shape[1] not in N_FEATURES:
-            raise ConfigError(
-                f"{self.name}.predict: expected an observation of shape ({N_FEATURES[0]},) or a batch (n, "
-                f"{N_FEATURES[0]}) (price objective), or {N_FEATURES[1]} features with the tolerance last "
-                f"(equal quality); got shape {obs.shape}. Pass what the govgym env returns."
-            )
-        n = len(batch)
-        if len(self._states) != n:  # another number of envs: each starts its own bookkeeping
-            self._states = [self.new_state() for _ in range(n)]
-            self._budget_left = np.full(n, np.inf, dtype=np.float32)
-        starts = (
-            np.zeros(n, dtype=bool)
-            if episode_start is None
-            else np.asarray(episode_start, dtype=bool).reshape(-1)
-        )
-        masks = None if action_masks is None else np.asarray(action_masks, dtype=bool).reshape(n, -1)
-        if starts.size not in (1, n):
-            raise ConfigError(
-                f"{self.name}.predict: episode_start has {starts.size} entries for {n} observations; pass one per env."
-            )
-        starts = np.broadcast_to(starts, (n,))
-        for i, o in enumerate(batch):
-            left = o[F["budget_left"]]
-            if starts[i] or left > self._budget_left[i] + 1e-9:  # budget left only falls within an episode
-                self._states[i] = self.new_state()
-            self._budget_left[i] = left
-        return batch, masks, single
 
 
 class FixedBudget(Heuristic):
@@ -212,62 +108,6 @@ class EarlyStopping(PatienceStop):
             s.first = False
             return False
         return super().stop_now(obs, s)
-
-
-class CurveExtrapolation(Heuristic):
-    """Fit a saturating curve to the eval ratios so far and stop where its prediction says to.
-
-    The curve is ``L(c) = a + b·c^(−α)`` in the budget fraction spent c (``agents/curvefit.py``: bounded,
-    Huber-robust least squares), refitted at every decision on the evaluations after the first (E_0 has no
-    budget spent behind it). With fewer than ``min_points`` of them, or no well-conditioned fit, it
-    continues. Then:
-
-    - **price objective** (20 features): stop when the predicted gain per budget fraction falls below
-      ``kappa`` × λ, the gain predicted over the next interval (as long as the last one; ``to_end``: over
-      the whole remaining budget). κ = 1 is the reward's break-even, as for ``marginal_gain``, but on the
-      fitted curve rather than the last, noisy interval.
-    - **equal quality** (21 features, ``tolerance`` last): stop when the current eval ratio is within
-      ``(1 + tolerance + quality_margin)`` × the predicted eval ratio at c = 1, the full budget's;
-      ``quality_margin`` < 0 keeps a safety margin against the fit's error, > 0 accepts more risk.
-    """
-
-    name = "curve_extrapolation"
-
-    def __init__(
-        self,
-        action_names: list[str] | None = None,
-        kappa: float = 1.0,
-        to_end: bool = False,
-        min_points: int = 4,
-        quality_margin: float = 0.0,
-    ):
-        self.kappa, self.to_end, self.min_points = kappa, to_end, min_points
-        self.quality_margin = quality_margin
-        super().__init__(action_names)
-
-    def new_state(self) -> SimpleNamespace:
-        return SimpleNamespace(c=[], r=[], seen=0)
-
-    def act(self, obs: np.ndarray, mask: np.ndarray | None, s: SimpleNamespace) -> int:
-        c, r = 1.0 - float(obs[F["budget_left"]]), float(obs[F["eval_ratio"]])
-        s.seen += 1
-        if s.seen == 1 or (s.c and c <= s.c[-1]):  # E_0, or no budget spent since the last point
-            return CONTINUE
-        s.c.append(c)
-        s.r.append(r)
-        if len(s.c) < self.min_points or c >= 1.0:
-            return CONTINUE
-        fit = fit_curve(s.c, s.r)
-        if fit is None:
-            return CONTINUE
-        tol = tolerance(obs)
-        if tol is not None:
-            stop = r <= (1.0 + tol + self.quality_margin) * fit(1.0)
-        else:
-            step = s.c[-1] - s.c[-2] if len(s.c) > 1 else c
-            horizon = 1.0 - c if self.to_end else min(step, 1.0 - c)
-            stop = fit.gain_rate(c, horizon) < self.kappa * float(obs[F["lam"]])
-        return self.action("stop") if stop else CONTINUE
 
 
 class MarginalGainStop(Heuristic):
@@ -405,56 +245,6 @@ class RandomPolicy(Heuristic):
         return int(self.rng.choice(np.flatnonzero(mask)))
 
 
-class LearnedCurve(Heuristic):
-    """Stop when the learned curve predictor says the rest of the budget is not worth it (module docstring).
-
-    Knobs: ``alpha`` (equal quality: the accepted probability that the full budget would have ended
-    more than the tolerance lower; one of QUANTILES), ``tau`` (price: stop once the predicted
-    continuation value is at most tau), ``min_used`` (never stop before this budget fraction), and
-    ``model`` (a fitted model file; '' = the packaged configs/curve_v2.json).
-    """
-
-    name = "learned_curve"
-
-    def __init__(
-        self,
-        action_names: list[str] | None = None,
-        alpha: float = 0.1,
-        tau: float = 0.0,
-        min_used: float = 0.0,
-        model: str = "",
-    ):
-        from govgym.agents.curvepred import QUANTILES
-
-        if not any(abs(alpha - q) < 1e-9 for q in QUANTILES):
-            raise ConfigError(
-                f"learned_curve.alpha: got {alpha}; it must be one of the model's quantiles {list(QUANTILES)}."
-            )
-        self.alpha, self.tau, self.min_used = float(alpha), float(tau), float(min_used)
-        self.qi = int(np.argmin([abs(alpha - q) for q in QUANTILES]))
-        from govgym.agents.curvepred import cached_model
-
-        self.model = cached_model(model)
-        super().__init__(action_names)
-
-    def new_state(self) -> SimpleNamespace:
-        return SimpleNamespace(history=[])
-
-    def act(self, obs: np.ndarray, mask: np.ndarray | None, s: SimpleNamespace) -> int:
-        s.history.append(np.asarray(obs[: N_FEATURES[0]], dtype=np.float64))
-        if len(s.history) < 2 or 1.0 - float(obs[F["budget_left"]]) < self.min_used:
-            return CONTINUE  # the reset observation has no interval behind it
-        from govgym.agents.curvepred import features
-
-        q, v = self.model.predict(features(s.history))
-        tol = tolerance(obs)
-        if tol is not None:  # equal quality: the tolerance is the 21st feature
-            stop = q[0, self.qi] >= -math.log1p(tol)
-        else:
-            stop = v[0] <= self.tau
-        return self.action("stop") if stop else CONTINUE
-
-
 POLICIES = {
     "fixed_budget": FixedBudget,
     "continue": FixedBudget,
@@ -528,3 +318,18 @@ def make_policy(name: str, action_names: list[str], seed: int = 0, **knobs: Any)
     if "seed" in allowed:
         knobs.setdefault("seed", seed)
     return cls(action_names, **knobs)
+
+
+__all__ = [  # the base's names are re-exported: callers import them from here
+    "CONTINUE",
+    "F",
+    "KNOB_RANGES",
+    "N_FEATURES",
+    "POLICIES",
+    "TOLERANCE",
+    "CurveExtrapolation",
+    "Heuristic",
+    "LearnedCurve",
+    "make_policy",
+    "tolerance",
+]
