@@ -196,6 +196,20 @@ class AgentPolicy:
             raise ConfigError(
                 f"agent {path}: {AGENT_META} action_names must be {n} strings (n_actions), got {names!r:.120}."
             )
+        allowed = self.meta.get("allowed_actions")
+        self.allowed: np.ndarray | None = None
+        if allowed is not None:
+            if (
+                not names
+                or not isinstance(allowed, list)
+                or not all(a in names for a in allowed)
+                or "continue" not in allowed
+            ):
+                raise ConfigError(
+                    f"agent {path}: {AGENT_META} allowed_actions must be a list of its action_names that includes "
+                    f"'continue', got {allowed!r:.120}; write the agent again (govgym train)."
+                )
+            self.allowed = np.array([a in allowed for a in names], dtype=bool)
         check_obs_norm(norm, f"agent {path}: {OBS_NORM_FILE}")
         cls = policy_class(str(self.meta.get("policy_class")))
         self.masked = cls.__name__ == "MaskableActorCriticPolicy"
@@ -264,6 +278,10 @@ class AgentPolicy:
         kw = {}
         if self.masked and action_masks is not None:
             kw["action_masks"] = np.asarray(action_masks, dtype=bool).reshape(len(o), self.n_actions)
+        if self.masked and self.allowed is not None:  # a stop-only agent acts only as it trained
+            kw["action_masks"] = (
+                kw.get("action_masks", np.ones((len(o), self.n_actions), dtype=bool)) & self.allowed
+            )
         a, state = self.policy.predict(
             self.normalize_obs(o), state=state, episode_start=episode_start, deterministic=deterministic, **kw
         )

@@ -29,6 +29,7 @@ from govgym.agents.callbacks import WallClock
 from govgym.agents.policies import ALGOS, write_agent
 from govgym.agents.pretrain import behaviour_clone, load_demonstrations
 from govgym.efficiency.signals import FEATURE_NAMES, spec_hash
+from govgym.envs.allowed import STOP_ONLY
 from govgym.envs.finetune_env import FineTuneEnv
 from govgym.envs.instances import load_instances
 from govgym.envs.memo import MemoFineTuneEnv, memo_folder, memo_siblings, worker_threads
@@ -80,6 +81,12 @@ class TrainConfig:
     """env=fast: the fast model file ('' = the packaged configs/fast_v1.json)."""
     randomize: float = 0.0
     """env=fast: probability that an episode is a random instance drawn around the families (domain randomization)."""
+    levers: bool = True
+    """False: a stop-only governor, whose only actions are continue and stop (envs/allowed.py); the set is
+    recorded in agent.json (``allowed_actions``) and applied wherever the agent acts."""
+    penalty: float = 0.0
+    """env=fast: MOPO-style pessimism, the reward minus ``penalty`` x the ensemble's disagreement (needs a
+    fast model fitted with ``members`` >= 2; 0 = the plain reward)."""
     batch_size: int = 64
     """PPO minibatch size (capped at n_steps x n_envs)."""
     learning_rate: float = 0.0
@@ -107,10 +114,16 @@ class TrainConfig:
         check_choice("train.env", self.env, ("real", "fast"))
         check_range("train.randomize", self.randomize, 0.0, 1.0)
         check_range("train.batch_size", self.batch_size, 1)
-        if self.env == "real" and (self.fast_model or self.randomize):
+        check_range("train.penalty", self.penalty, 0.0)
+        if not self.levers and self.algo != "maskable_ppo":
             raise ConfigError(
-                f"train.fast_model / train.randomize: they set the fast backend (got fast_model={self.fast_model!r}, "
-                f"randomize={self.randomize}) but env=real; add env=fast, or leave them out."
+                f"train.levers=false restricts the actions by mask, which {self.algo} ignores; use algo=maskable_ppo."
+            )
+        if self.env == "real" and (self.fast_model or self.randomize or self.penalty):
+            raise ConfigError(
+                f"train.fast_model / train.randomize / train.penalty: they set the fast backend (got "
+                f"fast_model={self.fast_model!r}, randomize={self.randomize}, penalty={self.penalty}) but env=real; "
+                "add env=fast, or leave them out."
             )
         for name in ("timesteps", "n_envs", "n_steps", "checkpoint_every"):
             check_range(f"train.{name}", getattr(self, name), 1)
@@ -185,7 +198,8 @@ def _make_env(
     seeds_per_instance: int = 0,
     n_envs: int = 1,
     memo: str = "",
-    fast: tuple[str, float] | None = None,
+    fast: tuple[str, float, float] | None = None,
+    levers: bool = True,
 ):
     def thunk():
 
@@ -198,13 +212,19 @@ def _make_env(
         if fast is not None:  # the fast backend: numpy only per step, no memo needed
             from govgym.envs.fast_env import FineTuneFastEnv
 
-            env = FineTuneFastEnv(instances or None, split="train", model=fast[0] or None, randomize=fast[1])
+            env = FineTuneFastEnv(
+                instances or None, split="train", model=fast[0] or None, randomize=fast[1], penalty=fast[2]
+            )
         elif seeds_per_instance:
             # rank r of n takes seeds r, r+n, ...: the envs never compute the same (instance, seed) twice
             seeds = list(range(rank % n_envs, seeds_per_instance, n_envs)) or [rank % seeds_per_instance]
             env = MemoFineTuneEnv(instances or None, split="train", seeds=seeds, memo=memo)
         else:
             env = FineTuneEnv(instances or None, split="train", wall_time_info=False)
+        if not levers:
+            from govgym.envs.allowed import AllowedActions
+
+            env = AllowedActions(env)
         env.reset(seed=seed + rank)
         return Monitor(env)
 
@@ -216,10 +236,15 @@ def _vec_env(cfg: TrainConfig, n: int, seed: int, memo: str | None = None):
 
     memo = cfg.memo if memo is None else memo
     if cfg.env == "fast":  # ~0.3 ms a step: in-process envs beat inter-process pipes
-        fast = (cfg.fast_model, cfg.randomize)
-        return DummyVecEnv([_make_env(cfg.instances, i, seed, 0, 0, n, "", fast) for i in range(n)])
+        fast = (cfg.fast_model, cfg.randomize, cfg.penalty)
+        return DummyVecEnv(
+            [_make_env(cfg.instances, i, seed, 0, 0, n, "", fast, cfg.levers) for i in range(n)]
+        )
     threads = worker_threads(n) if n > 1 else 0
-    fns = [_make_env(cfg.instances, i, seed, threads, cfg.seeds_per_instance, n, memo) for i in range(n)]
+    fns = [
+        _make_env(cfg.instances, i, seed, threads, cfg.seeds_per_instance, n, memo, None, cfg.levers)
+        for i in range(n)
+    ]
     # spawn: forking a process whose torch threads have started is unsafe
     return SubprocVecEnv(fns, start_method="spawn") if n > 1 else DummyVecEnv(fns)
 
@@ -346,6 +371,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, progress: bool = Tr
         "obs_spec": spec_hash(),
         "features": list(FEATURE_NAMES),
         "action_names": list(venv.get_attr("action_names")[0]),
+        **({} if cfg.levers else {"allowed_actions": list(STOP_ONLY)}),
         "env_id": "govgym/FineTuneFast-v1"
         if cfg.env == "fast"
         else f"govgym/FineTune-v{load_instances(cfg.instances or None).env.version}",

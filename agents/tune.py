@@ -56,11 +56,13 @@ GRID: dict[str, dict[str, list[Any]]] = {
 }
 
 
-def grid_specs() -> list[Any]:
-    """Every grid point as a PolicySpec labelled ``name:knob=v,...``."""
+def grid_specs(heuristics: list[str] | None = None) -> list[Any]:
+    """Every grid point (of ``heuristics``; None = all) as a PolicySpec labelled ``name:knob=v,...``."""
 
     specs = [PolicySpec("fixed_budget", "heuristic", "fixed_budget")]
     for name, knobs in GRID.items():
+        if heuristics and name not in heuristics:
+            continue
         keys = sorted(knobs)
         for values in itertools.product(*(knobs[k] for k in keys)):
             kv = tuple(zip(keys, values))
@@ -80,20 +82,26 @@ def tune(
     ray_address: str = "",
     objective: str = "price",
     tolerance: float = 0.005,
+    heuristics: list[str] | None = None,
+    knobs: str = "",
 ) -> dict[str, Any]:
     """Run the grid on the train split; write ``heuristics.yaml`` (best knobs) and ``grid.csv``.
 
     ``backend`` / ``ray_address``: where the (instance, seed) tasks run (``agents/scaleout.py``).
     ``objective``: ``price`` (mean return) or ``equal_quality`` (mean budget fraction saved − violations,
     at ``tolerance``; the heuristics see the tolerance as their 21st feature): efficiency/objective.py.
+    ``heuristics``: the ones tuned (None = all of GRID); every other heuristic's knobs are carried over from
+    ``knobs`` ('' = the packaged file of the set's version), so the written file stays complete.
     """
+    from govgym.agents.specs import default_knobs_path, load_knobs
     from govgym.efficiency.objective import Objective
 
     eq = Objective(objective, tolerance).equal_quality
 
     iset = load_instances(instances or None)
     names = [i.name for i in iset.split("train")]
-    specs = grid_specs()
+    tuned = [h for h in GRID if not heuristics or h in heuristics]
+    specs = grid_specs(tuned)
     t0 = time.perf_counter()
     results = run_tasks(
         instances,
@@ -128,7 +136,7 @@ def tune(
         )
     best: dict[str, dict[str, Any]] = {}
     summary = []
-    for name in GRID:
+    for name in tuned:
         cands = [(g, s) for g, s in zip(grid, specs) if s.name == name]
         g, s = max(cands, key=lambda gs: gs[0]["mean_return"])
         best[name] = {k: (v.item() if hasattr(v, "item") else v) for k, v in s.knobs}
@@ -163,7 +171,12 @@ def tune(
         "# govgym evaluate reads this file (packaged copies: configs/heuristics.yaml for v0, configs/heuristics_v1.yaml\n"
         "# for v1) for each heuristic named plainly.\n"
     )
-    text = header + yaml.safe_dump({"heuristics": best}, sort_keys=True)
+    kept = {}
+    if len(tuned) < len(GRID):
+        base = knobs or default_knobs_path(iset.env.version)
+        kept = {h: k for h, k in load_knobs(base).items() if h not in best}
+        header += f"# Not re-tuned here, carried over from {base}: {', '.join(sorted(kept)) or '-'}.\n"
+    text = header + yaml.safe_dump({"heuristics": {**kept, **best}}, sort_keys=True)
     atomic_write(out / "heuristics.yaml", text)
     paths = [out / "heuristics.yaml"]
     if write:

@@ -250,7 +250,13 @@ def test_tune_picks_the_best_grid_point(cache, monkeypatch):
 
     monkeypatch.setattr(tune_mod, "GRID", {"patience": {"patience": [1, 3]}, "zeus": {"beta": [1.1, 3.0]}})
     res = tune_mod.tune(
-        cache / "t", TINY, seeds=1, workers=1, write=str(cache / "k.yaml"), progress=False, memo=""
+        cache / "t",
+        TINY,
+        seeds=1,
+        workers=1,
+        write=str(cache / "k.yaml"),
+        progress=False,
+        memo=str(cache / "tune_memo"),
     )
     for s in res["summary"]:
         pts = [g for g in res["grid"] if g["heuristic"] == s["heuristic"]]
@@ -260,6 +266,20 @@ def test_tune_picks_the_best_grid_point(cache, monkeypatch):
     knobs = load_knobs(cache / "k.yaml")
     assert set(knobs) == {"patience", "zeus"}
     assert dict(parse_spec("patience", cache / "k.yaml").knobs) == knobs["patience"]  # evaluate picks them up
+    # a subset: only patience is re-tuned, zeus's knobs are carried over from the given file, unchanged
+    sub = tune_mod.tune(
+        cache / "t2",
+        TINY,
+        seeds=1,
+        workers=1,
+        progress=False,
+        memo=str(cache / "tune_memo"),
+        heuristics=["patience"],
+        knobs=str(cache / "k.yaml"),
+    )
+    assert {s["heuristic"] for s in sub["summary"]} == {"patience"}
+    text = (cache / "t2" / "heuristics.yaml").read_text()
+    assert "carried over" in text and load_knobs(cache / "t2" / "heuristics.yaml")["zeus"] == knobs["zeus"]
 
 
 def test_bad_policy_specs_are_clear(cache):

@@ -164,6 +164,38 @@ def test_train_on_the_fast_backend_from_the_cli(fitted: dict, tmp_path: Path) ->
     assert meta["env_id"] == "govgym/FineTuneFast-v1" and meta["env_steps"] >= 512
 
 
+def test_a_stop_only_agent_trains_and_acts_only_by_continue_or_stop(fitted: dict, tmp_path: Path) -> None:
+    """``levers=false``: MaskablePPO trains under the env's mask and {continue, stop}; agent.json records
+    the set and the loaded agent never picks a lever, even when the caller's mask allows every action."""
+    import json
+
+    import numpy as np
+
+    from govgym.agents.agentfile import AgentPolicy
+    from govgym.cli import main
+    from govgym.envs.allowed import AllowedActions
+    from govgym.envs.fast_env import FineTuneFastEnv
+
+    out = tmp_path / "stop_only"
+    args = ["train", "env=fast", f"fast_model={fitted['path']}", f"instances={TINY_V1}", "timesteps=256"]
+    args += ["n_envs=2", "n_steps=64", "eval_every=0", "levers=false", "--no-progress", "--out", str(out)]
+    assert main(args) == 0
+    meta = json.loads((out / "agent.json").read_text())
+    assert meta["allowed_actions"] == ["continue", "stop"]
+    agent = AgentPolicy(out)
+    env = FineTuneFastEnv(TINY_V1, split="train", model=fitted["fm"])
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(-1, 1, size=(64, len(agent.mean))).astype(np.float32)
+    acts, _ = agent.predict(obs, deterministic=False, action_masks=np.ones((64, agent.n_actions), dtype=bool))
+    assert set(np.asarray(acts).tolist()) <= {0, agent.n_actions - 1}
+    wrapped = AllowedActions(env)
+    wrapped.reset(seed=0)
+    assert wrapped.action_masks().tolist() == [True] + [False] * (agent.n_actions - 2) + [True]
+    with pytest.raises(ValueError, match="not allowed"):
+        wrapped.step(1)
+    assert main(["train", "env=fast", "levers=false", "algo=dqn", "--out", str(tmp_path / "d")]) == 2
+
+
 def test_fit_fast_without_trees_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from govgym.cli import main
 

@@ -186,6 +186,8 @@ def _tune(inv: Invocation) -> None:
         ray_address=job.ray_address,
         objective=job.objective,
         tolerance=job.tolerance,
+        heuristics=job.heuristics,
+        knobs=job.knobs,
     )
 
 

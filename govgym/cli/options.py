@@ -155,10 +155,19 @@ class TuneJob:
     """What the knobs are tuned for: price (mean return) | equal_quality (budget fraction saved − violations)."""
     tolerance: float = 0.005
     """The equal-quality objective's tolerance (relative excess of the final eval loss over the full budget's)."""
+    heuristics: list[str] = field(default_factory=list)
+    """Heuristics to tune ([] = every one on the grid); the others keep their knobs from ``knobs``. Stop-only
+    rules (patience, marginal_gain, early_stopping, curve_extrapolation) cost no real steps over saved trees;
+    zeus and memory_reactive switch strategies, and every new switch point is a real run."""
+    knobs: str = ""
+    """Knobs YAML the heuristics not tuned here are carried over from ('' = the packaged one of the set's version)."""
 
     def __post_init__(self) -> None:
+        from govgym.agents.tune import GRID
         from govgym.efficiency.objective import Objective
 
+        for i, h in enumerate(self.heuristics):
+            check_choice(f"heuristics[{i}]", h, list(GRID))
         check_range("seeds", self.seeds, 1)
         check_range("workers", self.workers, 1)
         check_backend("", self.backend, self.ray_address)
