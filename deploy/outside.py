@@ -39,7 +39,7 @@ from typing import Any
 from govgym.deploy.outside_base import EncoderConfig
 from govgym.deploy.outside_task import TaskConfig
 from govgym.errors import ConfigError
-from govgym.typed import check_range
+from govgym.typed import check_choice, check_range
 
 FIXED, ESC = "fixed", "early_stopping"
 """The two reference policies' labels (reserved: a governor may not be labelled so)."""
@@ -71,6 +71,9 @@ class OutsideJob:
     """EarlyStoppingCallback's early_stopping_threshold (an improvement must exceed it)."""
     tolerance: float = 0.005
     """Equal quality: a final eval loss within this fraction above the fixed run's."""
+    objective: str = "price"
+    """What the governors are told to pursue: price (λ per budget fraction, `lam`) | equal_quality (they get
+    `tolerance` as GovernorCallback's tolerance=, their 21st feature; `lam` still prices nothing else)."""
     resamples: int = 10_000
     """Bootstrap resamples per interval."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -96,6 +99,7 @@ class OutsideJob:
         check_range("patience", self.patience, 1, 1_000_000)
         check_range("threshold", self.threshold, 0.0, 100.0)
         check_range("tolerance", self.tolerance, 0.0, 1.0)
+        check_choice("objective", self.objective, ("price", "equal_quality"))
         check_range("resamples", self.resamples, 100, 10_000_000)
         if self.task.max_len > self.encoder.max_len:
             raise ConfigError(
@@ -163,7 +167,8 @@ def _one_run(
     from govgym.deploy.outside_base import load_classifier
 
     model, _ = load_classifier(enc_dir, len(data["classes"]), seed)
-    cb = GovernorCallback(gov, budget_steps=steps, lam=job.lam, interval_steps=k)
+    tol = job.tolerance if job.objective == "equal_quality" else None
+    cb = GovernorCallback(gov, budget_steps=steps, lam=job.lam, interval_steps=k, tolerance=tol)
     callbacks: list[Any] = [cb]
     over: dict[str, Any] = {}
     if esc:
