@@ -78,6 +78,8 @@ class LearnedCurve(Heuristic):
     ``model`` (a fitted model file; '' = the packaged configs/curve_v2.json).
     """
 
+    learned = True  # its stop condition is a fitted model: shielded like an agent (agents/shield.py)
+
     name = "learned_curve"
 
     def __init__(

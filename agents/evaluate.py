@@ -31,7 +31,7 @@ from govgym.agents.scoring import (
     load_map_best,
     paired_bootstrap,
 )
-from govgym.agents.shield import DEFAULT_K, SUFFIX
+from govgym.agents.shield import DEFAULT_K, LEARNED_RULES, SUFFIX
 from govgym.efficiency.objective import Objective
 from govgym.envs.instances import load_instances
 from govgym.results import write_json, write_rows
@@ -79,7 +79,8 @@ class EvalConfig:
     lever schedule on the same (instance, seed) ('' = none; regret vs the oracle is always there)."""
     shield: bool = True
     """Also evaluate each learned governor (agent) behind the shield (agents/shield.py), labelled
-    '<label>+shield', beside it unshielded; false: unshielded only. Heuristics are never shielded."""
+    '<label>+shield', beside it unshielded; false: unshielded only. Hand-written heuristics are never
+    shielded; learned_curve (a fitted model) is, like an agent."""
     shield_k: float = DEFAULT_K
     """The shield's k: a stop is vetoed while the last interval gained more than k x lambda per budget fraction."""
 
@@ -107,7 +108,8 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = True) -> dict[str, Any
         specs.insert(0, parse_spec(REFERENCE))
     specs.sort(key=lambda s: s.label != REFERENCE)  # the reference first: its path is the memo's spine
     if cfg.shield:  # each learned governor with and without the shield, side by side
-        specs += [replace(s, label=s.label + SUFFIX, shield=cfg.shield_k) for s in specs if s.kind == "agent"]
+        learned = [s for s in specs if s.kind == "agent" or s.name in LEARNED_RULES]
+        specs += [replace(s, label=s.label + SUFFIX, shield=cfg.shield_k) for s in learned]
     labels = [s.label for s in specs]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:

@@ -116,6 +116,11 @@ class Shielded(Heuristic):
         return fit is not None and fit(1.0) * (1.0 + tol) * (1.0 + self.margin) < r
 
 
+LEARNED_RULES = ("learned_curve",)
+"""Heuristic-shaped governors whose stop condition is learned (a model fitted on the corpus): shielded
+like agents."""
+
+
 def is_learned(policy: Any) -> bool:
     """A learned governor: an exported agent (``Governor`` of kind 'agent'), a loaded agent (``AgentPolicy``:
     its ``meta`` names an SB3 algorithm) or an SB3 model or policy. What the shield guards by default.
@@ -123,7 +128,7 @@ def is_learned(policy: Any) -> bool:
     A heuristic's stop condition is its definition, tuned as such, so it runs unshielded (as does any other
     object with a ``predict``); wrap one in ``Shielded`` yourself to shield it.
     """
-    if getattr(policy, "kind", None) == "agent":
+    if getattr(policy, "kind", None) == "agent" or getattr(policy, "learned", False) is True:
         return True
     meta = getattr(policy, "meta", None)
     if isinstance(meta, dict) and meta.get("algo") in ALGOS:
@@ -136,4 +141,4 @@ def shield(policy: Any, on: bool = True, k: float = DEFAULT_K, action_names: lis
     return Shielded(policy, k=k, action_names=action_names) if on and is_learned(policy) else policy
 
 
-__all__ = ["DEFAULT_K", "DEFAULT_MARGIN", "SUFFIX", "Shielded", "is_learned", "shield"]
+__all__ = ["DEFAULT_K", "DEFAULT_MARGIN", "LEARNED_RULES", "SUFFIX", "Shielded", "is_learned", "shield"]

@@ -315,6 +315,7 @@ def test_shield_wraps_learned_governors_only_and_checks_its_knobs():
     assert shield(rule) is rule and shield(AlwaysStop(), on=False).__class__ is AlwaysStop
     assert isinstance(shield(AlwaysStop()), Shielded) and is_learned(AlwaysStop()) and not is_learned(rule)
     assert isinstance(Shielded(rule), Heuristic)  # a rule can still be shielded explicitly
+    assert is_learned(make_policy("learned_curve", NAMES))  # a fitted model's stop: shielded like an agent
     for bad in (float("nan"), -1.0, float("inf")):
         with pytest.raises(ConfigError, match="shield.k"):
             Shielded(AlwaysStop(), k=bad)
