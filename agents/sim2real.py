@@ -57,6 +57,8 @@ class Sim2RealConfig:
     """Draws of each trace count (the spread of the error-vs-traces curve)."""
     split: str = "test"
     """Held-out split compared: test, or one of FineTune-v2's test-a (new draws), test-b (unseen tasks), test-c (unseen bases)."""
+    knobs: str = ""
+    """Tuned knobs of the heuristics named plainly, as the real leaderboard's (`govgym evaluate knobs=`; '' = packaged)."""
     curve: str = "traces"
     """What ``traces`` counts: (instance, seed) trees, or train instances (all the trees of each): error vs breadth."""
 
@@ -202,7 +204,9 @@ def compare(
         ret_errs.append(abs(f["return"] - p["return"]))
         oom_agree.append(f["error"].startswith("oom") == p["error"].startswith("oom"))
     noisy = FineTuneFastEnv(iset, split=cfg.split, model=fm, noise=True)
-    names = [i.name for i in held]
+    # the instances the real side has (an evaluation of the split's first N): both sides average the same
+    seen = {inst for per in real.values() for inst, _ in per} or {p["instance"] for p in paths}
+    names = [i.name for i in held if i.name in seen]
     pol_rows = []
     for label, per in real.items():
         if label == "oracle":
@@ -222,9 +226,10 @@ def compare(
                     )
         else:
             agents = dict(str(a).split("=", 1) for a in cfg.agents)
-            if label not in _heuristic_names() and label not in agents:
+            rule = label.split(":", 1)[0] in _heuristic_names() and label not in agents
+            if not rule and label not in agents:
                 continue  # a learned row and no agent named for it: nothing to run it with
-            spec = parse_spec(label if label in _heuristic_names() else agents[label])
+            spec = parse_spec(label, cfg.knobs or None) if rule else parse_spec(agents[label])
             pred = []
             for inst in names:
                 for s in range(cfg.seeds):

@@ -29,9 +29,13 @@ from govgym.results import atomic_write, format_table, write_rows
 # knob -> values; every combination is one grid point (a small grid, as the issue allows)
 # (ranges widened where the first tuning picked an edge: kappa 3, threshold 0.01, beta 1.1)
 GRID: dict[str, dict[str, list[Any]]] = {
-    "patience": {"patience": [1, 2, 3, 4], "threshold": [0.0, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08]},
+    # (v2: threshold 0.08 and kappa 8 were the edges the first tuning picked; widened to 0.2 and 24)
+    "patience": {
+        "patience": [1, 2, 3, 4],
+        "threshold": [0.0, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2],
+    },
     "marginal_gain": {
-        "kappa": [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0],
+        "kappa": [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0],
         "patience": [1, 2],
         "use_ema": [True, False],
     },
@@ -41,12 +45,19 @@ GRID: dict[str, dict[str, list[Any]]] = {
     # since the tuner scores the price objective's return, on which it has no effect)
     "early_stopping": {
         "early_stopping_patience": [1, 2, 3, 4],
-        "early_stopping_threshold": [0.0, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08],
+        "early_stopping_threshold": [0.0, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2],
     },
     "curve_extrapolation": {
         "kappa": [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0],
         "to_end": [False, True],
         "min_points": [3, 4, 6],
+    },
+    # the learned curve predictor's governor (configs/curve_v2.json): alpha acts under equal quality, tau
+    # under price; min_used under both
+    "learned_curve": {
+        "alpha": [0.05, 0.1, 0.25, 0.5],
+        "tau": [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05],
+        "min_used": [0.0, 0.2],
     },
     "memory_reactive": {
         "margin": [0.02, 0.05, 0.1, 0.2],

@@ -236,6 +236,8 @@ def export(
                 "agent_sha256": ameta.get("sha256"),
             },
         }
+        if ameta.get("allowed_actions") is not None:  # a stop-only agent (train levers=false) stays one
+            body["allowed_actions"] = list(ameta["allowed_actions"])
         if reference is None:
             raise TypeError(
                 "export(agent): pass reference=govgym.agents.policies.AgentPolicy(source), the SB3 policy the artifact is checked against."

@@ -72,6 +72,19 @@ class Governor:
             h = meta["heuristic"]
             self._heuristic = make_policy(h["name"], self.action_names, **dict(h["knobs"]))
             return
+        allowed = meta.get("allowed_actions")
+        self.allowed: np.ndarray | None = None
+        if allowed is not None:
+            if (
+                not isinstance(allowed, list)
+                or "continue" not in allowed
+                or not set(allowed) <= set(self.action_names)
+            ):
+                raise ConfigError(
+                    f"governor.json: allowed_actions must list some of its action_names, 'continue' among them; "
+                    f"got {allowed!r:.120}. Export the agent again (govgym export)."
+                )
+            self.allowed = np.array([a in allowed for a in self.action_names], dtype=bool)
         net = meta["network"]
         self.masked = bool(net["masked"])
         self.q_values = net["head"] == "q"
@@ -128,8 +141,12 @@ class Governor:
         if self.q_values:
             a = z.argmax(axis=1)
         else:
-            if self.masked and action_masks is not None:
-                m = np.asarray(action_masks, dtype=bool).reshape(len(o), self.n_actions)
+            if self.masked and (action_masks is not None or self.allowed is not None):
+                m = np.ones((len(o), self.n_actions), dtype=bool)
+                if action_masks is not None:
+                    m = np.asarray(action_masks, dtype=bool).reshape(len(o), self.n_actions)
+                if self.allowed is not None:  # a stop-only agent acts only as it trained
+                    m = m & self.allowed
                 z = np.where(m, z, np.float32(-1e8))  # MaskableCategorical's HUGE_NEG
             a = _categorical_mode(z)
         a = a.astype(np.int64)

@@ -194,6 +194,14 @@ def test_a_stop_only_agent_trains_and_acts_only_by_continue_or_stop(fitted: dict
     with pytest.raises(ValueError, match="not allowed"):
         wrapped.step(1)
     assert main(["train", "env=fast", "levers=false", "algo=dqn", "--out", str(tmp_path / "d")]) == 2
+    # exported, it stays stop-only: governor.json carries the set and the numpy governor applies it
+    from govgym.deploy.artifact import load_governor
+
+    assert main(["export", str(out), "-o", str(tmp_path / "exported"), f"instances={TINY_V1}"]) == 0
+    gov = load_governor(tmp_path / "exported")
+    assert gov.meta["allowed_actions"] == ["continue", "stop"]
+    acts, _ = gov.predict(obs, action_masks=np.ones((64, gov.n_actions), dtype=bool))
+    assert set(np.asarray(acts).tolist()) <= {0, gov.n_actions - 1}
 
 
 def test_fit_fast_without_trees_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
