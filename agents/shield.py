@@ -11,7 +11,8 @@ exported ``Governor``, a heuristic) and has the same ``predict``. Where the wrap
   (``agents/curvefit.py``) predicts a final eval ratio below current / ((1 + tolerance)(1 + ``margin``)),
   i.e. stopping now would end outside the tolerance of what the full budget reaches, by a margin,
 
-the stop is replaced by ``continue``, and ``fired`` counts it (``last_fired``: which rows of the last
+the stop is replaced by ``continue`` (never while the peak memory is within 5% of its cap,
+``MEM_GUARD``: there a stop may be what avoids an OOM), and ``fired`` counts it (``last_fired``: which rows of the last
 call). It never adds a stop, a switch or a reprune. Why k = 10 by default: the tuned ``marginal_gain``
 rule stops once the smoothed gain rate is below 6λ (κ = 6, ``configs/heuristics_v1.yaml``), so a tuned
 rule's stops pass, while the issue-20 agent's stop at a loss still falling 15% per interval (a gain rate
@@ -38,6 +39,9 @@ DEFAULT_K = 10.0
 """Default ``k``: a stop is vetoed while the last interval gained more than 10 × its price (see above)."""
 DEFAULT_MARGIN = 0.01
 """Default ``margin`` (equal quality): vetoed when the predicted final is > 1% below what the tolerance allows."""
+MEM_GUARD = 0.95
+"""No veto while the run's peak memory is at least this fraction of its cap (``mem_frac``): a stop there
+may be what avoids an OOM (a cap arrived mid-run), and the shield must never cause one."""
 SUFFIX = "+shield"
 """What a shielded policy's leaderboard label ends with (``govgym evaluate``)."""
 
@@ -109,6 +113,8 @@ class Shielded(Heuristic):
         if s.seen > 1 and (not s.c or c > s.c[-1]):  # E_0 has no interval behind it
             s.c.append(c)
             s.r.append(r)
+        if float(obs[F["mem_frac"]]) >= MEM_GUARD:  # at its memory cap: going on may OOM, a stop stands
+            return False
         tol = tolerance(obs)
         if tol is None:  # the reset observation's gain_rate is 0: nothing to protect yet
             return float(obs[F["gain_rate"]]) > self.k * float(obs[F["lam"]])

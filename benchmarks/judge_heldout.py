@@ -60,6 +60,7 @@ def _units(rows: list[dict]) -> dict:
 
 def price_table(rows: list[dict], explored: dict, policies: list[str]) -> tuple[list[dict], str]:
     by_unit = _units(rows)
+    policies = [p for p in policies if any(p in u for u in by_unit.values())]
     best_of = {}
     for u, p in by_unit.items():
         vals = [r["return"] for r in p.values() if math.isfinite(r["return"])]
@@ -141,6 +142,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {}
     price_csv, eq_csv = [], []
+    loaded = []
     for spec in args.splits:
         split, folders = spec.split("=", 1)
         f_price, f_eq, f_head = (Path(x) for x in folders.split(","))
@@ -151,6 +153,21 @@ def main() -> None:
         for r in head["rows"]:
             inst, seed = r["unit"].rsplit("-", 1)
             explored[(inst, int(seed))] = r["explored"]
+        loaded.append((split, rows_p, rows_e, meta_e, explored))
+    if len(loaded) > 1:  # every split pooled: instances differ, pairs stay within an (instance, seed)
+        pooled = {}
+        for _, _, _, _, ex in loaded:
+            pooled.update(ex)
+        loaded.append(
+            (
+                "pooled",
+                [r for x in loaded for r in x[1]],
+                [r for x in loaded for r in x[2]],
+                loaded[0][3],
+                pooled,
+            )
+        )
+    for split, rows_p, rows_e, meta_e, explored in loaded:
         policies = sorted({r["policy"] for r in rows_p} - {"oracle"})
         entry: dict = {}
         for scope, key in (

@@ -383,3 +383,18 @@ def test_harness_runs_a_policy_behind_the_shield_and_counts_its_vetoes(module_ca
     board = leaderboard(episode_rows(res))
     assert {b["policy"]: b["shield_fired"] for b in board}["mg+shield"] == eps["mg+shield"]["shield_fired"]
     assert "shield fired" in format_board(board)
+
+
+def test_the_shield_never_vetoes_a_stop_at_the_memory_cap():
+    """A stop while the peak is at its cap (a cap arrived mid-run: mem_frac 1.16 on held-out hoa-0013) may
+    be what avoids an OOM: the shield lets it stand, however fast the loss still falls."""
+    o = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
+    o[F["budget_left"]], o[F["eval_ratio"]], o[F["gain_rate"]], o[F["lam"]] = 0.6, 0.8, 5.0, 0.05
+    s = Shielded(AlwaysStop())
+    first = o.copy()
+    first[F["gain_rate"]], first[F["eval_ratio"]] = 0.0, 1.0  # the reset observation
+    s.predict(first, episode_start=np.array([True]))
+    assert s.predict(o, episode_start=np.array([False]))[0] == 0 and s.fired == 1  # falling fast: vetoed
+    capped = o.copy()
+    capped[F["mem_frac"]] = 1.16
+    assert s.predict(capped, episode_start=np.array([False]))[0] == NAMES.index("stop") and s.fired == 1
