@@ -216,7 +216,8 @@ def write_minari(
 
     space_env = FineTuneEnv(iset, split="train")
     old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    # absolute: minari joins a relative root to its own relative data path a second time (runs/x/.../runs/x/...)
+    os.environ["MINARI_DATASETS_PATH"] = str(Path(root).resolve())
     try:
         buffers = []
         for i, e in enumerate(eps):

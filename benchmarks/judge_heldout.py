@@ -43,7 +43,10 @@ HEURISTICS = (
 
 def _rows(folder: Path) -> tuple[list[dict], dict]:
     data = json.loads((folder / "episodes.json").read_text())
-    return data["rows"], data["meta"]
+    rows = [
+        {k: (math.nan if v is None else v) for k, v in r.items()} for r in data["rows"]
+    ]  # nan is null in JSON
+    return rows, data["meta"]
 
 
 def _task(instance: str) -> str:
@@ -134,6 +137,11 @@ def _group(rows: list[dict], key) -> dict[str, list[dict]]:
 
 
 def main() -> None:
+    import warnings
+
+    warnings.simplefilter(
+        "ignore", RuntimeWarning
+    )  # nanmean of a group with no judged pair: nan, said in the table
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("splits", nargs="+", help="SPLIT=EVAL_PRICE,EVAL_EQ,HEADROOM")
     ap.add_argument("--out", default="runs/judge_v2")

@@ -295,8 +295,9 @@ def test_dataset_export_loads_in_minari_and_replays(
     from govgym.agents.dataset import DATASET_ID, ExportConfig, export_dataset
     from govgym.envs.finetune_env import FineTuneEnv
 
+    monkeypatch.chdir(tmp_path)  # a relative --out, as users type it (minari once doubled such a path)
+    s = export_dataset(ExportConfig(corpus=str(corpus)), Path("ds"))
     out = tmp_path / "ds"
-    s = export_dataset(ExportConfig(corpus=str(corpus)), out)
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(out / "minari"))
     ds = minari.load_dataset(DATASET_ID)
     assert ds.total_episodes == s["episodes"] and ds.total_steps == s["steps"]
