@@ -232,6 +232,8 @@ def _one_run(
         "budget_flops": float(cb.budget or 0.0),
         "budget_steps": steps,
         "stop_step": int(trainer.state.global_step),
+        "shielded": bool(cb.shielded),
+        "shield_fired": int(cb.shield_fired),
         "ended": cb.ended if not (esc and trainer.state.global_step < steps) else "early_stopping",
         "seconds": round(time.time() - t0, 1),
     }

@@ -50,6 +50,7 @@ def run_rows(runs: list[dict[str, Any]], tolerance: float) -> list[dict[str, Any
                 "stop_step": r["stop_step"],
                 "ended": r["ended"],
                 "prefix_ok": prefix_ok,
+                "shield_fired": int(r.get("shield_fired", 0)) if r.get("shielded") else "-",
                 "seconds": r["seconds"],
             }
         )
@@ -76,6 +77,11 @@ def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "accuracy": float(np.mean([r["accuracy"] for r in mine])),
                 "stop_step": float(np.mean([r["stop_step"] for r in mine])),
                 "prefix_ok": f"{sum(r['prefix_ok'] for r in mine)}/{len(mine)}",
+                "shield_fired": (
+                    sum(r["shield_fired"] for r in mine)
+                    if all(r["shield_fired"] != "-" for r in mine)
+                    else "-"
+                ),
             }
         )
     return out

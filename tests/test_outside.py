@@ -20,7 +20,8 @@ from govgym.errors import ConfigError
 from govgym.typed import from_dict
 
 TINY = {
-    "governors": ["marginal_gain", "patience:patience=1,threshold=0.5"],
+    "governors": ["marginal_gain", "patience:patience=1,threshold=0.5", "learned_curve:alpha=0.5"],
+    "objective": "equal_quality",
     "seeds": 1,
     "budget_epochs": 1.0,
     "batch_size": 8,
@@ -55,6 +56,7 @@ RUN_COLUMNS = [
     "stop_step",
     "ended",
     "prefix_ok",
+    "shield_fired",
     "seconds",
 ]
 SUMMARY_COLUMNS = [
@@ -70,6 +72,7 @@ SUMMARY_COLUMNS = [
     "accuracy",
     "stop_step",
     "prefix_ok",
+    "shield_fired",
 ]
 
 
@@ -107,7 +110,10 @@ def test_end_to_end_tables_and_files(ran):
         "early_stopping",
         "marginal_gain",
         "patience:patience=1,threshold=0.5",
+        "learned_curve:alpha=0.5",
     ]
+    # the learned governor runs behind the shield (its vetoes counted), the hand-written rules do not
+    assert [r["shield_fired"] for r in runs][:4] == ["-"] * 4 and runs[4]["shield_fired"].isdigit()
     fixed = tables["runs"][0]
     assert fixed["flops_vs_fixed"] == 1.0 and fixed["final_vs_fixed"] == 1.0 and fixed["within_tol"]
     assert fixed["stop_step"] == 4 and fixed["flops_used"] > 0
@@ -124,6 +130,8 @@ def test_end_to_end_tables_and_files(ran):
         ("marginal_gain", "early_stopping"),
         ("patience:patience=1,threshold=0.5", "fixed"),
         ("patience:patience=1,threshold=0.5", "early_stopping"),
+        ("learned_curve:alpha=0.5", "fixed"),
+        ("learned_curve:alpha=0.5", "early_stopping"),
     }
     meta = json.loads((out / "outside.json").read_text())["meta"]
     assert len(meta["classes"]) == 3 and meta["interval_steps"] == 2 and meta["budget_steps"] == 4
