@@ -35,7 +35,7 @@ GRID: dict[str, dict[str, list[Any]]] = {
         "threshold": [0.0, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2],
     },
     "marginal_gain": {
-        "kappa": [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0],
+        "kappa": [0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0],
         "patience": [1, 2],
         "use_ema": [True, False],
     },
@@ -135,13 +135,14 @@ def tune(
         by_label[r["policy"]].append(r[score])
     grid = []
     for s in specs:
-        vals = by_label[s.label]
+        # equal quality is undefined where the fixed run itself errored (eq_return nan): left out, as evaluate does
+        vals = [v for v in by_label[s.label] if np.isfinite(v)]
         grid.append(
             {
                 "heuristic": s.name,
                 "knobs": ",".join(f"{k}={v}" for k, v in s.knobs) or "-",
-                "mean_return": float(np.mean(vals)),
-                "std_return": float(np.std(vals)),
+                "mean_return": float(np.mean(vals)) if vals else float("nan"),
+                "std_return": float(np.std(vals)) if vals else float("nan"),
                 "episodes": len(vals),
             }
         )
@@ -149,7 +150,7 @@ def tune(
     summary = []
     for name in tuned:
         cands = [(g, s) for g, s in zip(grid, specs) if s.name == name]
-        g, s = max(cands, key=lambda gs: gs[0]["mean_return"])
+        g, s = max(cands, key=lambda gs: np.nan_to_num(gs[0]["mean_return"], nan=-np.inf))
         best[name] = {k: (v.item() if hasattr(v, "item") else v) for k, v in s.knobs}
         summary.append(
             {
