@@ -16,12 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from govgym.agents.policies import build_policy
 from govgym.agents.rollout import EpisodeTree, run_episode
 from govgym.agents.scaleout import check_backend, task_results
 from govgym.agents.shield import Shielded
+from govgym.efficiency.signals import FEATURE_NAMES
 from govgym.envs.finetune_env import FineTuneEnv
 from govgym.envs.instances import load_instances
 from govgym.envs.memo import load_tree, memo_folder, save_tree, worker_threads
@@ -52,6 +54,33 @@ def task_env(instances: str, split: str) -> Any:
     return _ENVS[key]
 
 
+class PriceView:
+    """An agent trained on the price objective's observation, judged under equal quality: it is given the
+    features it was trained on (the first ``n``; not the tolerance appended after them), while a shield
+    around it still reads the tolerance."""
+
+    def __init__(self, policy: Any, n: int):
+        self.policy, self.n = policy, int(n)
+        self.action_names = getattr(policy, "action_names", None)
+
+    def predict(
+        self,
+        obs: Any,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = True,
+        action_masks: Any = None,
+    ):
+        o = np.asarray(obs, dtype=np.float32)
+        kw = {
+            "state": state,
+            "episode_start": episode_start,
+            "deterministic": deterministic,
+            "action_masks": action_masks,
+        }
+        return self.policy.predict(o[..., : self.n], **kw)
+
+
 def run_task(task: tuple[Any, ...]) -> dict[str, Any]:
     """Run every policy spec on one (instance, seed); returns episode dicts and the tree's step counts.
 
@@ -72,6 +101,9 @@ def run_task(task: tuple[Any, ...]) -> dict[str, Any]:
             policy = _AGENTS.get(spec.path)
             if policy is None:
                 policy = _AGENTS[spec.path] = build_policy(spec, env.action_names)
+            n = len(getattr(policy, "mean", ()))
+            if tolerance is not None and n == len(FEATURE_NAMES):  # trained without the tolerance feature
+                policy = PriceView(policy, n)
         else:
             policy = build_policy(spec, env.action_names, seed)
         if spec.shield is not None:  # a fresh shield per task: its counts are this episode's
