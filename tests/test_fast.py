@@ -195,8 +195,23 @@ def test_a_stop_only_agent_trains_and_acts_only_by_continue_or_stop(fitted: dict
         wrapped.step(1)
     assert main(["train", "env=fast", "levers=false", "algo=dqn", "--out", str(tmp_path / "d")]) == 2
     # judged under equal quality, the price-trained agent is given its 20 features (its shield reads the 21st)
-    ev = ["evaluate", f"instances={TINY_V1}", "objective=equal_quality", "seeds=1", "max_instances=1", "workers=1"]
-    ev += ["memo=", "policies=[fixed_budget]", "--agent", f"so={out}", "--no-progress", "--out", str(tmp_path / "eq")]
+    ev = [
+        "evaluate",
+        f"instances={TINY_V1}",
+        "objective=equal_quality",
+        "seeds=1",
+        "max_instances=1",
+        "workers=1",
+    ]
+    ev += [
+        "memo=",
+        "policies=[fixed_budget]",
+        "--agent",
+        f"so={out}",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "eq"),
+    ]
     assert main(ev) == 0
     board = json.loads((tmp_path / "eq" / "leaderboard.json").read_text())["rows"]
     assert {"so", "so+shield"} <= {b["policy"] for b in board}
