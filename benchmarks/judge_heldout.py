@@ -145,6 +145,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("splits", nargs="+", help="SPLIT=EVAL_PRICE,EVAL_EQ,HEADROOM")
     ap.add_argument("--out", default="runs/judge_v2")
+    ap.add_argument(
+        "--first",
+        type=int,
+        default=0,
+        help="judge only instances whose index (<split>-<n>-...) is at least this: a confirmation set collected after the judgement",
+    )
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -156,6 +162,8 @@ def main() -> None:
         f_price, f_eq, f_head = (Path(x) for x in folders.split(","))
         rows_p, _ = _rows(f_price)
         rows_e, meta_e = _rows(f_eq)
+        keep = lambda r: int(r["instance"].split("-")[1]) >= args.first  # noqa: E731
+        rows_p, rows_e = [r for r in rows_p if keep(r)], [r for r in rows_e if keep(r)]
         head = json.loads((f_head / "headroom.json").read_text())
         explored = {}
         for r in head["rows"]:
