@@ -72,3 +72,46 @@ def check_k(interval_steps: Any, governor: Any) -> int:
 
 
 __all__ = ["BUDGET_LIMITS", "check_budget", "check_k", "check_number", "is_number"]
+
+
+def resolve_governor(governor: Any) -> tuple[Any, list[str], str | None]:
+    """(governor, its action names, the path it was given as or None): an object with SB3's ``predict``
+    and ``action_names`` holding continue and stop, or a path / shipped name loaded by ``shipped.load_any``."""
+    import os
+
+    from govgym.envs.actions import CONTINUE, STOP
+
+    if governor is None:
+        raise ConfigError(
+            f"{WHO}: no governor given. If this happens while resuming with "
+            "restore_callback_states_from_checkpoint=True: the Trainer rebuilds each callback from the "
+            "arguments saved in the checkpoint, and a governor passed as a Python object cannot be saved "
+            "there. Resume with restore_callback_states_from_checkpoint=False (the default; the callback "
+            "restores its own state in place), or pass the governor as an exported artifact's path."
+        )
+    ref = None
+    if isinstance(governor, (str, os.PathLike)):
+        from govgym.deploy import shipped
+
+        ref, governor = str(governor), shipped.load_any(governor)
+    names = list(getattr(governor, "action_names", None) or [])
+    missing = [a for a in (CONTINUE, STOP) if a not in names]
+    if missing or not callable(getattr(governor, "predict", None)):
+        raise ConfigError(
+            f"{WHO}: the governor must have predict(obs, action_masks=...) and action_names "
+            f"including 'continue' and 'stop'; got {type(governor).__name__} with action names {names} "
+            f"(missing {missing or 'predict'}). Build a heuristic with its action list, e.g. "
+            "make_policy('patience', ['continue', 'stop']), or load an exported governor."
+        )
+    return governor, names, ref
+
+
+def check_shield(shield: Any, shield_k: Any) -> tuple[bool, float]:
+    """(shield, k): ``shield`` a bool, k a number in [0, 1e3] (gain_rate is clipped to [-10, 10] and
+    lam <= 10, so a k above 1e3 could never fire: refused)."""
+    if not isinstance(shield, (bool, np.bool_)):
+        raise ConfigError(
+            f"{WHO}: shield must be True or False; got {shield!r}. Pass shield=False to turn the "
+            "shield off, shield=True (the default) to keep it."
+        )
+    return bool(shield), check_number("shield_k", shield_k, 0.0, 1e3)
