@@ -40,6 +40,7 @@ from govgym.agents.specs import (
     verified_bytes,
 )
 from govgym.efficiency.signals import HIGH, LOW, normalize_obs
+from govgym.envs.actions import allowed_mask, restricted
 from govgym.results import atomic_write, no_nan
 from govgym.typed import ConfigError
 
@@ -197,19 +198,12 @@ class AgentPolicy:
                 f"agent {path}: {AGENT_META} action_names must be {n} strings (n_actions), got {names!r:.120}."
             )
         allowed = self.meta.get("allowed_actions")
-        self.allowed: np.ndarray | None = None
-        if allowed is not None:
-            if (
-                not names
-                or not isinstance(allowed, list)
-                or not all(a in names for a in allowed)
-                or "continue" not in allowed
-            ):
-                raise ConfigError(
-                    f"agent {path}: {AGENT_META} allowed_actions must be a list of its action_names that includes "
-                    f"'continue', got {allowed!r:.120}; write the agent again (govgym train)."
-                )
-            self.allowed = np.array([a in allowed for a in names], dtype=bool)
+        try:  # a stop-only agent (train levers=false): the actions it may take, applied in predict
+            self.allowed = None if allowed is None else allowed_mask(names or [], allowed)
+        except ValueError as err:
+            raise ConfigError(
+                f"agent {path}: {AGENT_META} {err} Write the agent again (govgym train)."
+            ) from None
         check_obs_norm(norm, f"agent {path}: {OBS_NORM_FILE}")
         cls = policy_class(str(self.meta.get("policy_class")))
         self.masked = cls.__name__ == "MaskableActorCriticPolicy"
@@ -275,13 +269,8 @@ class AgentPolicy:
             raise ValueError(
                 f"AgentPolicy.predict: expected observations of shape ({self.mean.shape[0]},) or (n, {self.mean.shape[0]}), got {np.shape(obs)}."
             )
-        kw = {}
-        if self.masked and action_masks is not None:
-            kw["action_masks"] = np.asarray(action_masks, dtype=bool).reshape(len(o), self.n_actions)
-        if self.masked and self.allowed is not None:  # a stop-only agent acts only as it trained
-            kw["action_masks"] = (
-                kw.get("action_masks", np.ones((len(o), self.n_actions), dtype=bool)) & self.allowed
-            )
+        masks = restricted(action_masks, self.allowed, len(o), self.n_actions) if self.masked else None
+        kw = {} if masks is None else {"action_masks": masks}
         a, state = self.policy.predict(
             self.normalize_obs(o), state=state, episode_start=episode_start, deterministic=deterministic, **kw
         )

@@ -16,6 +16,7 @@ import numpy as np
 from govgym.agents.heuristics import make_policy
 from govgym.deploy.validate import ACTIVATIONS
 from govgym.efficiency.signals import normalize_obs
+from govgym.envs.actions import allowed_mask, restricted
 from govgym.errors import ConfigError
 
 
@@ -73,18 +74,10 @@ class Governor:
             self._heuristic = make_policy(h["name"], self.action_names, **dict(h["knobs"]))
             return
         allowed = meta.get("allowed_actions")
-        self.allowed: np.ndarray | None = None
-        if allowed is not None:
-            if (
-                not isinstance(allowed, list)
-                or "continue" not in allowed
-                or not set(allowed) <= set(self.action_names)
-            ):
-                raise ConfigError(
-                    f"governor.json: allowed_actions must list some of its action_names, 'continue' among them; "
-                    f"got {allowed!r:.120}. Export the agent again (govgym export)."
-                )
-            self.allowed = np.array([a in allowed for a in self.action_names], dtype=bool)
+        try:  # a stop-only agent (train levers=false) stays one when exported
+            self.allowed = None if allowed is None else allowed_mask(self.action_names, allowed)
+        except ValueError as err:
+            raise ConfigError(f"governor.json: {err} Export the agent again (govgym export).") from None
         net = meta["network"]
         self.masked = bool(net["masked"])
         self.q_values = net["head"] == "q"
@@ -141,12 +134,8 @@ class Governor:
         if self.q_values:
             a = z.argmax(axis=1)
         else:
-            if self.masked and (action_masks is not None or self.allowed is not None):
-                m = np.ones((len(o), self.n_actions), dtype=bool)
-                if action_masks is not None:
-                    m = np.asarray(action_masks, dtype=bool).reshape(len(o), self.n_actions)
-                if self.allowed is not None:  # a stop-only agent acts only as it trained
-                    m = m & self.allowed
+            m = restricted(action_masks, self.allowed, len(o), self.n_actions) if self.masked else None
+            if m is not None:
                 z = np.where(m, z, np.float32(-1e8))  # MaskableCategorical's HUGE_NEG
             a = _categorical_mode(z)
         a = a.astype(np.int64)

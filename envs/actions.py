@@ -102,3 +102,30 @@ __all__ = [
     "action_table",
     "switch_target",
 ]
+
+
+def allowed_mask(names: Sequence[str], allowed: Any) -> np.ndarray:
+    """A boolean mask over ``names`` of the ``allowed`` ones: a list of names among ``names``, ``continue``
+    among them (a stop-only governor: ``["continue", "stop"]``). ValueError otherwise."""
+    if not isinstance(allowed, (list, tuple)) or not all(isinstance(a, str) for a in allowed):
+        raise ValueError(f"allowed actions must be a list of action names; got {allowed!r:.120}.")
+    unknown = [a for a in allowed if a not in names]
+    if unknown or CONTINUE not in allowed:
+        raise ValueError(
+            f"allowed actions {list(allowed)}: must include {CONTINUE!r} and name only the actions "
+            f"({', '.join(names)}); not among them: {unknown}."
+        )
+    return np.array([n in allowed for n in names], dtype=bool)
+
+
+def restricted(action_masks: Any, allowed: np.ndarray | None, rows: int, n: int) -> np.ndarray | None:
+    """The caller's masks (``rows`` x ``n``; None = every action valid) and an agent's allowed set (None =
+    all): what a maskable agent may choose from; None when neither restricts anything."""
+    if action_masks is None and allowed is None:
+        return None
+    m = (
+        np.ones((rows, n), dtype=bool)
+        if action_masks is None
+        else np.asarray(action_masks, dtype=bool).reshape(rows, n)
+    )
+    return m if allowed is None else m & allowed

@@ -15,21 +15,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from govgym.envs.actions import CONTINUE, STOP, action_index
+from govgym.envs.actions import CONTINUE, STOP, action_index, allowed_mask
 
 STOP_ONLY = (CONTINUE, STOP)
 """The actions of a governor that only decides when to stop."""
-
-
-def allowed_mask(names: Sequence[str], allowed: Sequence[str]) -> np.ndarray:
-    """A boolean mask over ``names`` of the ``allowed`` ones (each must be among ``names``)."""
-    unknown = [a for a in allowed if a not in names]
-    if unknown or CONTINUE not in allowed:
-        raise ValueError(
-            f"allowed actions {list(allowed)}: must include {CONTINUE!r} and name only the env's actions "
-            f"({', '.join(names)}); not among them: {unknown}."
-        )
-    return np.array([n in allowed for n in names], dtype=bool)
 
 
 class AllowedActions(gym.Wrapper):
