@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	elif ! $(PY) -m pip install -q "$(TORCH_CPU)"; then \
 	  echo "make: could not install $(TORCH_CPU) (the CPU wheel govgym is tested with) from pip's configured index: install a CPU build of torch into $(VENV) yourself (e.g. $(PY) -m pip install /path/to/torch-*.whl), then re-run make." >&2; \
 	  exit 1; fi
-	$(PY) -m pip install -q -e ".[rl,dev,ray]"
+	$(PY) -m pip install -q -e ".[rl,dev,ray,dataset,offline]"
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -33,6 +33,7 @@ from govgym.agents.specs import (
     AGENT_FORMAT,
     AGENT_META,
     ALGOS,
+    MASKED_Q_ALGOS,
     OBS_NORM_FILE,
     POLICY_FILE,
     agent_folder,
@@ -125,9 +126,6 @@ def write_agent(folder: Path, model: Any, venv: Any, meta: dict[str, Any]) -> Pa
     ``venv`` is the VecNormalize the model trained under; ``meta`` the descriptive fields (algo,
     config, ...). agent.json gets the files' sha256, the policy's class, kwargs and spaces, and its own hash.
     """
-
-    sd = {k: v.detach().cpu().contiguous().clone() for k, v in model.policy.state_dict().items()}
-    policy_bytes = save(sd)
     rms = venv.obs_rms
     norm = {
         "norm_obs": bool(venv.norm_obs),
@@ -137,21 +135,38 @@ def write_agent(folder: Path, model: Any, venv: Any, meta: dict[str, Any]) -> Pa
         "clip_obs": float(venv.clip_obs),
         "epsilon": float(venv.epsilon),
     }
+    return write_agent_files(
+        folder, model.policy, int(venv.action_space.n), norm, model.policy_kwargs or {}, meta
+    )
+
+
+def write_agent_files(
+    folder: Path,
+    policy: Any,
+    n_actions: int,
+    norm: dict[str, Any],
+    policy_kwargs: dict[str, Any],
+    meta: dict[str, Any],
+) -> Path:
+    """The safe agent files of an SB3 ``policy`` however it was trained (``govgym train``, ``govgym offline``):
+    its state dict, the observation statistics ``norm`` (VecNormalize's fields), agent.json sealed."""
+    sd = {k: v.detach().cpu().contiguous().clone() for k, v in policy.state_dict().items()}
+    policy_bytes = save(sd)
     norm_bytes = json.dumps(norm, allow_nan=False).encode()
     atomic_write(folder / POLICY_FILE, policy_bytes)
     atomic_write(folder / OBS_NORM_FILE, norm_bytes)
     meta = no_nan(
         {
+            "resume_only": "final.zip, vecnormalize.pkl and checkpoints/ are SB3 pickles for `govgym train --resume` (trusted files only)",
             **meta,
             "format": AGENT_FORMAT,
-            "policy_class": type(model.policy).__name__,
-            "n_actions": int(venv.action_space.n),
-            "policy_kwargs": _policy_kwargs(model.policy_kwargs or {}, out=True),
+            "policy_class": type(policy).__name__,
+            "n_actions": int(n_actions),
+            "policy_kwargs": _policy_kwargs(policy_kwargs, out=True),
             "files": {
                 "policy": {"name": POLICY_FILE, "sha256": sealed.sha256_bytes(policy_bytes)},
                 "obs_norm": {"name": OBS_NORM_FILE, "sha256": sealed.sha256_bytes(norm_bytes)},
             },
-            "resume_only": "final.zip, vecnormalize.pkl and checkpoints/ are SB3 pickles for `govgym train --resume` (trusted files only)",
         }
     )
     meta = sealed.seal(meta)
@@ -206,7 +221,9 @@ class AgentPolicy:
             ) from None
         check_obs_norm(norm, f"agent {path}: {OBS_NORM_FILE}")
         cls = policy_class(str(self.meta.get("policy_class")))
-        self.masked = cls.__name__ == "MaskableActorCriticPolicy"
+        # MaskablePPO masks its logits; a masked-Q agent (govgym offline) its argmax; PPO and DQN ignore masks
+        self.masked_q = self.algo in MASKED_Q_ALGOS and cls.__name__ == "DQNPolicy"
+        self.masked = cls.__name__ == "MaskableActorCriticPolicy" or self.masked_q
         kwargs = _policy_kwargs(self.meta.get("policy_kwargs") or {}, out=False)
         try:
             self.policy = cls(
@@ -270,6 +287,11 @@ class AgentPolicy:
                 f"AgentPolicy.predict: expected observations of shape ({self.mean.shape[0]},) or (n, {self.mean.shape[0]}), got {np.shape(obs)}."
             )
         masks = restricted(action_masks, self.allowed, len(o), self.n_actions) if self.masked else None
+        if self.masked_q:
+            with torch.no_grad():
+                q = self.policy.q_net(torch.as_tensor(self.normalize_obs(o))).numpy()
+            a = (q if masks is None else np.where(masks, q, -np.inf)).argmax(axis=1)
+            return (a.reshape(()) if single else a), state
         kw = {} if masks is None else {"action_masks": masks}
         a, state = self.policy.predict(
             self.normalize_obs(o), state=state, episode_start=episode_start, deterministic=deterministic, **kw
@@ -293,4 +315,5 @@ __all__ = [
     "check_obs_norm",
     "policy_class",
     "write_agent",
+    "write_agent_files",
 ]

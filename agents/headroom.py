@@ -14,6 +14,13 @@ Per (instance, seed) unit of a ``govgym collect-world`` corpus (any split: colle
 
 Rows per family and per task: means of each column and of the gaps ``oracle - heuristic`` and
 ``explored - heuristic`` (the room the next governor must take), with the count of units.
+
+With ``tolerance`` (the equal-quality objective), per unit whose fixed run ended without an error, the
+least FLOPs (as a share of the fixed run's) at which an eval came within the tolerance of the fixed run's
+final eval loss: ``eq_stop_frac`` on the fixed run itself (the best a stop-only governor can do) and
+``eq_explored_frac`` on any episode of the unit (lever branches, heuristics, random: what a governor that
+also pulls levers could reach on the schedules explored). The tables add the compute reduction each
+allows, ``1 / mean(frac)`` as ``govgym evaluate`` and the judging script count it.
 """
 
 from __future__ import annotations
@@ -34,6 +41,35 @@ def _best_stop(rewards: list[float], error: str) -> float:
     cum = np.concatenate([[0.0], np.cumsum(rewards)])
     n_ok = len(rewards) - (1 if error else 0)
     return float(np.max(cum[: n_ok + 1]))
+
+
+def eq_fracs(corpus: Path, tolerance: float) -> dict[str, dict[str, float]]:
+    """Per unit: the least FLOPs share to equal quality on the fixed run and on any explored episode."""
+    from govgym.agents.dataset import episodes
+
+    eps, _ = episodes(corpus)
+    by_unit: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in eps:
+        by_unit[e["unit"]].append(e)
+    out = {}
+    for unit, es in by_unit.items():
+        fixed = next((e for e in es if e["record"]["id"] == "fixed"), None)
+        if fixed is None or fixed["record"]["error"]:
+            continue
+        last = fixed["nodes"][-1].info
+        target, total = float(last["eval_loss"]) * (1 + tolerance), float(last["flops_used"])
+
+        def first(e: dict[str, Any], target: float = target, total: float = total) -> float:
+            for n in e["nodes"][1:]:
+                i = n.info
+                if i.get("error"):
+                    break
+                if float(i["eval_loss"]) <= target:
+                    return float(i["flops_used"]) / total
+            return float("inf")
+
+        out[unit] = {"eq_stop_frac": first(fixed), "eq_explored_frac": min(first(e) for e in es)}
+    return out
 
 
 def unit_rows(corpus: Path) -> list[dict[str, Any]]:
@@ -69,9 +105,10 @@ def unit_rows(corpus: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def headroom(corpus: Path) -> dict[str, Any]:
+def headroom(corpus: Path, tolerance: float = 0.0) -> dict[str, Any]:
     """The per-unit rows and the tables per family and per task (see the module docstring)."""
     rows = unit_rows(corpus)
+    eq = eq_fracs(corpus, tolerance) if tolerance > 0 else {}
     means = {
         h: float(np.mean([r[h] for r in rows if h in r]))
         for h in HEURISTIC_POLICIES
@@ -89,10 +126,21 @@ def headroom(corpus: Path) -> dict[str, Any]:
         for r in rows:
             groups[r[key]].append(r)
             groups["all"].append(r)
-        return [
-            {key: g, "units": len(rs), **{c: round(float(np.mean([r[c] for r in rs])), 4) for c in cols}}
-            for g, rs in sorted(groups.items(), key=lambda kv: (kv[0] == "all", kv[0]))
-        ]
+        res = []
+        for g, rs in sorted(groups.items(), key=lambda kv: (kv[0] == "all", kv[0])):
+            row = {
+                key: g,
+                "units": len(rs),
+                **{c: round(float(np.mean([r[c] for r in rs])), 4) for c in cols},
+            }
+            q = [eq[r["unit"]] for r in rs if r["unit"] in eq]
+            if eq:  # every row the same columns; nan where no fixed run of the group ended without an error
+                row["eq_units"] = len(q)
+                for c, name in (("eq_stop_frac", "eq_stop_x"), ("eq_explored_frac", "eq_explored_x")):
+                    m = float(np.mean([u[c] for u in q])) if q else float("nan")
+                    row[c], row[name] = round(m, 4), round(1.0 / m, 3)
+            res.append(row)
+        return res
 
     return {
         "best_heuristic": best,
@@ -100,6 +148,7 @@ def headroom(corpus: Path) -> dict[str, Any]:
         "by_family": table("family"),
         "by_task": table("task"),
         "rows": rows,
+        **({"tolerance": tolerance, "eq_units": eq} if eq else {}),
     }
 
 

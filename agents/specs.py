@@ -23,8 +23,13 @@ from govgym.agents.heuristics import POLICIES
 from govgym.efficiency.signals import spec_hash
 from govgym.typed import ConfigError, check_choice, load_yaml
 
-ALGOS = ("maskable_ppo", "ppo", "dqn")
-"""The algorithms an agent may be trained with (agents/train.py) and loaded as."""
+TRAIN_ALGOS = ("maskable_ppo", "ppo", "dqn")
+"""The algorithms ``govgym train`` trains with (agents/train.py)."""
+ALGOS = (*TRAIN_ALGOS, "cql")
+"""The algorithms an agent folder may name: ``govgym train``'s, and ``cql`` (``govgym offline``, agents/offline.py:
+an SB3 DQNPolicy learned offline, acting greedily among its valid and allowed actions)."""
+MASKED_Q_ALGOS = ("cql",)
+"""Q-value agents whose argmax is restricted to the valid and allowed actions (trained with the masks)."""
 AGENT_META = "agent.json"
 AGENT_FORMAT = 2
 """2: policy in safetensors + observation statistics in JSON, content hashes (1 loaded SB3's pickles)."""
@@ -198,6 +203,8 @@ __all__ = [
     "AGENT_FORMAT",
     "AGENT_META",
     "ALGOS",
+    "MASKED_Q_ALGOS",
+    "TRAIN_ALGOS",
     "OBS_NORM_FILE",
     "POLICY_FILE",
     "PolicySpec",

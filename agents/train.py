@@ -26,8 +26,9 @@ import torch
 
 from govgym import __version__
 from govgym.agents.callbacks import WallClock
-from govgym.agents.policies import ALGOS, write_agent
+from govgym.agents.policies import write_agent
 from govgym.agents.pretrain import behaviour_clone, load_demonstrations
+from govgym.agents.specs import TRAIN_ALGOS as ALGOS
 from govgym.efficiency.signals import FEATURE_NAMES, spec_hash
 from govgym.envs.allowed import STOP_ONLY
 from govgym.envs.finetune_env import FineTuneEnv

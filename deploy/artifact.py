@@ -45,7 +45,7 @@ FORMAT = "govgym-governor"
 VERSION = 1
 META_FILE = "governor.json"
 WEIGHTS_FILE = "policy.safetensors"
-DEFAULT_ACTIVATION = {"maskable_ppo": "Tanh", "ppo": "Tanh", "dqn": "ReLU"}
+DEFAULT_ACTIVATION = {"maskable_ppo": "Tanh", "ppo": "Tanh", "dqn": "ReLU", "cql": "ReLU"}
 """SB3's default ``activation_fn`` of ActorCriticPolicy (Tanh) and DQNPolicy (ReLU)."""
 
 
@@ -143,7 +143,7 @@ def _network(
     act = kw.get("activation_fn") or DEFAULT_ACTIVATION[algo]
     if act not in ACTIVATIONS:
         raise ConfigError(f"export: activation {act!r} is not one of {', '.join(ACTIVATIONS)}.")
-    if algo == "dqn":
+    if algo in ("dqn", "cql"):
         prefixes, head = ["q_net.q_net."], "q"
     else:
         prefixes, head = ["mlp_extractor.policy_net.", "action_net."], "logits"
@@ -169,7 +169,8 @@ def _network(
     net = {
         "activations": acts,
         "head": head,
-        "masked": meta.get("policy_class") == "MaskableActorCriticPolicy",
+        # MaskablePPO masks its logits, a masked-Q agent (govgym offline) its argmax
+        "masked": meta.get("policy_class") == "MaskableActorCriticPolicy" or algo in specs.MASKED_Q_ALGOS,
         "shapes": [list(w.shape) for w, _ in linears],
         "policy_class": meta.get("policy_class"),
     }

@@ -117,7 +117,8 @@ class Governor:
         """SB3's predict: one observation (n_features,) -> a 0-d int64 array; a batch (n, n_features) -> (n,).
 
         Always deterministic (the mode of the policy's distribution). ``action_masks`` (True = valid)
-        restrict a maskable agent's choice as MaskablePPO does; an unmasked agent (PPO, DQN) ignores
+        restrict a maskable agent's choice as MaskablePPO does (a masked-Q agent of ``govgym offline``: its
+        argmax); an unmasked agent (PPO, DQN) ignores
         them, as SB3 does. Heuristics use them as in ``govgym evaluate``.
         """
         if self.kind == "heuristic":
@@ -131,10 +132,10 @@ class Governor:
                 f"Governor.predict: expected observations of shape ({n_feat},) or (n, {n_feat}), got {np.shape(obs)}."
             )
         z = self.logits(o)
-        if self.q_values:
-            a = z.argmax(axis=1)
+        m = restricted(action_masks, self.allowed, len(o), self.n_actions) if self.masked else None
+        if self.q_values:  # a masked-Q agent (govgym offline) takes the best valid and allowed action
+            a = (z if m is None else np.where(m, z, -np.inf)).argmax(axis=1)
         else:
-            m = restricted(action_masks, self.allowed, len(o), self.n_actions) if self.masked else None
             if m is not None:
                 z = np.where(m, z, np.float32(-1e8))  # MaskableCategorical's HUGE_NEG
             a = _categorical_mode(z)

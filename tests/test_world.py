@@ -285,19 +285,31 @@ def test_collect_world_cli_skips_finished_units(world: Path, corpus: Path) -> No
     assert {p.name: p.stat().st_mtime_ns for p in (corpus / "episodes").glob("*.json")} == before
 
 
-def test_dataset_export_loads_in_minari_and_replays(
-    world: Path, corpus: Path, tmp_path: Path, monkeypatch
-) -> None:
+@pytest.fixture(scope="module")
+def exported(corpus: Path, tmp_path_factory) -> tuple[Path, dict]:
+    """The tiny corpus exported once (Minari + Parquet), to a relative --out as users type it."""
     pytest.importorskip("minari")
+    from govgym.agents.dataset import ExportConfig, export_dataset
+
+    here, base = os.getcwd(), tmp_path_factory.mktemp("export")
+    os.chdir(base)  # minari once doubled a relative path
+    try:
+        s = export_dataset(ExportConfig(corpus=str(corpus)), Path("ds"))
+    finally:
+        os.chdir(here)
+    return base / "ds", s
+
+
+def test_dataset_export_loads_in_minari_and_replays(
+    world: Path, exported: tuple[Path, dict], monkeypatch
+) -> None:
     import minari
     import pyarrow.parquet as pq
 
-    from govgym.agents.dataset import DATASET_ID, ExportConfig, export_dataset
+    from govgym.agents.dataset import DATASET_ID
     from govgym.envs.finetune_env import FineTuneEnv
 
-    monkeypatch.chdir(tmp_path)  # a relative --out, as users type it (minari once doubled such a path)
-    s = export_dataset(ExportConfig(corpus=str(corpus)), Path("ds"))
-    out = tmp_path / "ds"
+    out, s = exported
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(out / "minari"))
     ds = minari.load_dataset(DATASET_ID)
     assert ds.total_episodes == s["episodes"] and ds.total_steps == s["steps"]
@@ -325,14 +337,80 @@ def test_dataset_export_loads_in_minari_and_replays(
 
 
 def test_headroom_bounds_hold_on_a_tiny_corpus(corpus: Path) -> None:
+    from govgym.agents.dataset import episodes
     from govgym.agents.headroom import headroom
 
-    h = headroom(corpus)
+    h = headroom(corpus, tolerance=0.005)
     assert h["best_heuristic"] in h["heuristic_means"]
     for r in h["rows"]:
         assert r["oracle"] >= max(r["fixed"], 0.0) - 1e-12  # stopping at once (0) or the full run are stops
         assert r["explored"] >= r["oracle"] - 1e-12  # the oracle's stop is one of the explored schedules
     assert h["by_family"][-1]["family"] == "all" and h["by_family"][-1]["units"] == len(h["rows"])
+    # equal quality: the fixed run reaches its own final eval, so the stop-only share is in (0, 1]; any
+    # explored schedule includes the fixed run, so it needs no more
+    eps = {
+        e["unit"]: e for e in episodes(corpus)[0] if e["record"]["id"] == "fixed" and not e["record"]["error"]
+    }
+    assert set(h["eq_units"]) == set(eps) and eps
+    for unit, q in h["eq_units"].items():
+        assert 0 < q["eq_explored_frac"] <= q["eq_stop_frac"] <= 1.0
+        infos = [n.info for n in eps[unit]["nodes"][1:]]
+        target = infos[-1]["eval_loss"] * 1.005
+        first = next(i for i in infos if i["eval_loss"] <= target)  # by hand, on the fixed run
+        assert q["eq_stop_frac"] == first["flops_used"] / infos[-1]["flops_used"]
+    assert h["by_family"][-1]["eq_units"] == len(eps)
+
+
+def test_offline_cql_learns_a_stop_only_agent_that_loads_and_exports(
+    world: Path, exported: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """``govgym offline`` on the exported Minari dataset: a DQNPolicy agent folder (algo cql) that
+    AgentPolicy and the exported numpy Governor load, act alike, and never pull a lever."""
+    pytest.importorskip("torchrl")
+    from govgym.agents.offline import OfflineConfig, fixed_paths, load_dataset, train_offline
+    from govgym.agents.policies import AgentPolicy
+    from govgym.deploy.artifact import export, load_governor
+
+    cfg = OfflineConfig(dataset=str(exported[0]), updates=300, log_every=100, val_fraction=0.3)
+    path, summary = train_offline(cfg, tmp_path / "cql", progress=False)
+    meta = json.loads(path.read_text())
+    assert meta["algo"] == "cql" and meta["allowed_actions"] == ["continue", "stop"]
+    assert meta["policy_class"] == "DQNPolicy" and summary["transitions"] > 0
+    log = (tmp_path / "cql" / "train_log.csv").read_text().splitlines()
+    assert len(log) == 4 and log[0].startswith("update,loss_td,loss_cql,val_return")
+    eps, names, _ = load_dataset(cfg)
+    assert fixed_paths(eps) and names[0] == "continue"
+    obs = np.concatenate([e["obs"] for e in eps]).astype(np.float32)
+    agent = AgentPolicy(tmp_path / "cql")
+    every = np.ones((len(obs), len(names)), dtype=bool)
+    acts = agent.predict(obs, action_masks=every)[0]
+    assert set(acts.tolist()) <= {names.index("continue"), names.index("stop")}
+    no_stop = every.copy()
+    no_stop[:, names.index("stop")] = False
+    assert (agent.predict(obs, action_masks=no_stop)[0] == names.index("continue")).all()
+    gov = load_governor(export(tmp_path / "cql", tmp_path / "gov", reference=agent, instances=str(world)))
+    mine = np.array([int(gov.predict(o, action_masks=m)[0]) for o, m in zip(obs, every, strict=True)])
+    np.testing.assert_array_equal(mine, acts)
+
+
+def test_offline_refuses_bad_input_with_one_line(tmp_path: Path, exported: tuple[Path, dict]) -> None:
+    from govgym.agents.offline import OfflineConfig, load_dataset
+    from govgym.typed import ConfigError
+
+    with pytest.raises(ConfigError, match="no dataset.json"):
+        load_dataset(OfflineConfig(dataset=str(tmp_path / "nowhere")))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "dataset.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not a dataset card"):
+        load_dataset(OfflineConfig(dataset=str(bad)))
+    (bad / "dataset.json").write_text(json.dumps({"dataset_id": "../../etc"}))
+    with pytest.raises(ConfigError, match="not a dataset id"):
+        load_dataset(OfflineConfig(dataset=str(bad)))
+    with pytest.raises(ConfigError, match="net_arch"):
+        OfflineConfig(net_arch=[0])
+    with pytest.raises(ConfigError, match="alpha"):
+        OfflineConfig(alpha=-1)
 
 
 def test_world_jobs_in_process(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -346,6 +424,13 @@ def test_world_jobs_in_process(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert "under one interval" in capsys.readouterr().err and not out.exists()
     assert main(["dataset", "export", f"corpus={tmp_path / 'none'}"]) == 2
     assert "collect-world" in capsys.readouterr().err
+    assert main(["dataset", "headroom", f"corpus={tmp_path / 'none'}", "tolerance=0.005"]) == 2
+    assert "collection.json" in capsys.readouterr().err
+    assert main(["dataset", "headroom", "tolerance=lots"]) == 2
+    assert "not a number" in capsys.readouterr().err
+    assert main(["offline", f"dataset={tmp_path / 'none'}", "--out", str(tmp_path / "cql")]) == 2
+    err = capsys.readouterr().err
+    assert "no dataset.json" in err and "Traceback" not in err and not (tmp_path / "cql").exists()
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from typing import Any
 from govgym.agents.curvetrain import CurveFitConfig
 from govgym.agents.evaluate import EvalConfig
 from govgym.agents.levermap import MapConfig
+from govgym.agents.offline import OfflineConfig
 from govgym.agents.sim2real import Sim2RealConfig
 from govgym.agents.train import TrainConfig
 from govgym.cli.options import (
@@ -216,6 +217,12 @@ def _fit_curve(inv: Invocation) -> None:
     fit_curve_job(inv.job, inv.out)
 
 
+def _offline(inv: Invocation) -> None:
+    from govgym.cli.fastjobs import offline_job
+
+    offline_job(inv.job, inv.out, progress=inv.progress)
+
+
 def _sim2real(inv: Invocation) -> None:
     from govgym.cli.fastjobs import sim2real_job
 
@@ -405,6 +412,15 @@ COMMANDS = [
         _fit_curve,
         "runs/curve",
         "folder for curve_model.json (the model) and fit.json (its out-of-fold calibration)",
+    ),
+    Command(
+        "offline",
+        "learn a stop-only governor by offline RL (discrete CQL, torchrl) on a `dataset export` Minari dataset",
+        (OfflineConfig,),
+        _offline,
+        "runs/offline",
+        "folder for the agent (agent.json, policy.safetensors, obs_norm.json) and train_log.csv",
+        progress=True,
     ),
     Command(
         "sim2real",

@@ -1,4 +1,5 @@
-"""CLI jobs of the fast backend: fit it from real step trees; compare it with the real env (sim-to-real)."""
+"""CLI jobs of the learned models: the fast backend (fit it from real step trees; compare it with the real env),
+the curve predictor, the offline-RL governor."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def sim2real_job(cfg: Any, out: Path, progress: bool = True) -> dict[str, Any]:
     return s
 
 
-__all__ = ["fit_fast_job", "sim2real_job"]
+__all__ = ["fit_curve_job", "fit_fast_job", "offline_job", "sim2real_job"]
 
 
 def fit_curve_job(cfg: Any, out: Path) -> Path:
@@ -90,4 +91,34 @@ def fit_curve_job(cfg: Any, out: Path) -> Path:
     path = model.save(out / "curve_model.json")
     write_json(out / "fit.json", report)
     print(f"wrote {path} and {out / 'fit.json'}")
+    return path
+
+
+def offline_job(cfg: Any, out: Path, progress: bool = True) -> Path:
+    """Learn the offline CQL governor; print its validation against the fixed run and the best stop."""
+    from govgym.agents.offline import train_offline
+
+    path, s = train_offline(cfg, out, progress=progress)
+    print(
+        f"learned from {s['transitions']} continue/stop transitions of {s['train_units']} units; "
+        f"validated on the fixed runs of {s['val_units']} held-out units:"
+    )
+    print(
+        format_table(
+            [
+                {"policy": "fixed budget", "return": s["val_fixed_return"], "stops at (share of run)": 1.0},
+                {
+                    "policy": "offline CQL",
+                    "return": s["val_return"],
+                    "stops at (share of run)": s["val_stop_frac"],
+                },
+                {
+                    "policy": "hindsight-best stop",
+                    "return": s["val_best_stop_return"],
+                    "stops at (share of run)": "",
+                },
+            ]
+        )
+    )
+    print(f"wrote {path} and {out / 'train_log.csv'}")
     return path
