@@ -26,7 +26,7 @@ from govgym.agents.shield import Shielded
 from govgym.efficiency.signals import FEATURE_NAMES
 from govgym.envs.finetune_env import FineTuneEnv
 from govgym.envs.instances import load_instances
-from govgym.envs.memo import load_tree, memo_folder, save_tree, worker_threads
+from govgym.envs.memo import load_tree, memo_folder, save_tree, stray_memo_warning, worker_threads
 from govgym.typed import ConfigError, check_choice, check_range
 
 
@@ -156,6 +156,7 @@ def run_tasks(
     threads = worker_threads(workers)
     if memo:
         memo = str(memo_folder(memo, instances, threads))
+        stray_memo_warning(Path(memo), workers)
     if backend == "ray":  # Ray's worker processes need not share our working directory
         instances = str(Path(instances).resolve()) if instances else instances
         memo = str(Path(memo).resolve()) if memo else memo

@@ -81,6 +81,30 @@ def grid_specs(heuristics: list[str] | None = None) -> list[Any]:
     return specs
 
 
+def grid_rows(specs: list[Any], rows: list[dict[str, Any]], score: str) -> list[dict[str, Any]]:
+    """Each grid point's mean and spread of ``score`` over its episode rows.
+
+    Equal quality is undefined where the fixed run itself errored (``eq_return`` nan): those episodes are
+    left out, as ``govgym evaluate`` leaves them out, instead of making every point's mean nan.
+    """
+    by_label: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        by_label[r["policy"]].append(r[score])
+    grid = []
+    for s in specs:
+        vals = [v for v in by_label[s.label] if np.isfinite(v)]
+        grid.append(
+            {
+                "heuristic": s.name,
+                "knobs": ",".join(f"{k}={v}" for k, v in s.knobs) or "-",
+                "mean_return": float(np.mean(vals)) if vals else float("nan"),
+                "std_return": float(np.std(vals)) if vals else float("nan"),
+                "episodes": len(vals),
+            }
+        )
+    return grid
+
+
 def tune(
     out: Path,
     instances: str = "",
@@ -128,24 +152,7 @@ def tune(
         ray_address=ray_address,
         tolerance=tolerance if eq else None,
     )
-    rows = episode_rows(results, tolerance)
-    score = "eq_return" if eq else "return"
-    by_label: dict[str, list[float]] = defaultdict(list)
-    for r in rows:
-        by_label[r["policy"]].append(r[score])
-    grid = []
-    for s in specs:
-        # equal quality is undefined where the fixed run itself errored (eq_return nan): left out, as evaluate does
-        vals = [v for v in by_label[s.label] if np.isfinite(v)]
-        grid.append(
-            {
-                "heuristic": s.name,
-                "knobs": ",".join(f"{k}={v}" for k, v in s.knobs) or "-",
-                "mean_return": float(np.mean(vals)) if vals else float("nan"),
-                "std_return": float(np.std(vals)) if vals else float("nan"),
-                "episodes": len(vals),
-            }
-        )
+    grid = grid_rows(specs, episode_rows(results, tolerance), "eq_return" if eq else "return")
     best: dict[str, dict[str, Any]] = {}
     summary = []
     for name in tuned:
@@ -199,4 +206,4 @@ def tune(
     return {"best": best, "grid": grid, "summary": summary}
 
 
-__all__ = ["GRID", "grid_specs", "tune"]
+__all__ = ["GRID", "grid_rows", "grid_specs", "tune"]

@@ -245,6 +245,32 @@ def memo_siblings(folder: Path) -> list[Path]:
     return [folder] + sorted(p for p in folder.parent.glob(f"{base}-t*") if p != folder)
 
 
+def stray_memo_warning(folder: Path, workers: int) -> str:
+    """Warn (and return the warning) when ``folder`` holds no saved tree but a sibling namespace does.
+
+    The trees are exact only at the thread count that made them, so ``workers`` decides which namespace is
+    read: ``tune workers=1`` on 2 cores reads ``-t2`` and would re-run for real every step that a
+    ``workers=2`` collection saved under ``-t1``. Names the ``workers`` that reads them. '' = nothing to say.
+    """
+    if any(folder.glob(f"*{TREE_SUFFIX}")):
+        return ""
+    found = [p for p in memo_siblings(folder)[1:] if any(p.glob(f"*{TREE_SUFFIX}"))]
+    if not found:
+        return ""
+    hints = []
+    for p in found:
+        t = int(p.name.rsplit("-t", 1)[1]) if p.name.rsplit("-t", 1)[-1].isdigit() else 0
+        w = (os.cpu_count() or 1) // t if t else 0
+        hints.append(f"{p.name} ({t} torch threads: workers={w})" if w >= 1 else p.name)
+    msg = (
+        f"memo: {folder} holds no saved steps at {worker_threads(workers)} torch threads (workers={workers}), but "
+        f"{', '.join(hints)} does: steps saved there are exact only at their own thread count and will be run "
+        "again for real. Pass the workers named to reuse them."
+    )
+    warnings.warn(msg, stacklevel=2)
+    return msg
+
+
 TREE_FORMAT = "govgym-memo-tree"
 TREE_VERSION = 2
 """2: JSON behind a content hash (1 was a pickle, no longer read: a memo is a cache, recomputed)."""
@@ -448,6 +474,7 @@ __all__ = [
     "memo_folder",
     "memo_namespace",
     "memo_siblings",
+    "stray_memo_warning",
     "save_tree",
     "tree_fixed_final_eval",
     "tree_path",

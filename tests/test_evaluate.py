@@ -351,3 +351,22 @@ def test_evaluate_and_tune_cli(cache):
     assert (cache / "e" / "leaderboard.json").is_file()  # a bad call leaves earlier results alone
     r = run_cli(["tune", "--help"], env, check=False)
     assert r.returncode == 0 and "--write" in r.stdout
+
+
+def test_equal_quality_grid_leaves_out_pairs_whose_fixed_run_errored():
+    """A fixed run that OOMed leaves equal quality undefined (nan) for its pair; before, it made every grid
+    point's mean nan and the tuner kept an arbitrary point. Now those pairs are left out, as evaluate does."""
+    from govgym.agents.tune import grid_rows, grid_specs
+
+    specs = [s for s in grid_specs(["patience"]) if s.name == "patience"][:2]
+    lo, hi = specs[0].label, specs[1].label
+    rows = [
+        {"policy": lo, "eq_return": 0.2},
+        {"policy": lo, "eq_return": float("nan")},  # the OOMed fixed run's pair
+        {"policy": hi, "eq_return": 0.5},
+        {"policy": hi, "eq_return": float("nan")},
+    ]
+    grid = grid_rows(specs, rows, "eq_return")
+    assert [g["mean_return"] for g in grid] == [0.2, 0.5] and [g["episodes"] for g in grid] == [1, 1]
+    nothing = grid_rows(specs, [{"policy": lo, "eq_return": float("nan")}], "eq_return")
+    assert np.isnan(nothing[0]["mean_return"]) and nothing[0]["episodes"] == 0 and nothing[1]["episodes"] == 0

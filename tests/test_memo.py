@@ -210,3 +210,24 @@ def test_a_stop_is_derived_from_its_parent_exactly():
         assert (derived.reward, derived.terminated, derived.truncated) == (r, term, trunc)
         assert derived.info == _keep(info)
         assert np.array_equal(derived.mask, env.action_masks())
+
+
+def test_a_memo_saved_at_another_thread_count_is_named_not_silently_missed(tmp_path):
+    """`tune workers=1` on 2 cores reads the -t2 namespace; trees a workers=2 run saved under -t1 would be run
+    again for real without a word. Now a warning names the namespace that holds them and the workers that reads it."""
+    import warnings
+
+    from govgym.envs.memo import stray_memo_warning
+
+    saved, wanted = tmp_path / "instances_v2-abc123-t1", tmp_path / "instances_v2-abc123-t2"
+    saved.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert stray_memo_warning(wanted, workers=1) == ""  # nothing saved anywhere: nothing to say
+    (saved / "x-0.tree").write_text("{}")
+    with pytest.warns(UserWarning, match="instances_v2-abc123-t1") as rec:
+        msg = stray_memo_warning(wanted, workers=1)
+    assert "run again for real" in msg and "1 torch threads" in str(rec[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert stray_memo_warning(saved, workers=2) == ""  # reading the namespace that holds them: silent
