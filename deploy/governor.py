@@ -72,7 +72,10 @@ class Governor:
         if self.kind == "heuristic":
             h = meta["heuristic"]
             self._heuristic = make_policy(h["name"], self.action_names, **dict(h["knobs"]))
+            # a rule whose stop is a fitted model (learned_curve) stays shielded when exported, as in evaluate
+            self.learned = getattr(self._heuristic, "learned", False) is True
             return
+        self.learned = True
         allowed = meta.get("allowed_actions")
         try:  # a stop-only agent (train levers=false) stays one when exported
             self.allowed = None if allowed is None else allowed_mask(self.action_names, allowed)

@@ -249,6 +249,12 @@ def test_new_rules_are_tuned_exported_and_loaded(tmp_path):
         i = first_stop(gov, episode(power_law))  # the v1 actions (K = 20) of the packaged instance set
         # curve_extrapolation stops on the power law; early_stopping never does (every eval improves)
         assert (i is not None and 0 < i < 50) if spec.startswith("curve") else i is None
+    # a rule whose stop is a fitted model stays a learned governor when exported: shielded by default
+    export("learned_curve", tmp_path / "lc")
+    lc = load_governor(tmp_path / "lc")
+    assert lc.kind == "heuristic" and lc.learned and is_learned(lc)
+    cb = GovernorCallback(str(tmp_path / "lc"), budget_flops=1e12, interval_steps=5)
+    assert isinstance(cb.governor, Shielded) and cb.shielded  # it was not, before: a heuristic-kind artifact
 
 
 def test_curve_extrapolation_runs_a_real_episode(module_cache):
