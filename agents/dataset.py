@@ -340,6 +340,7 @@ def export_dataset(cfg: ExportConfig, out: Path) -> dict[str, Any]:
         "by_base": count(lambda e: e["instance"].draw.get("base", "?")),
         "by_family": count(lambda e: e["instance"].family),
         "instances": iset.source,
+        "action_names": list(names),  # what the Minari action indices mean (govgym offline reads them)
         "code": _code_version(),
         "python": platform.python_version(),
         "minari_version": minari_version,

@@ -55,8 +55,11 @@ class OfflineConfig:
     instances: str = ""
     """Instance-set YAML the dataset was collected on, for its action names ('' = the one dataset.json names,
     else the packaged configs/instances_v2.yaml)."""
-    alpha: float = 1.0
-    """Weight of the CQL term (0 = plain offline DQN, which overrates actions the data rarely took)."""
+    alpha: float = 0.0
+    """Weight of the CQL term. 0 (plain offline Q-learning) validated best on FineTune-v2's corpus: ``stop``'s
+    value is exact (0, terminal) and it is the data's rare action, so the term only delays stops
+    (docs/results_v2.md: 0.106 at 0 vs 0.040 at 0.03 and -0.086 at 0.3). Raise it for data whose rare
+    actions' values must be extrapolated."""
     gamma: float = 1.0
     """Discount: 1.0, an episode's return is a sum over its intervals (as ``govgym train``)."""
     learning_rate: float = 3e-4

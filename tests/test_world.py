@@ -367,19 +367,24 @@ def test_offline_cql_learns_a_stop_only_agent_that_loads_and_exports(
     """``govgym offline`` on the exported Minari dataset: a DQNPolicy agent folder (algo cql) that
     AgentPolicy and the exported numpy Governor load, act alike, and never pull a lever."""
     pytest.importorskip("torchrl")
-    from govgym.agents.offline import OfflineConfig, fixed_paths, load_dataset, train_offline
+    from govgym.agents.offline import OfflineConfig, fixed_paths, load_dataset, stop_returns, train_offline
     from govgym.agents.policies import AgentPolicy
     from govgym.deploy.artifact import export, load_governor
 
-    cfg = OfflineConfig(dataset=str(exported[0]), updates=300, log_every=100, val_fraction=0.3)
+    cfg = OfflineConfig(dataset=str(exported[0]), alpha=1.0, updates=300, log_every=100, val_fraction=0.3)
     path, summary = train_offline(cfg, tmp_path / "cql", progress=False)
     meta = json.loads(path.read_text())
     assert meta["algo"] == "cql" and meta["allowed_actions"] == ["continue", "stop"]
     assert meta["policy_class"] == "DQNPolicy" and summary["transitions"] > 0
     log = (tmp_path / "cql" / "train_log.csv").read_text().splitlines()
     assert len(log) == 4 and log[0].startswith("update,loss_td,loss_cql,val_return")
-    eps, names, _ = load_dataset(cfg)
-    assert fixed_paths(eps) and names[0] == "continue"
+    path3 = {"rewards": np.array([0.05, 0.02, -1.0])}  # stop before the OOM's -1, at decision 2: 0.07
+    assert stop_returns(path3, np.array([False, False, True])) == pytest.approx(0.07)
+    assert stop_returns(path3, np.zeros(3, dtype=bool)) == pytest.approx(-0.93)  # no stop: to the end
+    eps, names, card = load_dataset(cfg)
+    assert (
+        fixed_paths(eps) and names[0] == "continue" and card["action_names"] == names
+    )  # the card names them
     obs = np.concatenate([e["obs"] for e in eps]).astype(np.float32)
     agent = AgentPolicy(tmp_path / "cql")
     every = np.ones((len(obs), len(names)), dtype=bool)

@@ -11,6 +11,7 @@ Subcommands (``govgym <cmd> --help`` lists each one's config keys with their doc
   replay      re-run a saved episode state and validate every observation and reward
   plot-traces eval loss vs FLOPs of recorded episodes, actions marked
   train       train an SB3 governor (MaskablePPO / PPO / DQN) on the train split; --resume after a kill
+  offline     a stop-only governor by offline RL (discrete CQL, torchrl) on a `dataset export` Minari dataset
   tune        grid-search each heuristic's knobs on the train split (mean return); writes heuristics.yaml
   evaluate    every policy x held-out instances x seeds: leaderboard (terminal, CSV/JSON) and plots
   map         what each lever (stop, reprune, switch) is worth alone and together, per instance and family
