@@ -231,7 +231,11 @@ def transitions(eps: list[dict[str, Any]], allowed: list[int]) -> dict[str, np.n
 
 def fixed_paths(eps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each unit's fixed-budget episode (every action continue): where a stop-only policy is exact."""
-    return [e for e in eps if e["policy"] == "fixed_budget" and (e["actions"] == e["actions"][0]).all()]
+    return [
+        e
+        for e in eps
+        if e["policy"] == "fixed_budget" and len(e["actions"]) and (e["actions"] == e["actions"][0]).all()
+    ]
 
 
 def stop_returns(path: dict[str, Any], stops: np.ndarray) -> float:
