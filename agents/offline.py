@@ -117,7 +117,7 @@ def _action_names(cfg: OfflineConfig, card: dict[str, Any], n: int) -> list[str]
         from govgym.envs.instances import load_instances
 
         src = cfg.instances or card.get("instances") or ""
-        if src and not Path(src).is_file():
+        if src and not Path(src).is_file():  # the card's path, written on another machine: the packaged set
             src = ""
         iset = load_instances(src or _packaged_v2())
         names = action_table([Strategy.parse(s) for s in iset.env.switch_targets])[1]
@@ -147,6 +147,10 @@ def _require(name: str) -> Any:
 def load_dataset(cfg: OfflineConfig) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
     """The dataset's episodes (obs T+1 x F, actions, rewards, ends, unit, policy), its action names, card."""
     root = Path(cfg.dataset)
+    if cfg.instances and not Path(cfg.instances).is_file():
+        raise ConfigError(
+            f"offline.instances: {cfg.instances} is not a file; name the instance-set YAML, or leave it out."
+        )
     card_path = root / "dataset.json"
     if not card_path.is_file():
         raise ConfigError(

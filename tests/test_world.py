@@ -412,6 +412,14 @@ def test_offline_refuses_bad_input_with_one_line(tmp_path: Path, exported: tuple
     (bad / "dataset.json").write_text(json.dumps({"dataset_id": "../../etc"}))
     with pytest.raises(ConfigError, match="not a dataset id"):
         load_dataset(OfflineConfig(dataset=str(bad)))
+    (bad / "dataset.json").write_text(json.dumps({"dataset_id": "govgym/x-v0"}))
+    with pytest.raises(ConfigError, match="export with minari=true"):
+        load_dataset(OfflineConfig(dataset=str(bad)))
+    (bad / "minari" / "govgym" / "x-v0").mkdir(parents=True)  # a folder minari cannot read
+    with pytest.raises(ConfigError, match="minari cannot open"):
+        load_dataset(OfflineConfig(dataset=str(bad)))
+    with pytest.raises(ConfigError, match="offline.instances"):
+        load_dataset(OfflineConfig(dataset=str(exported[0]), instances=str(tmp_path / "none.yaml")))
     with pytest.raises(ConfigError, match="net_arch"):
         OfflineConfig(net_arch=[0])
     with pytest.raises(ConfigError, match="alpha"):
