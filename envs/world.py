@@ -414,7 +414,7 @@ def write_set(data: dict[str, Any], out: Path, spec_path: str) -> Path:
     )
     lines = [head, body]
     for split in ("train", "test"):
-        lines.append(f"{split}:\n")
+        lines.append(f"{split}:\n" if data[split] else f"{split}: []\n")  # a held-out-only set stays loadable
         for inst in data[split]:
             lines.append("  - " + yaml.safe_dump(inst, default_flow_style=True, width=10**6, sort_keys=False))
     out = Path(out)

@@ -101,6 +101,13 @@ def test_generate_is_reproducible_and_validated(tmp_path: Path) -> None:
             assert cap == 0 or cap >= min(inst.draw["peaks_mb"].values())
         if inst.cap_mb:
             assert inst.cap_mb >= inst.draw["peaks_mb"][inst.start_strategy]
+    # a held-out-only set (fresh draws of one split, no train instances) is written loadable
+    only_b = {"train": {"count": 0}, "a": {"count": 0}, "b": {"count": 3}, "c": {"count": 0}}
+    d = write_set(
+        generate(load_spec(spec_path, {**only_b, "seed": 2}), fixed_peaks), tmp_path / "d.yaml", "w.yaml"
+    )
+    s = load_instances(d)
+    assert s.train == [] and len(s.split("test-b")) == 3
 
 
 def test_generate_redraws_or_refuses_unrunnable_budgets(tmp_path: Path) -> None:
