@@ -114,7 +114,8 @@ def headroom(corpus: Path, tolerance: float = 0.0) -> dict[str, Any]:
         for h in HEURISTIC_POLICIES
         if any(h in r for r in rows)
     }
-    best = max(means, key=means.get)
+    # a corpus collected without heuristics (collect-world heuristics=[]): the fixed run stands in
+    best = max(means, key=means.get) if means else "fixed_budget"
     for r in rows:
         r["heuristic"] = r.get(best, r["fixed"])
         r["oracle_gap"] = r["oracle"] - r["heuristic"]
