@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -290,34 +288,17 @@ def ensure_encoder(cfg: EncoderConfig, progress: bool = True) -> Path:
     stdlib with the same recipe is reused (as the bases are), since the cache is what makes results
     reproducible across a Python update.
     """
-    from filelock import FileLock
-
     from govgym.efficiency import corpus
-    from govgym.efficiency.basemodel import clean_stale_tmp, progress_bars, short_hash
+    from govgym.efficiency.basemodel import progress_bars, short_hash
+    from govgym.efficiency.cachebuild import build_once
 
     current = corpus.current_manifest()
-    key = short_hash(recipe(cfg))
-    root = cache_root(cfg)
-    clean_stale_tmp(root)  # left by a build killed mid-way
-    final = root / f"{key}-{current['hash'][:10]}"
-    if not _is_complete(final):
-        others = sorted(p for p in root.glob(f"{key}-*") if _is_complete(p)) if root.is_dir() else []
-        final = others[0] if others else final
-    if not _is_complete(final):
-        (root / ".locks").mkdir(parents=True, exist_ok=True)
-        with FileLock(str(root / ".locks" / f"{final.name}.lock")):  # a second process waits, then reuses
-            if not _is_complete(final):
-                tmp = root / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-                tmp.mkdir()
-                try:
-                    with progress_bars(progress):
-                        _build(cfg, current, tmp, progress)
-                    os.rename(tmp, final)  # atomic: readers see no folder or a complete one
-                except OSError:
-                    if not _is_complete(final):
-                        raise
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
+
+    def build(tmp: Path) -> None:
+        with progress_bars(progress):
+            _build(cfg, current, tmp, progress)
+
+    final = build_once(cache_root(cfg), short_hash(recipe(cfg)), current["hash"], _is_complete, build)
     check_encoder(final, cfg)
     return final
 

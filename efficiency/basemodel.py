@@ -12,10 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -40,6 +37,7 @@ from govgym import __version__
 from govgym.efficiency import corpus
 from govgym.efficiency.architectures import _new_model
 from govgym.efficiency.bases import LORA_TARGETS, WORLD_BASES  # noqa: F401  (public here too)
+from govgym.efficiency.cachebuild import build_once, clean_stale_tmp  # noqa: F401  (clean_stale_tmp: callers import it here)
 from govgym.efficiency.config import RunConfig, default_cache_dir
 from govgym.typed import ConfigError
 
@@ -270,33 +268,19 @@ def base_manifest_diff(base_dir: Path, current: dict[str, Any] | None = None) ->
 
 def ensure_base(cfg: RunConfig, progress: bool) -> tuple[Path, dict[str, Any], dict[str, Any]]:
     """Find or build the base; returns (dir, its saved manifest, diff against this machine)."""
-    from filelock import FileLock
-
     current = corpus.current_manifest()
-    recipe_key = short_hash(_base_recipe(cfg))
-    root = default_cache_dir(cfg) / "base"
-    clean_stale_tmp(root)  # left by a build killed mid-way (kill -9 during prepare)
-    final = root / f"{recipe_key}-{current['hash'][:10]}"
-    if not _is_complete(final):
-        # Same recipe built from a different stdlib (another machine, a Python update): reuse it, since
-        # the cache is what makes results reproducible, and report the difference below.
-        others = sorted(p for p in root.glob(f"{recipe_key}-*") if _is_complete(p)) if root.is_dir() else []
-        final = others[0] if others else final
-    if not _is_complete(final):
-        (root / ".locks").mkdir(parents=True, exist_ok=True)
-        with FileLock(str(root / ".locks" / f"{final.name}.lock")):  # a second process waits, then reuses
-            if not _is_complete(final):
-                logger.info("building the embedded base model in %s (first use; ~2 min on 2 cores)", final)
-                tmp = root / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-                tmp.mkdir()
-                try:
-                    _build_base(cfg, current, tmp, progress)
-                    os.rename(tmp, final)  # atomic: readers see no dir or a complete one
-                except OSError:
-                    if not _is_complete(final):
-                        raise
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
+    # the same recipe built from a different stdlib (another machine, a Python update) is reused, and the
+    # difference reported below
+    final = build_once(
+        default_cache_dir(cfg) / "base",
+        short_hash(_base_recipe(cfg)),
+        current["hash"],
+        _is_complete,
+        lambda tmp: _build_base(cfg, current, tmp, progress),
+        lambda path: logger.info(
+            "building the embedded base model in %s (first use; ~2 min on 2 cores)", path
+        ),
+    )
     saved = corpus.load_manifest(final / "manifest.json")
     diff = corpus.manifest_diff(saved, current)
     if not diff["match"]:
@@ -325,29 +309,6 @@ def build_base_model(cfg: RunConfig, progress: bool = True) -> Path:
         return Path(cfg.model.source).expanduser()
     with progress_bars(progress):
         return ensure_base(cfg, progress)[0]
-
-
-def clean_stale_tmp(root: Path) -> None:
-    """Remove ``.tmp-<name>-<pid>-<uid>`` build folders whose process is gone (killed mid-build).
-
-    A build writes into such a folder and renames it into place; a ``kill -9`` leaves it behind. A
-    folder of a live process (a concurrent build) is kept.
-    """
-    if not root.is_dir():
-        return
-    for tmp in root.glob(".tmp-*"):
-        parts = tmp.name.rsplit("-", 2)
-        if len(parts) != 3 or not parts[1].isdigit():
-            continue
-        pid = int(parts[1])
-        if pid == os.getpid():
-            continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        except (PermissionError, OSError):
-            continue  # alive under another user, or unknown: leave it
 
 
 def _causal_lm_check(path: Path) -> None:
