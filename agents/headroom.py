@@ -27,14 +27,34 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from govgym.typed import ConfigError
+from govgym.typed import ConfigError, check_range
 
 HEURISTIC_POLICIES = ("marginal_gain", "patience", "zeus", "memory_reactive")
+
+
+@dataclass
+class HeadroomConfig:
+    """What ``govgym dataset headroom`` reads."""
+
+    corpus: str = "runs/corpus_v2"
+    """Folder written by ``govgym collect-world`` (episodes/, memo/, collection.json); any split."""
+    tolerance: float = 0.0
+    """> 0: add the equal-quality bounds at this tolerance (e.g. 0.005): the least FLOPs to the fixed run's
+    final eval within it, stop-only and over any explored schedule (0 = the price columns only)."""
+
+    def __post_init__(self) -> None:
+        check_range("headroom.tolerance", self.tolerance, 0.0, 0.5)
+        if not (Path(self.corpus) / "collection.json").is_file():
+            raise ConfigError(
+                f"corpus: {self.corpus!r} holds no collection.json; point it at the folder `govgym collect-world "
+                "out=...` wrote."
+            )
 
 
 def _best_stop(rewards: list[float], error: str) -> float:
@@ -153,4 +173,4 @@ def headroom(corpus: Path, tolerance: float = 0.0) -> dict[str, Any]:
     }
 
 
-__all__ = ["headroom", "unit_rows"]
+__all__ = ["HeadroomConfig", "eq_fracs", "headroom", "unit_rows"]

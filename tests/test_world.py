@@ -447,7 +447,7 @@ def test_world_jobs_in_process(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert main(["dataset", "headroom", f"corpus={tmp_path / 'none'}", "tolerance=0.005"]) == 2
     assert "collection.json" in capsys.readouterr().err
     assert main(["dataset", "headroom", "tolerance=lots"]) == 2
-    assert "not a number" in capsys.readouterr().err
+    assert "tolerance: expected a number" in capsys.readouterr().err
     assert main(["offline", f"dataset={tmp_path / 'none'}", "--out", str(tmp_path / "cql")]) == 2
     err = capsys.readouterr().err
     assert "no dataset.json" in err and "Traceback" not in err and not (tmp_path / "cql").exists()

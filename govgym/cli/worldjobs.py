@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from govgym.errors import USER_ERRORS
-from govgym.typed import ConfigError, from_dict, keys_help, parse_overrides
+from govgym.typed import from_dict, keys_help, parse_overrides
 
 COMMANDS = ("instances", "collect-world", "dataset")
 """First words of the command lines handled here (``govgym <word> ...``)."""
@@ -25,6 +25,7 @@ COMMANDS = ("instances", "collect-world", "dataset")
 def _parser() -> argparse.ArgumentParser:
     from govgym.agents.collection import CollectWorldConfig
     from govgym.agents.dataset import ExportConfig
+    from govgym.agents.headroom import HeadroomConfig
 
     fmt = argparse.RawDescriptionHelpFormatter
     ap = argparse.ArgumentParser(prog="govgym", description=__doc__, formatter_class=fmt)
@@ -68,8 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     hr = ds.add_parser(
         "headroom",
         help="oracle (best stop) and best explored schedule vs the best heuristic, per family and task",
-        epilog="key=value: corpus=FOLDER (a collect-world output); tolerance=0.005 adds the equal-quality "
-        "bounds (least FLOPs to the fixed run's final eval within the tolerance: stop-only, any explored schedule)",
+        epilog=f"config keys (key=value; defaults shown):\n{keys_help(HeadroomConfig)}",
         formatter_class=fmt,
     )
     hr.add_argument("--out", default="runs/headroom", help="folder for headroom.json and headroom_*.csv")
@@ -94,7 +94,9 @@ def main(argv: list[str]) -> int:
             )
             return 0
         if args.action == "headroom":
-            return _headroom(pairs, Path(args.out))
+            from govgym.agents.headroom import HeadroomConfig
+
+            return _headroom(from_dict(HeadroomConfig, pairs), Path(args.out))
         from govgym.agents.dataset import ExportConfig, export_dataset
 
         s = export_dataset(from_dict(ExportConfig, pairs), Path(args.out))
@@ -105,29 +107,11 @@ def main(argv: list[str]) -> int:
         return 2
 
 
-def _headroom(pairs: dict[str, Any], out: Path) -> int:
+def _headroom(cfg: Any, out: Path) -> int:
     from govgym.agents.headroom import headroom
     from govgym.results import format_table, write_json, write_rows
-    from govgym.typed import check_range
 
-    unknown = sorted(set(pairs) - {"corpus", "tolerance"})
-    if unknown:
-        raise ConfigError(
-            f"dataset headroom: unknown key(s) {', '.join(unknown)}; the keys are corpus and tolerance."
-        )
-    try:
-        tolerance = float(pairs.get("tolerance", 0.0))
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"dataset headroom: tolerance={pairs['tolerance']!r} is not a number (e.g. 0.005)."
-        ) from None
-    check_range("dataset headroom.tolerance", tolerance, 0.0, 0.5)
-    corpus = Path(str(pairs.get("corpus", "runs/corpus_v2")))
-    if not (corpus / "collection.json").is_file():
-        raise ConfigError(
-            f"dataset headroom: corpus={corpus} holds no collection.json; name a `govgym collect-world` folder."
-        )
-    h = headroom(corpus, tolerance)
+    h = headroom(Path(cfg.corpus), cfg.tolerance)
     print(
         f"best heuristic (highest mean return over the corpus): {h['best_heuristic']}  {h['heuristic_means']}"
     )
