@@ -1,7 +1,7 @@
 """The table of subcommands: each one's name, help, config keys, flags and job function.
 
 ``govgym/cli/__init__.py`` builds the parser from ``COMMANDS`` and runs ``command.run(invocation)``;
-adding a subcommand is one ``Command`` here and one job function. A job function takes the parsed
+adding a subcommand is one ``Command`` here and one job function (``govgym/cli/jobs.py``). A job function takes the parsed
 ``Invocation`` (flags, the subcommand's own validated config, the run config where it takes one) and
 returns an exit status (None = 0). Heavy modules are imported inside the job functions, so that
 ``govgym <cmd> --help`` and a refused key stay fast.
@@ -21,6 +21,7 @@ from govgym.agents.levermap import MapConfig
 from govgym.agents.offline import OfflineConfig
 from govgym.agents.sim2real import Sim2RealConfig
 from govgym.agents.train import TrainConfig
+from govgym.cli import jobs
 from govgym.cli.options import (
     CollectJob,
     DemoJob,
@@ -98,182 +99,20 @@ class Command:
     """Takes --no-progress."""
 
 
-# ---------------------------------------------------------------------------- job functions
-def _prepare(inv: Invocation) -> None:
-    from govgym.cli import reports
-
-    reports.prepare(inv.cfg)
-
-
-def _run(inv: Invocation) -> None:
-    from govgym.cli import reports
-
-    reports.fixed_budget_run(inv.cfg, inv.out, inv.job.interval, inv.job.budget_flops)
-
-
-def _strategies(inv: Invocation) -> None:
-    from govgym.cli import reports
-
-    reports.strategy_table(inv.cfg, inv.out, inv.job.steps, inv.job.only or None)
-
-
-def _prune(inv: Invocation) -> None:
-    from govgym.cli import reports
-
-    reports.prune_noise(inv.cfg, inv.out, inv.job.fraction, inv.job.warm_steps)
-
-
-def _switch(inv: Invocation) -> None:
-    from govgym.cli import reports
-
-    reports.switch_curves(inv.cfg, inv.out, inv.job.steps)
-
-
-def _deploy(inv: Invocation) -> None:
-    from govgym.cli.deployjobs import deploy_compare
-
-    deploy_compare(inv.cfg, inv.out, inv.job, progress=inv.progress)
-
-
-def _collect(inv: Invocation) -> None:
-    from govgym.cli import envjobs
-
-    job = inv.job
-    envjobs.collect(
-        job.instances or None,
-        job.split,
-        job.policies,
-        job.episodes,
-        inv.out,
-        job.seed,
-        progress=inv.progress,
-        workers=job.workers,
-        backend=job.backend,
-        ray_address=job.ray_address,
-    )
-
-
-def _replay(inv: Invocation) -> int:
-    from govgym.cli import envjobs
-
-    return 0 if envjobs.replay_state(Path(inv.args.state), inv.job.instances or None)["valid"] else 1
-
-
-def _plot_traces(inv: Invocation) -> None:
-    from govgym.cli import envjobs
-
-    print(f"wrote {envjobs.plot_traces(Path(inv.args.traces), inv.out, inv.job.max_episodes)}")
-
-
-def _train(inv: Invocation) -> None:
-    from govgym.agents.train import train
-
-    print(f"wrote {train(inv.job, inv.out, resume=inv.args.resume, progress=inv.progress)}")
-
-
-def _tune(inv: Invocation) -> None:
-    from govgym.agents.tune import tune
-
-    job = inv.job
-    tune(
-        inv.out,
-        job.instances,
-        job.seeds,
-        job.workers,
-        inv.args.write,
-        progress=inv.progress,
-        memo=job.memo,
-        backend=job.backend,
-        ray_address=job.ray_address,
-        objective=job.objective,
-        tolerance=job.tolerance,
-        heuristics=job.heuristics,
-        knobs=job.knobs,
-    )
-
-
-def _evaluate(inv: Invocation) -> None:
-    from govgym.agents.evaluate import evaluate
-
-    inv.job.policies = [*inv.job.policies, *inv.args.agent]
-    evaluate(inv.job, inv.out, progress=inv.progress)
-
-
-def _map(inv: Invocation) -> None:
-    from govgym.agents.levermap import lever_map
-
-    lever_map(inv.job, inv.out, progress=inv.progress)
-
-
-def _fit_fast(inv: Invocation) -> None:
-    from govgym.cli.fastjobs import fit_fast_job
-
-    fit_fast_job(inv.job, inv.out)
-
-
-def _fit_curve(inv: Invocation) -> None:
-    from govgym.cli.fastjobs import fit_curve_job
-
-    fit_curve_job(inv.job, inv.out)
-
-
-def _offline(inv: Invocation) -> None:
-    from govgym.cli.fastjobs import offline_job
-
-    offline_job(inv.job, inv.out, progress=inv.progress)
-
-
-def _sim2real(inv: Invocation) -> None:
-    from govgym.cli.fastjobs import sim2real_job
-
-    sim2real_job(inv.job, inv.out, progress=inv.progress)
-
-
-def _export(inv: Invocation) -> None:
-    from govgym.cli.deployjobs import export_governor
-
-    export_governor(inv.args.source, inv.out, inv.job.instances)
-
-
-def _transfer(inv: Invocation) -> None:
-    from govgym.deploy.transfer import transfer
-
-    transfer(inv.job, inv.out, progress=inv.progress)
-
-
-def _outside(inv: Invocation) -> None:
-    from govgym.deploy.outside import outside
-
-    outside(inv.job, inv.out, progress=inv.progress)
-
-
-def _demo(inv: Invocation) -> None:
-    from govgym.cli.demo import demo
-
-    job = inv.job
-    demo(
-        inv.out,
-        job.timesteps,
-        job.seeds,
-        job.workers,
-        job.instances,
-        inv.progress,
-        job.train_minutes,
-        job.fast_model,
-        job.randomize,
-    )
-
-
 # ---------------------------------------------------------------------------- the table
 COMMANDS = [
     Command(
-        "prepare", "build or reuse the embedded base model and data", (RunConfig,), _prepare, config=True
+        "prepare",
+        "build or reuse the embedded base model and data",
+        (RunConfig,),
+        jobs.cmd_prepare,
+        config=True,
     ),
     Command(
         "run",
         "one real fine-tuning run under a fixed budget",
         (RunJob, RunConfig),
-        _run,
+        jobs.cmd_run,
         "runs/run",
         config=True,
     ),
@@ -281,7 +120,7 @@ COMMANDS = [
         "demo",
         "the main job: train a governor, evaluate it against the heuristics on held-out runs",
         (DemoJob,),
-        _demo,
+        jobs.cmd_demo,
         "runs/demo",
         "folder for train/ (agent) and evaluate/ (leaderboard, plots)",
         progress=True,
@@ -290,7 +129,7 @@ COMMANDS = [
         "strategies",
         "per-strategy ms/step, memory by category, estimate, FLOPs vs 6ND",
         (StrategiesJob, RunConfig),
-        _strategies,
+        jobs.cmd_strategies,
         "results/strategies",
         config=True,
     ),
@@ -298,7 +137,7 @@ COMMANDS = [
         "prune",
         "noise removed by each scorer's drop-hardest prune vs random",
         (PruneJob, RunConfig),
-        _prune,
+        jobs.cmd_prune,
         "results/prune",
         config=True,
     ),
@@ -306,7 +145,7 @@ COMMANDS = [
         "switch",
         "full->LoRA->full and full->QLoRA mid-run: loss curves and plot",
         (SwitchJob, RunConfig),
-        _switch,
+        jobs.cmd_switch,
         "results/switch",
         config=True,
     ),
@@ -314,7 +153,7 @@ COMMANDS = [
         "collect",
         "run policies over an instance split; record traces (Parquet) and states (JSON)",
         (CollectJob,),
-        _collect,
+        jobs.cmd_collect,
         "runs/collect",
         "folder for traces/, states/, episodes.csv, traces.png",
         aliases=(("--policy", "policies"),),
@@ -324,14 +163,14 @@ COMMANDS = [
         "replay",
         "re-run an episode state and validate it",
         (ReplayJob,),
-        _replay,
+        jobs.cmd_replay,
         positional=(("state", "STATE.json written by collect / env.state()"),),
     ),
     Command(
         "plot-traces",
         "plot recorded episodes",
         (PlotJob,),
-        _plot_traces,
+        jobs.cmd_plot_traces,
         "traces.png",
         "the PNG to write",
         out_kind="file",
@@ -341,7 +180,7 @@ COMMANDS = [
         "train",
         "train an SB3 governor on the train split (checkpoints, TensorBoard, resume)",
         (TrainConfig,),
-        _train,
+        jobs.cmd_train,
         "runs/train",
         "folder for agent.json, policy.safetensors, obs_norm.json (the agent) and checkpoints/, tb/, "
         "final.zip, vecnormalize.pkl (resume)",
@@ -358,7 +197,7 @@ COMMANDS = [
         "tune",
         "tune the heuristics' knobs on the train split",
         (TuneJob,),
-        _tune,
+        jobs.cmd_tune,
         "runs/tune",
         "folder for heuristics.yaml and grid.csv/json",
         flags=(
@@ -375,7 +214,7 @@ COMMANDS = [
         "evaluate",
         "policies x held-out instances x seeds: leaderboard and plots",
         (EvalConfig,),
-        _evaluate,
+        jobs.cmd_evaluate,
         "runs/evaluate",
         "folder for leaderboard.csv/json, episodes.csv/json, PNGs",
         flags=(
@@ -392,7 +231,7 @@ COMMANDS = [
         "map",
         "the lever map: each lever's best explored schedule vs the best stop, held-out instances x seeds",
         (MapConfig,),
-        _map,
+        jobs.cmd_map,
         "runs/map",
         "folder for map.csv/json, map_families.csv/json, map_summary.json, map.png",
         progress=True,
@@ -401,7 +240,7 @@ COMMANDS = [
         "fit-fast",
         "fit the fast backend (govgym/FineTuneFast-v1) from the saved real step trees of the train split",
         (FitConfig,),
-        _fit_fast,
+        jobs.cmd_fit_fast,
         "runs/fast",
         "folder for fast_model.json (the model) and fit.json (its report)",
     ),
@@ -409,7 +248,7 @@ COMMANDS = [
         "fit-curve",
         "fit the learned curve predictor (governor learned_curve) on the corpus's fixed paths of the train split",
         (CurveFitConfig,),
-        _fit_curve,
+        jobs.cmd_fit_curve,
         "runs/curve",
         "folder for curve_model.json (the model) and fit.json (its out-of-fold calibration)",
     ),
@@ -417,7 +256,7 @@ COMMANDS = [
         "offline",
         "learn a stop-only governor by offline RL (discrete CQL, torchrl) on a `dataset export` Minari dataset",
         (OfflineConfig,),
-        _offline,
+        jobs.cmd_offline,
         "runs/offline",
         "folder for the agent (agent.json, policy.safetensors, obs_norm.json) and train_log.csv",
         progress=True,
@@ -426,7 +265,7 @@ COMMANDS = [
         "sim2real",
         "fast backend vs real env on held-out instances: per-step error, returns, policy ranking, error vs traces",
         (Sim2RealConfig,),
-        _sim2real,
+        jobs.cmd_sim2real,
         "runs/sim2real",
         "folder for sim2real.json, sim2real_policies.csv/json, sim2real_traces.csv/json, sim2real.png",
         progress=True,
@@ -435,7 +274,7 @@ COMMANDS = [
         "export",
         "a trained agent or a heuristic as a governor artifact (numpy only: no SB3, gymnasium or pickle)",
         (ExportJob,),
-        _export,
+        jobs.cmd_export,
         "governor",
         "artifact folder for governor.json and policy.safetensors",
         out_flags=("-o", "--out"),
@@ -451,7 +290,7 @@ COMMANDS = [
         "deploy",
         "HF Trainer runs: a governor (artifact or heuristic) vs the fixed budget vs EarlyStoppingCallback",
         (DeployJob, RunConfig),
-        _deploy,
+        jobs.cmd_deploy,
         "runs/deploy",
         "folder for deploy.csv/json, decisions.json, deploy.png",
         config=True,
@@ -461,7 +300,7 @@ COMMANDS = [
         "transfer",
         "each policy deployed zero-shot through GovernedTrainer at larger model sizes vs the training size",
         (TransferJob,),
-        _transfer,
+        jobs.cmd_transfer,
         "runs/transfer",
         "folder for transfer.csv/json, runs.json(l), transfer.png",
         progress=True,
@@ -470,7 +309,7 @@ COMMANDS = [
         "outside",
         "governors vs the fixed budget vs EarlyStoppingCallback on a BERT classifier no govgym run resembles",
         (OutsideJob,),
-        _outside,
+        jobs.cmd_outside,
         "runs/outside",
         "folder for outside.csv/json (per policy), outside_runs.csv/json, outside_paired.csv/json, runs.json, outside.png",
         progress=True,
