@@ -67,11 +67,14 @@ GRID: dict[str, dict[str, list[Any]]] = {
 }
 
 
-def grid_specs(heuristics: list[str] | None = None) -> list[Any]:
-    """Every grid point (of ``heuristics``; None = all) as a PolicySpec labelled ``name:knob=v,...``."""
+def grid_specs(
+    heuristics: list[str] | None = None, grid: dict[str, dict[str, list[Any]]] | None = None
+) -> list[Any]:
+    """Every grid point (of ``heuristics``; None = all) of ``grid`` (None = ``GRID``) as a PolicySpec labelled
+    ``name:knob=v,...``, after the fixed-budget run they are judged against."""
 
     specs = [PolicySpec("fixed_budget", "heuristic", "fixed_budget")]
-    for name, knobs in GRID.items():
+    for name, knobs in (GRID if grid is None else grid).items():
         if heuristics and name not in heuristics:
             continue
         keys = sorted(knobs)

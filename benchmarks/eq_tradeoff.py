@@ -36,9 +36,8 @@ import numpy as np
 
 from govgym.agents.curvepred import QUANTILES
 from govgym.agents.harness import run_tasks
-from govgym.agents.scoring import episode_rows
-from govgym.agents.specs import PolicySpec
-from govgym.agents.tune import GRID
+from govgym.agents.scoring import episode_rows, paired_bootstrap
+from govgym.agents.tune import GRID, grid_specs
 from govgym.envs.instances import load_instances
 from govgym.results import format_table, write_json, write_rows
 
@@ -62,23 +61,12 @@ EQ_GRID: dict[str, dict[str, list[Any]]] = {
 }
 
 
-def specs() -> list[PolicySpec]:
-    import itertools
-
-    out = [PolicySpec("fixed_budget", "heuristic", "fixed_budget")]
-    for name, knobs in EQ_GRID.items():
-        keys = sorted(knobs)
-        for values in itertools.product(*(knobs[k] for k in keys)):
-            kv = tuple(zip(keys, values, strict=True))
-            out.append(PolicySpec(f"{name}:" + ",".join(f"{k}={v}" for k, v in kv), "heuristic", name, kv))
-    return out
-
-
 def run(
     split: str, names: list[str], seeds: list[int], memo: str, tol: float, workers: int
 ) -> tuple[list, int]:
+    specs = grid_specs(grid=EQ_GRID)
     results = run_tasks(
-        INSTANCES, split, names, seeds, specs(), workers, desc=split, progress=True, memo=memo, tolerance=tol
+        INSTANCES, split, names, seeds, specs, workers, desc=split, progress=True, memo=memo, tolerance=tol
     )
     return episode_rows(results, tol), sum(r["real_steps"] for r in results)
 
@@ -105,21 +93,6 @@ def point(pairs: dict, policy: str) -> dict[str, float]:
 def grid_table(pairs: dict) -> list[dict[str, Any]]:
     labels = sorted({p for v in pairs.values() for p in v} - {"fixed_budget"})
     return [{"policy": p, "family": p.split(":")[0], **point(pairs, p)} for p in labels]
-
-
-def paired_ci(pairs: dict, a: str, b: str, n: int = 5000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean over pairs of (a's FLOPs share − b's), and its 95% bootstrap CI resampling instances."""
-    by_inst: dict[str, list[float]] = defaultdict(list)
-    for (inst, _), v in pairs.items():
-        by_inst[inst].append(v[a]["flops_rel"] - v[b]["flops_rel"])
-    keys = sorted(by_inst)
-    rng = np.random.default_rng(seed)
-    stats = []
-    for _ in range(n):
-        pick = rng.integers(0, len(keys), len(keys))
-        stats.append(np.mean([x for i in pick for x in by_inst[keys[i]]]))
-    mean = float(np.mean([x for k in keys for x in by_inst[k]]))
-    return mean, float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
 
 
 def main() -> None:
@@ -171,8 +144,15 @@ def main() -> None:
                 row[s] = f"{p['reduction']:.2f}x / {p['violation_rate']:.0%}"
                 row[f"{s}_reduction"], row[f"{s}_violations"] = p["reduction"], p["violation_rate"]
             if "learned_curve" in chosen and fam != "learned_curve":
-                m, lo, hi = paired_ci(pooled, pol, chosen["learned_curve"])
-                row["flops_share_minus_learned_curve"] = f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                ci = paired_bootstrap(
+                    [r for v in pooled.values() for r in v.values()],
+                    pol,
+                    chosen["learned_curve"],
+                    key="flops_rel",
+                )
+                row["flops_share_minus_learned_curve"] = (
+                    f"{ci['diff']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}]"
+                )
             oracle = float(np.mean([v["fixed_budget"]["ftq_rel"] for v in pooled.values()]))
             row["bound"] = round(1.0 / oracle, 3)
             table.append(row)
