@@ -156,7 +156,7 @@ def run_tasks(
     threads = worker_threads(workers)
     if memo:
         memo = str(memo_folder(memo, instances, threads))
-        stray_memo_warning(Path(memo), workers)
+        stray_memo_warning(Path(memo), workers, [(n, s) for s in seeds for n in names])
     if backend == "ray":  # Ray's worker processes need not share our working directory
         instances = str(Path(instances).resolve()) if instances else instances
         memo = str(Path(memo).resolve()) if memo else memo

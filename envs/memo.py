@@ -21,9 +21,7 @@ reuse each other's real steps across invocations.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -34,11 +32,16 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from govgym import __version__
 from govgym.efficiency import safefile
-from govgym.efficiency.signals import spec_hash
 from govgym.envs.finetune_env import FineTuneEnv, action_index
-from govgym.envs.instances import default_instances_path
+from govgym.envs.memonames import (  # noqa: F401  (re-exported: where callers found them)
+    TREE_SUFFIX,
+    memo_folder,
+    memo_namespace,
+    memo_siblings,
+    stray_memo_warning,
+    worker_threads,
+)
 
 # info keys kept per step: the deterministic ones (wall time would differ between a run and its memo)
 STEP_KEYS = (
@@ -211,70 +214,9 @@ def tree_fixed_final_eval(tree: EpisodeTree) -> float:
     return last
 
 
-def memo_namespace(instances_path: str | Path, threads: int) -> str:
-    """The folder name under which memoized trees of an instance set are valid.
-
-    A memo is only as exact as the code and the arithmetic that produced it: the key covers the
-    instance-set file's bytes, the observation spec, govgym's and torch's versions and the torch
-    thread count (a different reduction order changes the last bits of a loss).
-    """
-
-    h = hashlib.sha256(Path(instances_path).read_bytes())
-    h.update(f"{spec_hash()}|{__version__}|{torch.__version__}".encode())
-    return f"{Path(instances_path).stem}-{h.hexdigest()[:12]}-t{threads}"
-
-
-def worker_threads(workers: int) -> int:
-    """Torch threads per worker process when ``workers`` share this machine's cores (at least 1)."""
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
-def memo_folder(memo: str | Path, instances: str | Path | None, threads: int) -> Path:
-    """Where saved trees of an instance set (None/'' = the packaged one) live under ``memo`` at ``threads``."""
-
-    return Path(memo) / memo_namespace(instances or default_instances_path(), threads)
-
-
-def memo_siblings(folder: Path) -> list[Path]:
-    """Namespaces of the same instance set, code and versions at any thread count (``folder`` first).
-
-    Their outcomes differ from each other's only in the last bits of a loss, so they serve as
-    demonstrations (agents/pretrain.py), never as a memo for exact replay.
-    """
-    base = folder.name.rsplit("-t", 1)[0]
-    return [folder] + sorted(p for p in folder.parent.glob(f"{base}-t*") if p != folder)
-
-
-def stray_memo_warning(folder: Path, workers: int) -> str:
-    """Warn (and return the warning) when ``folder`` holds no saved tree but a sibling namespace does.
-
-    The trees are exact only at the thread count that made them, so ``workers`` decides which namespace is
-    read: ``tune workers=1`` on 2 cores reads ``-t2`` and would re-run for real every step that a
-    ``workers=2`` collection saved under ``-t1``. Names the ``workers`` that reads them. '' = nothing to say.
-    """
-    if any(folder.glob(f"*{TREE_SUFFIX}")):
-        return ""
-    found = [p for p in memo_siblings(folder)[1:] if any(p.glob(f"*{TREE_SUFFIX}"))]
-    if not found:
-        return ""
-    hints = []
-    for p in found:
-        t = int(p.name.rsplit("-t", 1)[1]) if p.name.rsplit("-t", 1)[-1].isdigit() else 0
-        w = (os.cpu_count() or 1) // t if t else 0
-        hints.append(f"{p.name} ({t} torch threads: workers={w})" if w >= 1 else p.name)
-    msg = (
-        f"memo: {folder} holds no saved steps at {worker_threads(workers)} torch threads (workers={workers}), but "
-        f"{', '.join(hints)} does: steps saved there are exact only at their own thread count and will be run "
-        "again for real. Pass the workers named to reuse them."
-    )
-    warnings.warn(msg, stacklevel=2)
-    return msg
-
-
 TREE_FORMAT = "govgym-memo-tree"
 TREE_VERSION = 2
 """2: JSON behind a content hash (1 was a pickle, no longer read: a memo is a cache, recomputed)."""
-TREE_SUFFIX = ".tree"
 
 
 def tree_path(folder: Path, instance: str, episode_seed: int) -> Path:

@@ -221,13 +221,16 @@ def test_a_memo_saved_at_another_thread_count_is_named_not_silently_missed(tmp_p
 
     saved, wanted = tmp_path / "instances_v2-abc123-t1", tmp_path / "instances_v2-abc123-t2"
     saved.mkdir()
+    units = [("x", 0), ("x", 1)]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert stray_memo_warning(wanted, workers=1) == ""  # nothing saved anywhere: nothing to say
+        assert stray_memo_warning(wanted, 1, units) == ""  # nothing saved anywhere: nothing to say
+        (saved / "other-0.tree").write_text("{}")
+        assert stray_memo_warning(wanted, 1, units) == ""  # trees of other units only: nothing to reuse
     (saved / "x-0.tree").write_text("{}")
     with pytest.warns(UserWarning, match="instances_v2-abc123-t1") as rec:
-        msg = stray_memo_warning(wanted, workers=1)
+        msg = stray_memo_warning(wanted, 1, units)
     assert "run again for real" in msg and "1 torch threads" in str(rec[0].message)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert stray_memo_warning(saved, workers=2) == ""  # reading the namespace that holds them: silent
+        assert stray_memo_warning(saved, 2, units) == ""  # reading the namespace that holds them: silent
