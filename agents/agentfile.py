@@ -41,7 +41,7 @@ from govgym.agents.specs import (
     verified_bytes,
 )
 from govgym.efficiency.signals import HIGH, LOW, normalize_obs
-from govgym.envs.actions import allowed_mask, restricted
+from govgym.envs.actions import allowed_mask, masked_argmax, restricted
 from govgym.results import atomic_write, no_nan
 from govgym.typed import ConfigError
 
@@ -290,7 +290,7 @@ class AgentPolicy:
         if self.masked_q:
             with torch.no_grad():
                 q = self.policy.q_net(torch.as_tensor(self.normalize_obs(o))).numpy()
-            a = (q if masks is None else np.where(masks, q, -np.inf)).argmax(axis=1)
+            a = masked_argmax(q, masks)
             return (a.reshape(()) if single else a), state
         kw = {} if masks is None else {"action_masks": masks}
         a, state = self.policy.predict(

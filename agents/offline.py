@@ -36,7 +36,7 @@ import numpy as np
 
 from govgym.agents.offline_data import fixed_paths, is_val, load_dataset, require, stop_returns, transitions
 from govgym.efficiency.signals import FEATURE_NAMES, HIGH, LOW, spec_hash
-from govgym.envs.actions import CONTINUE, STOP
+from govgym.envs.actions import CONTINUE, STOP, masked_argmax
 from govgym.typed import ConfigError, check_range
 
 CLIP_OBS, EPSILON = 10.0, 1e-8
@@ -167,9 +167,7 @@ def train_offline(cfg: OfflineConfig, out: Path, progress: bool = True) -> tuple
         rets, fracs = [], []
         with torch.no_grad():
             for p, o in zip(val_paths, val_obs, strict=True):
-                q = policy.q_net(o)
-                q[:, ~mask] = -torch.inf
-                stops = (q.argmax(1) == allowed[1]).numpy()
+                stops = masked_argmax(policy.q_net(o).numpy(), mask.numpy()[None]) == allowed[1]
                 rets.append(stop_returns(p, stops))
                 at = np.flatnonzero(stops)
                 fracs.append((int(at[0]) if len(at) else len(p["rewards"])) / len(p["rewards"]))

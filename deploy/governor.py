@@ -16,7 +16,7 @@ import numpy as np
 from govgym.agents.heuristics import make_policy
 from govgym.deploy.validate import ACTIVATIONS
 from govgym.efficiency.signals import normalize_obs
-from govgym.envs.actions import allowed_mask, restricted
+from govgym.envs.actions import allowed_mask, masked_argmax, restricted
 from govgym.errors import ConfigError
 
 
@@ -137,7 +137,7 @@ class Governor:
         z = self.logits(o)
         m = restricted(action_masks, self.allowed, len(o), self.n_actions) if self.masked else None
         if self.q_values:  # a masked-Q agent (govgym offline) takes the best valid and allowed action
-            a = (z if m is None else np.where(m, z, -np.inf)).argmax(axis=1)
+            a = masked_argmax(z, m)
         else:
             if m is not None:
                 z = np.where(m, z, np.float32(-1e8))  # MaskableCategorical's HUGE_NEG

@@ -100,6 +100,9 @@ __all__ = [
     "action_mask",
     "action_names",
     "action_table",
+    "allowed_mask",
+    "masked_argmax",
+    "restricted",
     "switch_target",
 ]
 
@@ -129,3 +132,8 @@ def restricted(action_masks: Any, allowed: np.ndarray | None, rows: int, n: int)
         else np.asarray(action_masks, dtype=bool).reshape(rows, n)
     )
     return m if allowed is None else m & allowed
+
+
+def masked_argmax(values: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
+    """Each row's best action among its True entries (``masks`` None: among all): a Q agent's choice."""
+    return (values if masks is None else np.where(masks, values, -np.inf)).argmax(axis=1)
