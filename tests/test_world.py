@@ -477,3 +477,20 @@ def test_world_cli_smoke(tmp_path: Path) -> None:
         [*gov, "collect-world", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert r.returncode == 0 and "defer_bases" in r.stdout and "random_episodes" in r.stdout
+
+
+def test_world_cli_takes_flags_between_settings(tmp_path: Path, capsys) -> None:
+    """`collect-world seeds=2 --no-progress out=X` parses as every other subcommand does (pairs after a
+    flag were refused as 'unrecognized arguments'); a stray word is still one clear error."""
+    from govgym.cli import main
+
+    missing = tmp_path / "none.yaml"
+    assert main(["collect-world", "seeds=2", "--no-progress", f"instances={missing}", "out=x"]) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized" not in err and "none.yaml" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+    assert main(["dataset", "headroom", "--out", str(tmp_path / "h"), f"corpus={tmp_path / 'c'}"]) == 2
+    assert "corpus" in capsys.readouterr().err and not (tmp_path / "h").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["collect-world", "--no-progress", "seeds=2", "stray"])
+    assert e.value.code == 2 and "unrecognized arguments: stray" in capsys.readouterr().err

@@ -79,9 +79,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     """Run one of this module's commands; a user error is one sentence on stderr, exit status 2."""
-    args = _parser().parse_args(argv)
+    ap = _parser()
+    # flags and pairs may be interleaved (``collect-world seeds=2 --no-progress out=x``), as in every
+    # other subcommand: argparse leaves pairs after a flag unparsed, so they are collected here
+    args, extra = ap.parse_known_args(argv)
+    stray = [a for a in [*args.overrides, *extra] if a.startswith("-") or "=" not in a]
+    if stray:
+        ap.error(f"unrecognized arguments: {' '.join(stray)} (settings are key=value; see --help)")
     try:
-        pairs = parse_overrides(args.overrides)
+        pairs = parse_overrides([*args.overrides, *extra])
         if args.cmd == "instances":
             return _generate(args, pairs)
         if args.cmd == "collect-world":
