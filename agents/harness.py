@@ -109,7 +109,9 @@ def run_task(task: tuple[Any, ...]) -> dict[str, Any]:
         if spec.shield is not None:  # a fresh shield per task: its counts are this episode's
             policy = Shielded(policy, k=spec.shield, action_names=env.action_names)
         episodes.append(run_episode(tree, policy, spec.label, tolerance).to_dict())
-    if memo and tree.new_nodes:
+    if memo and tree.real_steps:
+        # only when a step ran for real: a stop derived from its parent costs nothing to derive again,
+        # so an evaluation that ran none leaves the memo (e.g. committed held-out runs) as it was
         save_tree(tree, Path(memo))
     return {
         "instance": inst,

@@ -243,6 +243,29 @@ def test_saved_memo_is_reused_exactly(cache):
     assert b["meta"]["steps"]["real_steps"] == 0
     # equal as JSON: nan (an equal-quality figure where the fixed run itself OOMed) is not == nan
     assert json.dumps(b["rows"], sort_keys=True) == json.dumps(a["rows"], sort_keys=True)
+    # an evaluation that runs no real step leaves the memo's files as they were, even when a new stop
+    # rule derives stop nodes the trees never held (collected held-out runs stay read-only)
+    from govgym.agents.evaluate import EvalConfig, evaluate
+    from govgym.envs.memo import EpisodeTree, load_nodes, save_tree
+
+    for path in saved:  # keep the fixed path only (as a collection of fixed runs leaves it): no stop node
+        inst, seed = path.name.removesuffix(".tree").rsplit("-", 1)
+        tree = EpisodeTree(None, inst, int(seed))
+        tree.nodes = {k: v for k, v in load_nodes(path).items() if not any(k)}
+        save_tree(tree, path.parent)
+    before = {p: p.read_bytes() for p in saved}
+    cfg = EvalConfig(
+        policies=["patience:patience=2", "marginal_gain"],
+        split="train",
+        seeds=2,
+        instances=TINY,
+        workers=1,
+        max_instances=2,
+        memo=str(cache / "memo"),
+    )
+    c = evaluate(cfg, cache / "c", progress=False)
+    assert c["meta"]["steps"]["real_steps"] == 0
+    assert {p: p.read_bytes() for p in (cache / "memo").rglob("*.tree")} == before
 
 
 def test_tune_picks_the_best_grid_point(cache, monkeypatch):
