@@ -78,6 +78,7 @@ def test_evaluate_on_local_ray_equals_the_local_pool(cache):
     assert not [p for p in (cache / "memo-ray").rglob("*") if ".tmp" in p.name]
 
 
+@pytest.mark.slow  # the fast tier keeps Ray's representative: evaluate on a local Ray equals the pool
 def test_collect_on_ray_equals_one_by_one(cache):
     """collect's (policy, episode) tasks on a Ray started beforehand: the same episodes as one by one."""
     ray = pytest.importorskip("ray")
