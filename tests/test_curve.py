@@ -74,6 +74,7 @@ def test_fit_on_real_trees_and_round_trip(fitted) -> None:
     assert report["instances"] == 2 and report["rows"] >= 4
     for cov in report["oof_coverage_conformal"].values():
         assert 0.0 <= cov <= 1.0
+    assert report["oof_r2_v"] <= 1.0 and report["oof_r2_z_median"] <= 1.0  # finite skill scores
     back = load_curve_model(path)
     x = np.stack([features([_obs(0.0, 1.0), _obs(0.3, 0.8)]), features([_obs(0.0, 1.0), _obs(0.5, 0.7)])])
     q1, v1 = model.predict(x)

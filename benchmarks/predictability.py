@@ -1,0 +1,274 @@
+"""How predictable is the value of continuing from what a governor observes? (issue 20: why learners tie the rule)
+
+    python benchmarks/predictability.py a=configs/instances_v2.yaml:test-a:data/heldout_v2/a/memo \
+        b=configs/instances_v2.yaml:test-b:data/heldout_v2/b/memo ... --out runs/predictability
+
+Every decision t on a held-out fixed path (a saved step tree's all-continue prefix) has a hindsight
+target: the continuation value ``V_t = max_{s>=t} sum_{t<u<=s} r_u`` of the price objective (0 = stopping
+now is the best the path allows; the oracle stop continues exactly while V_t > 0) and
+``z_t = ln(E_final / E_t)``. Per set, on instances no predictor was fitted on:
+
+- R^2 of V (1 - squared error / variance) for: the learned curve predictor (``configs/curve_v2.json``,
+  fitted on the train corpus), and least-squares fits *on the train corpus* of V on (i) the marginal-gain
+  rule's own statistic (gain_rate_ema / lambda) and (ii) all 20 predictor inputs (linear);
+- balanced accuracy of the decision "continuing is worth something" (V_t > 0) as each governor's
+  condition makes it at that point: the tuned marginal-gain rule (continue while its gain rate >=
+  kappa x lambda), the tuned learned curve (continue while predicted V > tau), and the two linear fits
+  (threshold chosen on train for the best balanced accuracy);
+- the value at stake: mean V over the decisions where each says stop while V_t > 0;
+- and, since only a governor's *first* stop counts, each governor's stop on every fixed path: its regret
+  against the oracle stop, split into stopping too early (the path's best point still ahead: regret = V
+  at the stop) and too late (past it), with how often each happens.
+
+A null here (no input predicts V much better than the rule's statistic) says the observation does not hold
+what a learner would need to beat the rule, whatever the learner. Reads trees only: 0 real steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from govgym.agents.curvepred import INPUTS, cached_model
+from govgym.agents.curvetrain import path_rows
+from govgym.agents.harness import task_env
+from govgym.envs.fastfit import tree_index
+from govgym.envs.instances import load_instances
+from govgym.envs.memo import load_nodes
+from govgym.results import format_table, write_json, write_rows
+
+
+def rows(instances: str, split: str, memo: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(inputs, z, V, instance) of every decision on the fixed paths of ``split``'s saved trees."""
+    iset = load_instances(instances)
+    xs, zs, vs, groups = [], [], [], []
+    for inst, _seed, path in tree_index(iset, memo, split):
+        x, z, v = path_rows(load_nodes(path))
+        xs += x
+        zs += z
+        vs += v
+        groups += [inst] * len(x)
+    return np.array(xs), np.array(zs), np.array(vs), groups
+
+
+def fixed_paths(
+    instances: str, split: str, memo: str
+) -> list[tuple[list[np.ndarray], list[float], bool, str, int]]:
+    """(observations from the reset on, per-interval rewards, ended in an error, instance, episode seed) of
+    each tree's fixed path."""
+    out = []
+    for inst, seed, path in tree_index(load_instances(instances), memo, split):
+        nodes = load_nodes(path)
+        if () not in nodes:
+            continue
+        obs, rewards, prefix, err = [np.asarray(nodes[()].obs, dtype=np.float64)], [], (), False
+        while True:
+            prefix = (*prefix, 0)
+            node = nodes.get(prefix)
+            if node is None:
+                break
+            rewards.append(float(node.reward))
+            if node.info.get("error"):
+                err = True
+                break
+            obs.append(np.asarray(node.obs, dtype=np.float64))
+            if node.terminated or node.truncated:
+                break
+        if node is not None:  # the fixed path ran to its end in this tree
+            out.append((obs, rewards, err, inst, seed))
+    return out
+
+
+def first_stops(
+    paths: list[tuple[list[np.ndarray], list[float], bool]],
+    specs: list[str],
+    knobs: str,
+    action_names: list[str],
+) -> dict[str, list[dict[str, float]]]:
+    """Per governor (a ``govgym evaluate`` policy spec: a tuned heuristic, ``NAME+shield``, an agent folder),
+    per path: the regret of its first stop against the oracle stop, split early / late. The governor is the
+    policy object ``evaluate`` builds, fed the path's observations; a stop-only governor never leaves it."""
+    from govgym.agents.policies import build_policy
+    from govgym.agents.shield import Shielded
+    from govgym.agents.specs import parse_spec
+
+    stop = action_names.index("stop")
+    out: dict[str, list[dict[str, Any]]] = {}
+    for text in specs:
+        shielded = text.endswith("+shield")
+        spec = parse_spec(text.removesuffix("+shield"), knobs)
+        policy = build_policy(spec, action_names)
+        if shielded:
+            policy = Shielded(policy, action_names=action_names)
+        rows = out[spec.label + ("+shield" if shielded else "")] = []
+        for obs, rewards, err, inst, seed in paths:
+            cum = np.concatenate([[0.0], np.cumsum(rewards)])
+            n_ok = len(rewards) - (1 if err else 0)
+            best_t = int(np.argmax(cum[: n_ok + 1]))
+            t_stop = len(rewards)  # never stopped: the budget's end (or the error) decides
+            for t, o in enumerate(obs):
+                a, _ = policy.predict(o.astype(np.float32), episode_start=np.array([t == 0]))
+                if int(a) == stop:
+                    t_stop = t
+                    break
+                if int(a) != 0:
+                    raise ValueError(
+                        f"{text}: pulled lever {action_names[int(a)]}; only stop-only governors are judged here"
+                    )
+            regret = float(cum[best_t] - cum[t_stop])
+            rows.append(
+                {
+                    "instance": inst,
+                    "episode_seed": seed,
+                    "return": float(cum[t_stop]),
+                    "regret": regret,
+                    "early": regret if t_stop < best_t else 0.0,
+                    "late": regret if t_stop > best_t else 0.0,
+                    "is_early": float(t_stop < best_t),
+                    "is_late": float(t_stop > best_t),
+                }
+            )
+    return out
+
+
+RATE = ["gain_rate_ema"]
+"""The marginal-gain rule's statistic: its gain rate (``use_ema`` picks the smoothed one) over lambda."""
+
+
+def rule_stat(x: np.ndarray) -> np.ndarray:
+    g, lam = INPUTS.index(RATE[0]), INPUTS.index("lam")
+    return x[:, g] / np.maximum(x[:, lam], 1e-9)
+
+
+def design(x: np.ndarray, which: str) -> np.ndarray:
+    cols = rule_stat(x)[:, None] if which == "rule_stat" else x
+    return np.hstack([np.ones((len(x), 1)), cols])
+
+
+def r2(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(1.0 - np.mean((y - pred) ** 2) / max(float(np.var(y)), 1e-18))
+
+
+def balanced_acc(worth: np.ndarray, go_on: np.ndarray) -> float:
+    return float(0.5 * (np.mean(go_on[worth]) + np.mean(~go_on[~worth])))
+
+
+def best_threshold(score: np.ndarray, worth: np.ndarray) -> float:
+    cands = np.quantile(score, np.linspace(0.01, 0.99, 99))
+    return float(max(cands, key=lambda c: balanced_acc(worth, score > c)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("sets", nargs="+", help="NAME=INSTANCES:SPLIT:MEMO (held-out fixed paths)")
+    ap.add_argument("--train", default="configs/instances_v2.yaml:train:data/corpus_v2/memo")
+    ap.add_argument("--knobs", default="configs/heuristics_v2.yaml")
+    ap.add_argument("--model", default="", help="curve model ('' = the packaged configs/curve_v2.json)")
+    ap.add_argument(
+        "--governors",
+        nargs="+",
+        default=["marginal_gain", "patience", "early_stopping", "curve_extrapolation", "learned_curve"],
+        help="stop-only governors as `govgym evaluate` takes them (NAME, NAME+shield, label=AGENT_DIR)",
+    )
+    ap.add_argument("--out", default="runs/predictability")
+    args = ap.parse_args()
+    knobs = yaml.safe_load(Path(args.knobs).read_text())["heuristics"]
+    kappa = float(knobs["marginal_gain"]["kappa"])
+    RATE[0] = "gain_rate_ema" if knobs["marginal_gain"].get("use_ema", True) else "gain_rate"
+    tau = float(knobs["learned_curve"]["tau"])
+    model = cached_model(args.model)
+    xt, _, vt, _ = rows(*args.train.split(":"))
+    fits, thresholds = {}, {}
+    for which in ("rule_stat", "all_inputs"):
+        fits[which] = np.linalg.lstsq(design(xt, which), vt, rcond=None)[0]
+        thresholds[which] = best_threshold(design(xt, which) @ fits[which], vt > 0)
+    table = []
+    for spec in args.sets:
+        name, src = spec.split("=", 1)
+        x, z, v, groups = rows(*src.split(":"))
+        worth = v > 0
+        q, vhat = model.predict(x)
+        lin = {w: design(x, w) @ fits[w] for w in fits}
+        go_on = {
+            "marginal_gain rule": rule_stat(x) >= kappa,
+            "learned curve (V > tau)": vhat > tau,
+            "linear on rule statistic": lin["rule_stat"] > thresholds["rule_stat"],
+            "linear on all inputs": lin["all_inputs"] > thresholds["all_inputs"],
+        }
+        r2s = {
+            "marginal_gain rule": float("nan"),
+            "learned curve (V > tau)": r2(v, vhat),
+            "linear on rule statistic": r2(v, lin["rule_stat"]),
+            "linear on all inputs": r2(v, lin["all_inputs"]),
+        }
+        for who, g in go_on.items():
+            table.append(
+                {
+                    "set": name,
+                    "predictor": who,
+                    "decisions": len(v),
+                    "instances": len(set(groups)),
+                    "share_worth_continuing": float(np.mean(worth)),
+                    "r2_V": r2s[who],
+                    "balanced_acc": balanced_acc(worth, g),
+                    "stops_while_worth": float(np.mean(~g & worth)),
+                    "V_lost_per_decision": float(np.mean(np.where(~g & worth, v, 0.0))),
+                    "continues_while_not": float(np.mean(g & ~worth)),
+                }
+            )
+        table.append(
+            {
+                "set": name,
+                "predictor": "learned curve: z median",
+                "decisions": len(v),
+                "instances": len(set(groups)),
+                "share_worth_continuing": float(np.mean(worth)),
+                "r2_V": r2(z, q[:, 3]),  # R^2 of z (not V) for the record
+                "balanced_acc": float("nan"),
+                "stops_while_worth": float("nan"),
+                "V_lost_per_decision": float("nan"),
+                "continues_while_not": float("nan"),
+            }
+        )
+    print(format_table(table))
+    stops = []
+    for spec in args.sets:
+        name, src = spec.split("=", 1)
+        inst, split, memo = src.split(":")
+        names = task_env(inst, split).action_names
+        for who, rs in first_stops(fixed_paths(inst, split, memo), args.governors, args.knobs, names).items():
+            stops.append(
+                {
+                    "set": name,
+                    "governor": who,
+                    "paths": len(rs),
+                    **{
+                        k: float(np.mean([r[k] for r in rs]))
+                        for k in ("regret", "early", "late", "is_early", "is_late")
+                    },
+                }
+            )
+    print("\nfirst stop on each fixed path: regret vs the oracle stop, split into too early / too late")
+    print(format_table(stops))
+    out = Path(args.out)
+    write_rows(out, "first_stops", stops)
+    write_rows(out, "predictability", table)
+    write_json(
+        out / "predictability.json",
+        {
+            "kappa": kappa,
+            "tau": tau,
+            "fits": {k: v.tolist() for k, v in fits.items()},
+            "rows": table,
+            "first_stops": stops,
+        },
+    )
+    print(f"wrote {out}/predictability.csv/json (last row per set: R^2 of z's median, not of V)")
+
+
+if __name__ == "__main__":
+    main()
