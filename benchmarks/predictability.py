@@ -16,6 +16,8 @@ now is the best the path allows; the oracle stop continues exactly while V_t > 0
   kappa x lambda), the tuned learned curve (continue while predicted V > tau), and the two linear fits
   (threshold chosen on train for the best balanced accuracy);
 - the value at stake: mean V over the decisions where each says stop while V_t > 0;
+- the same for the learned V head where the stop is decided (within 2 intervals of the oracle stop),
+  with the AUC of its prediction for V > 0 there;
 - and, since only a governor's *first* stop counts, each governor's stop on every fixed path: its regret
   against the oracle stop, split into stopping too early (the path's best point still ahead: regret = V
   at the stop) and too late (past it), with how often each happens.
@@ -139,6 +141,37 @@ RATE = ["gain_rate_ema"]
 """The marginal-gain rule's statistic: its gain rate (``use_ema`` picks the smoothed one) over lambda."""
 
 
+def near_stop(
+    paths: list[tuple[list[np.ndarray], list[float], bool, str, int]], model: Any, width: int = 2
+) -> dict[str, float]:
+    """The learned V head where the decision is made: decisions within ``width`` intervals of the oracle
+    stop. R^2 of V there, and the AUC of predicted V for "continuing is still worth something" (V > 0)."""
+    from govgym.agents.curvepred import features
+
+    v_all, p_all = [], []
+    for obs, rewards, err, _inst, _seed in paths:
+        cum = np.concatenate([[0.0], np.cumsum(rewards)])
+        n_ok = len(rewards) - (1 if err else 0)
+        best_t = int(np.argmax(cum[: n_ok + 1]))
+        for t in range(max(1, best_t - width), min(len(obs) - 1, best_t + width) + 1):
+            v_all.append(max(0.0, float((cum[t : n_ok + 1] - cum[t]).max())) if t <= n_ok else 0.0)
+            p_all.append(float(model.predict(features(obs[: t + 1]))[1][0]))
+    v, p = np.array(v_all), np.array(p_all)
+    pos, neg = p[v > 0], p[v <= 0]
+    auc = (
+        float(np.mean((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])))
+        if len(pos) and len(neg)
+        else float("nan")
+    )
+    return {
+        "decisions": len(v),
+        "share_worth_continuing": float(np.mean(v > 0)),
+        "mean_V": float(np.mean(v)),
+        "r2_V": r2(v, p),
+        "auc_worth": auc,
+    }
+
+
 def rule_stat(x: np.ndarray) -> np.ndarray:
     g, lam = INPUTS.index(RATE[0]), INPUTS.index("lam")
     return x[:, g] / np.maximum(x[:, lam], 1e-9)
@@ -252,10 +285,17 @@ def main() -> None:
                     },
                 }
             )
+    near = []
+    for spec in args.sets:
+        name, src = spec.split("=", 1)
+        near.append({"set": name, **near_stop(fixed_paths(*src.split(":")), model)})
+    print("\nthe learned V head within 2 intervals of the oracle stop (where the stop is decided)")
+    print(format_table(near))
     print("\nfirst stop on each fixed path: regret vs the oracle stop, split into too early / too late")
     print(format_table(stops))
     out = Path(args.out)
     write_rows(out, "first_stops", stops)
+    write_rows(out, "near_stop", near)
     write_rows(out, "predictability", table)
     write_json(
         out / "predictability.json",
@@ -265,6 +305,7 @@ def main() -> None:
             "fits": {k: v.tolist() for k, v in fits.items()},
             "rows": table,
             "first_stops": stops,
+            "near_stop": near,
         },
     )
     print(f"wrote {out}/predictability.csv/json (last row per set: R^2 of z's median, not of V)")
