@@ -6,7 +6,7 @@
 Reads the ``episodes.csv`` of ``govgym evaluate`` outputs (price objective), keys each instance by its
 folder (the b2 set reuses the ``hob-`` names of split (b) with other draws), and prints the mean return
 difference of every policy to ``--reference`` over the (instance, seed) pairs both ran, resampling instances
-(``agents.scoring.paired_bootstrap``). Writes ``--out`` (CSV + JSON) when given.
+(``agents.scoring.paired_bootstrap``) at ``--level``. Writes ``--out`` (CSV + JSON) when given.
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("evals", nargs="+", help="govgym evaluate output folders (each with episodes.csv)")
     ap.add_argument("--reference", default="marginal_gain")
+    ap.add_argument(
+        "--level",
+        type=float,
+        default=0.95,
+        help="interval coverage (e.g. 0.99 = 1 - 0.05/5: Bonferroni over 5 secondary comparisons)",
+    )
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     rows = []
@@ -33,7 +39,7 @@ def main() -> None:
             rows.append(r)
     table = []
     for p in sorted({r["policy"] for r in rows} - {args.reference, "fixed_budget"}):
-        b = paired_bootstrap(rows, p, args.reference)
+        b = paired_bootstrap(rows, p, args.reference, level=args.level)
         table.append(
             {
                 "policy": p,
