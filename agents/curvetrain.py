@@ -192,7 +192,9 @@ def fit_curve(cfg: CurveFitConfig) -> tuple[CurveModel, dict[str, Any]]:
         "mean_abs_z": float(np.mean(np.abs(z))),
         "mean_v": float(np.mean(v)),
         # R^2 out of fold (1 - squared error / variance): 0 = no better than the mean, < 0 = worse
-        "oof_r2_v": float(1.0 - np.mean((v - np.maximum(oof[:, k], 0.0)) ** 2) / max(float(np.var(v)), 1e-18)),
+        "oof_r2_v": float(
+            1.0 - np.mean((v - np.maximum(oof[:, k], 0.0)) ** 2) / max(float(np.var(v)), 1e-18)
+        ),
         "oof_r2_z_median": float(
             1.0
             - np.mean((z - oof[:, QUANTILES.index(0.5)] - shift[QUANTILES.index(0.5)]) ** 2)
