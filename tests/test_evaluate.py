@@ -255,7 +255,7 @@ def test_saved_memo_is_reused_exactly(cache):
         save_tree(tree, path.parent)
     before = {p: p.read_bytes() for p in saved}
     cfg = EvalConfig(
-        policies=["patience:patience=2", "marginal_gain"],
+        policies=["patience:patience=2", "marginal_gain:kappa=2.0,patience=1"],
         split="train",
         seeds=2,
         instances=TINY,
@@ -266,6 +266,24 @@ def test_saved_memo_is_reused_exactly(cache):
     c = evaluate(cfg, cache / "c", progress=False)
     assert c["meta"]["steps"]["real_steps"] == 0
     assert {p: p.read_bytes() for p in (cache / "memo").rglob("*.tree")} == before
+    # benchmarks/predictability.py feeds the same policies each fixed path's observations: its first stops
+    # (the tables of docs/results_v2.md rest on them) must be exactly evaluate's episodes
+    import importlib.util
+
+    from govgym.agents.harness import task_env
+
+    spec = importlib.util.spec_from_file_location(
+        "predictability", Path(__file__).parents[1] / "benchmarks" / "predictability.py"
+    )
+    pred = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pred)
+    paths = pred.fixed_paths(TINY, "train", str(cache / "memo"))
+    got = pred.first_stops(paths, cfg.policies, "", task_env(TINY, "train").action_names)
+    want = {(r["policy"], r["instance"], r["episode_seed"]): r["return"] for r in c["rows"]}
+    assert len(paths) == 4 and set(got) == set(cfg.policies)
+    for label, rows in got.items():
+        for r in rows:
+            assert r["return"] == pytest.approx(want[(label, r["instance"], r["episode_seed"])], abs=1e-9)
 
 
 def test_tune_picks_the_best_grid_point(cache, monkeypatch):
