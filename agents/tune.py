@@ -59,10 +59,11 @@ GRID: dict[str, dict[str, list[Any]]] = {
         "tau": [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05],
         "min_used": [0.0, 0.2],
     },
+    # (v2: the first tuning on v2's train split picked threshold 0.08, the edge: widened as patience's)
     "memory_reactive": {
         "margin": [0.02, 0.05, 0.1, 0.2],
         "patience": [1, 2, 3],
-        "threshold": [0.0, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08],
+        "threshold": [0.0, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2],
     },
 }
 

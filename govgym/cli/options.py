@@ -157,8 +157,8 @@ class TuneJob:
     """The equal-quality objective's tolerance (relative excess of the final eval loss over the full budget's)."""
     heuristics: list[str] = field(default_factory=list)
     """Heuristics to tune ([] = every one on the grid); the others keep their knobs from ``knobs``. Stop-only
-    rules (patience, marginal_gain, early_stopping, curve_extrapolation) cost no real steps over saved trees;
-    zeus and memory_reactive switch strategies, and every new switch point is a real run."""
+    rules (patience, marginal_gain, zeus, early_stopping, curve_extrapolation, learned_curve) cost no real
+    steps over saved trees; memory_reactive switches strategies, and every new switch point is a real run."""
     knobs: str = ""
     """Knobs YAML the heuristics not tuned here are carried over from ('' = the packaged one of the set's version)."""
 
