@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,10 +46,23 @@ class CurveFitConfig:
         check_range("fit-curve.iterations", self.iterations, 25)
 
 
-def path_rows(nodes: dict[tuple[int, ...], Any]) -> tuple[list[np.ndarray], list[float], list[float]]:
-    """(features, z, V) of every decision along a tree's fixed path (its all-continue prefixes)."""
+class FixedPath(NamedTuple):
+    """A saved tree's fixed-budget path (every action continue), as far as it ran."""
+
+    obs: list[np.ndarray]
+    """Observations from the reset on, one per interval that ended without an error."""
+    evals: list[float]
+    """The eval loss beside each observation."""
+    rewards: list[float]
+    """Per interval, the failing one's (its penalty) included."""
+    error: bool
+    """The path ended in an error (an OOM or crash): its last reward is that interval's."""
+
+
+def fixed_path(nodes: dict[tuple[int, ...], Any]) -> FixedPath | None:
+    """The fixed path of a tree's nodes; None when it was not run to its end (or not at all) in this tree."""
     if () not in nodes:
-        return [], [], []
+        return None
     obs, evals, rewards = (
         [np.asarray(nodes[()].obs, dtype=np.float64)],
         [float(nodes[()].info["eval_loss"])],
@@ -60,30 +73,52 @@ def path_rows(nodes: dict[tuple[int, ...], Any]) -> tuple[list[np.ndarray], list
         prefix = (*prefix, 0)
         node = nodes.get(prefix)
         if node is None:
-            return [], [], []  # the fixed path was not run to its end in this tree
+            return None
+        rewards.append(float(node.reward))
         if node.info.get("error"):
-            break
+            return FixedPath(obs, evals, rewards, True)
         obs.append(np.asarray(node.obs, dtype=np.float64))
         evals.append(float(node.info["eval_loss"]))
-        rewards.append(float(node.reward))
         if node.terminated or node.truncated:
-            break
-    final = evals[-1]
+            return FixedPath(obs, evals, rewards, False)
+
+
+def decision_rows(path: FixedPath) -> tuple[list[np.ndarray], list[float], list[float]]:
+    """(features, z, V) of every decision along ``path``: row i is the decision after interval i + 1 (the
+    reset observation has no interval behind it); an error's interval is not a decision and adds no value."""
+    rewards = path.rewards[:-1] if path.error else path.rewards
+    final = path.evals[-1]
     xs, zs, vs = [], [], []
-    for t in range(
-        1, len(obs)
-    ):  # decision after interval t (the reset observation has no interval behind it)
-        xs.append(features(obs[: t + 1]))
-        zs.append(float(np.log(final / evals[t])))
+    for t in range(1, len(path.obs)):
+        xs.append(features(path.obs[: t + 1]))
+        zs.append(float(np.log(final / path.evals[t])))
         future = np.cumsum(rewards[t:])
         vs.append(float(max(0.0, future.max() if len(future) else 0.0)))
     return xs, zs, vs
 
 
+def path_rows(nodes: dict[tuple[int, ...], Any]) -> tuple[list[np.ndarray], list[float], list[float]]:
+    """(features, z, V) of every decision along a tree's fixed path (its all-continue prefixes)."""
+    path = fixed_path(nodes)
+    return ([], [], []) if path is None else decision_rows(path)
+
+
+def load_fixed_paths(trees: list[tuple[str, int, Path]]) -> list[tuple[str, int, FixedPath]]:
+    """(instance, episode seed, fixed path) of every saved tree in ``trees`` (``fastfit.tree_index``'s list)
+    whose fixed path ran to its end."""
+    from govgym.envs.memo import load_nodes
+
+    out = []
+    for inst, seed, file in trees:
+        path = fixed_path(load_nodes(file))
+        if path is not None:
+            out.append((inst, seed, path))
+    return out
+
+
 def collect_rows(cfg: CurveFitConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     from govgym.envs.fastfit import tree_index
     from govgym.envs.instances import default_instances_path, load_instances
-    from govgym.envs.memo import load_nodes
 
     iset = load_instances(cfg.instances or str(default_instances_path(2)))
     trees = tree_index(iset, cfg.memo, "train")
@@ -92,8 +127,8 @@ def collect_rows(cfg: CurveFitConfig) -> tuple[np.ndarray, np.ndarray, np.ndarra
         keep = set(random.Random(cfg.seed).sample(names, min(cfg.max_instances, len(names))))
         trees = [t for t in trees if t[0] in keep]
     xs, zs, vs, groups = [], [], [], []
-    for inst, _seed, path in trees:
-        x, z, v = path_rows(load_nodes(path))
+    for inst, _seed, path in load_fixed_paths(trees):
+        x, z, v = decision_rows(path)
         xs += x
         zs += z
         vs += v
@@ -208,4 +243,13 @@ def fit_curve(cfg: CurveFitConfig) -> tuple[CurveModel, dict[str, Any]]:
     return CurveModel(xm, xsd, layers, scale, shift, provenance=report), report
 
 
-__all__ = ["CurveFitConfig", "collect_rows", "fit_curve", "path_rows"]
+__all__ = [
+    "CurveFitConfig",
+    "FixedPath",
+    "collect_rows",
+    "decision_rows",
+    "fit_curve",
+    "fixed_path",
+    "load_fixed_paths",
+    "path_rows",
+]

@@ -57,27 +57,27 @@ def main() -> None:
     for m in args.models:
         path = model_file(m)
         fit = load_curve_model(path).provenance
-        best = None
-        for tau in GRID["learned_curve"]["tau"]:
-            for min_used in GRID["learned_curve"]["min_used"]:
-                spec = f"learned_curve:model={path},alpha=0.05,tau={tau},min_used={min_used}"
-                got = first_stops(train, [spec], args.knobs, names)
-                mean = float(np.mean([r["return"] for r in next(iter(got.values()))]))
-                if best is None or mean > best[0]:
-                    best = (mean, spec, tau, min_used)
-        _, spec, tau, min_used = best
-        pooled = []
-        for name, (paths, acts) in [*sets.items(), ("pooled", (None, None))]:
-            if name == "pooled":
-                rows = pooled
-            else:
-                got = next(iter(first_stops(paths, [spec + "+shield"], args.knobs, acts).values()))
-                rows = [{**r, "policy": "learned_curve", "instance": f"{name}:{r['instance']}"} for r in got]
-                rows += [
+
+        def train_return(tau: float, min_used: float, path: Path = path) -> float:
+            spec = f"learned_curve:model={path},alpha=0.05,tau={tau},min_used={min_used}"
+            got = next(iter(first_stops(train, [spec], args.knobs, names).values()))
+            return float(np.mean([r["return"] for r in got]))
+
+        grid = [(t, u) for t in GRID["learned_curve"]["tau"] for u in GRID["learned_curve"]["min_used"]]
+        tau, min_used = max(grid, key=lambda k: train_return(*k))  # the first best, in grid order
+        spec = f"learned_curve:model={path},alpha=0.05,tau={tau},min_used={min_used}+shield"
+        by_set = {}
+        for name, (paths, acts) in sets.items():
+            got = next(iter(first_stops(paths, [spec], args.knobs, acts).values()))
+            by_set[name] = [
+                *({**r, "policy": "learned_curve", "instance": f"{name}:{r['instance']}"} for r in got),
+                *(
                     {**r, "policy": "marginal_gain", "instance": f"{name}:{r['instance']}"}
                     for r in rule[name]
-                ]
-                pooled += rows
+                ),
+            ]
+        by_set["pooled"] = [r for rows in by_set.values() for r in rows]
+        for name, rows in by_set.items():
             lc = [r for r in rows if r["policy"] == "learned_curve"]
             b = paired_bootstrap(rows, "learned_curve", "marginal_gain")
             table.append(

@@ -36,20 +36,26 @@ import numpy as np
 import yaml
 
 from govgym.agents.curvepred import INPUTS, cached_model
-from govgym.agents.curvetrain import path_rows
+from govgym.agents.curvetrain import FixedPath, decision_rows, load_fixed_paths
 from govgym.agents.harness import task_env
 from govgym.envs.fastfit import tree_index
 from govgym.envs.instances import load_instances
-from govgym.envs.memo import load_nodes
 from govgym.results import format_table, write_json, write_rows
 
+Paths = list[tuple[str, int, FixedPath]]
+"""(instance, episode seed, fixed path) of every saved tree of a set."""
 
-def rows(instances: str, split: str, memo: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(inputs, z, V, instance) of every decision on the fixed paths of ``split``'s saved trees."""
-    iset = load_instances(instances)
+
+def fixed_paths(instances: str, split: str, memo: str) -> Paths:
+    """The fixed paths of ``split``'s saved trees under ``memo`` (each tree read once)."""
+    return load_fixed_paths(tree_index(load_instances(instances), memo, split))
+
+
+def rows(paths: Paths) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(inputs, z, V, instance) of every decision on ``paths``."""
     xs, zs, vs, groups = [], [], [], []
-    for inst, _seed, path in tree_index(iset, memo, split):
-        x, z, v = path_rows(load_nodes(path))
+    for inst, _seed, path in paths:
+        x, z, v = decision_rows(path)
         xs += x
         zs += z
         vs += v
@@ -57,40 +63,15 @@ def rows(instances: str, split: str, memo: str) -> tuple[np.ndarray, np.ndarray,
     return np.array(xs), np.array(zs), np.array(vs), groups
 
 
-def fixed_paths(
-    instances: str, split: str, memo: str
-) -> list[tuple[list[np.ndarray], list[float], bool, str, int]]:
-    """(observations from the reset on, per-interval rewards, ended in an error, instance, episode seed) of
-    each tree's fixed path."""
-    out = []
-    for inst, seed, path in tree_index(load_instances(instances), memo, split):
-        nodes = load_nodes(path)
-        if () not in nodes:
-            continue
-        obs, rewards, prefix, err = [np.asarray(nodes[()].obs, dtype=np.float64)], [], (), False
-        while True:
-            prefix = (*prefix, 0)
-            node = nodes.get(prefix)
-            if node is None:
-                break
-            rewards.append(float(node.reward))
-            if node.info.get("error"):
-                err = True
-                break
-            obs.append(np.asarray(node.obs, dtype=np.float64))
-            if node.terminated or node.truncated:
-                break
-        if node is not None:  # the fixed path ran to its end in this tree
-            out.append((obs, rewards, err, inst, seed))
-    return out
+def oracle(path: FixedPath) -> tuple[np.ndarray, int]:
+    """(return of stopping after each interval, from 0 = at the reset; the best interval to stop after)."""
+    cum = np.concatenate([[0.0], np.cumsum(path.rewards)])
+    return cum, int(np.argmax(cum[: len(path.obs)]))  # an error's interval cannot be stopped after
 
 
 def first_stops(
-    paths: list[tuple[list[np.ndarray], list[float], bool]],
-    specs: list[str],
-    knobs: str,
-    action_names: list[str],
-) -> dict[str, list[dict[str, float]]]:
+    paths: Paths, specs: list[str], knobs: str, action_names: list[str]
+) -> dict[str, list[dict[str, Any]]]:
     """Per governor (a ``govgym evaluate`` policy spec: a tuned heuristic, ``NAME+shield``, an agent folder),
     per path: the regret of its first stop against the oracle stop, split early / late. The governor is the
     policy object ``evaluate`` builds, fed the path's observations; a stop-only governor never leaves it."""
@@ -107,12 +88,10 @@ def first_stops(
         if shielded:
             policy = Shielded(policy, action_names=action_names)
         rows = out[spec.label + ("+shield" if shielded else "")] = []
-        for obs, rewards, err, inst, seed in paths:
-            cum = np.concatenate([[0.0], np.cumsum(rewards)])
-            n_ok = len(rewards) - (1 if err else 0)
-            best_t = int(np.argmax(cum[: n_ok + 1]))
-            t_stop = len(rewards)  # never stopped: the budget's end (or the error) decides
-            for t, o in enumerate(obs):
+        for inst, seed, path in paths:
+            cum, best_t = oracle(path)
+            t_stop = len(path.rewards)  # never stopped: the budget's end (or the error) decides
+            for t, o in enumerate(path.obs):
                 a, _ = policy.predict(o.astype(np.float32), episode_start=np.array([t == 0]))
                 if int(a) == stop:
                     t_stop = t
@@ -137,25 +116,16 @@ def first_stops(
     return out
 
 
-RATE = ["gain_rate_ema"]
-"""The marginal-gain rule's statistic: its gain rate (``use_ema`` picks the smoothed one) over lambda."""
-
-
-def near_stop(
-    paths: list[tuple[list[np.ndarray], list[float], bool, str, int]], model: Any, width: int = 2
-) -> dict[str, float]:
+def near_stop(paths: Paths, model: Any, width: int = 2) -> dict[str, float]:
     """The learned V head where the decision is made: decisions within ``width`` intervals of the oracle
     stop. R^2 of V there, and the AUC of predicted V for "continuing is still worth something" (V > 0)."""
-    from govgym.agents.curvepred import features
-
     v_all, p_all = [], []
-    for obs, rewards, err, _inst, _seed in paths:
-        cum = np.concatenate([[0.0], np.cumsum(rewards)])
-        n_ok = len(rewards) - (1 if err else 0)
-        best_t = int(np.argmax(cum[: n_ok + 1]))
-        for t in range(max(1, best_t - width), min(len(obs) - 1, best_t + width) + 1):
-            v_all.append(max(0.0, float((cum[t : n_ok + 1] - cum[t]).max())) if t <= n_ok else 0.0)
-            p_all.append(float(model.predict(features(obs[: t + 1]))[1][0]))
+    for _inst, _seed, path in paths:
+        _, best_t = oracle(path)
+        xs, _, vs = decision_rows(path)  # row t - 1: the decision after interval t
+        for t in range(max(1, best_t - width), min(len(path.obs) - 1, best_t + width) + 1):
+            v_all.append(vs[t - 1])
+            p_all.append(float(model.predict(xs[t - 1])[1][0]))
     v, p = np.array(v_all), np.array(p_all)
     pos, neg = p[v > 0], p[v <= 0]
     auc = (
@@ -172,13 +142,13 @@ def near_stop(
     }
 
 
-def rule_stat(x: np.ndarray) -> np.ndarray:
-    g, lam = INPUTS.index(RATE[0]), INPUTS.index("lam")
-    return x[:, g] / np.maximum(x[:, lam], 1e-9)
+def rule_stat(x: np.ndarray, rate: str) -> np.ndarray:
+    """The marginal-gain rule's statistic: its gain rate (``gain_rate`` or ``gain_rate_ema``) over lambda."""
+    return x[:, INPUTS.index(rate)] / np.maximum(x[:, INPUTS.index("lam")], 1e-9)
 
 
-def design(x: np.ndarray, which: str) -> np.ndarray:
-    cols = rule_stat(x)[:, None] if which == "rule_stat" else x
+def design(x: np.ndarray, which: str, rate: str) -> np.ndarray:
+    cols = rule_stat(x, rate)[:, None] if which == "rule_stat" else x
     return np.hstack([np.ones((len(x), 1)), cols])
 
 
@@ -211,23 +181,25 @@ def main() -> None:
     args = ap.parse_args()
     knobs = yaml.safe_load(Path(args.knobs).read_text())["heuristics"]
     kappa = float(knobs["marginal_gain"]["kappa"])
-    RATE[0] = "gain_rate_ema" if knobs["marginal_gain"].get("use_ema", True) else "gain_rate"
+    rate = "gain_rate_ema" if knobs["marginal_gain"].get("use_ema", True) else "gain_rate"
     tau = float(knobs["learned_curve"]["tau"])
     model = cached_model(args.model)
-    xt, _, vt, _ = rows(*args.train.split(":"))
+    xt, _, vt, _ = rows(fixed_paths(*args.train.split(":")))
     fits, thresholds = {}, {}
     for which in ("rule_stat", "all_inputs"):
-        fits[which] = np.linalg.lstsq(design(xt, which), vt, rcond=None)[0]
-        thresholds[which] = best_threshold(design(xt, which) @ fits[which], vt > 0)
-    table = []
+        fits[which] = np.linalg.lstsq(design(xt, which, rate), vt, rcond=None)[0]
+        thresholds[which] = best_threshold(design(xt, which, rate) @ fits[which], vt > 0)
+    table, stops, near = [], [], []
     for spec in args.sets:
         name, src = spec.split("=", 1)
-        x, z, v, groups = rows(*src.split(":"))
+        instances, split, memo = src.split(":")
+        paths = fixed_paths(instances, split, memo)
+        x, z, v, groups = rows(paths)
         worth = v > 0
         q, vhat = model.predict(x)
-        lin = {w: design(x, w) @ fits[w] for w in fits}
+        lin = {w: design(x, w, rate) @ fits[w] for w in fits}
         go_on = {
-            "marginal_gain rule": rule_stat(x) >= kappa,
+            "marginal_gain rule": rule_stat(x, rate) >= kappa,
             "learned curve (V > tau)": vhat > tau,
             "linear on rule statistic": lin["rule_stat"] > thresholds["rule_stat"],
             "linear on all inputs": lin["all_inputs"] > thresholds["all_inputs"],
@@ -238,14 +210,17 @@ def main() -> None:
             "linear on rule statistic": r2(v, lin["rule_stat"]),
             "linear on all inputs": r2(v, lin["all_inputs"]),
         }
+        base = {
+            "decisions": len(v),
+            "instances": len(set(groups)),
+            "share_worth_continuing": float(np.mean(worth)),
+        }
         for who, g in go_on.items():
             table.append(
                 {
                     "set": name,
                     "predictor": who,
-                    "decisions": len(v),
-                    "instances": len(set(groups)),
-                    "share_worth_continuing": float(np.mean(worth)),
+                    **base,
                     "r2_V": r2s[who],
                     "balanced_acc": balanced_acc(worth, g),
                     "stops_while_worth": float(np.mean(~g & worth)),
@@ -253,27 +228,21 @@ def main() -> None:
                     "continues_while_not": float(np.mean(g & ~worth)),
                 }
             )
+        nan = float("nan")
         table.append(
             {
                 "set": name,
                 "predictor": "learned curve: z median",
-                "decisions": len(v),
-                "instances": len(set(groups)),
-                "share_worth_continuing": float(np.mean(worth)),
+                **base,
                 "r2_V": r2(z, q[:, 3]),  # R^2 of z (not V) for the record
-                "balanced_acc": float("nan"),
-                "stops_while_worth": float("nan"),
-                "V_lost_per_decision": float("nan"),
-                "continues_while_not": float("nan"),
+                "balanced_acc": nan,
+                "stops_while_worth": nan,
+                "V_lost_per_decision": nan,
+                "continues_while_not": nan,
             }
         )
-    print(format_table(table))
-    stops = []
-    for spec in args.sets:
-        name, src = spec.split("=", 1)
-        inst, split, memo = src.split(":")
-        names = task_env(inst, split).action_names
-        for who, rs in first_stops(fixed_paths(inst, split, memo), args.governors, args.knobs, names).items():
+        names = task_env(instances, split).action_names
+        for who, rs in first_stops(paths, args.governors, args.knobs, names).items():
             stops.append(
                 {
                     "set": name,
@@ -285,10 +254,8 @@ def main() -> None:
                     },
                 }
             )
-    near = []
-    for spec in args.sets:
-        name, src = spec.split("=", 1)
-        near.append({"set": name, **near_stop(fixed_paths(*src.split(":")), model)})
+        near.append({"set": name, **near_stop(paths, model)})
+    print(format_table(table))
     print("\nthe learned V head within 2 intervals of the oracle stop (where the stop is decided)")
     print(format_table(near))
     print("\nfirst stop on each fixed path: regret vs the oracle stop, split into too early / too late")
