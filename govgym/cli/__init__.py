@@ -109,6 +109,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return ap, subs
 
 
+def interleaved(
+    ap: argparse.ArgumentParser, argv: list[str] | None
+) -> tuple[argparse.Namespace, list[str], list[str]]:
+    """Parse ``argv`` whose ``key=value`` pairs (the ``overrides`` positional) may come before, between and
+    after flags: argparse leaves pairs after a flag unparsed, so they are collected here. Returns the
+    namespace, every pair in order, and the stray words (neither a known flag nor key=value)."""
+    args, extra = ap.parse_known_args(argv)
+    given = [*args.overrides, *extra]
+    return args, given, [a for a in given if a.startswith("-") or "=" not in a]
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[str, Any]]:
     """Parse the command line; returns the namespace and the key=value pairs as one nested dict.
 
@@ -116,8 +127,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[
     leaves pairs after a flag unparsed, so they are collected here; anything else unknown is an error.
     """
     ap, subs = build_parser()
-    args, extra = ap.parse_known_args(argv)
-    stray = [a for a in [*args.overrides, *extra] if a.startswith("-") or "=" not in a]
+    args, given, stray = interleaved(ap, argv)
     if stray:
         subs[args.cmd].error(
             f"unrecognized arguments: {' '.join(stray)} (settings are key=value; see --help)"
@@ -126,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[
         f"{k[len(LEGACY) :]}={v}" for k, v in vars(args).items() if k.startswith(LEGACY) and v is not None
     ]
     try:
-        return args, parse_overrides([*legacy, *args.overrides, *extra])
+        return args, parse_overrides([*legacy, *given])
     except ConfigError as err:
         subs[args.cmd].error(str(err))
 
@@ -200,4 +210,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["BY_NAME", "COMMANDS", "build_parser", "default_config", "dispatch", "main", "parse_args"]
+__all__ = [
+    "BY_NAME",
+    "COMMANDS",
+    "build_parser",
+    "default_config",
+    "dispatch",
+    "interleaved",
+    "main",
+    "parse_args",
+]

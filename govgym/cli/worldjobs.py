@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from govgym.cli import interleaved
 from govgym.errors import USER_ERRORS
 from govgym.typed import from_dict, keys_help, parse_overrides
 
@@ -80,14 +81,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Run one of this module's commands; a user error is one sentence on stderr, exit status 2."""
     ap = _parser()
-    # flags and pairs may be interleaved (``collect-world seeds=2 --no-progress out=x``), as in every
-    # other subcommand: argparse leaves pairs after a flag unparsed, so they are collected here
-    args, extra = ap.parse_known_args(argv)
-    stray = [a for a in [*args.overrides, *extra] if a.startswith("-") or "=" not in a]
+    args, given, stray = interleaved(ap, argv)  # ``collect-world seeds=2 --no-progress out=x``, as everywhere
     if stray:
         ap.error(f"unrecognized arguments: {' '.join(stray)} (settings are key=value; see --help)")
     try:
-        pairs = parse_overrides([*args.overrides, *extra])
+        pairs = parse_overrides(given)
         if args.cmd == "instances":
             return _generate(args, pairs)
         if args.cmd == "collect-world":
