@@ -105,6 +105,7 @@ def first_stops(
                 {
                     "instance": inst,
                     "episode_seed": seed,
+                    "stop": t_stop,
                     "return": float(cum[t_stop]),
                     "regret": regret,
                     "early": regret if t_stop < best_t else 0.0,
