@@ -106,13 +106,10 @@ def audit_loss(run: Any, ids: Any, labels: Any, batch_size: int = 32) -> float:
 
 def rerun(task: tuple[str, str, str, str, int, int]) -> dict[str, Any]:
     """One held-out fixed run again, the audit loss beside each eval; checked against the committed tree."""
-    import torch
-
     from govgym.agents.curvetrain import fixed_path
     from govgym.agents.harness import task_env
     from govgym.envs.memo import load_nodes
 
-    torch.set_num_threads(1)
     name, instances, split, tree_file, seed, n_audit = task
     inst = Path(tree_file).name.removesuffix(f"-{seed}.tree")
     env = task_env(instances, split)
@@ -170,10 +167,17 @@ def collect(sets: list[str], seeds: list[int], n_audit: int, workers: int, out: 
                     tasks.append((name, instances, split, str(tree), s, n_audit))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers) as pool, file.open("a") as fh:
+    with ctx.Pool(workers, initializer=_one_thread) as pool, file.open("a") as fh:
         for r in tqdm(pool.imap_unordered(rerun, tasks), total=len(tasks), desc="fixed runs + audit"):
             fh.write(json.dumps(r) + "\n")
             fh.flush()
+
+
+def _one_thread() -> None:
+    """Each worker on one thread, as the committed trees were run (their memo namespace ends in ``-t1``)."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 # ------------------------------------------------------------------------------------------------- judge

@@ -411,3 +411,41 @@ def test_equal_quality_grid_leaves_out_pairs_whose_fixed_run_errored():
     assert [g["mean_return"] for g in grid] == [0.2, 0.5] and [g["episodes"] for g in grid] == [1, 1]
     nothing = grid_rows(specs, [{"policy": lo, "eq_return": float("nan")}], "eq_return")
     assert np.isnan(nothing[0]["mean_return"]) and nothing[0]["episodes"] == 0 and nothing[1]["episodes"] == 0
+
+
+def test_noise_ceiling_reruns_a_saved_fixed_path_exactly_and_values_it_on_an_audit_set(cache):
+    # benchmarks/noise_ceiling.py re-runs held-out fixed runs to evaluate them on a second, independent
+    # set: the env's own eval losses must come out exactly as the saved tree holds them (nothing the run
+    # sees changes), and the audit curve keeps the FLOP cost and changes only the quality term
+    import importlib.util
+
+    from govgym.agents.evaluate import EvalConfig, evaluate
+    from govgym.envs.fastfit import tree_index
+    from govgym.envs.instances import load_instances
+
+    cfg = EvalConfig(
+        policies=["fixed_budget"],
+        split="train",
+        seeds=1,
+        instances=TINY,
+        workers=1,
+        max_instances=1,
+        memo=str(cache / "memo"),
+    )
+    evaluate(cfg, cache / "a", progress=False)
+    spec = importlib.util.spec_from_file_location(
+        "noise_ceiling", Path(__file__).parents[1] / "benchmarks" / "noise_ceiling.py"
+    )
+    nc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nc)
+    inst, seed, tree = tree_index(load_instances(TINY), str(cache / "memo"), "train")[0]
+    r = nc.rerun(("t", TINY, "train", str(tree), seed, 64))
+    assert r["instance"] == inst and r["max_dA"] == 0.0
+    assert len(r["audit"]) == len(r["evals"]) >= 2 and r["n_audit"] >= 32
+    ca, cb, last = nc.curves(r)
+    assert len(ca) == len(cb) and last == len(r["evals"]) - 1
+    assert not np.allclose(ca[1:], cb[1:])  # another set of examples, another curve
+    same_a, same_b, _ = nc.curves({**r, "audit": r["evals"]})  # the env's losses as the audit: same curve
+    np.testing.assert_allclose(same_a, same_b, atol=1e-12)
+    m, lo, hi = nc.boot(np.array([1.0, 2.0, 3.0, 4.0]), ["x", "x", "y", "z"])
+    assert m == 2.5 and 1.0 <= lo <= m <= hi <= 4.0
