@@ -213,6 +213,8 @@ def judge(sets: list[str], governors: list[str], knobs: str, out: Path) -> None:
     from govgym.agents.harness import task_env
     from govgym.results import format_table, write_json, write_rows
 
+    if not (out / "reruns.jsonl").is_file():
+        raise SystemExit(f"{out / 'reruns.jsonl'}: no reruns there; run `collect` with the same --out first")
     reruns = {}
     for line in (out / "reruns.jsonl").read_text().splitlines():
         r = json.loads(line)
@@ -232,6 +234,7 @@ def judge(sets: list[str], governors: list[str], knobs: str, out: Path) -> None:
                     "set": name,
                     "instance": inst,
                     "steps": last,
+                    "error": bool(r["error"]),
                     "corr_dE": float(np.corrcoef(np.diff(e / e[0]), np.diff(a / a[0]))[0, 1])
                     if last > 2
                     else np.nan,
@@ -248,6 +251,7 @@ def judge(sets: list[str], governors: list[str], knobs: str, out: Path) -> None:
                         "governor": gov,
                         "instance": inst,
                         "episode_seed": seed,
+                        "error": bool(r["error"]),
                         "room_A": float(ca[oa] - ca[t]),
                         "room_audit": float(cb[oa] - cb[t]),
                         "room_A_true": float(ca[ob] - ca[t]),
@@ -256,11 +260,19 @@ def judge(sets: list[str], governors: list[str], knobs: str, out: Path) -> None:
                 )
     table = []
     labels = list(dict.fromkeys(r["governor"] for r in per))
-    for name in [*dict.fromkeys(r["set"] for r in per), "pooled"]:
+    for name, paths in [
+        (n, k) for k in ("all", "no error") for n in [*dict.fromkeys(r["set"] for r in per), "pooled"]
+    ]:
         for gov in labels:
-            rows = [r for r in per if r["governor"] == gov and name in ("pooled", r["set"])]
+            rows = [
+                r
+                for r in per
+                if r["governor"] == gov
+                and name in ("pooled", r["set"])
+                and (paths == "all" or not r["error"])
+            ]
             g = [f"{r['set']}/{r['instance']}" for r in rows]
-            row: dict[str, Any] = {"set": name, "governor": gov, "paths": len(rows)}
+            row: dict[str, Any] = {"set": name, "paths": paths, "governor": gov, "n": len(rows)}
             for key in ("room_A", "room_audit", "room_A_true"):
                 m, lo, hi = boot(np.array([r[key] for r in rows]), g)
                 row[key] = f"{m:+.4f} [{lo:+.4f}, {hi:+.4f}]"
@@ -272,12 +284,13 @@ def judge(sets: list[str], governors: list[str], knobs: str, out: Path) -> None:
     nz = noise
     summary = {
         "paths": len(nz),
+        "ended_in_error": int(sum(n["error"] for n in nz)),
         "corr_dE_median": float(np.nanmedian([n["corr_dE"] for n in nz])),
         "same_oracle_stop": float(np.mean([n["same_oracle_stop"] for n in nz])),
         "oracle_gap_A_mean": float(np.mean([n["oracle_gap_A"] for n in nz])),
         "max_dA": float(np.max([n["max_dA"] for n in nz])),
     }
-    show = ["set", "governor", "paths", "room_A", "room_audit", "room_A_true", "share_true"]
+    show = ["set", "paths", "governor", "n", "room_A", "room_audit", "room_A_true", "share_true"]
     print(format_table([{k: r[k] for k in show} for r in table]))
     print(json.dumps(summary, indent=1))
     write_rows(out, "noise_ceiling", table)
