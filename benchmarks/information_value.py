@@ -36,6 +36,7 @@ from predictability import (
     oracle,
 )  # benchmarks/ (the script's folder) is on sys.path
 
+from govgym.agents.bootstrap import clustered_bootstrap
 from govgym.agents.curvetrain import decision_rows
 from govgym.agents.harness import task_env
 from govgym.efficiency.signals import FEATURE_NAMES
@@ -223,19 +224,6 @@ def predictor_error(held: dict[str, list[Row]]) -> list[dict[str, Any]]:
     return rows
 
 
-def boot_diff(
-    a: np.ndarray, b: np.ndarray, groups: list[str], reps: int = 4000
-) -> tuple[float, float, float]:
-    """Mean of a - b and its 95% interval, resampling instances (paired)."""
-    names = sorted(set(groups))
-    idx = {g: [i for i, h in enumerate(groups) if h == g] for g in names}
-    d = a - b
-    sums, counts = np.array([d[idx[g]].sum() for g in names]), np.array([len(idx[g]) for g in names])
-    draws = np.random.default_rng(0).integers(len(names), size=(reps, len(names)))
-    means = sums[draws].sum(1) / counts[draws].sum(1)
-    return float(d.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--knobs", default="configs/heuristics_v2.yaml")
@@ -266,7 +254,11 @@ def main() -> None:
     for label, per in regret.items():
         allr = np.concatenate(list(per.values()))
         on_b = np.concatenate([per[s] for s in UNSEEN_TASKS])
-        m, lo, hi = boot_diff(allr, base, groups)
+        by: dict[str, list[float]] = {}  # paired by path; an instance's seeds resample together
+        for g, d in zip(groups, allr - base, strict=True):
+            by.setdefault(g, []).append(float(d))
+        diff = clustered_bootstrap(by)
+        m, lo, hi = diff["mean"], diff["lo"], diff["hi"]
         rows.append(
             {
                 "governor": label,

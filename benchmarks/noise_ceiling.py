@@ -30,7 +30,6 @@ Paired bootstrap 95% CIs by instance. A fast test checks the rerun's eval losses
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -39,24 +38,21 @@ from typing import Any
 
 import numpy as np
 
-FIELDS = ("instance", "episode_seed", "set", "n_audit", "evals", "audit", "rewards", "error", "max_dA")
-
 
 # ----------------------------------------------------------------------------------------------- collect
 def audit_rows(run: Any, cfg: Any, n: int) -> tuple[Any, Any]:
     """(input_ids, labels) of up to ``n`` clean audit rows: the task's rows after the run's eval and train
-    split in its own hash order (``efficiency.workload._split``), tokenized as its eval split is. The
+    split in its own hash order (``efficiency.workload.hash_order``), tokenized as its eval split is. The
     reconstruction is checked: the same order's first rows must tokenize to the run's eval ids exactly."""
     import datasets
     import torch
 
     from govgym.efficiency import corpus, tasks
-    from govgym.efficiency.workload import _tokenize, quiet_libraries
+    from govgym.efficiency.workload import _tokenize, hash_order, quiet_libraries
 
     d = cfg.data
     examples = tasks.task_examples(corpus.current_manifest(), d.task)
-    digest = [hashlib.sha256(f"{d.seed}:{e['key']}".encode()).digest() for e in examples]
-    order = sorted(range(len(examples)), key=digest.__getitem__)
+    order = hash_order([e["key"] for e in examples], d.seed)
     n_train = min(d.max_examples, len(examples) - d.eval_examples)
 
     def tok(idx: list[int]) -> Any:
@@ -72,36 +68,7 @@ def audit_rows(run: Any, cfg: Any, n: int) -> tuple[Any, Any]:
     if len(rest) < 32:
         raise RuntimeError(f"task {d.task!r}: only {len(rest)} rows left beyond train and eval")
     au = tok(rest)
-    return torch.tensor(au["input_ids"]), torch.tensor(au["labels"])
-
-
-def audit_loss(run: Any, ids: Any, labels: Any, batch_size: int = 32) -> float:
-    """Token-mean cross-entropy of the live model on the audit rows (``FineTuneRun.evaluate``'s arithmetic,
-    outside its FLOP ledger)."""
-    import torch
-    import torch.nn.functional as F
-
-    was = run.model.training
-    run.model.eval()
-    total, count = 0.0, 0
-    try:
-        with torch.no_grad():
-            for s in range(0, len(ids), batch_size):
-                x, y = ids[s : s + batch_size].to(run.device), labels[s : s + batch_size].to(run.device)
-                logits = run.model(input_ids=x).logits
-                tgt = y[:, 1:]
-                total += float(
-                    F.cross_entropy(
-                        logits[:, :-1].flatten(0, 1).float(),
-                        tgt.flatten(),
-                        ignore_index=-100,
-                        reduction="sum",
-                    )
-                )
-                count += int((tgt != -100).sum())
-    finally:
-        run.model.train(was)
-    return total / max(count, 1)
+    return torch.tensor(au["input_ids"]).to(run.device), torch.tensor(au["labels"]).to(run.device)
 
 
 def rerun(task: tuple[str, str, str, str, int, int]) -> dict[str, Any]:
@@ -115,7 +82,7 @@ def rerun(task: tuple[str, str, str, str, int, int]) -> dict[str, Any]:
     env = task_env(instances, split)
     env.reset(options={"instance": inst, "episode_seed": seed})
     ids, labels = audit_rows(env.run, env.run.cfg, n_audit)
-    evals, audit, rewards, error = [float(env.e0)], [audit_loss(env.run, ids, labels)], [], False
+    evals, audit, rewards, error = [float(env.e0)], [env.run.loss_on(ids, labels)], [], False
     while True:
         _, r, term, trunc, info = env.step(0)
         rewards.append(float(r))
@@ -123,7 +90,7 @@ def rerun(task: tuple[str, str, str, str, int, int]) -> dict[str, Any]:
             error = True
             break
         evals.append(float(info["eval_loss"]))
-        audit.append(audit_loss(env.run, ids, labels))
+        audit.append(env.run.loss_on(ids, labels))
         if term or trunc:
             break
     memo = fixed_path(load_nodes(Path(tree_file)))
@@ -197,21 +164,10 @@ def curves(r: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, int]:
     return cum_a, cum_b, n - 1
 
 
-def boot(x: np.ndarray, groups: list[str], reps: int = 4000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of ``x`` and its 95% bootstrap interval, resampling instances (their seeds stay together)."""
-    names = sorted(set(groups))
-    by = {g: x[[i for i, h in enumerate(groups) if h == g]] for g in names}
-    rng = np.random.default_rng(seed)
-    sums = np.array([by[g].sum() for g in names])
-    counts = np.array([len(by[g]) for g in names])
-    draws = rng.integers(len(names), size=(reps, len(names)))
-    means = sums[draws].sum(1) / counts[draws].sum(1)
-    return float(x.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
 def judge(sets: list[str], governors: list[str], knobs: str, out: Path) -> None:
     from predictability import first_stops, fixed_paths  # benchmarks/ (the script's folder) is on sys.path
 
+    from govgym.agents.bootstrap import clustered_bootstrap
     from govgym.agents.harness import task_env
     from govgym.results import format_table, write_json, write_rows
 
@@ -273,24 +229,25 @@ def judge(sets: list[str], governors: list[str], knobs: str, out: Path) -> None:
                 and name in ("pooled", r["set"])
                 and (paths == "all" or not r["error"])
             ]
-            g = [f"{r['set']}/{r['instance']}" for r in rows]
             row: dict[str, Any] = {"set": name, "paths": paths, "governor": gov, "n": len(rows)}
             for key in ("room_A", "room_audit", "room_A_true"):
-                m, lo, hi = boot(np.array([r[key] for r in rows]), g)
-                row[key] = f"{m:+.4f} [{lo:+.4f}, {hi:+.4f}]"
-                row[f"{key}_mean"] = m
+                by: dict[str, list[float]] = {}  # an instance's seeds resample together
+                for r in rows:
+                    by.setdefault(f"{r['set']}/{r['instance']}", []).append(r[key])
+                b = clustered_bootstrap(by)
+                row[key] = f"{b['mean']:+.4f} [{b['lo']:+.4f}, {b['hi']:+.4f}]"
+                row[f"{key}_mean"] = b["mean"]
             ra = np.array([r["room_A"] for r in rows])
             rt = np.array([r["room_A_true"] for r in rows])
             row["share_true"] = float(rt.mean() / ra.mean()) if ra.mean() > 0 else float("nan")
             table.append(row)
-    nz = noise
     summary = {
-        "paths": len(nz),
-        "ended_in_error": int(sum(n["error"] for n in nz)),
-        "corr_dE_median": float(np.nanmedian([n["corr_dE"] for n in nz])),
-        "same_oracle_stop": float(np.mean([n["same_oracle_stop"] for n in nz])),
-        "oracle_gap_A_mean": float(np.mean([n["oracle_gap_A"] for n in nz])),
-        "max_dA": float(np.max([n["max_dA"] for n in nz])),
+        "paths": len(noise),
+        "ended_in_error": int(sum(n["error"] for n in noise)),
+        "corr_dE_median": float(np.nanmedian([n["corr_dE"] for n in noise])),
+        "same_oracle_stop": float(np.mean([n["same_oracle_stop"] for n in noise])),
+        "oracle_gap_A_mean": float(np.mean([n["oracle_gap_A"] for n in noise])),
+        "max_dA": float(np.max([n["max_dA"] for n in noise])),
     }
     show = ["set", "paths", "governor", "n", "room_A", "room_audit", "room_A_true", "share_true"]
     print(format_table([{k: r[k] for k in show} for r in table]))

@@ -305,19 +305,30 @@ class FineTuneRun:
     def _logits(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=ids).logits
 
-    @torch.no_grad()
     def evaluate(self, batch_size: int = 32) -> float:
         """Token-mean cross-entropy on the held-out split; its FLOPs go to ``flops['eval']``."""
+        return self.loss_on(self.eval_ids, self.eval_labels, batch_size, ledger=True)
+
+    @torch.no_grad()
+    def loss_on(
+        self, ids_all: torch.Tensor, labels_all: torch.Tensor, batch_size: int = 32, ledger: bool = False
+    ) -> float:
+        """Token-mean cross-entropy of the live model on (input ids, labels) on the run's device; with
+        ``ledger`` its FLOPs go to ``flops['eval']`` (the eval split), without it they are counted nowhere (a
+        measurement beside the run, e.g. ``benchmarks/noise_ceiling.py``'s audit set)."""
         was = self.model.training
         self.model.eval()
         total, count = 0.0, 0
         try:
-            for s in range(0, len(self.eval_ids), batch_size):
-                ids, labels = self.eval_ids[s : s + batch_size], self.eval_labels[s : s + batch_size]
-                logits, fl = self.flop_cache.measure(
-                    ("eval", self.strategy.name, tuple(ids.shape)), partial(self._logits, ids)
-                )
-                self.flops["eval"] += fl
+            for s in range(0, len(ids_all), batch_size):
+                ids, labels = ids_all[s : s + batch_size], labels_all[s : s + batch_size]
+                if ledger:
+                    logits, fl = self.flop_cache.measure(
+                        ("eval", self.strategy.name, tuple(ids.shape)), partial(self._logits, ids)
+                    )
+                    self.flops["eval"] += fl
+                else:
+                    logits = self._logits(ids)
                 tgt = labels[:, 1:]
                 loss = F.cross_entropy(
                     logits[:, :-1].flatten(0, 1).float(), tgt.flatten(), ignore_index=-100, reduction="sum"

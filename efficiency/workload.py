@@ -96,6 +96,12 @@ class Workload:
     """JSON-able provenance: sources, base dir, sizes, noise counts, manifest hash and mismatch."""
 
 
+def hash_order(keys: list[str], seed: int) -> list[int]:
+    """Row positions ordered by sha256(seed:key): the split's order (eval first, then train, then unused)."""
+    digest = [hashlib.sha256(f"{seed}:{k}".encode()).digest() for k in keys]
+    return sorted(range(len(keys)), key=digest.__getitem__)
+
+
 def _split(texts: datasets.Dataset, cfg: RunConfig) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Order rows by sha256(seed:key): eval = first eval_examples, train = the next max_examples.
 
@@ -108,8 +114,7 @@ def _split(texts: datasets.Dataset, cfg: RunConfig) -> tuple[datasets.Dataset, d
             f"data.eval_examples: {n_eval} leaves no training examples; the data has only "
             f"{len(texts)} non-empty examples. Lower data.eval_examples or add data."
         )
-    digest = [hashlib.sha256(f"{seed}:{k}".encode()).digest() for k in texts["key"]]
-    order = sorted(range(len(texts)), key=digest.__getitem__)
+    order = hash_order(texts["key"], seed)
     n_train = min(cfg.data.max_examples, len(texts) - n_eval)
     if n_train < cfg.data.max_examples:
         logger.warning(

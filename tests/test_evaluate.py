@@ -161,22 +161,12 @@ def test_tolerance_is_one_config_field(cache, capsys):
     """FLOPs-to-equal-quality uses EvalConfig.tolerance, and the report prints that value, not a fixed 0.5%."""
     import inspect
 
-    from govgym.agents.evaluate import EvalConfig, episode_rows, evaluate
+    from govgym.agents.evaluate import EvalConfig, episode_rows
 
     assert (
         inspect.signature(episode_rows).parameters["tolerance"].default == EvalConfig().tolerance
     )  # what tune uses
-    cfg = EvalConfig(
-        policies=["fixed_budget"],
-        split="train",
-        seeds=1,
-        instances=TINY,
-        workers=1,
-        max_instances=1,
-        memo="",
-        tolerance=0.02,
-    )
-    res = evaluate(cfg, cache / "e", progress=False)
+    res = _fixed_run(cache / "e", tolerance=0.02)
     out = capsys.readouterr().out
     assert "first eval within 2% of the fixed run's final eval loss" in out and "0.5%" not in out
     ftq = {
@@ -188,6 +178,28 @@ def test_tolerance_is_one_config_field(cache, capsys):
     )  # evaluate used cfg's
     # the fixed run's loss still falls at its end: within 0% only there, within 2% some intervals before
     assert ftq[0.0] == 1.0 and ftq[0.02] < 1.0
+
+
+def _fixed_run(out: Path, **cfg) -> dict:
+    """``evaluate`` of the fixed budget alone on one tiny train instance, one seed (``cfg``: more fields)."""
+    from govgym.agents.evaluate import EvalConfig, evaluate
+
+    base = {"policies": ["fixed_budget"], "split": "train", "seeds": 1, "instances": TINY, "workers": 1}
+    return evaluate(EvalConfig(**{**base, "max_instances": 1, "memo": "", **cfg}), out, progress=False)
+
+
+def _benchmark(name: str):
+    """A script of benchmarks/ loaded as a module (its folder on sys.path, as when it runs)."""
+    import importlib.util
+    import sys
+
+    folder = Path(__file__).parents[1] / "benchmarks"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _evaluate(out: Path, memo: str = "") -> dict:
@@ -268,15 +280,9 @@ def test_saved_memo_is_reused_exactly(cache):
     assert {p: p.read_bytes() for p in (cache / "memo").rglob("*.tree")} == before
     # benchmarks/predictability.py feeds the same policies each fixed path's observations: its first stops
     # (the tables of docs/results_v2.md rest on them) must be exactly evaluate's episodes
-    import importlib.util
-
     from govgym.agents.harness import task_env
 
-    spec = importlib.util.spec_from_file_location(
-        "predictability", Path(__file__).parents[1] / "benchmarks" / "predictability.py"
-    )
-    pred = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pred)
+    pred = _benchmark("predictability")
     paths = pred.fixed_paths(TINY, "train", str(cache / "memo"))
     got = pred.first_stops(paths, cfg.policies, "", task_env(TINY, "train").action_names)
     want = {(r["policy"], r["instance"], r["episode_seed"]): r["return"] for r in c["rows"]}
@@ -417,27 +423,11 @@ def test_noise_ceiling_reruns_a_saved_fixed_path_exactly_and_values_it_on_an_aud
     # benchmarks/noise_ceiling.py re-runs held-out fixed runs to evaluate them on a second, independent
     # set: the env's own eval losses must come out exactly as the saved tree holds them (nothing the run
     # sees changes), and the audit curve keeps the FLOP cost and changes only the quality term
-    import importlib.util
-
-    from govgym.agents.evaluate import EvalConfig, evaluate
     from govgym.envs.fastfit import tree_index
     from govgym.envs.instances import load_instances
 
-    cfg = EvalConfig(
-        policies=["fixed_budget"],
-        split="train",
-        seeds=1,
-        instances=TINY,
-        workers=1,
-        max_instances=1,
-        memo=str(cache / "memo"),
-    )
-    evaluate(cfg, cache / "a", progress=False)
-    spec = importlib.util.spec_from_file_location(
-        "noise_ceiling", Path(__file__).parents[1] / "benchmarks" / "noise_ceiling.py"
-    )
-    nc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(nc)
+    _fixed_run(cache / "a", memo=str(cache / "memo"))
+    nc = _benchmark("noise_ceiling")
     inst, seed, tree = tree_index(load_instances(TINY), str(cache / "memo"), "train")[0]
     r = nc.rerun(("t", TINY, "train", str(tree), seed, 64))
     assert r["instance"] == inst and r["max_dA"] == 0.0
@@ -447,5 +437,3 @@ def test_noise_ceiling_reruns_a_saved_fixed_path_exactly_and_values_it_on_an_aud
     assert not np.allclose(ca[1:], cb[1:])  # another set of examples, another curve
     same_a, same_b, _ = nc.curves({**r, "audit": r["evals"]})  # the env's losses as the audit: same curve
     np.testing.assert_allclose(same_a, same_b, atol=1e-12)
-    m, lo, hi = nc.boot(np.array([1.0, 2.0, 3.0, 4.0]), ["x", "x", "y", "z"])
-    assert m == 2.5 and 1.0 <= lo <= m <= hi <= 4.0
