@@ -74,9 +74,10 @@ def check_k(interval_steps: Any, governor: Any) -> int:
 __all__ = ["BUDGET_LIMITS", "check_budget", "check_k", "check_number", "is_number"]
 
 
-def resolve_governor(governor: Any) -> tuple[Any, list[str], str | None]:
+def resolve_governor(governor: Any, tolerance: float | None = None) -> tuple[Any, list[str], str | None]:
     """(governor, its action names, the path it was given as or None): an object with SB3's ``predict``
-    and ``action_names`` holding continue and stop, or a path / shipped name loaded by ``shipped.load_any``."""
+    and ``action_names`` holding continue and stop, or a path / shipped name loaded by ``shipped.load_any``
+    (``"default"`` is the shipped default of the objective: equal quality when ``tolerance`` is given)."""
     import os
 
     from govgym.envs.actions import CONTINUE, STOP
@@ -93,7 +94,7 @@ def resolve_governor(governor: Any) -> tuple[Any, list[str], str | None]:
     if isinstance(governor, (str, os.PathLike)):
         from govgym.deploy import shipped
 
-        ref, governor = str(governor), shipped.load_any(governor)
+        ref, governor = str(governor), shipped.load_any(governor, tolerance)
     names = list(getattr(governor, "action_names", None) or [])
     missing = [a for a in (CONTINUE, STOP) if a not in names]
     if missing or not callable(getattr(governor, "predict", None)):

@@ -85,14 +85,19 @@ def interval_and_actions(instances: str) -> tuple[int, list[str], str]:
 
 
 def governor_from_spec(
-    spec: str, action_names: list[str] | None = None, k: int | None = None, key: str = "governor"
+    spec: str,
+    action_names: list[str] | None = None,
+    k: int | None = None,
+    key: str = "governor",
+    tolerance: float | None = None,
 ) -> tuple[Any, str, bool]:
     """(governor, label, is_artifact) of ``spec``: an exported artifact folder (or its governor.json),
     loaded with every check of ``load_governor``, or a heuristic spec built for ``action_names`` with
     decision interval ``k`` (None: the packaged instance set's, as ``govgym export`` builds one).
     ``key`` names the setting in errors. A spec that names a path (it exists, has a path separator, or
-    ends in .json) is an artifact. ``default`` is the shipped default's heuristic (``deploy/shipped.py``)
-    with its tuned v1 knobs; a bare heuristic name takes the tuned v1 knobs too.
+    ends in .json) is an artifact. ``default`` is the shipped default (``deploy/shipped.py``) of the
+    objective: the price one, or the equal-quality one when ``tolerance`` is given; a bare heuristic name
+    takes the tuned v1 knobs.
     """
     import os
 
@@ -100,10 +105,10 @@ def governor_from_spec(
     if Path(s).exists() or "/" in s or os.sep in s or s.endswith(".json"):
         return load_governor(s), Path(s.rstrip("/")).name or s, True
     if s == "default":
-        from govgym.deploy.shipped import DEFAULT
+        from govgym.deploy.shipped import load_shipped
 
-        gov, label, _ = governor_from_spec(DEFAULT, action_names, k, key)
-        return gov, f"default ({label})", False
+        gov = load_shipped("default", tolerance)
+        return gov, f"default ({gov.meta['provenance']['policy']})", True
     try:  # an agent is not loaded here (no SB3 in deploy/); knobs of v1, the packaged instance set's
         ps = specs.parse_spec(s, knobs_file=specs.default_knobs_path(version=env_version("")))
     except ConfigError as err:

@@ -160,7 +160,7 @@ class GovernorCallback(TrainerCallback, Decisions, CheckpointedGovernor, Decisio
         shield: bool = True,
         shield_k: float = DEFAULT_K,
     ) -> None:
-        governor, names, self._governor_ref = resolve_governor(governor)
+        governor, names, self._governor_ref = resolve_governor(governor, tolerance)
         kind, value = check_budget(budget_flops, budget_epochs, budget_steps)
         k = check_k(interval_steps, governor)
         lam = check_number("lam", lam, 0.0, 10.0)

@@ -108,11 +108,12 @@ class OutsideJob:
             )
 
 
-def resolve_governors(specs: list[str]) -> list[tuple[Any, str]]:
-    """(governor, label) of each spec, as ``govgym deploy`` resolves it (``governor_from_spec``); labels unique."""
+def resolve_governors(specs: list[str], tolerance: float | None = None) -> list[tuple[Any, str]]:
+    """(governor, label) of each spec, as ``govgym deploy`` resolves it (``governor_from_spec``; ``default`` is
+    the shipped default of the objective: equal quality when ``tolerance`` is given); labels unique."""
     from govgym.deploy.artifact import governor_from_spec
 
-    out = [governor_from_spec(s, key=f"governors[{i}]")[:2] for i, s in enumerate(specs)]
+    out = [governor_from_spec(s, key=f"governors[{i}]", tolerance=tolerance)[:2] for i, s in enumerate(specs)]
     labels = [lab for _, lab in out]
     if len(set(labels)) != len(labels) or {FIXED, ESC} & set(labels):
         raise ConfigError(
@@ -271,7 +272,8 @@ def outside(job: OutsideJob, out: Path, progress: bool = True) -> dict[str, list
     from govgym.efficiency.basemodel import clean_stale_tmp, progress_bars
     from govgym.results import format_table, write_json, write_rows
 
-    govs = resolve_governors(job.governors)  # every spec checked before the encoder is built
+    tol = job.tolerance if job.objective == "equal_quality" else None
+    govs = resolve_governors(job.governors, tol)  # every spec checked before the encoder is built
     k = decision_interval(job, govs)
     t_start = time.time()
     enc_dir = ensure_encoder(job.encoder, progress)

@@ -391,11 +391,13 @@ def base_key(iset: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def default_model_path() -> Path:
-    """The packaged fast model of FineTune-v1 (``configs/fast_v1.json``)."""
+def default_model_path(world: int = 1) -> Path:
+    """The packaged fast model of FineTune-v1 (``configs/fast_v1.json``) or, ``world=2``, of the generated v2
+    world (``configs/fast_v2.json``: the 5-member ensemble fitted on 302 v2 train traces, a copy of
+    ``data/fast_v2/fast_model.json``; what the shipped default agent and ``govgym demo`` train on)."""
     from importlib.resources import files
 
-    return Path(str(files("govgym.configs") / "fast_v1.json"))
+    return Path(str(files("govgym.configs") / ("fast_v2.json" if world == 2 else "fast_v1.json")))
 
 
 __all__ = [

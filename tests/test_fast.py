@@ -11,6 +11,7 @@ import pytest
 import govgym  # noqa: F401  (registers the envs)
 from govgym.typed import ConfigError
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY_V1 = str(Path(__file__).parent / "data" / "tiny_instances_v1.yaml")
 
 
@@ -238,10 +239,12 @@ def test_fit_fast_without_trees_says_what_to_run(tmp_path: Path, capsys: pytest.
 def test_demo_trains_by_rl_on_the_fast_backend_then_evaluates_on_real_held_out_runs(
     fitted: dict, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    """The main job end to end on the tiny v1 set: RL on its fast model, then real held-out runs."""
+    """The main job end to end on the tiny v1 set: stop-only RL on its fast model (the shipped default's
+    recipe), the exported artifact, then real held-out runs."""
     import json
 
     from govgym.cli import main
+    from govgym.deploy.artifact import load_governor
 
     code = main(
         [
@@ -250,6 +253,9 @@ def test_demo_trains_by_rl_on_the_fast_backend_then_evaluates_on_real_held_out_r
             str(tmp_path),
             f"instances={TINY_V1}",
             f"fast_model={fitted['path']}",
+            "split=test",
+            "max_instances=0",
+            f"knobs={ROOT / 'configs' / 'heuristics_v1.yaml'}",
             "timesteps=2048",
             "seeds=1",
             "workers=1",
@@ -258,11 +264,25 @@ def test_demo_trains_by_rl_on_the_fast_backend_then_evaluates_on_real_held_out_r
     )
     out = capsys.readouterr().out
     assert code == 0 and "[2/4] fast backend" in out and "[4/4] evaluate" in out and "oracle" in out
+    assert "stop-only" in out
     meta = json.loads((tmp_path / "train" / "agent.json").read_text())
     assert meta["env_id"] == "govgym/FineTuneFast-v1" and meta["env_steps"] >= 2048 and not meta["pretrain"]
+    assert meta["allowed_actions"] == ["continue", "stop"] and meta["config"]["levers"] is False
+    gov = load_governor(tmp_path / "governor")  # exported: what GovernorCallback takes
+    assert gov.kind == "agent" and gov.meta["allowed_actions"] == ["continue", "stop"]
     board = json.loads((tmp_path / "evaluate" / "leaderboard.json").read_text())
-    assert {"agent", "fixed_budget", "oracle", "patience"} <= {row["policy"] for row in board["rows"]}
+    rows = {row["policy"] for row in board["rows"]}
+    assert {"agent", "agent+shield", "fixed_budget", "oracle", "early_stopping"} <= rows
     assert board["meta"]["config"]["split"] == "test"
+
+
+def test_demo_refuses_a_split_the_set_does_not_have(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from govgym.cli import main
+
+    code = main(["demo", "--out", str(tmp_path), f"instances={TINY_V1}", "split=test-b", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "test-b" in err and "empty" in err and "Traceback" not in err
+    assert not (tmp_path / "train").exists()
 
 
 def test_sim2real_on_held_out_runs_and_fewer_traces(

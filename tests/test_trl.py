@@ -95,7 +95,7 @@ def test_packaged_default_governs_an_sft_trainer(tmp_path, kind):
         rows[0]["strategy"] == "full+gc"
     )  # SFTConfig turns gradient checkpointing on by default: read as such
     assert out["step_flops"]["full+gc"] > 0 and out["eval_flops"] > 0
-    assert cb.governor.meta["provenance"]["shipped_as"] == "default" and cb.report.trainer is trainer
+    assert cb.governor.policy.meta["provenance"]["shipped_as"] == "default" and cb.report.trainer is trainer
     assert [h["governor/action"] for h in trainer.state.log_history if "governor/action" in h] == [
         r["action"] for r in rows
     ]

@@ -174,6 +174,10 @@ def cmd_demo(inv: Invocation) -> None:
         job.train_minutes,
         job.fast_model,
         job.randomize,
+        job.levers,
+        job.split,
+        job.max_instances,
+        job.knobs,
     )
 
 

@@ -176,28 +176,37 @@ class TuneJob:
 
 @dataclass
 class DemoJob:
-    """``govgym demo``: prepare, demonstrations, train, evaluate on held-out runs."""
+    """``govgym demo``: prepare, train the shipped default's recipe on the fast backend, export, evaluate on held-out runs."""
 
     timesteps: int = 200_000
-    """Env steps of MaskablePPO training on the fast backend (at most; ~1k+ steps/s on 2 cores)."""
-    train_minutes: float = 5.0
+    """Env steps of MaskablePPO training on the fast backend (the shipped default's 200,000; ~1k steps/s on 2 cores)."""
+    train_minutes: float = 8.0
     """... or stop training after this many minutes, whichever comes first (0 = no time limit)."""
     fast_model: str = ""
-    """Fast model file the agent trains on ('' = the packaged configs/fast_v1.json)."""
+    """Fast model file the agent trains on ('' = the packaged configs/fast_v2.json, v2's 5-member ensemble)."""
     randomize: float = 0.0
     """Probability that a training episode is a random instance around the families (domain randomization)."""
+    levers: bool = False
+    """Let the agent pull every lever (reprune, switch); false = stop-only, as the shipped default."""
     seeds: int = 1
-    """Episode seeds per held-out instance (the table in docs/results.md: 5)."""
+    """Episode seeds per held-out instance (docs/results_v2.md: 5 on every instance)."""
     workers: int = 2
     """Processes (one core each) for the training envs and the evaluation."""
     instances: str = ""
-    """Instance-set YAML ('' = packaged configs/instances_v1.yaml, FineTune-v1; configs/instances.yaml is v0's)."""
+    """Instance-set YAML ('' = the packaged configs/instances_v2.yaml, the generated v2 world)."""
+    split: str = "test-b"
+    """Held-out split to judge on (v2: test-a new draws, test-b unseen tasks, test-c unseen bases; v1: test)."""
+    max_instances: int = 8
+    """Judge the first N instances of the split (0 = all 24 of a v2 split: ~3x the time)."""
+    knobs: str = ""
+    """Tuned heuristic knobs YAML ('' = the packaged configs/heuristics_v2.yaml, tuned on the v2 train split)."""
 
     def __post_init__(self) -> None:
         check_range("timesteps", self.timesteps, 1)
         check_range("train_minutes", self.train_minutes, 0.0)
         check_range("seeds", self.seeds, 1)
         check_range("workers", self.workers, 1)
+        check_range("max_instances", self.max_instances, 0)
 
 
 @dataclass
