@@ -105,7 +105,8 @@ def demo(
     what = "every lever" if levers else "stop-only (continue or stop), the shipped default's recipe"
     print(
         f"[3/4] train: MaskablePPO from scratch by RL on the fast backend's train split, {what}, for "
-        f"{timesteps:,} env steps{limit}"
+        f"{timesteps:,} env steps{limit}",
+        flush=True,  # before the training envs fork: an unflushed line would be printed by each of them too
     )
     cfg = TrainConfig(
         algo="maskable_ppo",
@@ -133,7 +134,8 @@ def demo(
     t3 = time.perf_counter()
     print(
         f"[4/4] evaluate: v2-tuned heuristics, the agent and the oracle on {len(held)} held-out instances of "
-        f"{split} x {seeds} seeds (real runs)"
+        f"{split} x {seeds} seeds (real runs)",
+        flush=True,
     )
     # memo="": every demo runs its held-out episodes for real (policies still share steps within a task)
     ecfg = EvalConfig(
