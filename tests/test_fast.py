@@ -276,13 +276,23 @@ def test_demo_trains_by_rl_on_the_fast_backend_then_evaluates_on_real_held_out_r
     assert board["meta"]["config"]["split"] == "test"
 
 
-def test_demo_refuses_a_split_the_set_does_not_have(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "arg, words",
+    [
+        ("split=test-b", ["test-b", "empty"]),
+        ("fast_model=/nonexistent/fast.json", ["/nonexistent/fast.json"]),
+        ("knobs=/nonexistent/knobs.yaml", ["/nonexistent/knobs.yaml", "govgym tune"]),
+    ],
+)
+def test_demo_refuses_bad_input_before_it_builds_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture, arg: str, words: list[str]
+) -> None:
     from govgym.cli import main
 
-    code = main(["demo", "--out", str(tmp_path), f"instances={TINY_V1}", "split=test-b", "--no-progress"])
-    err = capsys.readouterr().err
-    assert code == 2 and "test-b" in err and "empty" in err and "Traceback" not in err
-    assert not (tmp_path / "train").exists()
+    code = main(["demo", "--out", str(tmp_path), f"instances={TINY_V1}", "split=test", arg, "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 2 and all(w in captured.err for w in words) and "Traceback" not in captured.err
+    assert "[1/4]" not in captured.out and not (tmp_path / "train").exists()
 
 
 def test_sim2real_on_held_out_runs_and_fewer_traces(

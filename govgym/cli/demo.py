@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from govgym.agents.evaluate import DEFAULT_POLICIES, EvalConfig, evaluate
+from govgym.agents.specs import load_knobs
 from govgym.agents.train import TrainConfig, train
 from govgym.efficiency.workload import load_workload
 from govgym.envs.fastmodel import default_model_path, load_model
@@ -84,7 +85,10 @@ def demo(
     fast_model = fast_model or str(default_model_path(world=2))
     knobs = knobs or str(configs / "heuristics_v2.yaml")
     t0 = time.perf_counter()
-    held = load_instances(instances).split(split)[: max_instances or None]  # a bad split: one ConfigError
+    # every input checked before minutes of building and training: a bad split, model or knobs file
+    held = load_instances(instances).split(split)[: max_instances or None]
+    fm = load_model(fast_model)
+    load_knobs(knobs)
     print(
         f"[1/4] prepare: base models and data of {len(held)} held-out instances of {split} (built once, then cached)"
     )
@@ -92,7 +96,6 @@ def demo(
     print(f"      {len(infos)} workloads ready ({time.perf_counter() - t0:.0f} s)")
 
     t1 = time.perf_counter()
-    fm = load_model(fast_model)
     prov = fm.provenance
     print(
         f"[2/4] fast backend: govgym/FineTuneFast-v1 ({fast_model}), fitted on {prov.get('traces', '?')} real "
