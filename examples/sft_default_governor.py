@@ -78,7 +78,8 @@ trainer = SFTTrainer(
 trainer.train()
 
 log = json.loads((out / "decisions.json").read_text())
-print(f"\ngovernor: {log['governor']} ({governor.governor.meta['heuristic']}), ended: {log['ended']}")
+shipped = getattr(governor.governor, "policy", governor.governor)  # a learned default runs behind the shield
+print(f"\ngovernor: {log['governor']} ({shipped.meta['provenance']['policy']}), ended: {log['ended']}")
 print("step  action     budget_frac  eval_loss  train_loss  strategy")
 for d in log["decisions"]:
     print(

@@ -135,3 +135,20 @@ def test_governed_sft_trainer_reprunes_switches_and_reads_the_noise_scale(tmp_pa
 def test_governed_refuses_what_is_not_a_trainer():
     with pytest.raises(ConfigError, match="Trainer subclass"):
         governed(dict)
+
+
+def test_the_example_runs_as_a_user_runs_it(tmp_path):
+    """``python examples/sft_default_governor.py OUT`` in a fresh process: exit 0, the shipped policy named."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(
+        [sys.executable, str(root / "examples" / "sft_default_governor.py"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "(mbrl_p0), ended:" in r.stdout and "train/governor/" in r.stdout
