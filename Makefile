@@ -12,7 +12,7 @@ TORCH_CPU ?= torch==2.13.0
 
 .PHONY: demo test test-slow test-gpu bench lint format clean-venv
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@if $(PY) -c "import torch" 2>/dev/null; then echo "torch already installed"; \
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	elif ! $(PY) -m pip install -q "$(TORCH_CPU)"; then \
 	  echo "make: could not install $(TORCH_CPU) (the CPU wheel govgym is tested with) from pip's configured index: install a CPU build of torch into $(VENV) yourself (e.g. $(PY) -m pip install /path/to/torch-*.whl), then re-run make." >&2; \
 	  exit 1; fi
-	$(PY) -m pip install -q -e ".[rl,dev,ray,dataset,offline]"
+	$(PY) -m pip install -q -e ".[rl,dev,ray,dataset,offline,trl]"
 	@touch $(STAMP)
 
 demo: $(STAMP)
