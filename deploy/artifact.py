@@ -195,6 +195,7 @@ def export(
     reference: Any = None,
     instances: str = "",
     provenance: dict[str, Any] | None = None,
+    knobs: str | Path = "",
 ) -> Path:
     """Write the artifact of ``source`` to ``out_dir``, load it back and check it acts as the source.
 
@@ -210,6 +211,8 @@ def export(
             or the packaged one for a heuristic).
         provenance: entries added to (or replacing) the artifact's ``provenance`` (e.g. the leaderboard
             a shipped governor was chosen on: ``deploy/shipped.py``).
+        knobs: a tuned knobs YAML (``govgym tune``) for a bare heuristic name, instead of the packaged ones
+            of the instance set's version (e.g. ``configs/heuristics_v2_eq.yaml``).
 
     Returns:
         The path of the written governor.json.
@@ -250,12 +253,12 @@ def export(
             )
     else:
         version = env_version(instances)
-        name, knobs, label, knobs_file = _heuristic_spec(source, version)
+        name, tuned, label, knobs_file = _heuristic_spec(source, version, knobs)
         k, actions, inst_file = interval_and_actions(instances)
-        make_policy(name, actions, **dict(knobs))  # a bad knob is refused before anything is written
+        make_policy(name, actions, **dict(tuned))  # a bad knob is refused before anything is written
         body = {
             "kind": "heuristic",
-            "heuristic": {"name": name, "knobs": knobs, "spec": label},
+            "heuristic": {"name": name, "knobs": tuned, "spec": label},
             "provenance": {
                 "source": source,
                 "algo": "heuristic",
@@ -264,7 +267,7 @@ def export(
                 "knobs": knobs_file,  # '' = the knobs were given in the spec
             },
         }
-        reference = make_policy(name, actions, **dict(knobs))
+        reference = make_policy(name, actions, **dict(tuned))
     body["provenance"].update(provenance or {})
     meta: dict[str, Any] = {
         "format": FORMAT,
@@ -292,16 +295,18 @@ def export(
     return path
 
 
-def _heuristic_spec(spec: str, version: int = 0) -> tuple[str, dict[str, Any], str, str]:
-    """(name, knobs, spec, knobs file) of ``name`` (the tuned knobs packaged for env ``version``) or
-    ``name:k=v,...`` (knobs file '')."""
+def _heuristic_spec(
+    spec: str, version: int = 0, knobs: str | Path = ""
+) -> tuple[str, dict[str, Any], str, str]:
+    """(name, knobs, spec, knobs file) of ``name`` (the tuned knobs of ``knobs``, else those packaged for env
+    ``version``) or ``name:k=v,...`` (knobs file '')."""
     name = spec.strip().partition(":")[0]
     if name not in POLICIES:
         raise ConfigError(
             f"export: {spec!r} is neither an agent (a folder, DIR/final.zip or DIR/agent.json that exists) "
             f"nor a heuristic ({', '.join(POLICIES)})."
         )
-    knobs_path = specs.default_knobs_path(version=version)
+    knobs_path = Path(knobs) if knobs else specs.default_knobs_path(version=version)
     ps = specs.parse_spec(spec.strip(), knobs_file=knobs_path)
     return ps.name, dict(ps.knobs), spec.strip(), "" if ":" in spec else knobs_path.name
 

@@ -145,14 +145,6 @@ def load_any(spec: str | os.PathLike[str], tolerance: float | None = None) -> An
     return governor_from_spec(s, key="GovernorCallback: governor")[0]
 
 
-def _eq_spec() -> str:
-    """``learned_curve:alpha=..,..`` with the knobs of ``EQ_KNOBS`` (the model knob left to the packaged one)."""
-    from govgym.agents.specs import load_knobs
-
-    knobs = load_knobs(EQ_KNOBS)[DEFAULT_EQ]
-    return DEFAULT_EQ + ":" + ",".join(f"{k}={v}" for k, v in sorted(knobs.items()))
-
-
 def write_shipped(root: str | Path) -> list[Path]:
     """Write every shipped governor under ``root`` (``configs/governors`` in the source tree; run it there).
 
@@ -192,7 +184,7 @@ def write_shipped(root: str | Path) -> list[Path]:
         "policy": DEFAULT_EQ,
         "why_default": WHY_DEFAULT_EQ,
     }
-    out.append(export(_eq_spec(), Path(root) / "default_eq", instances=V2_INSTANCES, provenance=prov))
+    out.append(export(DEFAULT_EQ, Path(root) / "default_eq", None, V2_INSTANCES, prov, knobs=EQ_KNOBS))
     return out
 
 

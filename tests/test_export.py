@@ -168,6 +168,29 @@ def test_heuristic_knobs_are_checked_at_export(tmp_path):
     assert not (tmp_path / "gov").exists()
 
 
+def test_a_bare_heuristic_exports_with_a_knobs_file_as_evaluate_takes_it(tmp_path, capsys):
+    """``govgym export marginal_gain knobs=configs/heuristics_v2.yaml``: the file's knobs, not the packaged v1 ones;
+    a knobs path that is not a file is one sentence and writes nothing."""
+    from govgym.agents.specs import load_knobs
+    from govgym.cli import main
+
+    v2 = str(Path(__file__).resolve().parents[1] / "configs" / "heuristics_v2.yaml")
+    assert main(["export", "marginal_gain", "--out", str(tmp_path / "v2"), f"knobs={v2}"]) == 0
+    h = load_governor(tmp_path / "v2").meta["heuristic"]
+    assert (
+        h["knobs"]
+        == load_knobs(v2)["marginal_gain"]
+        != load_governor(export("marginal_gain", tmp_path / "v1")).meta["heuristic"]["knobs"]
+    )
+    assert main(["export", "marginal_gain", "--out", str(tmp_path / "z"), "knobs=/nonexistent/k.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "/nonexistent/k.yaml is not a file" in err
+        and "Traceback" not in err
+        and not (tmp_path / "z").exists()
+    )
+
+
 # ---------------------------------------------------------------------------- (c) refused artifacts
 def _resign(folder: Path, edit) -> None:
     """Edit governor.json and give it a valid own hash (a forger who knows the format)."""

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from govgym.efficiency.config import RunConfig
 
 
-def export_governor(source: str, out: Path, instances: str = "") -> dict[str, Any]:
+def export_governor(source: str, out: Path, instances: str = "", knobs: str = "") -> dict[str, Any]:
     """Export ``source`` (agent or heuristic spec) to ``out``; print the artifact's size and load time.
 
     For an agent the reference the artifact is checked against is SB3's own forward
@@ -37,7 +37,7 @@ def export_governor(source: str, out: Path, instances: str = "") -> dict[str, An
         from govgym.agents.policies import AgentPolicy
 
         reference = AgentPolicy(source)
-    path = export(source, out, reference=reference, instances=instances)
+    path = export(source, out, reference=reference, instances=instances, knobs=knobs)
     gov, seconds = timed_load(out)
     size = artifact_bytes(out)
     files = [META_FILE, *(["policy.safetensors"] if gov.kind == "agent" else [])]

@@ -145,7 +145,7 @@ def cmd_sim2real(inv: Invocation) -> None:
 def cmd_export(inv: Invocation) -> None:
     from govgym.cli.deployjobs import export_governor
 
-    export_governor(inv.args.source, inv.out, inv.job.instances)
+    export_governor(inv.args.source, inv.out, inv.job.instances, inv.job.knobs)
 
 
 def cmd_transfer(inv: Invocation) -> None:

@@ -215,6 +215,8 @@ class ExportJob:
 
     instances: str = ""
     """Instance-set YAML whose env.interval_steps is the decision interval K ('' = the agent's training set; packaged configs/instances_v1.yaml for a heuristic)."""
+    knobs: str = ""
+    """A heuristic's tuned knobs YAML (`govgym tune`, e.g. configs/heuristics_v2.yaml; '' = the packaged ones of the instance set's version)."""
 
 
 @dataclass
