@@ -23,11 +23,9 @@ FLOPs (torch.utils.flop_counter) and memory (memstats) are measured on the first
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,7 +42,7 @@ from govgym.efficiency.noise import noise_estimates
 from govgym.efficiency.pruning import per_example_losses, per_example_losses_from_loss
 from govgym.efficiency.reprune import reprune
 from govgym.efficiency.sampler import EpochSampler
-from govgym.efficiency.snapshot import SNAPSHOT_VERSION, load_model_state, read_snapshot, write_snapshot
+from govgym.efficiency.snapshot import RunSnapshots
 from govgym.efficiency.workload import load_workload
 from govgym.errors import RunError as RunError  # re-exported: defined in the base, caught by the CLI
 
@@ -81,7 +79,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-class FineTuneRun:
+class FineTuneRun(RunSnapshots):
     """A real fine-tuning run advanced a few optimizer steps at a time.
 
     Args:
@@ -385,97 +383,3 @@ class FineTuneRun:
         return memstats.estimate(
             self.model, self.strategy, self.cfg.optim.batch_size, self.train_ids.shape[1], self.trainable
         )
-
-    # ------------------------------------------------------------------ snapshot / restore
-    def training_state(self) -> dict[str, Any]:
-        """Everything but the model: optimizer, schedule, RNG, data order, counters (copies)."""
-        return {
-            "version": SNAPSHOT_VERSION,
-            "strategy": self.strategy.name,
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "scheduler": copy.deepcopy(self.scheduler.state_dict()),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            },
-            "sampler": self.sampler.state_dict(),
-            "step": self.step,
-            "flops": dict(self.flops),
-            "flop_cache": self.flop_cache.state_dict(),
-            "memory": copy.deepcopy(self.memory),
-            "last_memory": copy.deepcopy(self.last_memory),
-            "cap_mb": self.cap_mb,
-            "gns": self._gns,
-            "example_loss": self.example_loss.clone(),
-            "last_seen": self.last_seen.clone(),
-        }
-
-    def snapshot(self) -> dict[str, Any]:
-        """Everything needed to resume or branch the run, in memory: model, optimizer, schedule, RNG, data order."""
-        return {**self.training_state(), "model": copy.deepcopy(self.model)}
-
-    def restore(self, snap: dict[str, Any]) -> None:
-        """Return the run to ``snap`` exactly (continuing gives bit-identical results on CPU)."""
-        if snap.get("version") != SNAPSHOT_VERSION:
-            raise RunError(
-                f"snapshot version {snap.get('version')} is not {SNAPSHOT_VERSION}; it was written by another govgym."
-            )
-        self.model = copy.deepcopy(snap["model"])
-        self._restore_state(snap)
-
-    def _restore_state(self, snap: dict[str, Any]) -> None:
-        self.strategy = Strategy.parse(snap["strategy"])
-        self.step = snap["step"]
-        self._build_optimizer(None)
-        self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
-        self.scheduler.load_state_dict(copy.deepcopy(snap["scheduler"]))
-        torch.set_rng_state(snap["rng"]["torch"])
-        if (
-            snap["rng"]["cuda"] is not None and torch.cuda.is_available()
-        ):  # a CUDA run's file read on CPU: no CUDA RNG to set
-            torch.cuda.set_rng_state_all(snap["rng"]["cuda"])
-        self.sampler.load_state_dict(snap["sampler"])
-        self.flops = dict(snap["flops"])
-        self.flop_cache.load_state_dict(snap["flop_cache"])
-        self.memory = copy.deepcopy(snap["memory"])
-        self.last_memory = copy.deepcopy(snap["last_memory"])
-        self.set_cap(snap["cap_mb"])
-        self._gns = snap["gns"]
-        self.n_params = param_counts(self.model)
-        if "example_loss" not in snap:  # a version-2 file written before losses were recorded
-            self._clear_recorded()
-            return
-        loss, seen = snap["example_loss"], snap["last_seen"]
-        n = len(self.train_ids)
-        if tuple(loss.shape) != (n,) or tuple(seen.shape) != (n,):
-            raise ValueError(
-                f"recorded losses of {tuple(loss.shape)} / last seen of {tuple(seen.shape)} examples, this run has {n}"
-            )
-        self.example_loss = loss.to(self.device, torch.float32).clone()
-        self.last_seen = seen.to(self.device, torch.long).clone()
-
-    def save(self, path: str | Path) -> Path:
-        """Write a snapshot file atomically: JSON + safetensors behind a content hash (``efficiency/snapshot.py``)."""
-        return write_snapshot(path, self.training_state(), self.model.state_dict(), self.strategy.name)
-
-    def load(self, path: str | Path) -> None:
-        """Restore from a file written by ``save``: format, version, content hash and every field are checked first.
-
-        The run is brought to the saved strategy (its model structure) and the saved tensors are loaded
-        into it; a file from a run of another model is refused.
-        """
-        state, model_sd, saved = read_snapshot(path)
-        if int(state["sampler"]["kept"].max()) >= len(self.train_ids):
-            raise RunError(
-                f"run snapshot {path}: sampler.kept names example {int(state['sampler']['kept'].max())}, this run "
-                f"has {len(self.train_ids)} training examples; load a snapshot of a run built from the same config."
-            )
-        self.switch_strategy(saved)
-        load_model_state(self.model, model_sd, saved, path)
-        try:
-            self._restore_state(state)
-        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
-            raise RunError(
-                f"run snapshot {path}: its optimizer/schedule/data state does not fit this run ({type(err).__name__}: {str(err)[:200]}); "
-                "the run is left half-restored: build a new run and load a snapshot of the same config."
-            ) from None

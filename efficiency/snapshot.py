@@ -1,4 +1,5 @@
-"""The run snapshot file: what ``FineTuneRun.save`` writes and ``FineTuneRun.load`` reads back.
+"""Run snapshots: ``RunSnapshots`` (``FineTuneRun``'s snapshot/restore/save/load, a mixin) and the file that
+``FineTuneRun.save`` writes and ``FineTuneRun.load`` reads back.
 
     write_snapshot(path, state, model_state_dict, strategy)   # atomic; JSON + safetensors behind a sha256
     state, model_sd, strategy = read_snapshot(path)           # format, version, hash, then every field
@@ -12,6 +13,7 @@ exactly or not at all, is ``load_model_state`` here. The file layout is ``effici
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +24,7 @@ import torch
 
 from govgym import __version__
 from govgym.efficiency import memstats, safefile
+from govgym.efficiency.compute import param_counts
 from govgym.efficiency.memory import Strategy
 from govgym.errors import RunError
 
@@ -219,7 +222,107 @@ def load_model_state(
         )
 
 
+class RunSnapshots:
+    """``FineTuneRun``'s snapshots: in memory (``snapshot``/``restore``, for branching an env's step tree) and
+    on file (``save``/``load``, through ``write_snapshot``/``read_snapshot``). A mixin: it reads and sets the
+    run's own fields (model, optimizer, schedule, sampler, counters, recorded losses)."""
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything but the model: optimizer, schedule, RNG, data order, counters (copies)."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "strategy": self.strategy.name,
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "scheduler": copy.deepcopy(self.scheduler.state_dict()),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+            "sampler": self.sampler.state_dict(),
+            "step": self.step,
+            "flops": dict(self.flops),
+            "flop_cache": self.flop_cache.state_dict(),
+            "memory": copy.deepcopy(self.memory),
+            "last_memory": copy.deepcopy(self.last_memory),
+            "cap_mb": self.cap_mb,
+            "gns": self._gns,
+            "example_loss": self.example_loss.clone(),
+            "last_seen": self.last_seen.clone(),
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything needed to resume or branch the run, in memory: model, optimizer, schedule, RNG, data order."""
+        return {**self.training_state(), "model": copy.deepcopy(self.model)}
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Return the run to ``snap`` exactly (continuing gives bit-identical results on CPU)."""
+        if snap.get("version") != SNAPSHOT_VERSION:
+            raise RunError(
+                f"snapshot version {snap.get('version')} is not {SNAPSHOT_VERSION}; it was written by another govgym."
+            )
+        self.model = copy.deepcopy(snap["model"])
+        self._restore_state(snap)
+
+    def _restore_state(self, snap: dict[str, Any]) -> None:
+        self.strategy = Strategy.parse(snap["strategy"])
+        self.step = snap["step"]
+        self._build_optimizer(None)
+        self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
+        self.scheduler.load_state_dict(copy.deepcopy(snap["scheduler"]))
+        torch.set_rng_state(snap["rng"]["torch"])
+        if (
+            snap["rng"]["cuda"] is not None and torch.cuda.is_available()
+        ):  # a CUDA run's file read on CPU: no CUDA RNG to set
+            torch.cuda.set_rng_state_all(snap["rng"]["cuda"])
+        self.sampler.load_state_dict(snap["sampler"])
+        self.flops = dict(snap["flops"])
+        self.flop_cache.load_state_dict(snap["flop_cache"])
+        self.memory = copy.deepcopy(snap["memory"])
+        self.last_memory = copy.deepcopy(snap["last_memory"])
+        self.set_cap(snap["cap_mb"])
+        self._gns = snap["gns"]
+        self.n_params = param_counts(self.model)
+        if "example_loss" not in snap:  # a version-2 file written before losses were recorded
+            self._clear_recorded()
+            return
+        loss, seen = snap["example_loss"], snap["last_seen"]
+        n = len(self.train_ids)
+        if tuple(loss.shape) != (n,) or tuple(seen.shape) != (n,):
+            raise ValueError(
+                f"recorded losses of {tuple(loss.shape)} / last seen of {tuple(seen.shape)} examples, this run has {n}"
+            )
+        self.example_loss = loss.to(self.device, torch.float32).clone()
+        self.last_seen = seen.to(self.device, torch.long).clone()
+
+    def save(self, path: str | Path) -> Path:
+        """Write a snapshot file atomically: JSON + safetensors behind a content hash (``efficiency/snapshot.py``)."""
+        return write_snapshot(path, self.training_state(), self.model.state_dict(), self.strategy.name)
+
+    def load(self, path: str | Path) -> None:
+        """Restore from a file written by ``save``: format, version, content hash and every field are checked first.
+
+        The run is brought to the saved strategy (its model structure) and the saved tensors are loaded
+        into it; a file from a run of another model is refused.
+        """
+        state, model_sd, saved = read_snapshot(path)
+        if int(state["sampler"]["kept"].max()) >= len(self.train_ids):
+            raise RunError(
+                f"run snapshot {path}: sampler.kept names example {int(state['sampler']['kept'].max())}, this run "
+                f"has {len(self.train_ids)} training examples; load a snapshot of a run built from the same config."
+            )
+        self.switch_strategy(saved)
+        load_model_state(self.model, model_sd, saved, path)
+        try:
+            self._restore_state(state)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+            raise RunError(
+                f"run snapshot {path}: its optimizer/schedule/data state does not fit this run ({type(err).__name__}: {str(err)[:200]}); "
+                "the run is left half-restored: build a new run and load a snapshot of the same config."
+            ) from None
+
+
 __all__ = [
+    "RunSnapshots",
     "SNAPSHOT_FORMAT",
     "SNAPSHOT_VERSION",
     "check_state",
